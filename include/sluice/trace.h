@@ -1,0 +1,62 @@
+/* sluice: readers of sequence-length traces (text, gzip, JSON Lines,
+ * Megatron .idx, NumPy .npy) and the built-in synthetic trace. */
+#ifndef SLUICE_TRACE_H
+#define SLUICE_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sluice/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sl_trace_kind {
+	SL_TRACE_AUTO = 0, /* sniff magic bytes, then the file name */
+	SL_TRACE_TEXT,     /* one length per line, '#' comments; gzip or plain */
+	SL_TRACE_JSONL,    /* one JSON object per line; gzip or plain */
+	SL_TRACE_MEGATRON, /* Megatron indexed dataset .idx (document lengths) */
+	SL_TRACE_NPY       /* NumPy .npy, 1-D integer array */
+} sl_trace_kind;
+
+typedef struct sl_trace_opts {
+	sl_trace_kind kind;
+	const char *field; /* JSONL: length field (NULL = "length"; "input_ids" counts an array) */
+} sl_trace_opts_t;
+
+/* A growable array of lengths. Zero-initialise; free with sl_lengths_free. */
+typedef struct sl_lengths {
+	int64_t *v;
+	size_t n, cap;
+} sl_lengths_t;
+
+sl_err sl_lengths_push(sl_lengths_t *l, int64_t len);
+void sl_lengths_free(sl_lengths_t *l);
+
+/* Reads every length of a trace into *out (appending). path "-" is stdin
+ * (text or JSONL, gzip allowed). Errors name the file and the line or byte
+ * offset and what was wrong; a truncated or corrupt file is an error, never a
+ * partial read. Lengths must be >= 1. opts may be NULL. */
+sl_err sl_trace_read(const char *path, const sl_trace_opts_t *opts, sl_lengths_t *out);
+
+/* Parses a kind name (auto|text|jsonl|megatron|npy); -1 when unknown. */
+int sl_trace_kind_parse(const char *name);
+
+/* The built-in default trace: n lengths from a log-normal(mu, sigma) shaped
+ * like web text, truncated to [1, max_len], from a fixed-seed generator
+ * (identical on every machine). */
+sl_err sl_trace_synthetic(uint64_t seed, size_t n, double mu, double sigma, int64_t max_len,
+                          sl_lengths_t *out);
+
+/* The Wikipedia sample's fitted parameters (FlexSP), used by the default. */
+#define SL_SYNTH_MU 5.95
+#define SL_SYNTH_SIGMA 1.258
+#define SL_SYNTH_MAX_LEN (192 * 1024)
+#define SL_SYNTH_SEED 20250330u
+
+#ifdef __cplusplus
+}
+#endif
+#endif
