@@ -1,0 +1,26 @@
+/* sluice planner: internal header shared by the planner's files. */
+#ifndef SLUICE_PLANNER_INTERNAL_H
+#define SLUICE_PLANNER_INTERNAL_H
+
+#include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/plan.h"
+#include "sluice/policy.h"
+#include "sluice/profile.h"
+
+/* Policies (one file each). Each follows sl_policy_fn's contract. */
+sl_err planner_policy_static(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                             const sl_policy_opts_t *opts, sl_plan_t **out);
+sl_err planner_policy_batch_adaptive(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                                     const sl_policy_opts_t *opts, sl_plan_t **out);
+sl_err planner_policy_megatron_hcp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                                   const sl_policy_opts_t *opts, sl_plan_t **out);
+sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                             const sl_policy_opts_t *opts, sl_plan_t **out);
+sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                             const sl_policy_opts_t *opts, sl_plan_t **out);
+
+/* Monotonic clock in milliseconds (for reporting planner time only). */
+double planner_now_ms(void);
+
+#endif

@@ -1,0 +1,101 @@
+/* sluice planner: the policy registry and the checked entry point. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "planner.h"
+
+/* The policy table: the first entry is the default. A policy is listed here
+ * once its implementation exists. */
+static const sl_policy_t policies[] = {
+	/* POLICY TABLE: add one line per policy, keep `sluice` first once it exists. */
+};
+
+size_t sl_policy_count(void)
+{
+	return sizeof(policies) / sizeof(policies[0]);
+}
+
+const sl_policy_t *sl_policy_at(size_t i)
+{
+	return i < sl_policy_count() ? &policies[i] : NULL;
+}
+
+const sl_policy_t *sl_policy_find(const char *name)
+{
+	for (size_t i = 0; i < sl_policy_count(); i++)
+		if (strcmp(policies[i].name, name) == 0)
+			return &policies[i];
+	return NULL;
+}
+
+const char *sl_policy_default(void)
+{
+	return sl_policy_count() > 0 ? policies[0].name : "static";
+}
+
+double planner_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                       const sl_policy_opts_t *opts, sl_plan_t **out)
+{
+	static const sl_policy_opts_t defaults;
+	const sl_policy_t *pol;
+	sl_plan_t *plan = NULL;
+	sl_err rc;
+
+	*out = NULL;
+	if (opts == NULL)
+		opts = &defaults;
+	if (policy == NULL)
+		policy = sl_policy_default();
+	pol = sl_policy_find(policy);
+	if (pol == NULL) {
+		char names[256] = "";
+		for (size_t i = 0; i < sl_policy_count(); i++) {
+			strncat(names, i ? ", " : "", sizeof(names) - strlen(names) - 1);
+			strncat(names, policies[i].name, sizeof(names) - strlen(names) - 1);
+		}
+		return sl_seterr(SL_ENOTFOUND, "unknown policy '%s' (known: %s)", policy, names);
+	}
+	if (n < 1)
+		return sl_seterr(SL_EINVAL, "the request has no sequences");
+	if (n > (int64_t)INT32_MAX)
+		return sl_seterr(SL_ERANGE, "the request has %lld sequences (limit %d)", (long long)n,
+		                 INT32_MAX);
+	for (int64_t i = 0; i < n; i++) {
+		if (seqs[i].length < 1)
+			return sl_seterr(SL_ERANGE,
+			                 "sequence %lld (index %lld) has length %lld; lengths must be >= 1",
+			                 (long long)seqs[i].id, (long long)i, (long long)seqs[i].length);
+		if (seqs[i].length > SL_MAX_SEQ_LEN)
+			return sl_seterr(SL_ERANGE, "sequence %lld (index %lld) has length %lld (limit %lld)",
+			                 (long long)seqs[i].id, (long long)i, (long long)seqs[i].length,
+			                 (long long)SL_MAX_SEQ_LEN);
+		rc = sl_cost_check_seq(cost, seqs[i].id, seqs[i].length);
+		if (rc != SL_OK)
+			return rc;
+	}
+
+	double t0 = planner_now_ms();
+	rc = pol->fn(cost, seqs, n, opts, &plan);
+	if (rc != SL_OK)
+		return rc;
+	double t1 = planner_now_ms();
+	snprintf(plan->policy, sizeof(plan->policy), "%s", pol->name);
+	snprintf(plan->profile, sizeof(plan->profile), "%s", cost->prof.name);
+	rc = sl_plan_evaluate(plan, cost);
+	if (rc != SL_OK) {
+		sl_plan_free(&plan);
+		return rc;
+	}
+	plan->planner_ms = t1 - t0;
+	*out = plan;
+	return SL_OK;
+}
