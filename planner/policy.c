@@ -1,5 +1,6 @@
 /* sluice planner: the policy registry and the checked entry point. */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -10,11 +11,15 @@
  * once its implementation exists. */
 static const sl_policy_t policies[] = {
 	/* POLICY TABLE: add one line per policy, keep `sluice` first once it exists. */
+	{NULL, NULL, NULL}, /* end */
 };
 
 size_t sl_policy_count(void)
 {
-	return sizeof(policies) / sizeof(policies[0]);
+	size_t n = 0;
+	while (policies[n].name != NULL)
+		n++;
+	return n;
 }
 
 const sl_policy_t *sl_policy_at(size_t i)
@@ -40,6 +45,32 @@ double planner_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Plans name sequences by the caller's id, so ids must be unique. */
+static sl_err check_unique_ids(const sl_seq_t *seqs, int64_t n)
+{
+	int64_t *ids = malloc(sizeof(int64_t) * (size_t)n);
+	if (ids == NULL)
+		return sl_seterr(SL_ENOMEM, "out of memory checking %lld ids", (long long)n);
+	for (int64_t i = 0; i < n; i++)
+		ids[i] = seqs[i].id;
+	qsort(ids, (size_t)n, sizeof(int64_t), cmp_i64);
+	for (int64_t i = 1; i < n; i++)
+		if (ids[i] == ids[i - 1]) {
+			int64_t dup = ids[i];
+			free(ids);
+			return sl_seterr(SL_EINVAL, "sequence id %lld appears more than once in the request",
+			                 (long long)dup);
+		}
+	free(ids);
+	return SL_OK;
 }
 
 sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
@@ -82,6 +113,8 @@ sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t
 		if (rc != SL_OK)
 			return rc;
 	}
+
+	SL_CHECK(check_unique_ids(seqs, n));
 
 	double t0 = planner_now_ms();
 	rc = pol->fn(cost, seqs, n, opts, &plan);

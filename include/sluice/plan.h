@@ -72,6 +72,11 @@ typedef struct sl_plan {
 	double planner_ms;    /* wall time spent planning (not part of JSON, varies) */
 	int search_truncated; /* 1 when a limit cut the search short */
 	char note[128];       /* free text written to the plan's "note", or "" */
+	/* ids that a parsed plan's groups named but its request lacks: an item
+	 * with seq <= -1 refers to unknown_ids[-seq - 1] (sl_plan_validate
+	 * reports them). Empty for plans built by policies. */
+	int64_t nunknown, nunknown_cap;
+	int64_t *unknown_ids;
 } sl_plan_t;
 
 /* Allocates an empty plan for this request (copies seqs). Caller frees with

@@ -38,6 +38,11 @@ typedef struct sl_profile {
 	double p2p_gbps_intra, p2p_gbps_inter;
 	double pcie_gbps;
 	double grad_sync_ms;
+	/* Extension (not in the reference model): the largest offload fraction a
+	 * plan may use, bounded by host memory. Only feasibility checks and our
+	 * planners read it; the ideal and scoring follow the spec (any f < 1).
+	 * Default 0.875: host holds up to 7x a rank's activation budget. */
+	double max_offload;
 } sl_profile_t;
 
 typedef struct sl_cluster {
@@ -97,6 +102,11 @@ double sl_cost_resident(int64_t s, int32_t d, double f);
 /* Least offload fraction that lets s fit on d ranks alone:
  * max(0, 1 - cap * d / p). */
 double sl_cost_min_offload(const sl_cost_t *c, int64_t s, int32_t d);
+
+/* Least offload fraction, rounded up to a multiple of 1e-6 so that it
+ * prints exactly, that keeps (1 - f) * p / d <= budget tokens; 0 when it
+ * fits without offloading; >= 1 when even max_offload cannot make it fit. */
+double sl_cost_offload_for(const sl_cost_t *c, int64_t s, int32_t d, double budget);
 
 /* Whether the ranks all live on one node (floor(r / G) equal). */
 int sl_cost_one_node(const sl_cost_t *c, const int32_t *ranks, int32_t n);
