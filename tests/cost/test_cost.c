@@ -1,0 +1,161 @@
+/* The reference cost model against hand-computed cases from
+ * ../shared/spec/cost-model.md. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sluice/sluice.h"
+
+#define NEAR(a, b) assert_true(fabs((a) - (b)) <= 1e-9 * fmax(1.0, fabs(b)))
+
+static sl_cost_t cost_for(const char *profile, int32_t n, int32_t g)
+{
+	sl_cost_t c;
+	sl_cluster_t cl = {n, g};
+	assert_int_equal(sl_cost_init(&c, sl_profile_preset(profile), &cl), SL_OK);
+	return c;
+}
+
+static void test_cap(void **state)
+{
+	(void)state;
+	sl_cost_t c = cost_for("gpt-7b-flexsp", 64, 8);
+	assert_int_equal(c.cap, 6043); /* the spec's worked example */
+	NEAR(c.model_state_bytes, 1675000000.0);
+	sl_cost_fini(&c);
+	c = cost_for("gpt-13b-flexsp", 64, 8);
+	assert_int_equal(c.cap, 6059);
+	sl_cost_fini(&c);
+	c = cost_for("gpt-7b-flexsp", 8, 8);
+	assert_int_equal(c.cap, 3547); /* ZeRO-3 over fewer ranks holds more state */
+	sl_cost_fini(&c);
+}
+
+static void test_padding(void **state)
+{
+	(void)state;
+	assert_int_equal(sl_cost_padded(1000, 1), 1000);
+	assert_int_equal(sl_cost_padded(10000, 4), 10000);
+	assert_int_equal(sl_cost_padded(10000, 3), 10002);
+	assert_int_equal(sl_cost_padded(1, 8), 16);
+	assert_int_equal(sl_cost_padded(17, 8), 32);
+}
+
+static void test_seq_time(void **state)
+{
+	(void)state;
+	sl_cost_t c = cost_for("gpt-7b-flexsp", 64, 8);
+	/* d = 1: alpha1 s^2 + alpha2 s, no communication. */
+	NEAR(sl_cost_seq_ms(&c, 1000, 1, 0, 1), 189.088);
+	/* d = 4: (alpha1 p^2 + alpha2 p)/4 + MiB(2 MiB * p / 4) / 104.1 */
+	NEAR(sl_cost_seq_ms(&c, 10000, 4, 0, 1), 636.130739673391);
+	/* d = 3 takes the next larger degree's bandwidth (104.1) and pads to 10002. */
+	NEAR(sl_cost_seq_ms(&c, 10000, 3, 0, 1), 848.3781479324343);
+	/* d = 16 leaves the node (10.33 GB/s) and offloads a quarter over PCIe. */
+	NEAR(sl_cost_seq_ms(&c, 100000, 16, 0.25, 0), 5914.817763794772);
+	/* d = 9 takes degree 16's entry. */
+	assert_true(c.a2a_gbps[9] == 10.33);
+	assert_true(c.a2a_gbps[64] == 4.87);
+	assert_true(isinf(c.a2a_gbps[1]));
+	sl_cost_fini(&c);
+}
+
+static const char *toy_profile =
+	"{\"name\": \"toy\", \"alpha1\": 0, \"alpha2\": 1, \"beta\": 10, \"act_bytes_per_token\": 1,"
+	" \"model_state_bytes\": 0, \"gpu_mem_bytes\": 100, \"sp_comm\": \"ulysses\","
+	" \"a2a_bytes_per_token\": 0, \"sp_bandwidth_gbps\": {\"1\": \"inf\", \"2\": 1},"
+	" \"pcie_gbps\": 1}";
+
+static void test_ideal_by_hand(void **state)
+{
+	(void)state;
+	sl_profile_t p;
+	sl_cost_t c;
+	sl_cluster_t cl = {2, 2};
+	assert_int_equal(sl_profile_parse_json(toy_profile, "toy", &p), SL_OK);
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_OK);
+	assert_int_equal(c.cap, 100);
+	double crit, work;
+	sl_cost_seq_bounds(&c, 50, &crit, &work);
+	NEAR(crit, 26.0); /* d = 2 pads to 52: 52 / 2 */
+	NEAR(work, 55.0); /* d = 1: 50 + 10 * 50 / 100 */
+	sl_cost_seq_bounds(&c, 200, &crit, &work);
+	NEAR(crit, 100.0);
+	double to = 100.0 / 1048576.0; /* offload half of 200 bytes over 1 GB/s */
+	NEAR(work, 200.0 + to + 10.0);
+	int64_t len[] = {50, 50, 200};
+	double ideal;
+	assert_int_equal(sl_cost_ideal(&c, len, 3, &ideal), SL_OK);
+	NEAR(ideal, (55.0 + 55.0 + 210.0 + to) / 2.0);
+	sl_cost_fini(&c);
+}
+
+static void test_offload(void **state)
+{
+	(void)state;
+	sl_cost_t c = cost_for("gpt-7b-flexsp", 64, 8);
+	NEAR(sl_cost_min_offload(&c, 196608, 8), 1.0 - 6043.0 * 8 / 196608.0);
+	double f = sl_cost_offload_for(&c, 196608, 8, (double)c.cap);
+	assert_true(f >= sl_cost_min_offload(&c, 196608, 8));
+	assert_true(sl_cost_resident(196608, 8, f) <= (double)c.cap);
+	assert_true(fabs(f * 1e6 - round(f * 1e6)) < 1e-6);
+	assert_true(sl_cost_offload_for(&c, 1000, 1, (double)c.cap) == 0.0);
+	/* 192K on one rank would need 97% offload, above max_offload. */
+	assert_true(sl_cost_offload_for(&c, 196608, 1, (double)c.cap) >= 1.0);
+	sl_cost_fini(&c);
+}
+
+static void test_infeasible(void **state)
+{
+	(void)state;
+	sl_cost_t c = cost_for("gpt-7b-flexsp", 64, 8);
+	assert_int_equal(sl_cost_check_seq(&c, 7, 196608), SL_OK);
+	assert_int_equal(sl_cost_check_seq(&c, 7, 5000000), SL_EINFEASIBLE);
+	assert_non_null(strstr(sl_errmsg(), "sequence 7"));
+	assert_non_null(strstr(sl_errmsg(), "too long"));
+	sl_cost_fini(&c);
+}
+
+static void test_profile_json(void **state)
+{
+	(void)state;
+	sl_profile_t p;
+	assert_int_equal(sl_profile_parse_json("{", "x.json", &p), SL_EFORMAT);
+	assert_non_null(strstr(sl_errmsg(), "x.json:"));
+	assert_int_equal(sl_profile_parse_json("{\"alpha1\": 1}", "x.json", &p), SL_EFORMAT);
+	assert_non_null(strstr(sl_errmsg(), "alpha2"));
+	char bad[1024];
+	snprintf(bad, sizeof(bad), "%s", toy_profile);
+	char *b = strstr(bad, "\"beta\": 10");
+	memcpy(b, "\"beta\": -1", 10);
+	assert_int_equal(sl_profile_parse_json(bad, "x.json", &p), SL_ERANGE);
+	/* A preset survives the trip through JSON unchanged. */
+	char *s = sl_profile_to_json(sl_profile_preset("gpt-30b-flexsp"));
+	assert_non_null(s);
+	assert_int_equal(sl_profile_parse_json(s, "rt", &p), SL_OK);
+	const sl_profile_t *q = sl_profile_preset("gpt-30b-flexsp");
+	assert_true(p.alpha1 == q->alpha1 && p.beta == q->beta && p.params == q->params);
+	assert_int_equal(p.n_bw, 7);
+	assert_true(isinf(p.bw_gbps[0]) && p.bw_gbps[6] == 4.87);
+	free(s);
+	assert_int_equal(sl_profile_resolve("no-such-profile", &p), SL_ENOTFOUND);
+	assert_non_null(strstr(sl_errmsg(), "gpt-7b-flexsp"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cap),          cmocka_unit_test(test_padding),
+		cmocka_unit_test(test_seq_time),     cmocka_unit_test(test_ideal_by_hand),
+		cmocka_unit_test(test_offload),      cmocka_unit_test(test_infeasible),
+		cmocka_unit_test(test_profile_json),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
