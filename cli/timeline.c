@@ -1,0 +1,71 @@
+/* sluice CLI: start times of a plan's group executions under the reference
+ * model's timing rule (cost-model.md, "A group execution, a slot, a step"). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_timeline_free(cli_timeline_t *tl)
+{
+	free(tl->start_ms);
+	free(tl->dur_ms);
+	free(tl->busy_ms);
+	free(tl->finish_ms);
+	free(tl->nmicro);
+	memset(tl, 0, sizeof(*tl));
+}
+
+sl_err cli_timeline_compute(const sl_plan_t *plan, const sl_cost_t *cost, cli_timeline_t *tl)
+{
+	memset(tl, 0, sizeof(*tl));
+	if (plan->ranks < 1)
+		return sl_seterr(SL_ERANGE, "plan has %d ranks", plan->ranks);
+	tl->ngroups = plan->ngroups;
+	tl->ranks = plan->ranks;
+	size_t ng = plan->ngroups > 0 ? (size_t)plan->ngroups : 1;
+	size_t nr = (size_t)plan->ranks;
+	tl->start_ms = calloc(ng, sizeof(double));
+	tl->dur_ms = calloc(ng, sizeof(double));
+	tl->busy_ms = calloc(nr, sizeof(double));
+	tl->finish_ms = calloc(nr, sizeof(double));
+	tl->nmicro = calloc(nr, sizeof(int32_t));
+	if (!tl->start_ms || !tl->dur_ms || !tl->busy_ms || !tl->finish_ms || !tl->nmicro) {
+		cli_timeline_free(tl);
+		return sl_seterr(SL_ENOMEM, "out of memory for the timeline of %lld groups",
+		                 (long long)plan->ngroups);
+	}
+	/* Slots run in order; a group starts when all its ranks are free and
+	 * holds them for its whole time. Groups of a slot are disjoint, so their
+	 * order inside the slot does not matter. */
+	for (int32_t s = 0; s < plan->nslots; s++) {
+		const sl_slot_t *slot = &plan->slots[s];
+		for (int32_t k = 0; k < slot->ngroups; k++) {
+			int64_t gi = slot->group_off + k;
+			const sl_group_t *g = &plan->groups[gi];
+			const int32_t *r = sl_group_ranks(plan, g);
+			double start = 0;
+			for (int32_t i = 0; i < g->nranks; i++) {
+				if (r[i] < 0 || r[i] >= plan->ranks) {
+					cli_timeline_free(tl);
+					return sl_seterr(SL_ERANGE,
+					                 "slot %d group %d names rank %d (plan has %d ranks)", s,
+					                 k, r[i], plan->ranks);
+				}
+				if (tl->finish_ms[r[i]] > start)
+					start = tl->finish_ms[r[i]];
+			}
+			double dur = sl_plan_group_ms(plan, g, cost);
+			tl->start_ms[gi] = start;
+			tl->dur_ms[gi] = dur;
+			for (int32_t i = 0; i < g->nranks; i++) {
+				tl->finish_ms[r[i]] = start + dur;
+				tl->busy_ms[r[i]] += dur;
+				tl->nmicro[r[i]]++;
+			}
+		}
+	}
+	for (int32_t r = 0; r < plan->ranks; r++)
+		if (tl->finish_ms[r] > tl->makespan_ms)
+			tl->makespan_ms = tl->finish_ms[r];
+	return SL_OK;
+}
