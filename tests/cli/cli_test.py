@@ -29,6 +29,9 @@ def run(*args, stdin=None, expect=None, timeout=60):
     """Runs sluice with args; checks the exit status when expect is given."""
     p = subprocess.run([SLUICE, *map(str, args)], input=stdin, capture_output=True,
                        text=True, timeout=timeout)
+    # under SLUICE_SANITIZE a report exits 1, which some checks expect: look for it
+    if "Sanitizer" in p.stderr or "runtime error:" in p.stderr:
+        fail(f"sluice {' '.join(map(str, args))}: sanitizer report\n{p.stderr[:4000]}")
     if expect is not None and p.returncode != expect:
         fail(f"sluice {' '.join(map(str, args))}: exit {p.returncode}, expected {expect}\n"
              f"  stdout: {p.stdout[:2000]}\n  stderr: {p.stderr[:2000]}")
