@@ -125,7 +125,7 @@ extern const char *const cli_formats_tjc[]; /* table, json, csv */
 	 SL_MAX_RANKS, NULL}
 #define CLI_OPT_POLICY(a)                                                                          \
 	{"policy", 0, CLI_OPT_STR, &(a).policy, "NAME",                                            \
-	 "planning policy (see `sluice policies`)", "the first registered", 1, 0, NULL}
+	 "planning policy (see `sluice policies`)", sl_policy_default(), 1, 0, NULL}
 #define CLI_OPTS_TRACE(t)                                                                          \
 	{"trace-kind", 0, CLI_OPT_CHOICE, &(t).kind, "KIND",                                       \
 	 "input format: auto|text|jsonl|megatron|npy", "auto", 1, 0, cli_trace_kinds},            \

@@ -197,10 +197,12 @@ static void write_table(FILE *f, const replay_t *r, const sl_cost_t *cost)
 {
 	fprintf(f, "trace       %s: %zu sequences, %zu longer than max-len dropped, longest kept %lld\n",
 	        r->trace_name, r->nread, r->ndropped, (long long)r->longest);
-	fprintf(f, "steps       %zu of %lld sequences%s", r->nsteps, (long long)r->batch,
-	        r->nunused ? "" : "\n");
-	if (r->nunused)
-		fprintf(f, " (%zu sequences after the last step not replayed)\n", r->nunused);
+	fprintf(f, "steps       %zu of %lld sequences", r->nsteps, (long long)r->batch);
+	if (r->nunused >= (size_t)r->batch)
+		fprintf(f, " (stopped by --steps; %zu later sequences not replayed)", r->nunused);
+	else if (r->nunused > 0)
+		fprintf(f, " (%zu sequences of an incomplete last step not replayed)", r->nunused);
+	fputc('\n', f);
 	if (r->shuffled)
 		fprintf(f, "shuffle     seed %llu\n", (unsigned long long)r->shuffle_seed);
 	fprintf(f, "cluster     %s, %d ranks (%d per node), cap %lld tokens per rank\n", cost->prof.name,

@@ -79,6 +79,42 @@ static sl_err write_json(FILE *f, const char *path, const sl_plan_t *plan, int e
 	return bad ? sl_seterr(SL_EIO, "writing the JSON report failed") : SL_OK;
 }
 
+/* Reads a whole plan from stdin; *out as sl_plan_parse_json gives it. */
+static sl_err read_stdin_plan(sl_plan_t **out)
+{
+	size_t n = 0, cap = 1 << 16;
+	char *text = malloc(cap);
+	if (text == NULL)
+		return sl_seterr(SL_ENOMEM, "stdin: out of memory");
+	for (;;) {
+		if (n + 1 >= cap) {
+			char *t = realloc(text, cap * 2);
+			if (t == NULL) {
+				free(text);
+				return sl_seterr(SL_ENOMEM, "stdin: out of memory (%zu bytes read)", n);
+			}
+			text = t;
+			cap *= 2;
+		}
+		size_t got = fread(text + n, 1, cap - n - 1, stdin);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(stdin)) {
+		free(text);
+		return sl_seterr(SL_EIO, "stdin: read error");
+	}
+	text[n] = '\0';
+	if (strlen(text) != n) {
+		free(text);
+		return sl_seterr(SL_EFORMAT, "stdin: NUL byte in a JSON plan");
+	}
+	sl_err e = sl_plan_parse_json(text, "stdin", out);
+	free(text);
+	return e;
+}
+
 int cli_cmd_score(int argc, char **argv)
 {
 	struct {
@@ -98,7 +134,7 @@ int cli_cmd_score(int argc, char **argv)
 	};
 	const cli_spec_t spec = {
 		.name = "score",
-		.usage = "[options] PLAN.json",
+		.usage = "[options] PLAN.json|-",
 		.description =
 			"Checks a plan (sluice.plan/1 JSON) against every rule of the plan format and the\n"
 			"memory rule of the reference cost model, under the plan's own profile, ranks and\n"
@@ -108,7 +144,9 @@ int cli_cmd_score(int argc, char **argv)
 		.opts = opts,
 		.min_args = 1,
 		.max_args = 1,
-		.epilog = "example:\n  sluice plan --format json -o p.json batch.txt && sluice score p.json",
+		.epilog = "examples:\n"
+		          "  sluice plan --format json -o p.json batch.txt && sluice score p.json\n"
+		          "  sluice plan --policy static --format json batch.txt | sluice score -",
 	};
 	char **args;
 	int nargs, rc;
@@ -125,7 +163,8 @@ int cli_cmd_score(int argc, char **argv)
 		return rc < 0 ? CLI_EXIT_OK : rc;
 	const char *path = args[0];
 
-	if (sl_plan_read_json_file(path, &plan) != SL_OK) {
+	if ((strcmp(path, "-") == 0 ? read_stdin_plan(&plan) : sl_plan_read_json_file(path, &plan)) !=
+	    SL_OK) {
 		fprintf(stderr, "sluice score: error: %s\n", sl_errmsg());
 		return CLI_EXIT_USAGE;
 	}

@@ -388,6 +388,8 @@ def test_score():
     check(re.search(r"^valid\s+yes", p.stdout, re.M), f"valid plan: {p.stdout}")
     doc = json.load(open(path("valid.json")))
     check(f"{doc['predicted']['step_ms']:.1f} ms" in p.stdout, "score prints the step time")
+    check(run("score", "-", stdin=open(path("valid.json")).read(), expect=0).stdout ==
+          p.stdout.replace(path("valid.json"), "-"), "score - reads the plan from stdin")
     rep = json.loads(run("score", "--format", "json", path("valid.json"), expect=0).stdout)
     check(rep["valid"] is True and rep["violations"] == [], "json report of a valid plan")
     check(abs(rep["step_ms"] - doc["predicted"]["step_ms"]) <= 1e-6 * rep["step_ms"],
