@@ -44,11 +44,23 @@ sl_err sl_trace_read(const char *path, const sl_trace_opts_t *opts, sl_lengths_t
 /* Parses a kind name (auto|text|jsonl|megatron|npy); -1 when unknown. */
 int sl_trace_kind_parse(const char *name);
 
+/* The name of a kind ("text", ...); "unknown" outside the enum. Static. */
+const char *sl_trace_kind_name(sl_trace_kind kind);
+
 /* The built-in default trace: n lengths from a log-normal(mu, sigma) shaped
  * like web text, truncated to [1, max_len], from a fixed-seed generator
- * (identical on every machine). */
+ * (identical on every machine). Appends to *out. Truncation: a draw that
+ * rounds above max_len is redrawn (so the tail is not piled up at max_len);
+ * one that rounds to 0 becomes 1. SL_ERANGE when max_len is so far below the
+ * distribution that fewer than 1 in ~30000 draws would fit. */
 sl_err sl_trace_synthetic(uint64_t seed, size_t n, double mu, double sigma, int64_t max_len,
                           sl_lengths_t *out);
+
+/* The mean length sl_trace_synthetic draws, analytically: the log-normal
+ * truncated at M = max_len + 1/2 has mean exp(mu + sigma^2/2)
+ * Phi((ln M - mu - sigma^2) / sigma) / Phi((ln M - mu) / sigma); integer
+ * rounding and the floor at 1 are ignored (negligible for web-text shapes). */
+double sl_trace_synthetic_mean(double mu, double sigma, int64_t max_len);
 
 /* The Wikipedia sample's fitted parameters (FlexSP), used by the default. */
 #define SL_SYNTH_MU 5.95

@@ -1,0 +1,103 @@
+/* sluice trace: internal umbrella header shared by the trace readers.
+ *
+ * Every reader pulls bytes from one trace_src_t: a buffered zlib gzFile, so
+ * plain files, gzip files and stdin all look the same (zlib's gzread passes
+ * non-gzip data through unchanged). Offsets in error messages are offsets in
+ * that (decompressed) byte stream. */
+#ifndef SLUICE_TRACE_IMPL_H
+#define SLUICE_TRACE_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zlib.h>
+
+#include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/profile.h"
+#include "sluice/trace.h"
+
+/* Read buffer of a source; also the window the auto-detection sniffs. */
+#define TRACE_BUF_SIZE ((size_t)1 << 20)
+/* Longest text/JSONL line accepted: a JSONL line of a few million token ids
+ * fits, a binary file misread as text fails with a clear error instead of
+ * growing without bound. */
+#define TRACE_MAX_LINE ((size_t)1 << 28)
+
+typedef struct trace_src {
+	gzFile gz;
+	const char *name;   /* path for messages ("<stdin>" for "-"); borrowed */
+	unsigned char *buf; /* cap bytes, owned */
+	size_t cap;         /* allocated size of buf */
+	size_t len, pos;    /* valid bytes in buf; next unread byte */
+	uint64_t base;      /* stream offset of buf[0] */
+	int eof;            /* the stream has no more bytes */
+	int gzip;           /* 1 when the stream is gzip-compressed */
+	int64_t file_size;  /* size of a plain regular file, else -1 */
+	uint64_t line;      /* number of the last line returned by trace_src_line */
+} trace_src_t;
+
+/* Opens path ("-" is stdin, which stays open) and fills the first buffer.
+ * On failure *src holds nothing to close and the error is set. */
+sl_err trace_src_open(trace_src_t *src, const char *path);
+
+/* Closes the stream; returns an error when zlib reports one that no read
+ * has reported yet (rc is the caller's status, returned unchanged when not
+ * SL_OK). */
+sl_err trace_src_close(trace_src_t *src, sl_err rc);
+
+/* Offset in the stream of the next unread byte. */
+static inline uint64_t trace_src_tell(const trace_src_t *src)
+{
+	return src->base + src->pos;
+}
+
+/* Makes at least want unread bytes available in src->buf[pos..len) unless
+ * the stream ends first (then fewer are, and src->eof is set). want must be
+ * <= TRACE_MAX_LINE. Truncated or corrupt gzip data is an error. */
+sl_err trace_src_need(trace_src_t *src, size_t want);
+
+/* Copies up to n bytes to dst; *got is less than n only at the end of the
+ * stream. */
+sl_err trace_src_read(trace_src_t *src, void *dst, size_t n, size_t *got);
+
+/* Reads and discards everything left, adding its size to *count. */
+sl_err trace_src_drain(trace_src_t *src, uint64_t *count);
+
+/* Returns the next line (without its newline) in *line and *len, valid until the
+ * next call; *more is 0 at the end of the stream. Counts src->line. */
+sl_err trace_src_line(trace_src_t *src, const char **line, size_t *len, int *more);
+
+/* Writes a printable, quoted, shortened copy of s[0..n) into out (for error
+ * messages); returns out. */
+const char *trace_quote(const char *s, size_t n, char *out, size_t outsz);
+
+/* The readers: each appends to out and returns SL_OK, or sets an error
+ * naming src->name and the line or byte offset. out may hold a partial
+ * result on error (sl_trace_read rolls it back). */
+sl_err trace_read_text(trace_src_t *src, sl_lengths_t *out);
+sl_err trace_read_jsonl(trace_src_t *src, const char *field, sl_lengths_t *out);
+sl_err trace_read_megatron(trace_src_t *src, sl_lengths_t *out);
+sl_err trace_read_npy(trace_src_t *src, sl_lengths_t *out);
+
+/* Deterministic elementary functions for the synthetic trace: only IEEE-754
+ * +, -, *, / and exact scaling, so every machine gets the same bits (the
+ * file is compiled with -ffp-contract=off). Relative error ~1e-15. */
+double trace_exp(double x);
+double trace_log(double x);
+
+/* The generator: xoshiro256** seeded through splitmix64. */
+typedef struct trace_rng {
+	uint64_t s[4];
+	double spare; /* the polar method's second variate */
+	int has_spare;
+} trace_rng_t;
+
+void trace_rng_seed(trace_rng_t *r, uint64_t seed);
+uint64_t trace_rng_next(trace_rng_t *r);
+/* Uniform double in [0, 1) with 53 random bits. */
+double trace_rng_uniform(trace_rng_t *r);
+/* Standard normal variate (Marsaglia's polar form of Box-Muller). */
+double trace_rng_normal(trace_rng_t *r);
+
+#endif
