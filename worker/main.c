@@ -1,0 +1,199 @@
+/* sluice-worker: one rank of a plan. `sluice run-plan` starts one per rank;
+ * it can also be started by hand (`--plan PLAN.json --rank r`, the same
+ * --run-dir for every rank). Exit status: 0 done, 1 failed, 2 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#ifdef WORKER_HAVE_CUDA
+extern const worker_backend_ops_t kern_cuda_backend_ops;
+#endif
+
+static const worker_backend_ops_t *const worker_backends[] = {
+	&worker_cpu_backend_ops,
+#ifdef WORKER_HAVE_CUDA
+	&kern_cuda_backend_ops,
+#endif
+};
+
+static const worker_backend_ops_t *main_find_backend(const char *name)
+{
+	for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
+		if (strcmp(worker_backends[i]->name, name) == 0)
+			return worker_backends[i];
+	return NULL;
+}
+
+static void main_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: sluice-worker --plan PLAN.json --rank R [options]\n"
+	        "Runs rank R's attention work (ring attention, forward and backward) of every\n"
+	        "slot of the plan in which it has a group.\n"
+	        "  --plan FILE         plan (sluice.plan/1 JSON)\n"
+	        "  --rank R            this process's rank, 0 <= R < plan ranks\n"
+	        "  --backend NAME      cpu (fp64) or cuda (bf16; when built with CUDA) [cpu]\n"
+	        "  --run-dir DIR       directory shared by the run's ranks (sockets) [/tmp/sluice-run-UID]\n"
+	        "  --heads H           query heads [4]\n"
+	        "  --kv-heads K        key/value heads (H multiple of K) [2]\n"
+	        "  --head-dim D        head dimension [16]\n"
+	        "  --seed S            input seed, the same for every rank [1]\n"
+	        "  --iters N           timed forward+backward repetitions (median reported) [1]\n"
+	        "  --warmup N          untimed repetitions first [0]\n"
+	        "  --timeout-ms MS     longest wait for a peer [60000]\n"
+	        "  --local-rank R, --local-size N  placement on this host [rank, plan ranks]\n"
+	        "  --dump FILE         write outputs (O, LSE, dQ, dK, dV) for checking\n"
+	        "  --report FILE       write per-slot times and bytes as JSON\n"
+	        "backends:");
+	for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
+		fprintf(f, " %s", worker_backends[i]->name);
+	fprintf(f, "\n");
+}
+
+/* Parses a whole decimal integer in [lo, hi]; 0 on success. */
+static int main_int(const char *opt, const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, "sluice-worker: %s '%s' is not an integer in [%lld, %lld]\n", opt, s, lo,
+		        hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	sl_log_init_from_env();
+	setvbuf(stderr, NULL, _IONBF, 0);
+	const char *plan_path = NULL, *backend = "cpu";
+	char run_dir[PATH_MAX];
+	snprintf(run_dir, sizeof run_dir, "/tmp/sluice-run-%u", (unsigned)getuid());
+	int have_dir = 0;
+	long long rank = -1;
+	worker_run_opts_t o = {.local_rank = -1, .local_size = -1,
+	                       .shape = {.heads = 4, .kv_heads = 2, .head_dim = 16},
+	                       .seed = 1, .iters = 1, .warmup = 0, .timeout_ms = 60000};
+	enum { O_PLAN = 1, O_RANK, O_BACKEND, O_RUNDIR, O_HEADS, O_KV, O_DIM, O_SEED, O_ITERS,
+	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_HELP };
+	static const struct option lopts[] = {
+		{"plan", required_argument, 0, O_PLAN},       {"rank", required_argument, 0, O_RANK},
+		{"backend", required_argument, 0, O_BACKEND}, {"run-dir", required_argument, 0, O_RUNDIR},
+		{"heads", required_argument, 0, O_HEADS},     {"kv-heads", required_argument, 0, O_KV},
+		{"head-dim", required_argument, 0, O_DIM},    {"seed", required_argument, 0, O_SEED},
+		{"iters", required_argument, 0, O_ITERS},     {"warmup", required_argument, 0, O_WARM},
+		{"timeout-ms", required_argument, 0, O_TO},   {"local-rank", required_argument, 0, O_LRANK},
+		{"local-size", required_argument, 0, O_LSIZE}, {"dump", required_argument, 0, O_DUMP},
+		{"report", required_argument, 0, O_REPORT},   {"help", no_argument, 0, O_HELP},
+		{0, 0, 0, 0}};
+	int c;
+	long long v;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case O_PLAN: plan_path = optarg; break;
+		case O_RANK:
+			if (main_int("--rank", optarg, 0, SL_MAX_RANKS - 1, &rank))
+				return 2;
+			break;
+		case O_BACKEND: backend = optarg; break;
+		case O_RUNDIR:
+			snprintf(run_dir, sizeof run_dir, "%s", optarg);
+			have_dir = 1;
+			break;
+		case O_HEADS:
+			if (main_int("--heads", optarg, 1, WORKER_MAX_HEADS, &v))
+				return 2;
+			o.shape.heads = (int32_t)v;
+			break;
+		case O_KV:
+			if (main_int("--kv-heads", optarg, 1, WORKER_MAX_HEADS, &v))
+				return 2;
+			o.shape.kv_heads = (int32_t)v;
+			break;
+		case O_DIM:
+			if (main_int("--head-dim", optarg, 1, WORKER_MAX_HEAD_DIM, &v))
+				return 2;
+			o.shape.head_dim = (int32_t)v;
+			break;
+		case O_SEED:
+			if (main_int("--seed", optarg, 0, LLONG_MAX, &v))
+				return 2;
+			o.seed = (uint64_t)v;
+			break;
+		case O_ITERS:
+			if (main_int("--iters", optarg, 1, 1000000, &v))
+				return 2;
+			o.iters = (int)v;
+			break;
+		case O_WARM:
+			if (main_int("--warmup", optarg, 0, 1000000, &v))
+				return 2;
+			o.warmup = (int)v;
+			break;
+		case O_TO:
+			if (main_int("--timeout-ms", optarg, 1, 86400000, &v))
+				return 2;
+			o.timeout_ms = (int)v;
+			break;
+		case O_LRANK:
+			if (main_int("--local-rank", optarg, 0, SL_MAX_RANKS - 1, &v))
+				return 2;
+			o.local_rank = (int32_t)v;
+			break;
+		case O_LSIZE:
+			if (main_int("--local-size", optarg, 1, SL_MAX_RANKS, &v))
+				return 2;
+			o.local_size = (int32_t)v;
+			break;
+		case O_DUMP: o.dump_path = optarg; break;
+		case O_REPORT: o.report_path = optarg; break;
+		case O_HELP: main_usage(stdout); return 0;
+		default: main_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sluice-worker: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!plan_path || rank < 0) {
+		fprintf(stderr, "sluice-worker: %s is required (see --help)\n",
+		        !plan_path ? "--plan" : "--rank");
+		return 2;
+	}
+	const worker_backend_ops_t *ops = main_find_backend(backend);
+	if (!ops) {
+		fprintf(stderr, "sluice-worker: unknown backend '%s' (this build has:", backend);
+		for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
+			fprintf(stderr, " %s", worker_backends[i]->name);
+		fprintf(stderr, ")\n");
+		return 2;
+	}
+	if (!have_dir && mkdir(run_dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "sluice-worker: cannot create run directory %s: %s\n", run_dir,
+		        strerror(errno));
+		return 1;
+	}
+	o.rank = (int32_t)rank;
+	o.run_dir = run_dir;
+	sl_plan_t *plan = NULL;
+	sl_err rc = worker_plan_load(plan_path, &plan, NULL, NULL);
+	if (rc == SL_OK)
+		rc = worker_run(plan, plan_path, ops, &o);
+	sl_plan_free(&plan);
+	if (rc != SL_OK) {
+		fprintf(stderr, "sluice-worker[rank %lld]: error: %s (%s)\n", rank, sl_errmsg(),
+		        sl_errname(rc));
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,213 @@
+/* sluice worker: the per-rank driver. Runs every work order of one rank with
+ * a backend, slot by slot, and records what each cost. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+static int run_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double run_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, run_cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Field-wise median of n pass statistics (scratch has n doubles). */
+static worker_pass_stats_t run_median_stats(const worker_pass_stats_t *s, int n, double *scratch)
+{
+	worker_pass_stats_t m = s[n - 1];
+	for (int i = 0; i < n; i++)
+		scratch[i] = s[i].wall_ms;
+	m.wall_ms = run_median(scratch, n);
+	for (int i = 0; i < n; i++)
+		scratch[i] = s[i].compute_ms;
+	m.compute_ms = run_median(scratch, n);
+	for (int i = 0; i < n; i++)
+		scratch[i] = s[i].comm_ms;
+	m.comm_ms = run_median(scratch, n);
+	return m;
+}
+
+static json_t *run_stats_json(const worker_pass_stats_t *s)
+{
+	return json_pack("{s:f, s:f, s:f, s:I, s:I, s:i}", "wall_ms", s->wall_ms, "compute_ms",
+	                 s->compute_ms, "comm_ms", s->comm_ms, "bytes_sent", (json_int_t)s->bytes_sent,
+	                 "bytes_recv", (json_int_t)s->bytes_recv, "hops", (int)s->hops);
+}
+
+static sl_err run_write_report(const char *path, const char *plan_name, const char *backend,
+                               const worker_run_opts_t *o, const worker_order_t *order,
+                               const worker_slot_report_t *rep)
+{
+	json_t *slots = json_array();
+	for (int32_t i = 0; slots && i < order->nwork; i++) {
+		const worker_slot_report_t *r = &rep[i];
+		json_t *e = json_pack("{s:i, s:I, s:i, s:i, s:I, s:o, s:o}", "slot", (int)r->slot,
+		                      "group", (json_int_t)r->group, "d", (int)r->d, "ring_pos",
+		                      (int)order->work[i].ring_pos, "tokens", (json_int_t)r->ntok, "fwd",
+		                      run_stats_json(&r->fwd), "bwd", run_stats_json(&r->bwd));
+		if (!e || json_array_append_new(slots, e) != 0) {
+			json_decref(slots);
+			slots = NULL;
+		}
+	}
+	json_t *root = slots ? json_pack("{s:s, s:i, s:i, s:s, s:{s:i, s:i, s:i}, s:I, s:i, s:i, s:o}",
+	                                 "plan", plan_name, "rank", (int)order->rank, "ranks",
+	                                 (int)order->nranks, "backend", backend, "shape", "heads",
+	                                 (int)o->shape.heads, "kv_heads", (int)o->shape.kv_heads,
+	                                 "head_dim", (int)o->shape.head_dim, "seed",
+	                                 (json_int_t)o->seed, "iters", o->iters, "warmup", o->warmup,
+	                                 "slots", slots)
+	                     : NULL;
+	if (!root)
+		return sl_seterr(SL_ENOMEM, "report: out of memory");
+	int bad = json_dump_file(root, path, JSON_INDENT(1) | JSON_SORT_KEYS);
+	json_decref(root);
+	if (bad)
+		return sl_seterr(SL_EIO, "%s: cannot write the report", path);
+	return SL_OK;
+}
+
+/* Runs one work order: inputs, begin, warmup + iters passes, end. */
+static sl_err run_one(const worker_backend_ops_t *ops, void *be, const worker_group_work_t *w,
+                      const worker_run_opts_t *o, worker_outputs_t *outs,
+                      worker_slot_report_t *rep)
+{
+	const size_t nq = (size_t)w->ntok * (size_t)w->heads * (size_t)w->head_dim;
+	const size_t nk = (size_t)w->ntok * (size_t)w->kv_heads * (size_t)w->head_dim;
+	sl_err rc = SL_OK;
+	double *q = malloc((nq + 1) * sizeof *q), *dout = malloc((nq + 1) * sizeof *dout);
+	double *k = malloc((nk + 1) * sizeof *k), *v = malloc((nk + 1) * sizeof *v);
+	int n = o->iters;
+	worker_pass_stats_t *fs = calloc((size_t)n, sizeof *fs), *bs = calloc((size_t)n, sizeof *bs);
+	double *scratch = calloc((size_t)n, sizeof *scratch);
+	if (!q || !dout || !k || !v || !fs || !bs || !scratch) {
+		rc = sl_seterr(SL_ENOMEM, "rank %d slot %d: out of memory for %lld tokens",
+		               (int)o->rank, (int)w->slot, (long long)w->ntok);
+		goto out;
+	}
+	worker_inputs_fill(w, o->seed, q, k, v, dout);
+	worker_inputs_t in = {.q = q, .k = k, .v = v, .dout = dout};
+	SL_CHECK_GOTO(ops->begin(be, w, &in), rc, out);
+	for (int it = 0; it < o->warmup + n; it++) {
+		worker_pass_stats_t f, b;
+		SL_CHECK_GOTO(ops->forward(be, w, &f), rc, out);
+		SL_CHECK_GOTO(ops->backward(be, w, &b), rc, out);
+		if (it >= o->warmup) {
+			fs[it - o->warmup] = f;
+			bs[it - o->warmup] = b;
+		}
+	}
+	SL_CHECK_GOTO(ops->end(be, w, outs), rc, out);
+	rep->slot = w->slot;
+	rep->group = w->group;
+	rep->d = w->d;
+	rep->ntok = w->ntok;
+	rep->fwd = run_median_stats(fs, n, scratch);
+	rep->bwd = run_median_stats(bs, n, scratch);
+out:
+	free(q);
+	free(dout);
+	free(k);
+	free(v);
+	free(fs);
+	free(bs);
+	free(scratch);
+	return rc;
+}
+
+sl_err worker_run(const sl_plan_t *plan, const char *plan_name, const worker_backend_ops_t *ops,
+                  const worker_run_opts_t *o)
+{
+	if (o->iters < 1 || o->warmup < 0)
+		return sl_seterr(SL_ERANGE, "iters %d must be >= 1 and warmup %d >= 0", o->iters,
+		                 o->warmup);
+	worker_order_t *order = NULL;
+	worker_mesh_t *mesh = NULL;
+	void *be = NULL;
+	worker_outputs_t *outs = NULL;
+	worker_slot_report_t *rep = NULL;
+	sl_err rc = worker_order_build(plan, o->rank, &o->shape, &order);
+	if (rc != SL_OK)
+		return rc;
+	int32_t nw = order->nwork;
+	outs = calloc(nw > 0 ? (size_t)nw : 1, sizeof *outs);
+	rep = calloc(nw > 0 ? (size_t)nw : 1, sizeof *rep);
+	if (!outs || !rep) {
+		rc = sl_seterr(SL_ENOMEM, "rank %d: out of memory", (int)o->rank);
+		goto out;
+	}
+	SL_CHECK_GOTO(worker_mesh_new(o->run_dir, o->rank, plan->ranks, o->timeout_ms, &mesh), rc,
+	              out);
+	/* Every rank is listening before anyone sends shards. */
+	SL_CHECK_GOTO(worker_mesh_barrier(mesh), rc, out);
+	worker_backend_cfg_t cfg = {
+		.rank = o->rank,
+		.nranks = plan->ranks,
+		.local_rank = o->local_rank >= 0 ? o->local_rank : o->rank,
+		.local_size = o->local_size > 0 ? o->local_size : plan->ranks,
+		.run_dir = o->run_dir,
+		.boot = {.ctx = mesh, .bcast = worker_mesh_bcast, .barrier = worker_mesh_barrier},
+		.heads = o->shape.heads,
+		.kv_heads = o->shape.kv_heads,
+		.head_dim = o->shape.head_dim,
+	};
+	SL_CHECK_GOTO(ops->init(&cfg, &be), rc, out);
+	for (int32_t i = 0; i < nw; i++) {
+		const worker_group_work_t *w = &order->work[i];
+		if (o->dump_path) {
+			size_t nq = (size_t)w->ntok * (size_t)w->heads * (size_t)w->head_dim;
+			size_t nk = (size_t)w->ntok * (size_t)w->kv_heads * (size_t)w->head_dim;
+			outs[i].out = malloc((nq + 1) * sizeof(double));
+			outs[i].dq = malloc((nq + 1) * sizeof(double));
+			outs[i].lse = malloc(((size_t)w->ntok * (size_t)w->heads + 1) * sizeof(double));
+			outs[i].dk = malloc((nk + 1) * sizeof(double));
+			outs[i].dv = malloc((nk + 1) * sizeof(double));
+			if (!outs[i].out || !outs[i].dq || !outs[i].lse || !outs[i].dk || !outs[i].dv) {
+				rc = sl_seterr(SL_ENOMEM, "rank %d: out of memory for outputs", (int)o->rank);
+				goto out;
+			}
+		}
+		rc = run_one(ops, be, w, o, &outs[i], &rep[i]);
+		if (rc != SL_OK) {
+			char msg[512]; /* sl_errmsg's buffer is the one sl_seterr writes */
+			snprintf(msg, sizeof msg, "%s", sl_errmsg());
+			rc = sl_seterr(rc, "rank %d, slot %d (group %lld of %d ranks): %s", (int)o->rank,
+			               (int)w->slot, (long long)w->group, (int)w->d, msg);
+			goto out;
+		}
+		SL_DEBUG(SL_SUB_KERN, "rank %d slot %d: fwd %.3f ms, bwd %.3f ms", (int)o->rank,
+		         (int)w->slot, rep[i].fwd.wall_ms, rep[i].bwd.wall_ms);
+	}
+	if (o->dump_path)
+		SL_CHECK_GOTO(worker_dump_write(o->dump_path, order, ops->name, ops->check_tol, outs),
+		              rc, out);
+	if (o->report_path)
+		SL_CHECK_GOTO(run_write_report(o->report_path, plan_name, ops->name, o, order, rep), rc,
+		              out);
+	/* Nobody tears down its sockets while a peer may still wait on it. */
+	SL_CHECK_GOTO(worker_mesh_barrier(mesh), rc, out);
+out:
+	if (rc != SL_OK)
+		worker_mesh_abandon(mesh);
+	if (ops && be)
+		ops->fini(&be);
+	worker_mesh_free(&mesh);
+	for (int32_t i = 0; outs && i < nw; i++) {
+		free(outs[i].out);
+		free(outs[i].lse);
+		free(outs[i].dq);
+		free(outs[i].dk);
+		free(outs[i].dv);
+	}
+	free(outs);
+	free(rep);
+	worker_order_free(&order);
+	return rc;
+}
