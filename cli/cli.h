@@ -34,6 +34,7 @@ extern const size_t cli_ncommands;
 int cli_cmd_plan(int argc, char **argv);
 int cli_cmd_replay(int argc, char **argv);
 int cli_cmd_score(int argc, char **argv);
+int cli_cmd_run_plan(int argc, char **argv);
 int cli_cmd_profiles(int argc, char **argv);
 int cli_cmd_policies(int argc, char **argv);
 int cli_cmd_version(int argc, char **argv);

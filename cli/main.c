@@ -10,6 +10,7 @@ const cli_cmd_t cli_commands[] = {
 	{"plan", "plan one batch of sequence lengths and print or draw the plan", cli_cmd_plan},
 	{"replay", "replay a trace step by step and compare policies", cli_cmd_replay},
 	{"score", "check a JSON plan against every rule and report its step time", cli_cmd_score},
+	{"run-plan", "run a plan's attention on local worker processes, check it", cli_cmd_run_plan},
 	{"profiles", "list the built-in profiles and their derived capacity", cli_cmd_profiles},
 	{"policies", "list the planning policies", cli_cmd_policies},
 	{"version", "print the version", cli_cmd_version},
