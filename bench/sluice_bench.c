@@ -1,0 +1,382 @@
+/* sluice-bench: replays a sequence-length trace batch by batch through every
+ * registered policy and reports plan quality (step / ideal under the
+ * reference cost model), speedup over `static`, planner latency and
+ * per-step wins and losses against `sluice`; then times the sluice planner
+ * alone on larger clusters (latency and peak memory).
+ *
+ *   sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G]
+ *                [--batch B] [--steps S] [--max-len L] [--no-scaling]
+ *                [--scaling-only] [--csv FILE]
+ *
+ * TRACE defaults to ../shared/traces/wikipedia-flexsp.txt.gz relative to the
+ * repository (found from this source file's location at build time).
+ * Sequences longer than --max-len are dropped, as FlexSP's evaluation does;
+ * batches are consecutive runs of --batch sequences. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "sluice/sluice.h"
+
+#ifndef SLUICE_BENCH_DEFAULT_TRACE
+#define SLUICE_BENCH_DEFAULT_TRACE "../shared/traces/wikipedia-flexsp.txt.gz"
+#endif
+
+typedef struct {
+	const char *name;
+	double *ratio;   /* [steps] step / ideal */
+	double *step;    /* [steps] step ms */
+	double *lat;     /* [steps] planner ms */
+	int invalid;
+	int failed;
+} pol_stats_t;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* q-quantile (nearest rank) of v[0..n), sorting a copy. */
+static double quantile(const double *v, int n, double q)
+{
+	if (n == 0)
+		return NAN;
+	double *c = malloc(sizeof(double) * (size_t)n);
+	if (c == NULL)
+		return NAN;
+	memcpy(c, v, sizeof(double) * (size_t)n);
+	qsort(c, (size_t)n, sizeof(double), cmp_double);
+	int k = (int)ceil(q * n) - 1;
+	if (k < 0)
+		k = 0;
+	if (k >= n)
+		k = n - 1;
+	double r = c[k];
+	free(c);
+	return r;
+}
+
+static long peak_rss_kb(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G] "
+	           "[--batch B] [--steps S] [--max-len L] [--no-scaling] [--scaling-only] "
+	           "[--csv FILE]\n");
+}
+
+static void count_violation(void *arg, const char *msg)
+{
+	int *first = arg;
+	if (*first) {
+		fprintf(stderr, "  invalid plan: %s\n", msg);
+		*first = 0;
+	}
+}
+
+/* Plans `steps` consecutive batches with every policy. */
+static int replay(const sl_profile_t *prof, const int64_t *len, size_t nlen, int32_t ranks,
+                  int32_t per_node, int batch, int steps, int64_t max_len, FILE *csv)
+{
+	sl_cost_t cost;
+	sl_cluster_t cl = {ranks, per_node};
+	if (sl_cost_init(&cost, prof, &cl) != SL_OK) {
+		fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
+		return 1;
+	}
+	if ((size_t)batch * (size_t)steps > nlen) {
+		steps = (int)(nlen / (size_t)batch);
+		fprintf(stderr, "sluice-bench: trace holds only %d batches of %d\n", steps, batch);
+	}
+	size_t npol = sl_policy_count();
+	pol_stats_t *ps = calloc(npol, sizeof(pol_stats_t));
+	sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)batch);
+	double *ideal = malloc(sizeof(double) * (size_t)steps);
+	double *bound = malloc(sizeof(double) * (size_t)steps);
+	if (ps == NULL || seqs == NULL || ideal == NULL || bound == NULL) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		return 1;
+	}
+	int isluice = -1, istatic = -1;
+	for (size_t p = 0; p < npol; p++) {
+		ps[p].name = sl_policy_at(p)->name;
+		ps[p].ratio = calloc((size_t)steps, sizeof(double));
+		ps[p].step = calloc((size_t)steps, sizeof(double));
+		ps[p].lat = calloc((size_t)steps, sizeof(double));
+		if (!ps[p].ratio || !ps[p].step || !ps[p].lat) {
+			fprintf(stderr, "sluice-bench: out of memory\n");
+			return 1;
+		}
+		if (strcmp(ps[p].name, "sluice") == 0)
+			isluice = (int)p;
+		if (strcmp(ps[p].name, "static") == 0)
+			istatic = (int)p;
+	}
+	sl_policy_opts_t opts;
+	memset(&opts, 0, sizeof(opts));
+	opts.trace_max_len = max_len; /* static: one degree for the whole run */
+
+	printf("# replay: profile %s, %d ranks (%d per node), cap %lld tokens, %d steps of %d "
+	       "sequences, max length %lld\n",
+	       prof->name, ranks, per_node, (long long)cost.cap, steps, batch, (long long)max_len);
+	if (csv)
+		fprintf(csv, "step,policy,step_ms,ideal_ms,ratio,planner_ms,lp_bound_ms\n");
+	for (int s = 0; s < steps; s++) {
+		for (int i = 0; i < batch; i++) {
+			seqs[i].id = (int64_t)s * batch + i;
+			seqs[i].length = len[(size_t)s * (size_t)batch + (size_t)i];
+		}
+		bound[s] = NAN;
+		for (size_t p = 0; p < npol; p++) {
+			sl_plan_t *plan = NULL;
+			double t0 = now_ms();
+			sl_err rc = sl_plan_request(ps[p].name, &cost, seqs, batch, &opts, &plan);
+			double t1 = now_ms();
+			if (rc != SL_OK) {
+				fprintf(stderr, "step %d: %s failed: %s\n", s, ps[p].name, sl_errmsg());
+				ps[p].failed++;
+				ps[p].step[s] = NAN;
+				ps[p].ratio[s] = NAN;
+				ps[p].lat[s] = t1 - t0;
+				continue;
+			}
+			int first = 1;
+			if (sl_plan_validate(plan, &cost, count_violation, &first) > 0)
+				ps[p].invalid++;
+			ps[p].step[s] = plan->step_ms;
+			ps[p].ratio[s] = plan->step_ms / plan->ideal_ms;
+			ps[p].lat[s] = plan->planner_ms;
+			ideal[s] = plan->ideal_ms;
+			if ((int)p == isluice)
+				bound[s] = plan->lp_bound_ms;
+			if (csv)
+				fprintf(csv, "%d,%s,%.3f,%.3f,%.5f,%.3f,%.3f\n", s, ps[p].name,
+				        plan->step_ms, plan->ideal_ms, ps[p].ratio[s], plan->planner_ms,
+				        plan->lp_bound_ms);
+			sl_plan_free(&plan);
+		}
+	}
+	printf("%-20s %10s %10s %8s %8s %9s %9s %9s %6s %6s %6s %7s\n", "policy", "step/ideal",
+	       "max", "step_s", "speedup", "x_static", "lat_med", "lat_p99", "wins", "ties",
+	       "losses", "invalid");
+	for (size_t p = 0; p < npol; p++) {
+		double sr = 0, sm = 0, mx = 0, sp = 0;
+		int ok = 0, wins = 0, ties = 0, losses = 0;
+		for (int s = 0; s < steps; s++) {
+			if (isnan(ps[p].step[s]))
+				continue;
+			ok++;
+			sr += ps[p].ratio[s];
+			sm += ps[p].step[s];
+			if (ps[p].ratio[s] > mx)
+				mx = ps[p].ratio[s];
+			if (istatic >= 0)
+				sp += ps[istatic].step[s] / ps[p].step[s];
+			if (isluice >= 0 && (int)p != isluice) {
+				/* from sluice's side: a win is a step where sluice is faster */
+				double a = ps[isluice].step[s], b = ps[p].step[s];
+				if (a < b - 1e-6)
+					wins++;
+				else if (a > b + 1e-6)
+					losses++;
+				else
+					ties++;
+			}
+		}
+		double tot_static = 0;
+		if (istatic >= 0)
+			for (int s = 0; s < steps; s++)
+				tot_static += ps[istatic].step[s];
+		printf("%-20s %10.4f %10.4f %8.3f %8.3f %9.3f %9.2f %9.2f %6d %6d %6d %7d\n",
+		       ps[p].name, ok ? sr / ok : NAN, mx, ok ? sm / ok / 1e3 : NAN,
+		       ok && istatic >= 0 ? tot_static / sm : NAN, ok ? sp / ok : NAN,
+		       quantile(ps[p].lat, steps, 0.5), quantile(ps[p].lat, steps, 0.99), wins, ties,
+		       losses, ps[p].invalid + ps[p].failed);
+	}
+	if (isluice >= 0) {
+		double sb = 0, si = 0;
+		int nb = 0;
+		for (int s = 0; s < steps; s++)
+			if (!isnan(bound[s])) {
+				sb += ps[isluice].step[s] / bound[s];
+				si += bound[s] / ideal[s];
+				nb++;
+			}
+		printf("# sluice: mean step / LP bound %.4f, mean LP bound / ideal %.4f\n",
+		       nb ? sb / nb : NAN, nb ? si / nb : NAN);
+	}
+	printf("# columns: step/ideal mean and max over steps; step_s mean step seconds; speedup = "
+	       "total static time / total policy time; x_static = mean per-step ratio; lat in ms "
+	       "(median, p99); wins/ties/losses of sluice against the policy per step\n");
+	for (size_t p = 0; p < npol; p++) {
+		free(ps[p].ratio);
+		free(ps[p].step);
+		free(ps[p].lat);
+	}
+	free(ps);
+	free(seqs);
+	free(ideal);
+	free(bound);
+	sl_cost_fini(&cost);
+	return 0;
+}
+
+/* The sluice planner alone on larger clusters. */
+static int scaling(const sl_profile_t *prof, const int64_t *len, size_t nlen, int32_t per_node)
+{
+	static const struct {
+		int32_t ranks;
+		int batch;
+		int steps;
+	} cfg[] = {{256, 2048, 10}, {1024, 8192, 5}, {4096, 32768, 3}};
+	printf("# scaling: sluice planner alone, profile %s, %d ranks per node\n", prof->name,
+	       per_node);
+	printf("%8s %8s %6s %10s %10s %10s %10s %12s\n", "ranks", "batch", "steps", "step/ideal",
+	       "lat_med", "lat_max", "lp_bound", "peak_rss_mb");
+	size_t pos = 0;
+	for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+		sl_cost_t cost;
+		sl_cluster_t cl = {cfg[c].ranks, per_node};
+		if (sl_cost_init(&cost, prof, &cl) != SL_OK) {
+			fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
+			return 1;
+		}
+		int b = cfg[c].batch;
+		sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)b);
+		double lat[16], ratio = 0, bnd = 0;
+		int steps = cfg[c].steps, done = 0;
+		if (seqs == NULL)
+			return 1;
+		for (int s = 0; s < steps; s++) {
+			if (pos + (size_t)b > nlen)
+				pos = 0;
+			for (int i = 0; i < b; i++) {
+				seqs[i].id = i;
+				seqs[i].length = len[pos + (size_t)i];
+			}
+			pos += (size_t)b;
+			sl_plan_t *plan = NULL;
+			if (sl_plan_request("sluice", &cost, seqs, b, NULL, &plan) != SL_OK) {
+				fprintf(stderr, "sluice-bench: %d ranks: %s\n", cfg[c].ranks, sl_errmsg());
+				continue;
+			}
+			lat[done] = plan->planner_ms;
+			ratio += plan->step_ms / plan->ideal_ms;
+			bnd += plan->step_ms / plan->lp_bound_ms;
+			done++;
+			sl_plan_free(&plan);
+		}
+		printf("%8d %8d %6d %10.4f %10.1f %10.1f %10.4f %12.1f\n", cfg[c].ranks, b, done,
+		       done ? ratio / done : NAN, quantile(lat, done, 0.5), quantile(lat, done, 1.0),
+		       done ? bnd / done : NAN, peak_rss_kb() / 1024.0);
+		free(seqs);
+		sl_cost_fini(&cost);
+	}
+	printf("# lat in ms; lp_bound column = mean step / LP bound; peak_rss_mb is the "
+	       "process's peak so far (getrusage)\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *trace = SLUICE_BENCH_DEFAULT_TRACE, *profname = "gpt-7b-flexsp", *csvpath = NULL;
+	int32_t ranks = 64, per_node = 8;
+	int batch = 512, steps = 20, do_scaling = 1, do_replay = 1;
+	int64_t max_len = 192 * 1024;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(a, "--no-scaling") == 0) {
+			do_scaling = 0;
+		} else if (strcmp(a, "--scaling-only") == 0) {
+			do_replay = 0;
+		} else if (a[0] == '-' && a[1] == '-' && v == NULL) {
+			fprintf(stderr, "sluice-bench: %s needs a value\n", a);
+			return 2;
+		} else if (strcmp(a, "--profile") == 0) {
+			profname = argv[++i];
+		} else if (strcmp(a, "--ranks") == 0) {
+			ranks = atoi(argv[++i]);
+		} else if (strcmp(a, "--per-node") == 0) {
+			per_node = atoi(argv[++i]);
+		} else if (strcmp(a, "--batch") == 0) {
+			batch = atoi(argv[++i]);
+		} else if (strcmp(a, "--steps") == 0) {
+			steps = atoi(argv[++i]);
+		} else if (strcmp(a, "--max-len") == 0) {
+			max_len = atoll(argv[++i]);
+		} else if (strcmp(a, "--csv") == 0) {
+			csvpath = argv[++i];
+		} else if (a[0] == '-') {
+			fprintf(stderr, "sluice-bench: unknown option %s\n", a);
+			usage(stderr);
+			return 2;
+		} else {
+			trace = a;
+		}
+	}
+	if (ranks < 1 || per_node < 1 || batch < 1 || steps < 1 || max_len < 1) {
+		fprintf(stderr, "sluice-bench: --ranks, --per-node, --batch, --steps and --max-len "
+		                "must be positive\n");
+		return 2;
+	}
+	sl_log_init_from_env();
+	sl_profile_t prof;
+	if (sl_profile_resolve(profname, &prof) != SL_OK) {
+		fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
+		return 1;
+	}
+	sl_lengths_t all = {0}, kept = {0};
+	if (sl_trace_read(trace, NULL, &all) != SL_OK) {
+		fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
+		return 1;
+	}
+	size_t dropped = 0;
+	for (size_t i = 0; i < all.n; i++) {
+		if (all.v[i] > max_len) {
+			dropped++;
+			continue;
+		}
+		if (sl_lengths_push(&kept, all.v[i]) != SL_OK) {
+			fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
+			return 1;
+		}
+	}
+	printf("# trace %s: %zu sequences, %zu longer than %lld dropped\n", trace, all.n, dropped,
+	       (long long)max_len);
+	sl_lengths_free(&all);
+	int rc = 0;
+	FILE *csv = NULL;
+	if (csvpath != NULL && (csv = fopen(csvpath, "w")) == NULL) {
+		perror(csvpath);
+		return 1;
+	}
+	if (do_replay)
+		rc = replay(&prof, kept.v, kept.n, ranks, per_node, batch, steps, max_len, csv);
+	if (csv)
+		fclose(csv);
+	if (rc == 0 && do_scaling)
+		rc = scaling(&prof, kept.v, kept.n, per_node);
+	sl_lengths_free(&kept);
+	return rc;
+}

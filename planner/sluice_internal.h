@@ -1,0 +1,182 @@
+/* sluice planner: internals of the default `sluice` policy, shared by
+ * planner/sluice*.c. The policy combines
+ *  - an LP over (sequence, group size) pairs that picks each long sequence's
+ *    degree and offload and proves a lower bound on the step (sluice_lp.c);
+ *  - ByteScale's dynamic mesh (Ge et al., "ByteScale", 2025, sec. 4-5): a
+ *    sequence runs on the fewest ranks that hold it (any count), short ones
+ *    stay whole and are packed per rank, rings keep to one node where they
+ *    can, selective offloading trades PCIe time for ranks or micro-batches,
+ *    and ranks run different numbers of micro-batches (sluice_mesh.c);
+ *  - Hydraulis' two-stage assignment (Li et al., "Hydraulis", 2024, sec. 5):
+ *    sequences to ranks balancing predicted time, then each rank's sequences
+ *    into micro-batches (sluice_pack.c);
+ *  - a local search with exact incremental costs (sluice_search.c).
+ * Every candidate plan is scored with sl_plan_evaluate before one is kept. */
+#ifndef SLUICE_PLANNER_SLUICE_INTERNAL_H
+#define SLUICE_PLANNER_SLUICE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "planner.h"
+
+/* The request and the model constants every stage reads. Built once per
+ * request by planner_sluice_ctx_init; read-only afterwards except the work
+ * counter, which all stages charge so that one deterministic budget bounds
+ * the whole search. */
+typedef struct planner_sluice_ctx {
+	const sl_cost_t *cost;
+	const sl_seq_t *seqs;
+	int32_t n;      /* sequences */
+	int32_t N, G;   /* ranks, ranks per node */
+	int32_t nodes;  /* ceil(N / G) */
+	double cap;     /* tokens per rank */
+	double beta;    /* ms per group execution */
+	double c_off;   /* ms per token offloaded on one rank (act / 2^20 / pcie) */
+	double fmax;    /* largest offload fraction the profile allows */
+	double *t1;     /* [n] time alone on one rank without offload */
+	int64_t *offcap; /* [n] tokens of it that may be offloaded on one rank */
+	int64_t work;   /* work units spent so far (deterministic) */
+	int64_t work_limit;
+	int truncated;  /* 1 once the work limit cut a stage short */
+	int milp_left;  /* exact micro-batch MILPs still allowed for this request */
+	int milp_used;  /* how many were solved */
+} planner_sluice_ctx_t;
+
+/* How many work units a stage may still spend; 0 marks the search as
+ * truncated. Every loop that can run long charges ctx->work. */
+static inline int planner_sluice_budget_ok(planner_sluice_ctx_t *ctx)
+{
+	if (ctx->work < ctx->work_limit)
+		return 1;
+	ctx->truncated = 1;
+	return 0;
+}
+
+/* One Pareto-optimal (time, work) way to run a long sequence. */
+typedef struct planner_sluice_cand {
+	int32_t d;
+	double f;    /* least offload that fits on d ranks */
+	double t;    /* time of the sequence on d ranks (offload included) */
+	double w;    /* rank-ms it costs: d t + beta (1 - f) p / cap */
+	double x;    /* LP value */
+} planner_sluice_cand_t;
+
+/* The LP's view of a batch: the sequences it decides (the rest run on one
+ * rank), their candidate degrees, the optimum and the bound. */
+typedef struct planner_sluice_lp {
+	int32_t nlong;
+	int32_t *seq;        /* [nlong] sequence index */
+	int64_t *cand_off;   /* [nlong + 1] into cand */
+	planner_sluice_cand_t *cand;
+	double t_star;       /* LP optimum without grad sync (ms) */
+	double bound_ms;     /* lower bound on the step: t_star + grad_sync */
+	int solved;          /* 0 when the LP failed and only the closed-form bound is known */
+} planner_sluice_lp_t;
+
+/* Builds and solves the LP; fills *lp (release with planner_sluice_lp_fini).
+ * Fails only on ENOMEM; an LP failure falls back to the per-sequence
+ * bounds (lp->solved = 0). */
+sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp);
+void planner_sluice_lp_fini(planner_sluice_lp_t *lp);
+
+/* Rounds the LP to degrees: every sequence gets deg[i] and off[i]. With
+ * slack < 0 each long sequence takes its largest LP value; otherwise the
+ * cheapest-work candidate whose time fits t_star * (1 + slack) - beta
+ * (the fastest when none does). */
+void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
+                             double slack, int32_t *deg, double *off);
+
+/* A multi-rank ("wide") group: a long sequence (lead) on d ranks plus short
+ * sequences riding in its spare memory. */
+typedef struct planner_sluice_wide {
+	int32_t lead;
+	int32_t d;
+	double off;       /* lead's offload */
+	int one_node;
+	int64_t rank_off; /* ranks in ring order: st->wide_ranks[rank_off .. + d) */
+	double res;       /* resident tokens per rank */
+	double sum_t;     /* sum of its sequences' times */
+	double start, end;
+} planner_sluice_wide_t;
+
+/* A single-rank micro-batch. Sequences over cap tokens in total are made to
+ * fit by offloading the excess (cost c_off per token). */
+typedef struct planner_sluice_bin {
+	int32_t rank;
+	int32_t count;
+	int64_t tokens;
+	int64_t offcap;   /* tokens its sequences may offload in total */
+	double sum_t;     /* sum of t1 */
+	int32_t head;     /* first sequence (linked by st->next) */
+	int32_t rnext;    /* next bin of the same rank, -1 at the end */
+	int pre;          /* runs before the rank's wide groups (fills a wait) */
+} planner_sluice_bin_t;
+
+/* A plan under construction: wide groups in list-scheduling order (run
+ * first), then each rank's own micro-batches. */
+typedef struct planner_sluice_state {
+	planner_sluice_ctx_t *ctx;
+	int32_t nwide;
+	planner_sluice_wide_t *wide;
+	int32_t *wide_ranks;
+	int32_t nbins, bins_cap;
+	planner_sluice_bin_t *bins;
+	int32_t *rank_head; /* [N] first bin of the rank, -1 when none */
+	double *ready;      /* [N] when the rank leaves its last wide group */
+	double *fin;        /* [N] finish time of the rank */
+	int32_t *where;     /* [n] bin index, or -(w + 1) for wide group w */
+	int32_t *next, *prev; /* [n] lists of sequences per bin or wide group */
+	int32_t *whead;     /* [nwide] first rider (the lead is not listed) */
+} planner_sluice_state_t;
+
+/* Tunables of one build (several are tried per request). */
+typedef struct planner_sluice_knobs {
+	int riders;     /* let short sequences ride in intra-node wide groups */
+	int offload;    /* allow offloading in single-rank micro-batches */
+	int fill_gaps;  /* run micro-batches in the idle time before a wide group */
+} planner_sluice_knobs_t;
+
+/* Allocates an empty state for ctx; planner_sluice_state_fini releases it. */
+sl_err planner_sluice_state_init(planner_sluice_state_t *st, planner_sluice_ctx_t *ctx);
+void planner_sluice_state_fini(planner_sluice_state_t *st);
+
+/* Bin time: beta + sum of t1 + offload of the excess over cap. */
+double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens, double sum_t,
+                             int32_t count);
+
+/* The dynamic mesh: places the wide groups of deg[] (node-local rings, list
+ * scheduling), lets short sequences ride, then assigns the rest to ranks
+ * (stage 1) and packs them into micro-batches (stage 2). */
+sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, const double *off,
+                            const planner_sluice_knobs_t *knobs);
+
+/* Stage 1 (every sequence not yet placed goes to one rank, balancing
+ * predicted finish times, LPT order) and stage 2 (each rank's sequences
+ * into micro-batches). */
+sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs);
+
+/* Stage 2 of one rank: repacks its sequences into the number of
+ * micro-batches that costs least (sluice_pack.c). */
+sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
+                                const planner_sluice_knobs_t *knobs);
+
+/* Recomputes wide group times, ready and fin from scratch. */
+void planner_sluice_retime(planner_sluice_state_t *st);
+
+/* Moves and swaps between micro-batches, ranks and wide groups while the
+ * step time drops (sluice_search.c). */
+sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs);
+
+/* Predicted step (max fin + grad sync) of the state. */
+double planner_sluice_state_step(const planner_sluice_state_t *st);
+
+/* Writes the state as a plan (slots, groups, offloads). */
+sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out);
+
+/* Sequence list helpers over st->next / st->prev. */
+void planner_sluice_bin_add(planner_sluice_state_t *st, int32_t b, int32_t i);
+void planner_sluice_bin_remove(planner_sluice_state_t *st, int32_t i);
+/* Appends an empty bin on rank r; returns its index or -1 on ENOMEM. */
+int32_t planner_sluice_bin_new(planner_sluice_state_t *st, int32_t r);
+
+#endif

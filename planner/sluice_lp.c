@@ -1,0 +1,339 @@
+/* sluice planner: the LP of the `sluice` policy. It decides which group size
+ * each long sequence runs on (FlexSP's sequence-to-group assignment, Wang et
+ * al., ASPLOS 2025, sec. 4, relaxed to an LP over Pareto-optimal degrees)
+ * and proves a lower bound on the step:
+ *
+ *   minimise T
+ *   s.t.  sum_d x[j][d] = 1                          for each long sequence j
+ *         T >= sum_d (beta + T[j][d]) x[j][d]        its group must finish
+ *         N T >= W_short + sum_{j,d} w[j][d] x[j][d] rank-ms of the whole batch
+ *
+ * T[j][d] is the sequence's time on d ranks with the least offload that
+ * fits, w[j][d] = d T[j][d] + beta (1 - f) p / cap its rank-milliseconds
+ * counting its share of fixed costs (cost-model.md, "The ideal"). Any valid
+ * plan gives a 0/1 point of this LP, so its optimum is a lower bound; it is
+ * never below the spec's ideal because it couples each sequence's time and
+ * work through one degree. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp.h"
+#include "sluice_internal.h"
+
+/* Rank-ms lower bound of running s on d ranks with offload at least f (cost
+ * model: the offload may grow up to 1, which only helps when offloading is
+ * cheaper than the fixed-cost share it frees). */
+static double work_lb(const sl_cost_t *c, int64_t s, int32_t d, double f, int one, double *t_out)
+{
+	double p = (double)sl_cost_padded(s, d);
+	double t = sl_cost_seq_ms(c, s, d, f, one);
+	double w = d * t + c->prof.beta * (1.0 - f) * p / (double)c->cap;
+	double t1 = sl_cost_seq_ms(c, s, d, 1.0, one);
+	if (d * t1 < w)
+		w = d * t1;
+	*t_out = t;
+	return w;
+}
+
+typedef struct {
+	planner_sluice_cand_t c;
+	int feasible;
+} rawcand_t;
+
+static int cmp_raw(const void *a, const void *b)
+{
+	const rawcand_t *x = a, *y = b;
+	if (x->c.t != y->c.t)
+		return x->c.t < y->c.t ? -1 : 1;
+	if (x->c.w != y->c.w)
+		return x->c.w < y->c.w ? -1 : 1;
+	return (x->c.d > y->c.d) - (x->c.d < y->c.d);
+}
+
+/* Candidates of sequence s: the Pareto frontier in (time, work) of every
+ * degree (for the bound) united with the frontier of the degrees our plans
+ * can use (offload <= max_offload), sorted by time. Returns how many were
+ * written to out (room for N entries). */
+static int32_t candidates(planner_sluice_ctx_t *ctx, int64_t s, rawcand_t *raw,
+                          planner_sluice_cand_t *out)
+{
+	const sl_cost_t *c = ctx->cost;
+	int32_t N = ctx->N;
+	for (int32_t d = 1; d <= N; d++) {
+		rawcand_t *r = &raw[d - 1];
+		r->c.d = d;
+		r->c.f = sl_cost_min_offload(c, s, d);
+		r->c.w = work_lb(c, s, d, r->c.f, d <= ctx->G, &r->c.t);
+		r->c.x = 0;
+		r->feasible = r->c.f <= ctx->fmax - 2e-5;
+	}
+	ctx->work += N;
+	qsort(raw, (size_t)N, sizeof(rawcand_t), cmp_raw);
+	int32_t k = 0;
+	double best_all = INFINITY, best_feas = INFINITY;
+	for (int32_t i = 0; i < N; i++) {
+		int keep = 0;
+		if (raw[i].c.w < best_all) {
+			best_all = raw[i].c.w;
+			keep = 1;
+		}
+		if (raw[i].feasible && raw[i].c.w < best_feas) {
+			best_feas = raw[i].c.w;
+			keep = 1;
+		}
+		if (keep) {
+			out[k] = raw[i].c;
+			/* Mark degrees our plans cannot use with a negative d. */
+			if (!raw[i].feasible)
+				out[k].d = -out[k].d;
+			k++;
+		}
+	}
+	return k;
+}
+
+void planner_sluice_lp_fini(planner_sluice_lp_t *lp)
+{
+	free(lp->seq);
+	free(lp->cand_off);
+	free(lp->cand);
+	memset(lp, 0, sizeof(*lp));
+}
+
+/* Fills the LP's columns and rows and solves it; on any LP failure returns
+ * the error and leaves the caller to use the closed-form bound. */
+static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, double w_short,
+                         double t_lo)
+{
+	sl_err rc = SL_OK;
+	lp_t *m = NULL;
+	int64_t ncand = lp->cand_off[lp->nlong];
+	int *cols = NULL, *col_of = NULL;
+	double *vals = NULL;
+	int tcol;
+	lp_result_t res;
+
+	cols = malloc(sizeof(int) * (size_t)(ncand + 2));
+	vals = malloc(sizeof(double) * (size_t)(ncand + 2));
+	col_of = malloc(sizeof(int) * (size_t)(ncand + 1));
+	if (cols == NULL || vals == NULL || col_of == NULL) {
+		rc = sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %lld candidates",
+		               (long long)ncand);
+		goto out;
+	}
+	SL_CHECK_GOTO(lp_new("sluice-degrees", 1, &m), rc, out);
+	/* Scale times to seconds so the coefficients stay near 1. */
+	SL_CHECK_GOTO(lp_add_col(m, "T", LP_CONTINUOUS, t_lo / 1e3, INFINITY, 1.0, &tcol), rc, out);
+	for (int64_t k = 0; k < ncand; k++)
+		SL_CHECK_GOTO(lp_add_col(m, NULL, LP_CONTINUOUS, 0.0, 1.0, 0.0, &col_of[k]), rc, out);
+	for (int32_t j = 0; j < lp->nlong; j++) {
+		int nnz = 0;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+			cols[nnz] = col_of[k];
+			vals[nnz++] = 1.0;
+		}
+		SL_CHECK_GOTO(lp_add_row(m, NULL, nnz, cols, vals, 1.0, 1.0, NULL), rc, out);
+		nnz = 0;
+		cols[nnz] = tcol;
+		vals[nnz++] = 1.0;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+			cols[nnz] = col_of[k];
+			vals[nnz++] = -(ctx->beta + lp->cand[k].t) / 1e3;
+		}
+		SL_CHECK_GOTO(lp_add_row(m, NULL, nnz, cols, vals, 0.0, INFINITY, NULL), rc, out);
+	}
+	{
+		int nnz = 0;
+		cols[nnz] = tcol;
+		vals[nnz++] = (double)ctx->N;
+		for (int64_t k = 0; k < ncand; k++) {
+			cols[nnz] = col_of[k];
+			vals[nnz++] = -lp->cand[k].w / 1e3;
+		}
+		SL_CHECK_GOTO(lp_add_row(m, "work", nnz, cols, vals, w_short / 1e3, INFINITY, NULL), rc,
+		              out);
+	}
+	lp_opts_t o;
+	memset(&o, 0, sizeof(o));
+	/* Deterministic cap; the LP has 2 nlong + 1 rows, so simplex needs a
+	 * few times that many pivots. */
+	o.it_lim = 50 * (int64_t)(2 * lp->nlong + 1) + 1000;
+	o.presolve = 0;
+	SL_CHECK_GOTO(lp_solve(m, &o, &res), rc, out);
+	ctx->work += res.iterations * (int64_t)(2 * lp->nlong + 1);
+	lp->t_star = lp_value(m, tcol) * 1e3;
+	for (int64_t k = 0; k < ncand; k++)
+		lp->cand[k].x = lp_value(m, col_of[k]);
+	lp->solved = 1;
+out:
+	lp_free(&m);
+	free(cols);
+	free(vals);
+	free(col_of);
+	return rc;
+}
+
+/* Appends sequence i's candidates to the LP; returns its least work. */
+static sl_err add_long(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, int32_t i,
+                       rawcand_t *raw, planner_sluice_cand_t *tmp, int64_t *cand_cap,
+                       double *wmin)
+{
+	int32_t k = candidates(ctx, ctx->seqs[i].length, raw, tmp);
+	int64_t ncand = lp->cand_off[lp->nlong];
+	if (ncand + k > *cand_cap) {
+		int64_t nc = *cand_cap ? *cand_cap * 2 : 64;
+		while (nc < ncand + k)
+			nc *= 2;
+		planner_sluice_cand_t *q = realloc(lp->cand, sizeof(*q) * (size_t)nc);
+		if (q == NULL)
+			return sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %lld candidates",
+			                 (long long)nc);
+		lp->cand = q;
+		*cand_cap = nc;
+	}
+	*wmin = INFINITY;
+	for (int32_t q = 0; q < k; q++) {
+		lp->cand[ncand + q] = tmp[q];
+		if (tmp[q].w < *wmin)
+			*wmin = tmp[q].w;
+	}
+	lp->seq[lp->nlong++] = i;
+	lp->cand_off[lp->nlong] = ncand + k;
+	return SL_OK;
+}
+
+sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp)
+{
+	const sl_cost_t *c = ctx->cost;
+	sl_err rc = SL_OK;
+	rawcand_t *raw = NULL;
+	planner_sluice_cand_t *tmp = NULL;
+	double *short_w = NULL;
+	char *in_lp = NULL;
+	int32_t n = ctx->n, N = ctx->N;
+	double w_short = 0, w_lb = 0, t_lo = 0, wmin;
+	int64_t cand_cap = 0;
+
+	memset(lp, 0, sizeof(*lp));
+	lp->seq = malloc(sizeof(int32_t) * (size_t)n);
+	lp->cand_off = malloc(sizeof(int64_t) * ((size_t)n + 1));
+	raw = malloc(sizeof(rawcand_t) * (size_t)N);
+	tmp = malloc(sizeof(planner_sluice_cand_t) * (size_t)N);
+	short_w = malloc(sizeof(double) * (size_t)n);
+	in_lp = calloc((size_t)n, 1);
+	if (lp->seq == NULL || lp->cand_off == NULL || raw == NULL || tmp == NULL ||
+	    short_w == NULL || in_lp == NULL) {
+		rc = sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %d sequences", n);
+		goto out;
+	}
+	lp->cand_off[0] = 0;
+
+	/* A sequence that fits one rank costs least there (no padding, no
+	 * communication): its work is a constant of the LP. Longer ones are
+	 * the LP's to place. */
+	for (int32_t i = 0; i < n; i++) {
+		int64_t s = ctx->seqs[i].length;
+		double t;
+		if ((double)s > ctx->cap) {
+			in_lp[i] = 1;
+			SL_CHECK_GOTO(add_long(ctx, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
+			w_lb += wmin;
+		} else {
+			short_w[i] = work_lb(c, s, 1, 0.0, 1, &t);
+			w_lb += short_w[i];
+		}
+	}
+	/* ... unless its time on one rank could be what limits the step (tiny
+	 * batches): beta + T_1 above the work bound w_lb / N. Those join the
+	 * LP too; the others' critical time is implied by the work row. */
+	for (int32_t i = 0; i < n; i++) {
+		if (in_lp[i])
+			continue;
+		if (ctx->beta + ctx->t1[i] > w_lb / N) {
+			in_lp[i] = 1;
+			SL_CHECK_GOTO(add_long(ctx, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
+		} else {
+			w_short += short_w[i];
+		}
+	}
+	for (int32_t j = 0; j < lp->nlong; j++) {
+		double tmin = INFINITY;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
+			if (lp->cand[k].t < tmin)
+				tmin = lp->cand[k].t;
+		if (ctx->beta + tmin > t_lo)
+			t_lo = ctx->beta + tmin;
+	}
+	if (w_short / N > t_lo)
+		t_lo = w_short / N;
+
+	if (lp->nlong == 0) {
+		lp->t_star = t_lo;
+		lp->solved = 1;
+	} else {
+		sl_err lrc = solve_glpk(ctx, lp, w_short, t_lo);
+		if (lrc == SL_ENOMEM) {
+			rc = lrc;
+			goto out;
+		}
+		if (lrc != SL_OK) {
+			/* The closed-form bound: every sequence at its least work and
+			 * least time separately (the spec's ideal). */
+			SL_WARN(SL_SUB_PLAN, "sluice: LP failed (%s); using the per-sequence bound",
+			        sl_errmsg());
+			double wsum = w_short;
+			for (int32_t j = 0; j < lp->nlong; j++) {
+				wmin = INFINITY;
+				for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
+					if (lp->cand[k].w < wmin)
+						wmin = lp->cand[k].w;
+				wsum += wmin;
+			}
+			lp->t_star = t_lo > wsum / N ? t_lo : wsum / N;
+			lp->solved = 0;
+		}
+	}
+	lp->bound_ms = lp->t_star + c->prof.grad_sync_ms;
+out:
+	free(raw);
+	free(tmp);
+	free(short_w);
+	free(in_lp);
+	if (rc != SL_OK)
+		planner_sluice_lp_fini(lp);
+	return rc;
+}
+
+void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
+                             double slack, int32_t *deg, double *off)
+{
+	for (int32_t i = 0; i < ctx->n; i++) {
+		deg[i] = 1;
+		off[i] = 0;
+	}
+	for (int32_t j = 0; j < lp->nlong; j++) {
+		const planner_sluice_cand_t *best = NULL, *fast = NULL;
+		double target = lp->t_star * (1.0 + (slack > 0 ? slack : 0)) - ctx->beta;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+			const planner_sluice_cand_t *cd = &lp->cand[k];
+			if (cd->d <= 0)
+				continue; /* needs more offload than the profile allows */
+			if (fast == NULL || cd->t < fast->t)
+				fast = cd;
+			if (slack < 0) {
+				if (best == NULL || cd->x > best->x + 1e-9)
+					best = cd;
+			} else if (cd->t <= target && (best == NULL || cd->w < best->w)) {
+				best = cd;
+			}
+		}
+		if (best == NULL)
+			best = fast;
+		if (best == NULL)
+			continue; /* cannot happen: d = N always fits (sl_cost_check_seq) */
+		int32_t i = lp->seq[j];
+		deg[i] = best->d;
+		off[i] = best->f;
+	}
+}

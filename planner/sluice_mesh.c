@@ -1,0 +1,652 @@
+/* sluice planner: the dynamic mesh of the `sluice` policy (ByteScale, Ge et
+ * al. 2025, sec. 4: data-aware sharding on a dynamic communication mesh).
+ * A long sequence gets a ring of exactly the degree the LP chose (any count,
+ * not only powers of two); rings that fit a node stay inside one, larger
+ * ones take as few nodes as possible with neighbours on one node; rings are
+ * list-scheduled first (Graham's rule with the spec's "a group starts when
+ * all its ranks are free"), short sequences ride in a ring's spare memory
+ * when that is cheaper than a micro-batch of their own, and every other
+ * sequence is dealt to one rank (sluice_pack.c). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice_internal.h"
+
+sl_err planner_sluice_state_init(planner_sluice_state_t *st, planner_sluice_ctx_t *ctx)
+{
+	int32_t n = ctx->n, N = ctx->N;
+	memset(st, 0, sizeof(*st));
+	st->ctx = ctx;
+	st->wide = malloc(sizeof(planner_sluice_wide_t) * (size_t)(n > 0 ? n : 1));
+	st->wide_ranks = malloc(sizeof(int32_t) * (size_t)N * (size_t)(n < 8 ? n : 8) + 1);
+	st->rank_head = malloc(sizeof(int32_t) * (size_t)N);
+	st->ready = malloc(sizeof(double) * (size_t)N);
+	st->fin = malloc(sizeof(double) * (size_t)N);
+	st->where = malloc(sizeof(int32_t) * (size_t)n);
+	st->next = malloc(sizeof(int32_t) * (size_t)n);
+	st->prev = malloc(sizeof(int32_t) * (size_t)n);
+	st->whead = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+	st->bins_cap = N + 16;
+	st->bins = malloc(sizeof(planner_sluice_bin_t) * (size_t)st->bins_cap);
+	if (!st->wide || !st->wide_ranks || !st->rank_head || !st->ready || !st->fin ||
+	    !st->where || !st->next || !st->prev || !st->whead || !st->bins) {
+		planner_sluice_state_fini(st);
+		return sl_seterr(SL_ENOMEM, "sluice: out of memory for %d sequences on %d ranks", n, N);
+	}
+	return SL_OK;
+}
+
+void planner_sluice_state_fini(planner_sluice_state_t *st)
+{
+	free(st->wide);
+	free(st->wide_ranks);
+	free(st->rank_head);
+	free(st->ready);
+	free(st->fin);
+	free(st->where);
+	free(st->next);
+	free(st->prev);
+	free(st->whead);
+	free(st->bins);
+	memset(st, 0, sizeof(*st));
+}
+
+double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens, double sum_t,
+                             int32_t count)
+{
+	if (count == 0)
+		return 0.0;
+	double t = ctx->beta + sum_t;
+	if ((double)tokens > ctx->cap)
+		t += ctx->c_off * ((double)tokens - ctx->cap);
+	return t;
+}
+
+int32_t planner_sluice_bin_new(planner_sluice_state_t *st, int32_t r)
+{
+	if (st->nbins == st->bins_cap) {
+		int32_t nc = st->bins_cap * 2;
+		planner_sluice_bin_t *q = realloc(st->bins, sizeof(*q) * (size_t)nc);
+		if (q == NULL)
+			return -1;
+		st->bins = q;
+		st->bins_cap = nc;
+	}
+	int32_t b = st->nbins++;
+	planner_sluice_bin_t *bn = &st->bins[b];
+	memset(bn, 0, sizeof(*bn));
+	bn->rank = r;
+	bn->head = -1;
+	/* Append at the end of the rank's list so bins keep creation order. */
+	bn->rnext = -1;
+	if (st->rank_head[r] < 0) {
+		st->rank_head[r] = b;
+	} else {
+		int32_t q = st->rank_head[r];
+		while (st->bins[q].rnext >= 0)
+			q = st->bins[q].rnext;
+		st->bins[q].rnext = b;
+	}
+	return b;
+}
+
+void planner_sluice_bin_add(planner_sluice_state_t *st, int32_t b, int32_t i)
+{
+	const planner_sluice_ctx_t *ctx = st->ctx;
+	planner_sluice_bin_t *bn = &st->bins[b];
+	st->where[i] = b;
+	st->prev[i] = -1;
+	st->next[i] = bn->head;
+	if (bn->head >= 0)
+		st->prev[bn->head] = i;
+	bn->head = i;
+	bn->count++;
+	bn->tokens += ctx->seqs[i].length;
+	bn->offcap += ctx->offcap[i];
+	bn->sum_t += ctx->t1[i];
+}
+
+void planner_sluice_bin_remove(planner_sluice_state_t *st, int32_t i)
+{
+	const planner_sluice_ctx_t *ctx = st->ctx;
+	int32_t b = st->where[i];
+	planner_sluice_bin_t *bn = &st->bins[b];
+	if (st->prev[i] >= 0)
+		st->next[st->prev[i]] = st->next[i];
+	else
+		bn->head = st->next[i];
+	if (st->next[i] >= 0)
+		st->prev[st->next[i]] = st->prev[i];
+	bn->count--;
+	bn->tokens -= ctx->seqs[i].length;
+	bn->offcap -= ctx->offcap[i];
+	bn->sum_t -= ctx->t1[i];
+	if (bn->count == 0)
+		bn->sum_t = 0; /* no drift in empty bins */
+	st->where[i] = INT32_MIN;
+}
+
+void planner_sluice_retime(planner_sluice_state_t *st)
+{
+	const planner_sluice_ctx_t *ctx = st->ctx;
+	int32_t N = ctx->N;
+	for (int32_t r = 0; r < N; r++)
+		st->ready[r] = 0;
+	for (int32_t b = 0; b < st->nbins; b++) {
+		const planner_sluice_bin_t *bn = &st->bins[b];
+		if (bn->pre)
+			st->ready[bn->rank] += planner_sluice_bin_ms(ctx, bn->tokens, bn->sum_t, bn->count);
+	}
+	for (int32_t w = 0; w < st->nwide; w++) {
+		planner_sluice_wide_t *wd = &st->wide[w];
+		const int32_t *rk = st->wide_ranks + wd->rank_off;
+		double start = 0;
+		for (int32_t k = 0; k < wd->d; k++)
+			if (st->ready[rk[k]] > start)
+				start = st->ready[rk[k]];
+		wd->start = start;
+		wd->end = start + ctx->beta + wd->sum_t;
+		for (int32_t k = 0; k < wd->d; k++)
+			st->ready[rk[k]] = wd->end;
+	}
+	for (int32_t r = 0; r < N; r++)
+		st->fin[r] = st->ready[r];
+	for (int32_t b = 0; b < st->nbins; b++) {
+		const planner_sluice_bin_t *bn = &st->bins[b];
+		if (!bn->pre)
+			st->fin[bn->rank] += planner_sluice_bin_ms(ctx, bn->tokens, bn->sum_t, bn->count);
+	}
+}
+
+double planner_sluice_state_step(const planner_sluice_state_t *st)
+{
+	double m = 0;
+	for (int32_t r = 0; r < st->ctx->N; r++)
+		if (st->fin[r] > m)
+			m = st->fin[r];
+	return m + st->ctx->cost->prof.grad_sync_ms;
+}
+
+/* --- wide group placement ------------------------------------------------ */
+
+typedef struct {
+	double key;
+	int32_t id;
+} keyed_t;
+
+static int cmp_keyed(const void *a, const void *b)
+{
+	const keyed_t *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Ranks of node k: [k G, min(N, k G + G)). */
+static int32_t node_size(const planner_sluice_ctx_t *ctx, int32_t k)
+{
+	int32_t lo = k * ctx->G, hi = lo + ctx->G;
+	return (hi > ctx->N ? ctx->N : hi) - lo;
+}
+
+/* Chooses d ranks for a ring given the ranks' ready times, writing them in
+ * ring order to out: inside one node when d <= G (the node where the d
+ * earliest ranks start soonest, least idle time on ties), else whole nodes
+ * that free up first plus the remainder from one more node, so the ring
+ * crosses as few node boundaries as possible. keyed has room for N. */
+static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int32_t d,
+                       int32_t *out, keyed_t *keyed)
+{
+	int32_t G = ctx->G, nodes = ctx->nodes;
+	if (d <= G) {
+		double best_start = INFINITY, best_idle = INFINITY;
+		int32_t best_node = -1;
+		for (int32_t k = 0; k < nodes; k++) {
+			int32_t sz = node_size(ctx, k);
+			if (sz < d)
+				continue;
+			for (int32_t q = 0; q < sz; q++) {
+				keyed[q].key = ready[k * G + q];
+				keyed[q].id = k * G + q;
+			}
+			qsort(keyed, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+			double start = keyed[d - 1].key, idle = 0;
+			for (int32_t q = 0; q < d; q++)
+				idle += start - keyed[q].key;
+			if (start < best_start - 1e-9 ||
+			    (start < best_start + 1e-9 && idle < best_idle - 1e-9)) {
+				best_start = start;
+				best_idle = idle;
+				best_node = k;
+			}
+		}
+		if (best_node >= 0) {
+			int32_t sz = node_size(ctx, best_node);
+			for (int32_t q = 0; q < sz; q++) {
+				keyed[q].key = ready[best_node * G + q];
+				keyed[q].id = best_node * G + q;
+			}
+			qsort(keyed, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+			for (int32_t q = 0; q < d; q++)
+				out[q] = keyed[q].id;
+			qsort(out, (size_t)d, sizeof(int32_t), cmp_i32);
+			return;
+		}
+	}
+	/* Several nodes: order nodes by when they are wholly free; take whole
+	 * nodes, then the remainder from the node whose needed ranks free up
+	 * first. Partial last nodes and odd shapes fall back to the globally
+	 * earliest ranks, grouped by node. */
+	keyed_t *nk = keyed; /* first `nodes` entries reused below */
+	int32_t full = d / G, rem = d - full * G;
+	int ok = 1;
+	for (int32_t k = 0; k < nodes; k++) {
+		double m = 0;
+		for (int32_t q = 0; q < node_size(ctx, k); q++)
+			if (ready[k * G + q] > m)
+				m = ready[k * G + q];
+		nk[k].key = node_size(ctx, k) == G ? m : INFINITY;
+		nk[k].id = k;
+	}
+	qsort(nk, (size_t)nodes, sizeof(keyed_t), cmp_keyed);
+	int32_t cnt = 0;
+	for (int32_t q = 0; q < full; q++) {
+		if (q >= nodes || isinf(nk[q].key)) {
+			ok = 0;
+			break;
+		}
+	}
+	if (ok) {
+		/* remainder: the node (not among the full ones) whose rem earliest
+		 * ranks are free soonest */
+		keyed_t *kk = keyed + nodes;
+		int32_t remnode = -1;
+		double remstart = INFINITY;
+		for (int32_t q = full; rem > 0 && q < nodes; q++) {
+			int32_t k = nk[q].id, sz = node_size(ctx, k);
+			if (sz < rem)
+				continue;
+			for (int32_t z = 0; z < sz; z++) {
+				kk[z].key = ready[k * G + z];
+				kk[z].id = k * G + z;
+			}
+			qsort(kk, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+			if (kk[rem - 1].key < remstart) {
+				remstart = kk[rem - 1].key;
+				remnode = k;
+			}
+		}
+		if (rem > 0 && remnode < 0)
+			ok = 0;
+		if (ok) {
+			/* nodes in increasing index order, so the ring walks nodes
+			 * in order and neighbours share a node */
+			int32_t nu = 0;
+			for (int32_t k = 0; k < nodes; k++) {
+				int used = k == remnode;
+				for (int32_t q = 0; q < full && !used; q++)
+					used = nk[q].id == k;
+				if (!used)
+					continue;
+				nu++;
+				if (k == remnode) {
+					int32_t sz = node_size(ctx, k);
+					for (int32_t z = 0; z < sz; z++) {
+						kk[z].key = ready[k * G + z];
+						kk[z].id = k * G + z;
+					}
+					qsort(kk, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+					int32_t *o = out + cnt;
+					for (int32_t z = 0; z < rem; z++)
+						o[z] = kk[z].id;
+					qsort(o, (size_t)rem, sizeof(int32_t), cmp_i32);
+					cnt += rem;
+				} else {
+					for (int32_t z = 0; z < G; z++)
+						out[cnt++] = k * G + z;
+				}
+			}
+			(void)nu;
+		}
+	}
+	if (ok && cnt == d)
+		return;
+	/* Fallback: the d earliest ranks, in node-major order. */
+	for (int32_t r = 0; r < ctx->N; r++) {
+		keyed[r].key = ready[r];
+		keyed[r].id = r;
+	}
+	qsort(keyed, (size_t)ctx->N, sizeof(keyed_t), cmp_keyed);
+	for (int32_t q = 0; q < d; q++)
+		out[q] = keyed[q].id;
+	qsort(out, (size_t)d, sizeof(int32_t), cmp_i32);
+}
+
+typedef struct {
+	int32_t d;
+	double t;
+	int32_t lead;
+} wkey_t;
+
+/* Wide groups go largest first (more ranks, then longer), as in LPT. */
+static int cmp_wkey(const void *a, const void *b)
+{
+	const wkey_t *x = a, *y = b;
+	if (x->d != y->d)
+		return x->d > y->d ? -1 : 1;
+	if (x->t != y->t)
+		return x->t > y->t ? -1 : 1;
+	return (x->lead > y->lead) - (x->lead < y->lead);
+}
+
+typedef struct {
+	int64_t len;
+	int32_t idx;
+} lkey_t;
+
+static int cmp_lkey_desc(const void *a, const void *b)
+{
+	const lkey_t *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Lets short sequences ride in the spare memory of wide groups whose
+ * lead is not offloaded, when the extra padding and communication cost less
+ * than the share of a micro-batch's fixed cost the sequence would otherwise
+ * pay (beta s / cap): each wide group takes, largest first, the sequences
+ * that still fit. */
+static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	const sl_cost_t *c = ctx->cost;
+	int32_t n = ctx->n, m = 0;
+	lkey_t *ks = malloc(sizeof(lkey_t) * (size_t)n);
+	if (ks == NULL)
+		return sl_seterr(SL_ENOMEM, "sluice: out of memory");
+	for (int32_t i = 0; i < n; i++)
+		if (deg[i] == 1 && (double)ctx->seqs[i].length <= ctx->cap) {
+			ks[m].len = ctx->seqs[i].length;
+			ks[m++].idx = i;
+		}
+	qsort(ks, (size_t)m, sizeof(lkey_t), cmp_lkey_desc);
+	for (int32_t w = 0; w < st->nwide; w++) {
+		planner_sluice_wide_t *wd = &st->wide[w];
+		if (wd->off > 0)
+			continue;
+		/* the least useful spare: one token per rank can hold nothing */
+		for (int32_t q = 0; q < m && ctx->cap - wd->res >= 1.0; q++) {
+			int32_t i = ks[q].idx;
+			if (st->where[i] != INT32_MIN)
+				continue;
+			int64_t s = ks[q].len;
+			double res = sl_cost_resident(s, wd->d, 0.0);
+			if (wd->res + res > ctx->cap)
+				continue;
+			double t = sl_cost_seq_ms(c, s, wd->d, 0.0, wd->one_node);
+			ctx->work++;
+			if (wd->d * t - ctx->t1[i] >= ctx->beta * (double)s / ctx->cap)
+				continue;
+			wd->res += res;
+			wd->sum_t += t;
+			st->where[i] = -(w + 1);
+			st->prev[i] = -1;
+			st->next[i] = st->whead[w];
+			if (st->whead[w] >= 0)
+				st->prev[st->whead[w]] = i;
+			st->whead[w] = i;
+		}
+	}
+	free(ks);
+	return SL_OK;
+}
+
+sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, const double *off,
+                            const planner_sluice_knobs_t *knobs)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	const sl_cost_t *c = ctx->cost;
+	int32_t n = ctx->n, N = ctx->N;
+	sl_err rc = SL_OK;
+	wkey_t *wk = NULL;
+	keyed_t *keyed = NULL;
+	int64_t total = 0;
+	int32_t nw = 0;
+
+	st->nwide = 0;
+	st->nbins = 0;
+	for (int32_t r = 0; r < N; r++) {
+		st->rank_head[r] = -1;
+		st->ready[r] = 0;
+	}
+	for (int32_t i = 0; i < n; i++) {
+		st->where[i] = INT32_MIN;
+		if (deg[i] > 1) {
+			total += deg[i];
+			nw++;
+		}
+	}
+	wk = malloc(sizeof(wkey_t) * (size_t)(nw > 0 ? nw : 1));
+	keyed = malloc(sizeof(keyed_t) * ((size_t)N + (size_t)ctx->nodes + (size_t)ctx->G + 1));
+	int32_t *pool = realloc(st->wide_ranks, sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
+	if (wk == NULL || keyed == NULL || pool == NULL) {
+		if (pool != NULL)
+			st->wide_ranks = pool;
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %d wide groups", nw);
+		goto out;
+	}
+	st->wide_ranks = pool;
+
+	/* Wide groups, list-scheduled in LPT order on node-aware rings. */
+	nw = 0;
+	for (int32_t i = 0; i < n; i++)
+		if (deg[i] > 1) {
+			wk[nw].d = deg[i];
+			wk[nw].t = sl_cost_seq_ms(c, ctx->seqs[i].length, deg[i], off[i], deg[i] <= ctx->G);
+			wk[nw++].lead = i;
+		}
+	qsort(wk, (size_t)nw, sizeof(wkey_t), cmp_wkey);
+	int64_t used = 0;
+	for (int32_t q = 0; q < nw; q++) {
+		int32_t i = wk[q].lead, d = wk[q].d;
+		int64_t s = ctx->seqs[i].length;
+		double f = sl_cost_offload_for(c, s, d, ctx->cap);
+		/* The 1e-6 grid can push an offload at the profile's limit over
+		 * it: one more rank then holds the rest. */
+		while (f >= 1.0 && d < N) {
+			d++;
+			f = sl_cost_offload_for(c, s, d, ctx->cap);
+		}
+		if (used + d > total) {
+			pool = realloc(st->wide_ranks, sizeof(int32_t) * (size_t)(used + d));
+			if (pool == NULL) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+				goto out;
+			}
+			st->wide_ranks = pool;
+			total = used + d;
+		}
+		planner_sluice_wide_t *wd = &st->wide[st->nwide];
+		int32_t *rk = st->wide_ranks + used;
+		pick_ranks(ctx, st->ready, d, rk, keyed);
+		ctx->work += N;
+		wd->lead = i;
+		wd->d = d;
+		wd->off = f;
+		wd->one_node = sl_cost_one_node(c, rk, d);
+		wd->rank_off = used;
+		wd->res = sl_cost_resident(s, d, f);
+		wd->sum_t = sl_cost_seq_ms(c, s, d, f, wd->one_node);
+		double start = 0;
+		for (int32_t k = 0; k < d; k++)
+			if (st->ready[rk[k]] > start)
+				start = st->ready[rk[k]];
+		wd->start = start;
+		wd->end = start + ctx->beta + wd->sum_t;
+		for (int32_t k = 0; k < d; k++)
+			st->ready[rk[k]] = wd->end;
+		st->whead[st->nwide] = -1;
+		st->where[i] = -(st->nwide + 1);
+		st->nwide++;
+		used += d;
+	}
+	if (knobs->riders && st->nwide > 0)
+		SL_CHECK_GOTO(add_riders(st, deg), rc, out);
+	planner_sluice_retime(st);
+	SL_CHECK_GOTO(planner_sluice_assign(st, knobs), rc, out);
+	planner_sluice_retime(st);
+out:
+	free(wk);
+	free(keyed);
+	return rc;
+}
+
+/* --- emission ------------------------------------------------------------ */
+
+static int cmp_lkey_desc_v(const void *a, const void *b)
+{
+	return cmp_lkey_desc(a, b);
+}
+
+/* Adds bin b's sequences as one single-rank group, offloading the tokens
+ * over cap from the longest sequences first. */
+static sl_err emit_bin(const planner_sluice_state_t *st, int32_t b, sl_plan_t *plan, lkey_t *tmp)
+{
+	const planner_sluice_ctx_t *ctx = st->ctx;
+	const planner_sluice_bin_t *bn = &st->bins[b];
+	int32_t m = 0;
+	for (int32_t i = bn->head; i >= 0; i = st->next[i]) {
+		tmp[m].len = ctx->seqs[i].length;
+		tmp[m++].idx = i;
+	}
+	qsort(tmp, (size_t)m, sizeof(lkey_t), cmp_lkey_desc_v);
+	int32_t r = bn->rank;
+	SL_CHECK(sl_plan_add_group(plan, &r, 1));
+	int64_t over = bn->tokens - (int64_t)ctx->cap;
+	for (int32_t q = 0; q < m; q++) {
+		int32_t i = tmp[q].idx;
+		double f = 0;
+		if (over > 0) {
+			int64_t v = over < ctx->offcap[i] ? over : ctx->offcap[i];
+			if (v > 0) {
+				f = sl_cost_offload_for(ctx->cost, tmp[q].len, 1, (double)(tmp[q].len - v));
+				over -= v;
+			}
+		}
+		SL_CHECK(sl_plan_add_item(plan, i, f));
+	}
+	if (over > 0)
+		return sl_seterr(SL_EINTERNAL,
+		                 "sluice: micro-batch on rank %d holds %lld tokens, %lld over what "
+		                 "offloading can free",
+		                 r, (long long)bn->tokens, (long long)over);
+	return SL_OK;
+}
+
+sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
+{
+	const planner_sluice_ctx_t *ctx = st->ctx;
+	const sl_cost_t *c = ctx->cost;
+	int32_t N = ctx->N, n = ctx->n;
+	sl_err rc = SL_OK;
+	sl_plan_t *plan = NULL;
+	int32_t *last = NULL, *wslot = NULL, *order = NULL, *off = NULL, *npre = NULL;
+	lkey_t *tmp = NULL;
+
+	*out = NULL;
+	plan = sl_plan_new("sluice", c->prof.name, N, ctx->G, c->cap, ctx->seqs, n);
+	last = malloc(sizeof(int32_t) * (size_t)N);
+	npre = malloc(sizeof(int32_t) * (size_t)N);
+	off = malloc(sizeof(int32_t) * ((size_t)N + 1));
+	wslot = malloc(sizeof(int32_t) * (size_t)(st->nwide > 0 ? st->nwide : 1));
+	order = malloc(sizeof(int32_t) * (size_t)(st->nbins + n + 1));
+	tmp = malloc(sizeof(lkey_t) * (size_t)n);
+	if (plan == NULL || last == NULL || npre == NULL || off == NULL || wslot == NULL ||
+	    order == NULL || tmp == NULL) {
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory writing the plan");
+		goto out;
+	}
+	/* Each rank's non-empty micro-batches, pre ones first:
+	 * order[off[r] .. off[r + 1]), npre[r] of them pre. */
+	int32_t m = 0, maxpre = 0, maxpost = 0;
+	for (int32_t r = 0; r < N; r++) {
+		off[r] = m;
+		for (int pass = 1; pass >= 0; pass--)
+			for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
+				if (st->bins[b].count > 0 && st->bins[b].pre == pass)
+					order[m++] = b;
+		npre[r] = 0;
+		for (int32_t q = off[r]; q < m; q++)
+			npre[r] += st->bins[order[q]].pre;
+		if (npre[r] > maxpre)
+			maxpre = npre[r];
+		if (m - off[r] - npre[r] > maxpost)
+			maxpost = m - off[r] - npre[r];
+		/* rank r's j-th pre micro-batch runs in slot j */
+		last[r] = npre[r] - 1;
+	}
+	off[N] = m;
+	/* A wide group's slot is one past the last slot of any of its ranks:
+	 * every rank keeps its order and the groups of a slot are disjoint. */
+	int32_t nslots = maxpre;
+	for (int32_t w = 0; w < st->nwide; w++) {
+		const int32_t *rk = st->wide_ranks + st->wide[w].rank_off;
+		int32_t s = -1;
+		for (int32_t k = 0; k < st->wide[w].d; k++)
+			if (last[rk[k]] > s)
+				s = last[rk[k]];
+		wslot[w] = s + 1;
+		for (int32_t k = 0; k < st->wide[w].d; k++)
+			last[rk[k]] = s + 1;
+		if (s + 2 > nslots)
+			nslots = s + 2;
+	}
+	for (int32_t s = 0; s < nslots + maxpost; s++) {
+		SL_CHECK_GOTO(sl_plan_add_slot(plan), rc, out);
+		for (int32_t r = 0; s < maxpre && r < N; r++)
+			if (s < npre[r])
+				SL_CHECK_GOTO(emit_bin(st, order[off[r] + s], plan, tmp), rc, out);
+		for (int32_t w = 0; w < st->nwide; w++) {
+			if (wslot[w] != s)
+				continue;
+			const planner_sluice_wide_t *wd = &st->wide[w];
+			SL_CHECK_GOTO(sl_plan_add_group(plan, st->wide_ranks + wd->rank_off, wd->d), rc,
+			              out);
+			SL_CHECK_GOTO(sl_plan_add_item(plan, wd->lead, wd->off), rc, out);
+			int32_t k = 0;
+			for (int32_t i = st->whead[w]; i >= 0; i = st->next[i])
+				tmp[k++].idx = i;
+			/* riders in the order they joined */
+			for (int32_t q = k - 1; q >= 0; q--)
+				SL_CHECK_GOTO(sl_plan_add_item(plan, tmp[q].idx, 0.0), rc, out);
+		}
+		for (int32_t r = 0; s >= nslots && r < N; r++) {
+			int32_t j = npre[r] + (s - nslots);
+			if (j < off[r + 1] - off[r])
+				SL_CHECK_GOTO(emit_bin(st, order[off[r] + j], plan, tmp), rc, out);
+		}
+		if (plan->slots[plan->nslots - 1].ngroups == 0) {
+			rc = sl_seterr(SL_EINTERNAL, "sluice: slot %d of the plan came out empty", s);
+			goto out;
+		}
+	}
+	*out = plan;
+	plan = NULL;
+out:
+	sl_plan_free(&plan);
+	free(last);
+	free(npre);
+	free(off);
+	free(wslot);
+	free(order);
+	free(tmp);
+	return rc;
+}

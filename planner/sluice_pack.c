@@ -1,0 +1,535 @@
+/* sluice planner: the two-stage assignment of the `sluice` policy
+ * (Hydraulis, Li et al. 2024, sec. 5: first sequences to groups balancing
+ * predicted time under memory limits, then each group's sequences into
+ * micro-batches).
+ *
+ * Stage 1 deals sequences longest-time-first (Graham's LPT) to the rank
+ * whose predicted finish grows least. A rank's predicted time counts its
+ * micro-batches' fixed costs as the reference model does: L tokens need k
+ * micro-batches of cap tokens, or k - 1 when offloading the excess to host
+ * memory is cheaper than one more fixed cost (ByteScale's selective
+ * offloading applied to the micro-batch count), so ranks end up running
+ * different numbers of micro-batches (ByteScale's balance scheduler).
+ *
+ * Stage 2 packs each rank's sequences into that many micro-batches:
+ * best-fit decreasing that sends what does not fit to the emptiest
+ * micro-batch, moves and swaps that shrink the offloaded excess, and for
+ * small ranks whose excess might vanish an exact MILP on GLPK (lp.h),
+ * bounded by a node limit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp.h"
+#include "sluice_internal.h"
+
+/* Fixed-cost and offload time of L tokens on one rank under the best
+ * micro-batch count (cap tokens each, excess offloaded when allowed). */
+static double rank_overhead(const planner_sluice_ctx_t *ctx, double L, int offload)
+{
+	if (L <= 0)
+		return 0;
+	double cap = ctx->cap;
+	double khi = ceil(L / cap);
+	double best = khi * ctx->beta;
+	if (offload) {
+		double klo = floor(L / cap);
+		if (klo >= 1) {
+			double t = klo * ctx->beta + ctx->c_off * (L - klo * cap);
+			if (t < best && L - klo * cap <= ctx->fmax * 0.95 * L)
+				best = t;
+		}
+		double t1 = ctx->beta + ctx->c_off * (L - cap);
+		if (L > cap && t1 < best && L - cap <= ctx->fmax * 0.95 * L)
+			best = t1;
+	}
+	return best;
+}
+
+typedef struct {
+	double t;
+	int64_t len;
+	int32_t idx;
+} tkey_t;
+
+static int cmp_tkey(const void *a, const void *b)
+{
+	const tkey_t *x = a, *y = b;
+	if (x->t != y->t)
+		return x->t > y->t ? -1 : 1;
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Binary min-heap of ranks keyed by (F[r], r). */
+typedef struct {
+	int32_t *h;
+	int32_t n;
+	const double *F;
+} rheap_t;
+
+static int rless(const rheap_t *hp, int32_t a, int32_t b)
+{
+	if (hp->F[a] != hp->F[b])
+		return hp->F[a] < hp->F[b];
+	return a < b;
+}
+
+static void rpush(rheap_t *hp, int32_t r)
+{
+	int32_t i = hp->n++;
+	hp->h[i] = r;
+	while (i > 0) {
+		int32_t p = (i - 1) / 2;
+		if (!rless(hp, hp->h[i], hp->h[p]))
+			break;
+		int32_t t = hp->h[i];
+		hp->h[i] = hp->h[p];
+		hp->h[p] = t;
+		i = p;
+	}
+}
+
+static int32_t rpop(rheap_t *hp)
+{
+	int32_t top = hp->h[0];
+	hp->h[0] = hp->h[--hp->n];
+	int32_t i = 0;
+	for (;;) {
+		int32_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < hp->n && rless(hp, hp->h[l], hp->h[m]))
+			m = l;
+		if (r < hp->n && rless(hp, hp->h[r], hp->h[m]))
+			m = r;
+		if (m == i)
+			break;
+		int32_t t = hp->h[i];
+		hp->h[i] = hp->h[m];
+		hp->h[m] = t;
+		i = m;
+	}
+	return top;
+}
+
+sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	int32_t n = ctx->n, N = ctx->N, m = 0;
+	sl_err rc = SL_OK;
+	tkey_t *items = malloc(sizeof(tkey_t) * (size_t)(n > 0 ? n : 1));
+	double *L = calloc((size_t)N, sizeof(double));
+	double *S = calloc((size_t)N, sizeof(double));
+	double *F = malloc(sizeof(double) * (size_t)N);
+	int32_t *bin = malloc(sizeof(int32_t) * (size_t)N);
+	int32_t *cand = malloc(sizeof(int32_t) * (size_t)N);
+	rheap_t hp = {malloc(sizeof(int32_t) * (size_t)N), 0, F};
+	if (!items || !L || !S || !F || !bin || !cand || !hp.h) {
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
+		goto out;
+	}
+	for (int32_t i = 0; i < n; i++)
+		if (st->where[i] == INT32_MIN) {
+			items[m].t = ctx->t1[i];
+			items[m].len = ctx->seqs[i].length;
+			items[m++].idx = i;
+		}
+	qsort(items, (size_t)m, sizeof(tkey_t), cmp_tkey);
+	for (int32_t r = 0; r < N; r++) {
+		F[r] = st->ready[r];
+		bin[r] = -1;
+		rpush(&hp, r);
+	}
+	/* Only the K ranks that finish first are looked at for each sequence:
+	 * the cheapest place is nearly always among them, and it keeps stage 1
+	 * at O(n K log N) on large clusters. */
+	int32_t K = N <= 256 ? N : 32;
+	for (int32_t q = 0; q < m; q++) {
+		int32_t i = items[q].idx;
+		double s = (double)items[q].len, t = items[q].t;
+		int32_t nc = 0, best = -1;
+		double best_f = INFINITY;
+		while (nc < K && hp.n > 0)
+			cand[nc++] = rpop(&hp);
+		for (int32_t k = 0; k < nc; k++) {
+			int32_t r = cand[k];
+			double f = st->ready[r] + S[r] + t + rank_overhead(ctx, L[r] + s, knobs->offload);
+			if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
+				best_f = f;
+				best = r;
+			}
+		}
+		ctx->work += nc;
+		L[best] += s;
+		S[best] += t;
+		F[best] = best_f;
+		if (bin[best] < 0) {
+			bin[best] = planner_sluice_bin_new(st, best);
+			if (bin[best] < 0) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for micro-batches");
+				goto out;
+			}
+		}
+		planner_sluice_bin_add(st, bin[best], i);
+		for (int32_t k = 0; k < nc; k++)
+			rpush(&hp, cand[k]);
+	}
+	for (int32_t r = 0; r < N; r++)
+		if (bin[r] >= 0)
+			SL_CHECK_GOTO(planner_sluice_pack_rank(st, r, knobs), rc, out);
+out:
+	free(items);
+	free(L);
+	free(S);
+	free(F);
+	free(bin);
+	free(cand);
+	free(hp.h);
+	return rc;
+}
+
+/* --- stage 2 ------------------------------------------------------------- */
+
+typedef struct {
+	int64_t len;
+	int64_t offcap;
+	int32_t idx;
+} pitem_t;
+
+static int cmp_pitem(const void *a, const void *b)
+{
+	const pitem_t *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Excess over cap of a micro-batch holding `load` tokens. */
+static int64_t excess(const planner_sluice_ctx_t *ctx, int64_t load)
+{
+	int64_t cap = (int64_t)ctx->cap;
+	return load > cap ? load - cap : 0;
+}
+
+/* Packs items (sorted longest first) into k micro-batches: best fit among
+ * those it fits, else the emptiest (least excess). Then moves and swaps
+ * between a micro-batch over cap and one under it while the total excess
+ * drops. Writes bin-of-item to as[] and loads to load[]; returns the total
+ * excess, or -1 when some micro-batch exceeds what offloading can free. */
+static int64_t pack_k(planner_sluice_ctx_t *ctx, const pitem_t *it, int32_t m, int32_t k,
+                      int32_t *as, int64_t *load, int64_t *ocap)
+{
+	int64_t cap = (int64_t)ctx->cap;
+	for (int32_t b = 0; b < k; b++) {
+		load[b] = 0;
+		ocap[b] = 0;
+	}
+	for (int32_t q = 0; q < m; q++) {
+		int32_t fit = -1, emp = 0;
+		for (int32_t b = 0; b < k; b++) {
+			if (load[b] + it[q].len <= cap && (fit < 0 || load[b] > load[fit]))
+				fit = b;
+			if (load[b] < load[emp])
+				emp = b;
+		}
+		int32_t b = fit >= 0 ? fit : emp;
+		as[q] = b;
+		load[b] += it[q].len;
+		ocap[b] += it[q].offcap;
+	}
+	ctx->work += (int64_t)m * k;
+	/* Improvement passes (bounded): move or swap between an over and an
+	 * under micro-batch. */
+	for (int pass = 0; pass < 4 && k > 1; pass++) {
+		int improved = 0;
+		for (int32_t q = 0; q < m; q++) {
+			int32_t a = as[q];
+			if (load[a] <= cap)
+				continue;
+			for (int32_t b = 0; b < k; b++) {
+				if (b == a || load[b] >= cap)
+					continue;
+				int64_t before = excess(ctx, load[a]) + excess(ctx, load[b]);
+				int64_t after = excess(ctx, load[a] - it[q].len) +
+				                excess(ctx, load[b] + it[q].len);
+				if (after < before) {
+					load[a] -= it[q].len;
+					ocap[a] -= it[q].offcap;
+					load[b] += it[q].len;
+					ocap[b] += it[q].offcap;
+					as[q] = b;
+					improved = 1;
+					break;
+				}
+				/* swap with a shorter item of b */
+				for (int32_t z = 0; z < m; z++) {
+					if (as[z] != b || it[z].len >= it[q].len)
+						continue;
+					int64_t dl = it[q].len - it[z].len;
+					after = excess(ctx, load[a] - dl) + excess(ctx, load[b] + dl);
+					if (after < before) {
+						load[a] -= dl;
+						load[b] += dl;
+						ocap[a] += it[z].offcap - it[q].offcap;
+						ocap[b] += it[q].offcap - it[z].offcap;
+						as[q] = b;
+						as[z] = a;
+						improved = 1;
+						break;
+					}
+				}
+				if (as[q] != a)
+					break;
+			}
+		}
+		ctx->work += (int64_t)m * k * 2;
+		if (!improved)
+			break;
+	}
+	int64_t tot = 0;
+	for (int32_t b = 0; b < k; b++) {
+		int64_t e = excess(ctx, load[b]);
+		if (e > ocap[b])
+			return -1;
+		tot += e;
+	}
+	return tot;
+}
+
+/* Classic best-fit decreasing without offload (new micro-batches as
+ * needed); an item over cap alone offloads its excess. Returns k. */
+static int32_t pack_bfd(planner_sluice_ctx_t *ctx, const pitem_t *it, int32_t m, int32_t *as,
+                        int64_t *load)
+{
+	int64_t cap = (int64_t)ctx->cap;
+	int32_t k = 0;
+	for (int32_t q = 0; q < m; q++) {
+		int32_t fit = -1;
+		for (int32_t b = 0; b < k; b++)
+			if (load[b] + it[q].len <= cap && (fit < 0 || load[b] > load[fit]))
+				fit = b;
+		if (fit < 0) {
+			fit = k++;
+			load[fit] = 0;
+		}
+		as[q] = fit;
+		load[fit] += it[q].len;
+	}
+	ctx->work += (int64_t)m * (k > 0 ? k : 1);
+	return k;
+}
+
+/* Exact packing of m items into k micro-batches minimising the offloaded
+ * excess (a MILP on GLPK, node-limited, warm-started from as[]). On a better
+ * solution rewrites as[] and returns its excess; otherwise returns -1. */
+static int64_t pack_milp(planner_sluice_ctx_t *ctx, const pitem_t *it, int32_t m, int32_t k,
+                         int32_t *as, int64_t cur)
+{
+	lp_t *lp = NULL;
+	int64_t ret = -1;
+	int ncol = m * k + k;
+	int *cols = malloc(sizeof(int) * (size_t)(m + 1) * 2);
+	double *vals = malloc(sizeof(double) * (size_t)(m + 1) * 2);
+	double *warm = calloc((size_t)ncol, sizeof(double));
+	double *x = malloc(sizeof(double) * (size_t)ncol);
+	lp_result_t res;
+	if (cols == NULL || vals == NULL || warm == NULL || x == NULL)
+		goto out;
+	if (lp_new("sluice-microbatches", 1, &lp) != SL_OK)
+		goto out;
+	/* y[q][b] at column q k + b, excess e[b] at m k + b */
+	for (int32_t q = 0; q < m; q++)
+		for (int32_t b = 0; b < k; b++)
+			if (lp_add_col(lp, NULL, LP_BINARY, 0, 1, 0.0, NULL) != SL_OK)
+				goto out;
+	for (int32_t b = 0; b < k; b++)
+		if (lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 1.0, NULL) != SL_OK)
+			goto out;
+	for (int32_t q = 0; q < m; q++) {
+		for (int32_t b = 0; b < k; b++) {
+			cols[b] = q * k + b;
+			vals[b] = 1.0;
+		}
+		if (lp_add_row(lp, NULL, k, cols, vals, 1.0, 1.0, NULL) != SL_OK)
+			goto out;
+	}
+	for (int32_t b = 0; b < k; b++) {
+		/* load - e <= cap, and the excess must be offloadable */
+		for (int32_t q = 0; q < m; q++) {
+			cols[q] = q * k + b;
+			vals[q] = (double)it[q].len;
+		}
+		cols[m] = m * k + b;
+		vals[m] = -1.0;
+		if (lp_add_row(lp, NULL, m + 1, cols, vals, -INFINITY, ctx->cap, NULL) != SL_OK)
+			goto out;
+		for (int32_t q = 0; q < m; q++)
+			vals[q] = (double)it[q].offcap;
+		if (lp_add_row(lp, NULL, m + 1, cols, vals, 0.0, INFINITY, NULL) != SL_OK)
+			goto out;
+	}
+	/* symmetry: the longest item sits in micro-batch 0 */
+	if (lp_set_col_bounds(lp, 0, 1.0, 1.0) != SL_OK)
+		goto out;
+	/* warm start: the heuristic packing, relabelled so item 0 is in bin 0 */
+	{
+		int32_t swap = as[0];
+		int64_t *ld = calloc((size_t)k, sizeof(int64_t));
+		if (ld == NULL)
+			goto out;
+		for (int32_t q = 0; q < m; q++) {
+			int32_t b = as[q] == swap ? 0 : (as[q] == 0 ? swap : as[q]);
+			warm[q * k + b] = 1.0;
+			ld[b] += it[q].len;
+		}
+		for (int32_t b = 0; b < k; b++)
+			warm[m * k + b] = (double)excess(ctx, ld[b]);
+		free(ld);
+	}
+	lp_opts_t o;
+	memset(&o, 0, sizeof(o));
+	o.node_lim = 64;
+	o.it_lim = 20000;
+	o.warm = warm;
+	o.cuts = 1;
+	sl_err rc = lp_solve_mip(lp, &o, &res);
+	ctx->work += 2000 + res.iterations + 100 * res.nodes;
+	if (rc != SL_OK || lp_values(lp, x) != SL_OK)
+		goto out;
+	int64_t *ld = calloc((size_t)k, sizeof(int64_t));
+	int32_t *nas = malloc(sizeof(int32_t) * (size_t)m);
+	if (ld == NULL || nas == NULL) {
+		free(ld);
+		free(nas);
+		goto out;
+	}
+	int ok = 1;
+	for (int32_t q = 0; q < m && ok; q++) {
+		nas[q] = -1;
+		for (int32_t b = 0; b < k; b++)
+			if (x[q * k + b] > 0.5)
+				nas[q] = b;
+		if (nas[q] < 0)
+			ok = 0;
+		else
+			ld[nas[q]] += it[q].len;
+	}
+	int64_t tot = 0;
+	for (int32_t b = 0; b < k && ok; b++)
+		tot += excess(ctx, ld[b]);
+	if (ok && tot < cur) {
+		memcpy(as, nas, sizeof(int32_t) * (size_t)m);
+		ret = tot;
+	}
+	free(ld);
+	free(nas);
+out:
+	lp_free(&lp);
+	free(cols);
+	free(vals);
+	free(warm);
+	free(x);
+	return ret;
+}
+
+sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
+                                const planner_sluice_knobs_t *knobs)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	sl_err rc = SL_OK;
+	int32_t m = 0;
+	int64_t L = 0;
+	/* Gather the rank's (non-pre) sequences and empty its micro-batches. */
+	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
+		if (!st->bins[b].pre)
+			m += st->bins[b].count;
+	if (m == 0)
+		return SL_OK;
+	pitem_t *it = malloc(sizeof(pitem_t) * (size_t)m);
+	int32_t *as = malloc(sizeof(int32_t) * (size_t)m * 2);
+	int64_t *load = malloc(sizeof(int64_t) * (size_t)(m + 2) * 2);
+	int32_t *bins = malloc(sizeof(int32_t) * (size_t)(m + 2));
+	if (!it || !as || !load || !bins) {
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory packing rank %d", r);
+		goto out;
+	}
+	int32_t nb = 0;
+	m = 0;
+	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext) {
+		if (st->bins[b].pre)
+			continue;
+		while (st->bins[b].head >= 0) {
+			int32_t i = st->bins[b].head;
+			it[m].len = ctx->seqs[i].length;
+			it[m].offcap = ctx->offcap[i];
+			it[m++].idx = i;
+			L += ctx->seqs[i].length;
+			planner_sluice_bin_remove(st, i);
+		}
+		bins[nb++] = b;
+	}
+	qsort(it, (size_t)m, sizeof(pitem_t), cmp_pitem);
+	int32_t *best_as = as + m;
+	int64_t *ocap = load + (m + 2);
+	int32_t best_k = 0;
+	double best_cost = INFINITY;
+
+	/* Without offloading: best-fit decreasing, as many as needed. */
+	{
+		int32_t k = pack_bfd(ctx, it, m, as, load);
+		double cost = k * ctx->beta;
+		for (int32_t b = 0; b < k; b++)
+			cost += ctx->c_off * (double)excess(ctx, load[b]);
+		best_cost = cost;
+		best_k = k;
+		memcpy(best_as, as, sizeof(int32_t) * (size_t)m);
+	}
+	if (knobs->offload) {
+		int64_t cap = (int64_t)ctx->cap;
+		int32_t khi = (int32_t)((L + cap - 1) / cap), klo = (int32_t)(L / cap);
+		int32_t ks[3] = {1, klo, khi};
+		for (int z = 0; z < 3; z++) {
+			int32_t k = ks[z];
+			int dup = 0;
+			for (int y = 0; y < z; y++)
+				dup |= ks[y] == k;
+			if (k < 1 || k > m || dup)
+				continue;
+			int64_t ex = pack_k(ctx, it, m, k, as, load, ocap);
+			if (ex < 0)
+				continue;
+			if (ex > 0 && (int64_t)k * cap >= L && m <= 16 && k <= 4 && ctx->milp_left > 0 &&
+			    planner_sluice_budget_ok(ctx)) {
+				/* An exact packing may hide the excess entirely. */
+				ctx->milp_left--;
+				ctx->milp_used++;
+				int64_t e2 = pack_milp(ctx, it, m, k, as, ex);
+				if (e2 >= 0)
+					ex = e2;
+			}
+			double cost = k * ctx->beta + ctx->c_off * (double)ex;
+			if (cost < best_cost - 1e-9) {
+				best_cost = cost;
+				best_k = k;
+				memcpy(best_as, as, sizeof(int32_t) * (size_t)m);
+			}
+		}
+	}
+	/* Write back: reuse the rank's micro-batches, add more as needed. */
+	while (nb < best_k) {
+		int32_t b = planner_sluice_bin_new(st, r);
+		if (b < 0) {
+			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for micro-batches");
+			goto out;
+		}
+		bins[nb++] = b;
+	}
+	for (int32_t q = 0; q < m; q++)
+		planner_sluice_bin_add(st, bins[best_as[q]], it[q].idx);
+out:
+	free(it);
+	free(as);
+	free(load);
+	free(bins);
+	return rc;
+}
