@@ -11,6 +11,8 @@
  * once its implementation exists. */
 static const sl_policy_t policies[] = {
 	/* POLICY TABLE: add one line per policy, keep `sluice` first once it exists. */
+	{"sluice", "LP-chosen ring sizes, dynamic mesh, two-stage balance, local search (default)",
+	 planner_policy_sluice},
 	{NULL, NULL, NULL}, /* end */
 };
 
