@@ -15,8 +15,8 @@ int cli_cmd_run_plan(int argc, char **argv)
 		int check;
 		int64_t heads, kv_heads, head_dim, iters, warmup, timeout;
 		uint64_t seed;
-		const char *report, *worker, *run_dir;
-	} a = {0, 0, 4, 2, 16, 1, 0, 60, 1, NULL, NULL, NULL};
+		const char *report, *worker, *run_dir, *profile;
+	} a = {0, 0, 4, 2, 16, 1, 0, 60, 1, NULL, NULL, NULL, NULL};
 	static const char *const backends[] = {"cpu", "cuda", NULL};
 	const cli_opt_t opts[] = {
 		{"backend", 0, CLI_OPT_CHOICE, &a.backend, "NAME",
@@ -34,6 +34,8 @@ int cli_cmd_run_plan(int argc, char **argv)
 		{"warmup", 0, CLI_OPT_INT, &a.warmup, "N", "untimed runs first", "0", 0, 1000000, NULL},
 		{"timeout", 0, CLI_OPT_INT, &a.timeout, "S", "seconds a worker waits for a peer", "60",
 		 1, 86400, NULL},
+		{"profile", 0, CLI_OPT_STR, &a.profile, "NAME|FILE",
+		 "check the plan and predict times under this profile", "the plan's own", 1, 0, NULL},
 		{"report", 0, CLI_OPT_STR, &a.report, "FILE",
 		 "write per-group and per-rank times and bytes as JSON", NULL, 1, 0, NULL},
 		{"worker", 0, CLI_OPT_STR, &a.worker, "PATH",
@@ -74,6 +76,7 @@ int cli_cmd_run_plan(int argc, char **argv)
 		                       (long long)a.heads, (long long)a.kv_heads);
 	worker_launch_opts_t lo = {
 		.plan_path = args[0],
+		.profile = a.profile,
 		.backend = backends[a.backend],
 		.worker_exe = a.worker,
 		.shape = {.heads = (int32_t)a.heads, .kv_heads = (int32_t)a.kv_heads,

@@ -114,6 +114,8 @@ static sl_err launch_spawn(const char *exe, const worker_launch_opts_t *o, const
 	argv[n++] = a_lsize;
 	argv[n++] = "--report";
 	argv[n++] = a_rep;
+	/* This process checked the plan's rules already (and warned once). */
+	argv[n++] = "--structure-only";
 	if (o->check) {
 		argv[n++] = "--dump";
 		argv[n++] = a_dump;
@@ -350,7 +352,8 @@ sl_err worker_launch(const worker_launch_opts_t *o, worker_launch_result_t *res)
 	sl_cost_t cost;
 	int have_cost = 0;
 	memset(&cost, 0, sizeof cost);
-	SL_CHECK(worker_plan_load(opts.plan_path, &plan, &cost, &have_cost));
+	worker_plan_rules_t rules = {.profile = opts.profile, .structure_only = 0};
+	SL_CHECK(worker_plan_load(opts.plan_path, &rules, &plan, &cost, &have_cost));
 
 	sl_err rc = SL_OK;
 	char exe[PATH_MAX + 64], dir[PATH_MAX];

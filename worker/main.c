@@ -51,6 +51,8 @@ static void main_usage(FILE *f)
 	        "  --local-rank R, --local-size N  placement on this host [rank, plan ranks]\n"
 	        "  --dump FILE         write outputs (O, LSE, dQ, dK, dV) for checking\n"
 	        "  --report FILE       write per-slot times and bytes as JSON\n"
+	        "  --profile NAME|FILE check the plan under this profile [the plan's own]\n"
+	        "  --structure-only    check only what execution needs (a launcher checked the rest)\n"
 	        "backends:");
 	for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
 		fprintf(f, " %s", worker_backends[i]->name);
@@ -77,6 +79,7 @@ int main(int argc, char **argv)
 	sl_log_init_from_env();
 	setvbuf(stderr, NULL, _IONBF, 0);
 	const char *plan_path = NULL, *backend = "cpu";
+	worker_plan_rules_t rules = {.profile = NULL, .structure_only = 0};
 	char run_dir[PATH_MAX];
 	snprintf(run_dir, sizeof run_dir, "/tmp/sluice-run-%u", (unsigned)getuid());
 	int have_dir = 0;
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
 	                       .shape = {.heads = 4, .kv_heads = 2, .head_dim = 16},
 	                       .seed = 1, .iters = 1, .warmup = 0, .timeout_ms = 60000};
 	enum { O_PLAN = 1, O_RANK, O_BACKEND, O_RUNDIR, O_HEADS, O_KV, O_DIM, O_SEED, O_ITERS,
-	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_HELP };
+	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_PROFILE, O_STRUCT, O_HELP };
 	static const struct option lopts[] = {
 		{"plan", required_argument, 0, O_PLAN},       {"rank", required_argument, 0, O_RANK},
 		{"backend", required_argument, 0, O_BACKEND}, {"run-dir", required_argument, 0, O_RUNDIR},
@@ -95,6 +98,7 @@ int main(int argc, char **argv)
 		{"timeout-ms", required_argument, 0, O_TO},   {"local-rank", required_argument, 0, O_LRANK},
 		{"local-size", required_argument, 0, O_LSIZE}, {"dump", required_argument, 0, O_DUMP},
 		{"report", required_argument, 0, O_REPORT},   {"help", no_argument, 0, O_HELP},
+		{"profile", required_argument, 0, O_PROFILE}, {"structure-only", no_argument, 0, O_STRUCT},
 		{0, 0, 0, 0}};
 	int c;
 	long long v;
@@ -157,6 +161,8 @@ int main(int argc, char **argv)
 			break;
 		case O_DUMP: o.dump_path = optarg; break;
 		case O_REPORT: o.report_path = optarg; break;
+		case O_PROFILE: rules.profile = optarg; break;
+		case O_STRUCT: rules.structure_only = 1; break;
 		case O_HELP: main_usage(stdout); return 0;
 		default: main_usage(stderr); return 2;
 		}
@@ -186,7 +192,7 @@ int main(int argc, char **argv)
 	o.rank = (int32_t)rank;
 	o.run_dir = run_dir;
 	sl_plan_t *plan = NULL;
-	sl_err rc = worker_plan_load(plan_path, &plan, NULL, NULL);
+	sl_err rc = worker_plan_load(plan_path, &rules, &plan, NULL, NULL);
 	if (rc == SL_OK)
 		rc = worker_run(plan, plan_path, ops, &o);
 	sl_plan_free(&plan);

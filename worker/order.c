@@ -216,7 +216,8 @@ static void order_collect(void *arg, const char *message)
 		v->len += (size_t)k < sizeof v->buf - v->len ? (size_t)k : sizeof v->buf - v->len - 1;
 }
 
-sl_err worker_plan_check(const sl_plan_t *plan, const char *what, sl_cost_t *cost, int *have_cost)
+sl_err worker_plan_check(const sl_plan_t *plan, const char *what, const worker_plan_rules_t *rules,
+                         sl_cost_t *cost, int *have_cost)
 {
 	if (have_cost)
 		*have_cost = 0;
@@ -227,11 +228,16 @@ sl_err worker_plan_check(const sl_plan_t *plan, const char *what, sl_cost_t *cos
 		snprintf(msg, sizeof msg, "%s", sl_errmsg());
 		return sl_seterr(rc, "%s: %s", what, msg);
 	}
+	if (rules && rules->structure_only)
+		return SL_OK;
+	const char *pname = rules && rules->profile ? rules->profile : plan->profile;
 	sl_profile_t prof;
-	if (sl_profile_resolve(plan->profile, &prof) != SL_OK) {
-		SL_WARN(SL_SUB_PLAN,
-		        "%s: profile '%s' not found (%s); checking the plan's structure only", what,
-		        plan->profile, sl_errmsg());
+	if (sl_profile_resolve(pname, &prof) != SL_OK) {
+		snprintf(msg, sizeof msg, "%s", sl_errmsg());
+		if (rules && rules->profile)
+			return sl_seterr(SL_ENOTFOUND, "%s: %s", what, msg);
+		SL_WARN(SL_SUB_PLAN, "%s: %s; checking the plan's structure only (name one with --profile)",
+		        what, msg);
 		sl_clearerr();
 		return SL_OK;
 	}
@@ -242,7 +248,7 @@ sl_err worker_plan_check(const sl_plan_t *plan, const char *what, sl_cost_t *cos
 	if (rc != SL_OK) {
 		snprintf(msg, sizeof msg, "%s", sl_errmsg());
 		return sl_seterr(rc, "%s: profile '%s' with ranks %d, ranks_per_node %d: %s", what,
-		                 plan->profile, (int)plan->ranks, (int)plan->ranks_per_node, msg);
+		                 pname, (int)plan->ranks, (int)plan->ranks_per_node, msg);
 	}
 	order_violations_t v = {.len = 0, .n = 0};
 	v.buf[0] = '\0';
@@ -262,14 +268,17 @@ sl_err worker_plan_check(const sl_plan_t *plan, const char *what, sl_cost_t *cos
 	return SL_OK;
 }
 
-sl_err worker_plan_load(const char *path, sl_plan_t **out, sl_cost_t *cost, int *have_cost)
+sl_err worker_plan_load(const char *path, const worker_plan_rules_t *rules, sl_plan_t **out,
+                        sl_cost_t *cost, int *have_cost)
 {
 	*out = NULL;
+	if (have_cost)
+		*have_cost = 0;
 	sl_plan_t *plan = NULL;
 	sl_err rc = sl_plan_read_json_file(path, &plan);
 	if (rc != SL_OK)
 		return rc;
-	rc = worker_plan_check(plan, path, cost, have_cost);
+	rc = worker_plan_check(plan, path, rules, cost, have_cost);
 	if (rc != SL_OK) {
 		sl_plan_free(&plan);
 		return rc;

@@ -56,15 +56,25 @@ sl_err worker_order_build(const sl_plan_t *plan, int32_t rank, const worker_shap
                           worker_order_t **out);
 void worker_order_free(worker_order_t **order);
 
+/* How a plan is checked before it runs. */
+typedef struct worker_plan_rules {
+	const char *profile; /* profile (name or JSON file) to check under; NULL: the plan's own */
+	int structure_only;  /* only what execution relies on (a launcher checked the rest) */
+} worker_plan_rules_t;
+
 /* Reads a plan file and checks it: structure (worker_order_build's rules for
- * every rank) and, when the plan's profile resolves, every rule of
- * sl_plan_validate. Violations are listed in the error message. When cost is
- * non-NULL and the profile resolves, *cost is initialised (caller calls
- * sl_cost_fini) and *have_cost set to 1. *out is the caller's. */
-sl_err worker_plan_load(const char *path, sl_plan_t **out, sl_cost_t *cost, int *have_cost);
+ * every rank) and, unless rules->structure_only, every rule of
+ * sl_plan_validate under the profile (rules->profile, else the plan's own;
+ * when the plan's own does not resolve, a warning says only the structure
+ * was checked). Violations are listed in the error message, which starts
+ * with the path. When cost is non-NULL and a profile resolved, *cost is
+ * initialised (caller calls sl_cost_fini) and *have_cost set to 1. rules
+ * may be NULL. *out is the caller's. */
+sl_err worker_plan_load(const char *path, const worker_plan_rules_t *rules, sl_plan_t **out,
+                        sl_cost_t *cost, int *have_cost);
 /* The same checks on a plan in memory; `what` names it in messages. */
-sl_err worker_plan_check(const sl_plan_t *plan, const char *what, sl_cost_t *cost,
-                         int *have_cost);
+sl_err worker_plan_check(const sl_plan_t *plan, const char *what, const worker_plan_rules_t *rules,
+                         sl_cost_t *cost, int *have_cost);
 
 /* ------------------------------------------------------------ inputs --- */
 
@@ -226,6 +236,7 @@ sl_err worker_check(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t
 
 typedef struct worker_launch_opts {
 	const char *plan_path;
+	const char *profile;    /* check and predict under this profile (NULL: the plan's own) */
 	const char *backend;    /* "cpu" (default) or "cuda" */
 	const char *worker_exe; /* NULL: $SLUICE_WORKER, next to this executable, ../worker/, PATH */
 	worker_shape_t shape;

@@ -261,10 +261,12 @@ static void test_bad_input(void **state)
 	assert_non_null(strstr(out, "twice.json: plan: slot 0: rank 0 is in more than one group"));
 
 	/* a plan that breaks a rule of the format (memory): invalid, named */
-	sl_plan_t *big = hand_plan(&cost);
-	big->seqs[1].length = 4 * cost.cap + 1000; /* cannot fit on 4 ranks */
+	sl_cost_t bcost;
+	sl_plan_t *big = hand_plan(&bcost);
+	big->seqs[1].length = 4 * bcost.cap + 1000; /* cannot fit on 4 ranks */
 	char bigp[128];
-	snprintf(bigp, sizeof bigp, "%s", write_plan(big, &cost, "toobig.json"));
+	snprintf(bigp, sizeof bigp, "%s", write_plan(big, &bcost, "toobig.json"));
+	sl_cost_fini(&bcost);
 	snprintf(args, sizeof args, "--plan %s --rank 0 --run-dir %s", bigp, tmpdir);
 	assert_int_equal(run_worker(args, out, sizeof out), 1);
 	assert_non_null(strstr(out, "toobig.json: invalid plan"));

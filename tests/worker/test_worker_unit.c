@@ -136,7 +136,7 @@ static void test_order_errors(void **state)
 	assert_int_equal(sl_plan_add_item(plan, 1, 0.0), SL_OK);
 	assert_int_equal(worker_order_build(plan, 0, &shape, &o), SL_EFORMAT);
 	assert_non_null(strstr(sl_errmsg(), "rank 1"));
-	assert_int_equal(worker_plan_check(plan, "p.json", NULL, NULL), SL_EFORMAT);
+	assert_int_equal(worker_plan_check(plan, "p.json", NULL, NULL, NULL), SL_EFORMAT);
 	assert_non_null(strstr(sl_errmsg(), "p.json: "));
 	sl_plan_free(&plan);
 }
