@@ -136,43 +136,52 @@ static sl_err launch_spawn(const char *exe, const worker_launch_opts_t *o, const
 	return SL_OK;
 }
 
-/* Waits for every worker. When one fails the others are stopped (their
- * peers would only wait for it until the timeout). Returns the first
- * failure, naming the rank and how it ended. */
+/* Waits for every worker (only ours: a host program's other children are
+ * left alone). When one fails the others are stopped (their peers would only
+ * wait for it until the timeout). Returns the first failure, naming the rank
+ * and how it ended. */
 static sl_err launch_wait(pid_t *pids, int32_t n)
 {
 	sl_err rc = SL_OK;
-	int32_t left = n;
+	int32_t left = 0;
+	for (int32_t i = 0; i < n; i++)
+		left += pids[i] > 0;
 	while (left > 0) {
-		int status;
-		pid_t p = waitpid(-1, &status, 0);
-		if (p < 0) {
-			if (errno == EINTR)
+		int progressed = 0;
+		for (int32_t r = 0; r < n; r++) {
+			if (pids[r] <= 0)
 				continue;
-			if (rc == SL_OK)
-				rc = sl_seterr(SL_EIO, "waiting for workers: %s", strerror(errno));
-			break;
+			int status;
+			pid_t p = waitpid(pids[r], &status, WNOHANG);
+			if (p == 0 || (p < 0 && errno == EINTR))
+				continue;
+			pids[r] = 0;
+			left--;
+			progressed = 1;
+			if (p < 0) {
+				if (rc == SL_OK)
+					rc = sl_seterr(SL_EIO, "waiting for the worker of rank %d: %s", (int)r,
+					               strerror(errno));
+				continue;
+			}
+			int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+			if (!failed || rc != SL_OK)
+				continue;
+			if (WIFEXITED(status))
+				rc = sl_seterr(SL_EIO,
+				               "worker of rank %d exited with status %d (its message is above)",
+				               (int)r, WEXITSTATUS(status));
+			else
+				rc = sl_seterr(SL_EIO, "worker of rank %d was killed by signal %d", (int)r,
+				               WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+			for (int32_t i = 0; i < n; i++)
+				if (pids[i] > 0)
+					kill(pids[i], SIGTERM);
 		}
-		int32_t r = -1;
-		for (int32_t i = 0; i < n; i++)
-			if (pids[i] == p)
-				r = i;
-		if (r < 0)
-			continue; /* not one of ours */
-		pids[r] = 0;
-		left--;
-		int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-		if (!failed || rc != SL_OK)
-			continue;
-		if (WIFEXITED(status))
-			rc = sl_seterr(SL_EIO, "worker of rank %d exited with status %d (its message is above)",
-			               (int)r, WEXITSTATUS(status));
-		else
-			rc = sl_seterr(SL_EIO, "worker of rank %d was killed by signal %d", (int)r,
-			               WIFSIGNALED(status) ? WTERMSIG(status) : -1);
-		for (int32_t i = 0; i < n; i++)
-			if (pids[i] > 0)
-				kill(pids[i], SIGTERM);
+		if (!progressed && left > 0) {
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = 2000000};
+			nanosleep(&ts, NULL);
+		}
 	}
 	return rc;
 }
