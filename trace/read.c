@@ -108,6 +108,8 @@ static sl_trace_kind trace_detect(const trace_src_t *src, const char *path)
 	k = trace_kind_from_name(path, 1);
 	if (k != SL_TRACE_AUTO)
 		return k;
+	if (n >= 3 && memcmp(b, "\xef\xbb\xbf", 3) == 0) /* UTF-8 byte order mark */
+		i = 3;
 	while (i < n) {
 		unsigned char c = b[i];
 

@@ -102,7 +102,7 @@ sl_err trace_src_open(trace_src_t *src, const char *path)
 		src->buf = NULL;
 		return sl_seterr(SL_ENOMEM, "%s: cannot set up zlib", src->name);
 	}
-	gzbuffer(src->gz, 256u * 1024u);
+	gzbuffer(src->gz, 64u * 1024u);
 	rc = src_fill(src);
 	if (rc != SL_OK)
 		return trace_src_close(src, rc);

@@ -10,6 +10,16 @@ static int text_is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/* Drops a UTF-8 byte order mark from the first line (editors on Windows
+ * write one; it is not part of the data). */
+static void text_skip_bom(const trace_src_t *src, const char **p, size_t *n)
+{
+	if (src->line == 1 && *n >= 3 && memcmp(*p, "\xef\xbb\xbf", 3) == 0) {
+		*p += 3;
+		*n -= 3;
+	}
+}
+
 /* Trims blanks at both ends of [*p, *p + *n). */
 static void text_trim(const char **p, size_t *n)
 {
@@ -88,6 +98,7 @@ sl_err trace_read_text(trace_src_t *src, sl_lengths_t *out)
 		SL_CHECK(trace_src_line(src, &p, &n, &more));
 		if (!more)
 			return SL_OK;
+		text_skip_bom(src, &p, &n);
 		hash = memchr(p, '#', n);
 		if (hash != NULL)
 			n = (size_t)(hash - p);
@@ -180,6 +191,7 @@ sl_err trace_read_jsonl(trace_src_t *src, const char *field, sl_lengths_t *out)
 		SL_CHECK(trace_src_line(src, &p, &n, &more));
 		if (!more)
 			return SL_OK;
+		text_skip_bom(src, &p, &n);
 		text_trim(&p, &n);
 		if (n == 0 || p[0] == '#')
 			continue;

@@ -18,7 +18,7 @@
 #include "sluice/trace.h"
 
 /* Read buffer of a source; also the window the auto-detection sniffs. */
-#define TRACE_BUF_SIZE ((size_t)1 << 20)
+#define TRACE_BUF_SIZE ((size_t)1 << 16)
 /* Longest text/JSONL line accepted: a JSONL line of a few million token ids
  * fits, a binary file misread as text fails with a clear error instead of
  * growing without bound. */

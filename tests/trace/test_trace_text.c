@@ -23,6 +23,21 @@ static void test_text_plain(void **state)
 
 	(void)state;
 	tt_expect_lengths(p, NULL, text_ok_want, TEXT_OK_N);
+	/* with a UTF-8 byte order mark */
+	{
+		static const int64_t want[] = {4, 5};
+		p = tt_write_str("bom_noext.txt", "\xef\xbb\xbf"
+		                                  "4\n5\n");
+		tt_expect_lengths(p, NULL, want, 2);
+		p = tt_write_str("bom2_noext", "\xef\xbb\xbf"
+		                               "4\n5\n");
+		tt_expect_lengths(p, NULL, want, 2);
+		/* only at the very start */
+		p = tt_write_str("bom3.txt", "4\n\xef\xbb\xbf"
+		                             "5\n");
+		tt_expect_error(p, NULL, SL_EFORMAT,
+		                "bom3.txt:2: '\\xef\\xbb\\xbf5' is not a length", NULL);
+	}
 	/* the same without an extension, and forced */
 	p = tt_write("ok_noext", text_ok, strlen(text_ok));
 	tt_expect_lengths(p, NULL, text_ok_want, TEXT_OK_N);
@@ -77,8 +92,10 @@ static void test_gzip_truncated(void **state)
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "%d\n", i * 7 % 1000 + 1);
 	p = tt_write_gz("full.txt.gz", text, n);
 	gz = tt_slurp(p, &full);
-	for (cut = 1; cut < full; cut++) {
-		p = tt_write("cut.txt.gz", gz, cut);
+	/* every prefix is a truncation: shorten one file step by step */
+	p = tt_write("cut.txt.gz", gz, full);
+	for (cut = full - 1; cut >= 1; cut--) {
+		assert_int_equal(truncate(p, (off_t)cut), 0);
 		tt_expect_error(p, NULL, SL_OK, "cut.txt.gz", NULL);
 	}
 	/* losing only the trailer (CRC32 + size) is reported as truncation */
@@ -96,7 +113,7 @@ static void test_gzip_corrupt(void **state)
 	size_t n = 0, at, full;
 	unsigned char *gz;
 	const char *p;
-	int i;
+	int i, fd;
 
 	(void)state;
 	for (i = 1; i <= 500; i++)
@@ -105,12 +122,17 @@ static void test_gzip_corrupt(void **state)
 	gz = tt_slurp(p, &full);
 	/* bytes 0..9 are the gzip header (mtime, flags, OS); from 10 on every
 	 * byte is deflate data, CRC32 or length */
+	p = tt_write("flip.txt.gz", gz, full);
+	fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
 	for (at = 10; at < full; at++) {
-		gz[at] ^= 0x5a;
-		p = tt_write("flip.txt.gz", gz, full);
+		unsigned char c = gz[at] ^ 0x5a;
+
+		assert_int_equal(pwrite(fd, &c, 1, (off_t)at), 1);
 		tt_expect_error(p, NULL, SL_OK, "flip.txt.gz", NULL);
-		gz[at] ^= 0x5a;
+		assert_int_equal(pwrite(fd, &gz[at], 1, (off_t)at), 1);
 	}
+	close(fd);
 	/* a flipped CRC32 byte is a data check error */
 	gz[full - 6] ^= 1;
 	p = tt_write("crc.txt.gz", gz, full);
@@ -245,6 +267,10 @@ static void test_jsonl(void **state)
 	p = tt_write_str("ids.jsonl", "{\"input_ids\": [5, 6, 7]}\n{\"input_ids\": [9]}\n"
 	                              "{\"input_ids\": [1,2,3,4], \"length\": 99}\n");
 	tt_expect_lengths(p, &ids, want_ids, 3);
+	/* a UTF-8 byte order mark before the first line is ignored */
+	p = tt_write_str("bom_noext",
+	                 "\xef\xbb\xbf{\"length\": 10}\n{\"length\": 20}\n{\"length\": 30}\n");
+	tt_expect_lengths(p, NULL, want, 3);
 	/* any field holding an array counts its elements */
 	p = tt_write_str("tok.jsonl", "{\"tokens\": [\"a\", \"b\"]}\n{\"tokens\": 5}\n");
 	tt_expect_lengths(p, &tok, want_tok, 2);
@@ -298,7 +324,7 @@ static void test_jsonl_errors(void **state)
 	                NULL);
 }
 
-/* One line longer than the 1 MiB read buffer. */
+/* One line (2 MB) far longer than the 64 KiB read buffer. */
 static void test_jsonl_long_line(void **state)
 {
 	const size_t n_ids = 300000;
