@@ -1,0 +1,171 @@
+/* sluiced: the internal header of the daemon (configuration table, planner
+ * pool, job registry, server loop, systemd notification). */
+#ifndef SLUICE_DAEMON_H
+#define SLUICE_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "comm.h"
+#include "sluice/sluice.h"
+
+/* ---- configuration (config.c) ------------------------------------------------ */
+
+#define DAEMON_STR_MAX 512
+
+typedef struct daemon_config {
+	char endpoint[DAEMON_STR_MAX];
+	int64_t threads;
+	int64_t queue_max;
+	int64_t max_request_bytes;
+	int64_t max_seqs;
+	int64_t max_jobs;
+	int64_t max_workers;
+	int64_t history;
+	char policy[COMM_POLICY_MAX + 1];
+	char profile[DAEMON_STR_MAX];
+	char profile_dir[DAEMON_STR_MAX];
+	int64_t ranks;
+	int64_t ranks_per_node;
+	int64_t deadline_ms;
+	int64_t max_deadline_ms;
+	int64_t heartbeat_ms;
+	int64_t hwm;
+	int64_t drain_timeout_ms;
+	char curve_secret_key[DAEMON_STR_MAX];
+	char authorized_keys[DAEMON_STR_MAX];
+	int64_t allow_plain_tcp;
+	char record[DAEMON_STR_MAX];
+	char log_level[16];
+	/* derived by daemon_config_finish */
+	sl_profile_t default_profile;
+} daemon_config_t;
+
+typedef enum daemon_opt_type {
+	DCONF_STRING,
+	DCONF_INT,   /* integer within [min, max] */
+	DCONF_BYTES, /* integer with an optional k/m/g suffix (powers of 1024) */
+	DCONF_BOOL,  /* yes|no|true|false|on|off|1|0 */
+} daemon_opt_type;
+
+/* One configuration option: the config file, the command line and --help
+ * all read this table (after Redis's static_configs[] in config.c). */
+typedef struct daemon_opt {
+	const char *name;
+	daemon_opt_type type;
+	size_t off;  /* offsetof(daemon_config_t, field) */
+	size_t size; /* DCONF_STRING: buffer size */
+	const char *def;
+	int64_t min, max;
+	/* Extra validation of a value (NULL: none); the message names the option. */
+	sl_err (*check)(const char *name, const char *value);
+	int reload; /* takes effect on SIGHUP (otherwise needs a restart) */
+	const char *help;
+} daemon_opt_t;
+
+extern const daemon_opt_t daemon_opts[];
+extern const size_t daemon_nopts;
+
+/* Finds an option by name ('-' and '_' are the same); NULL when unknown. */
+const daemon_opt_t *daemon_opt_find(const char *name);
+/* Fills every option's default. */
+void daemon_config_defaults(daemon_config_t *c);
+/* Sets one option from text; what names the source ("sluiced.conf:12",
+ * "--threads") in the error message. */
+sl_err daemon_config_set(daemon_config_t *c, const char *name, const char *value,
+                         const char *what);
+/* Parses config file text ("name value" or "name = value" per line, '#'
+ * comments, values may be "quoted"). Errors name what:line. */
+sl_err daemon_config_parse_text(daemon_config_t *c, const char *text, size_t len,
+                                const char *what);
+sl_err daemon_config_load_file(daemon_config_t *c, const char *path);
+/* Cross-option checks and derived values (the default profile). */
+sl_err daemon_config_finish(daemon_config_t *c);
+/* Formats an option's current value into buf. */
+void daemon_config_format(const daemon_config_t *c, const daemon_opt_t *o, char *buf,
+                          size_t size);
+/* Prints --help (usage and every option with its default) to f. */
+void daemon_config_help(FILE *f);
+
+/* Command-line parse result. */
+typedef struct daemon_args {
+	const char *config_file; /* NULL: none */
+	int help, version, check;
+	int noverrides;
+	const char **override_names; /* [noverrides], borrowed from argv */
+	const char **override_values;
+} daemon_args_t;
+
+/* Parses argv; returns SL_EINVAL with a message for a bad flag. */
+sl_err daemon_args_parse(int argc, char **argv, daemon_args_t *a);
+void daemon_args_fini(daemon_args_t *a);
+/* Builds a config: defaults, then the file, then the overrides, then
+ * daemon_config_finish. */
+sl_err daemon_config_build(const daemon_args_t *a, daemon_config_t *c);
+
+/* ---- systemd notification (notify.c) ------------------------------------------- */
+
+/* Sends state ("READY=1", ...) to $NOTIFY_SOCKET (a path or an abstract
+ * '@' name) as one datagram, without libsystemd. Does nothing when the
+ * variable is unset; SL_EIO when sending fails. */
+sl_err daemon_notify(const char *state);
+
+/* ---- planner pool (pool.c) ----------------------------------------------------- */
+
+/* A plan request in flight. The main thread owns it except while a planner
+ * thread works on it (between daemon_pool_push and its return through the
+ * done list). */
+typedef struct daemon_task {
+	struct daemon_task *next;     /* queue / done list link */
+	struct daemon_task *in_next;  /* main thread's in-flight list */
+	uint8_t rid[COMM_ID_MAX + 1]; /* client routing id */
+	size_t rid_len;
+	uint64_t request_id;
+	comm_request_t req;
+	int64_t received_ms, deadline_ms; /* monotonic */
+	atomic_int cancelled;             /* main thread answered already */
+	int answered;
+	/* inputs resolved by the main thread from the config snapshot */
+	char policy[COMM_POLICY_MAX + 1];
+	char profile_name[SL_PROFILE_NAME_MAX]; /* "": use profile as is */
+	char profile_dir[DAEMON_STR_MAX];
+	sl_profile_t profile; /* inline or the daemon's default */
+	sl_cluster_t cluster;
+	/* results, written by the planner thread */
+	sl_err rc;
+	char msg[1024];
+	char field[128];
+	sl_plan_t *plan;
+	sl_cost_t cost;
+	int cost_ok;
+	double plan_wall_ms;
+} daemon_task_t;
+
+typedef struct daemon_pool daemon_pool_t;
+
+/* Starts n planner threads. The eventfd (*done_fd) becomes readable when
+ * finished tasks are waiting in the done list. */
+sl_err daemon_pool_start(int n, daemon_pool_t **out, int *done_fd);
+/* Queues a task (ownership passes to the pool until it comes back). */
+void daemon_pool_push(daemon_pool_t *p, daemon_task_t *t);
+/* Takes every finished task (a list linked by next), clearing the eventfd. */
+daemon_task_t *daemon_pool_take_done(daemon_pool_t *p);
+/* Tasks waiting and tasks being planned right now. */
+void daemon_pool_counts(daemon_pool_t *p, uint32_t *queued, uint32_t *planning);
+/* Stops the threads after their current task and frees the pool. Tasks
+ * still queued or done are left alone: the caller owns them through its
+ * in-flight list. */
+void daemon_pool_stop(daemon_pool_t **p);
+/* Frees a task and everything it holds. */
+void daemon_task_free(daemon_task_t **t);
+
+/* ---- the server (server.c) -------------------------------------------------------- */
+
+/* Runs sluiced until SIGTERM/SIGINT has drained the queue. args are kept
+ * for SIGHUP reloads. Returns the process exit status. */
+int daemon_run(const daemon_args_t *args, daemon_config_t *cfg);
+
+#endif

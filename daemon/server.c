@@ -1,0 +1,1188 @@
+/* sluiced: the server loop. One thread owns the ROUTER socket and all state
+ * (jobs, workers, step history); planning runs on the pool. Every request
+ * gets exactly one reply: its plan, or an error naming what was wrong (bad
+ * bytes, wrong message type, out-of-range values, unknown policy/profile,
+ * infeasible batch, a full queue, an expired deadline, shutdown). */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define SLOT_METRICS_MAX 256 /* per rank and step kept for status */
+#define ROUTER_BATCH 512     /* messages handled per loop turn */
+
+typedef struct d_worker {
+	int32_t rank;
+	uint8_t rid[COMM_ID_MAX + 1];
+	size_t rid_len;
+	char host[64];
+	uint32_t pid;
+	int alive;
+	int64_t last_seen_ms;
+	uint64_t orders, acks;
+} d_worker_t;
+
+typedef struct d_rank_metrics {
+	int32_t rank;
+	double step_ms, compute_ms, comm_ms;
+	uint64_t bytes_sent, bytes_recv;
+	int32_t nslots;
+	sl_slot_metrics_t *slots;
+} d_rank_metrics_t;
+
+typedef struct d_step {
+	uint64_t step;
+	char policy[COMM_POLICY_MAX + 1];
+	int64_t nseqs, tokens;
+	double predicted_ms, ideal_ms, planner_ms;
+	int32_t dispatched, acked, nacked;
+	int32_t nlost;
+	int32_t *lost;
+	int32_t nmetrics, metrics_cap;
+	d_rank_metrics_t *metrics;
+	char error[256];
+} d_step_t;
+
+typedef struct d_job {
+	char name[COMM_JOB_MAX + 1];
+	uint64_t plans, errors;
+	d_worker_t *workers;
+	int32_t nworkers, workers_cap;
+	d_step_t *hist; /* ring of hist_cap */
+	int32_t hist_cap, hist_head, hist_count;
+	uint8_t client_rid[COMM_ID_MAX + 1];
+	size_t client_rid_len;
+	int64_t last_active_ms;
+} d_job_t;
+
+typedef struct server {
+	daemon_config_t cfg;
+	const daemon_args_t *args;
+	void *ctx, *router;
+	comm_zap_t *zap;
+	daemon_pool_t *pool;
+	int done_fd, sig_fd;
+	char bound[256];
+	daemon_task_t *inflight;
+	uint32_t ninflight;
+	d_job_t **jobs;
+	size_t njobs, jobs_cap;
+	FILE *record;
+	uint64_t requests, plans, errors, timeouts, undeliverable, late;
+	int64_t started_ms, next_hb_ms;
+	uint64_t hb_seq;
+	int draining;
+	int64_t drain_deadline_ms;
+} server_t;
+
+/* ---- replies ---------------------------------------------------------------------- */
+
+/* Sends env to a peer; a gone peer or a full queue counts as undeliverable
+ * (the daemon never blocks on one slow or dead peer). */
+static sl_err send_to(server_t *s, const uint8_t *rid, size_t rid_len, Sluice__Envelope *env,
+                      uint64_t request_id)
+{
+	env->version = COMM_WIRE_VERSION;
+	env->request_id = request_id;
+	sl_err rc = comm_send(s->router, rid, rid_len, env);
+	if (rc != SL_OK) {
+		char id[COMM_ID_MAX + 1];
+		memcpy(id, rid, rid_len);
+		id[rid_len] = '\0';
+		char clean[COMM_ID_MAX + 1];
+		comm_sanitize(clean, sizeof(clean), id);
+		s->undeliverable++;
+		SL_INFO(SL_SUB_DAEMON, "could not send %s to %s: %s", comm_body_name(env->body_case),
+		        clean, sl_errmsg());
+	}
+	return rc;
+}
+
+static void reply_error(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t request_id,
+                        sl_err code, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+
+static void reply_error(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t request_id,
+                        sl_err code, const char *field, const char *fmt, ...)
+{
+	char msg[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	comm_arena_t a = {0};
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__Error err;
+	comm_error_fill(&a, &err, code, msg, field);
+	env.body_case = SLUICE__ENVELOPE__BODY_ERROR;
+	env.error = &err;
+	s->errors++;
+	SL_DEBUG(SL_SUB_DAEMON, "error reply %s [%s]: %s", sl_errname(code), field ? field : "", msg);
+	send_to(s, rid, rid_len, &env, request_id);
+	comm_arena_free(&a);
+}
+
+/* ---- jobs -------------------------------------------------------------------------- */
+
+static void step_clear(d_step_t *st)
+{
+	free(st->lost);
+	for (int32_t i = 0; i < st->nmetrics; i++)
+		free(st->metrics[i].slots);
+	free(st->metrics);
+	memset(st, 0, sizeof(*st));
+}
+
+static void job_free(d_job_t **jp)
+{
+	d_job_t *j = *jp;
+	if (j == NULL)
+		return;
+	for (int32_t i = 0; i < j->hist_cap; i++)
+		step_clear(&j->hist[i]);
+	free(j->hist);
+	free(j->workers);
+	free(j);
+	*jp = NULL;
+}
+
+static d_job_t *job_find(server_t *s, const char *name)
+{
+	for (size_t i = 0; i < s->njobs; i++)
+		if (strcmp(s->jobs[i]->name, name) == 0)
+			return s->jobs[i];
+	return NULL;
+}
+
+static int job_has_live_workers(const d_job_t *j)
+{
+	for (int32_t i = 0; i < j->nworkers; i++)
+		if (j->workers[i].alive)
+			return 1;
+	return 0;
+}
+
+/* Finds or creates a job; beyond max_jobs the least recently active job
+ * without live workers is forgotten. NULL (with a message) when none can be. */
+static d_job_t *job_get(server_t *s, const char *name)
+{
+	d_job_t *j = job_find(s, name);
+	if (j != NULL)
+		return j;
+	if ((int64_t)s->njobs >= s->cfg.max_jobs) {
+		size_t victim = SIZE_MAX;
+		for (size_t i = 0; i < s->njobs; i++)
+			if (!job_has_live_workers(s->jobs[i]) &&
+			    (victim == SIZE_MAX ||
+			     s->jobs[i]->last_active_ms < s->jobs[victim]->last_active_ms))
+				victim = i;
+		if (victim == SIZE_MAX) {
+			sl_seterr(SL_EBUSY, "sluiced tracks %zu jobs, all with live workers (max_jobs=%lld)",
+			          s->njobs, (long long)s->cfg.max_jobs);
+			return NULL;
+		}
+		SL_INFO(SL_SUB_DAEMON, "forgetting idle job %s (max_jobs=%lld)", s->jobs[victim]->name,
+		        (long long)s->cfg.max_jobs);
+		job_free(&s->jobs[victim]);
+		s->jobs[victim] = s->jobs[--s->njobs];
+	}
+	if (s->njobs == s->jobs_cap) {
+		size_t nc = s->jobs_cap ? s->jobs_cap * 2 : 16;
+		d_job_t **nj = realloc(s->jobs, nc * sizeof(*nj));
+		if (nj == NULL) {
+			sl_seterr(SL_ENOMEM, "no memory for job %s", name);
+			return NULL;
+		}
+		s->jobs = nj;
+		s->jobs_cap = nc;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j != NULL)
+		j->hist = calloc((size_t)s->cfg.history, sizeof(d_step_t));
+	if (j == NULL || j->hist == NULL) {
+		free(j);
+		sl_seterr(SL_ENOMEM, "no memory for job %s", name);
+		return NULL;
+	}
+	j->hist_cap = (int32_t)s->cfg.history;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->last_active_ms = comm_now_ms();
+	s->jobs[s->njobs++] = j;
+	return j;
+}
+
+/* A fresh history entry (the oldest is overwritten when full). */
+static d_step_t *job_push_step(d_job_t *j, uint64_t step)
+{
+	int32_t idx;
+	if (j->hist_count < j->hist_cap) {
+		idx = (j->hist_head + j->hist_count) % j->hist_cap;
+		j->hist_count++;
+	} else {
+		idx = j->hist_head;
+		j->hist_head = (j->hist_head + 1) % j->hist_cap;
+	}
+	d_step_t *st = &j->hist[idx];
+	step_clear(st);
+	st->step = step;
+	return st;
+}
+
+/* The newest history entry of that step, or NULL. */
+static d_step_t *job_find_step(d_job_t *j, uint64_t step)
+{
+	for (int32_t k = j->hist_count - 1; k >= 0; k--) {
+		d_step_t *st = &j->hist[(j->hist_head + k) % j->hist_cap];
+		if (st->step == step && st->error[0] == '\0')
+			return st;
+	}
+	return NULL;
+}
+
+static d_worker_t *job_worker(d_job_t *j, int32_t rank)
+{
+	for (int32_t i = 0; i < j->nworkers; i++)
+		if (j->workers[i].rank == rank)
+			return &j->workers[i];
+	return NULL;
+}
+
+static int rid_eq(const d_worker_t *w, const uint8_t *rid, size_t len)
+{
+	return w->rid_len == len && memcmp(w->rid, rid, len) == 0;
+}
+
+/* Finds the live worker registered with this routing id. */
+static d_worker_t *worker_by_rid(server_t *s, const uint8_t *rid, size_t len, d_job_t **job)
+{
+	for (size_t i = 0; i < s->njobs; i++)
+		for (int32_t k = 0; k < s->jobs[i]->nworkers; k++) {
+			d_worker_t *w = &s->jobs[i]->workers[k];
+			if (w->alive && rid_eq(w, rid, len)) {
+				if (job != NULL)
+					*job = s->jobs[i];
+				return w;
+			}
+		}
+	return NULL;
+}
+
+/* Tells a job's live workers and its last client about a change. */
+static void job_event(server_t *s, d_job_t *j, Sluice__EventKind kind, int32_t rank,
+                      const char *msg)
+{
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__JobEvent ev = SLUICE__JOB_EVENT__INIT;
+	ev.kind = kind;
+	ev.job = j->name;
+	ev.rank = rank;
+	ev.message = (char *)msg;
+	env.body_case = SLUICE__ENVELOPE__BODY_EVENT;
+	env.event = &ev;
+	for (int32_t i = 0; i < j->nworkers; i++)
+		if (j->workers[i].alive && j->workers[i].rank != rank)
+			send_to(s, j->workers[i].rid, j->workers[i].rid_len, &env, 0);
+	if (j->client_rid_len > 0)
+		send_to(s, j->client_rid, j->client_rid_len, &env, 0);
+}
+
+static void worker_lost(server_t *s, d_job_t *j, d_worker_t *w, const char *why)
+{
+	char msg[256];
+	w->alive = 0;
+	snprintf(msg, sizeof(msg), "worker rank %d (pid %u on %s) of job %s lost: %s", w->rank,
+	         w->pid, w->host, j->name, why);
+	SL_WARN(SL_SUB_DAEMON, "%s", msg);
+	job_event(s, j, SLUICE__EVENT_KIND__EVENT_WORKER_LOST, w->rank, msg);
+}
+
+/* ---- recording ---------------------------------------------------------------------- */
+
+static void record_open(server_t *s)
+{
+	if (s->record != NULL) {
+		fclose(s->record);
+		s->record = NULL;
+	}
+	if (s->cfg.record[0] == '\0')
+		return;
+	s->record = fopen(s->cfg.record, "a");
+	if (s->record == NULL)
+		SL_ERROR(SL_SUB_DAEMON, "record %s: %s (not recording)", s->cfg.record, strerror(errno));
+}
+
+/* Appends a request's lengths as a text trace block that `sluice replay`
+ * reads back ('#' lines are comments there). */
+static void record_request(server_t *s, const comm_request_t *r)
+{
+	if (s->record == NULL)
+		return;
+	fprintf(s->record, "# %s %" PRIu64 "\n", r->job, r->step);
+	for (int64_t i = 0; i < r->n; i++)
+		fprintf(s->record, "%" PRId64 "\n", r->seqs[i].length);
+	if (fflush(s->record) != 0 || ferror(s->record)) {
+		SL_ERROR(SL_SUB_DAEMON, "record %s: write failed: %s (not recording)", s->cfg.record,
+		         strerror(errno));
+		fclose(s->record);
+		s->record = NULL;
+	}
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+static void on_plan_request(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                            const Sluice__PlanRequest *m)
+{
+	char field[128];
+	comm_limits_t lim = {s->cfg.max_seqs};
+	s->requests++;
+	if (s->draining) {
+		reply_error(s, rid, rid_len, id, SL_ECLOSED, "",
+		            "sluiced is shutting down (SIGTERM) and takes no new requests");
+		return;
+	}
+	daemon_task_t *t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		reply_error(s, rid, rid_len, id, SL_ENOMEM, "", "no memory for the request");
+		return;
+	}
+	sl_err rc = comm_request_from_proto(m, &lim, &t->req, field, sizeof(field));
+	if (rc != SL_OK) {
+		reply_error(s, rid, rid_len, id, rc, field, "%s", sl_errmsg());
+		daemon_task_free(&t);
+		return;
+	}
+	if ((int64_t)s->ninflight >= s->cfg.queue_max) {
+		reply_error(s, rid, rid_len, id, SL_EBUSY, "",
+		            "%u plan requests are queued or planning (queue_max=%lld); retry later",
+		            s->ninflight, (long long)s->cfg.queue_max);
+		daemon_task_free(&t);
+		return;
+	}
+	d_job_t *j = job_get(s, t->req.job);
+	if (j == NULL) {
+		reply_error(s, rid, rid_len, id, SL_EBUSY, "plan_request.job", "%s", sl_errmsg());
+		daemon_task_free(&t);
+		return;
+	}
+	record_request(s, &t->req);
+	j->last_active_ms = comm_now_ms();
+	memcpy(j->client_rid, rid, rid_len);
+	j->client_rid_len = rid_len;
+
+	memcpy(t->rid, rid, rid_len);
+	t->rid_len = rid_len;
+	t->request_id = id;
+	t->received_ms = comm_now_ms();
+	int64_t dl = t->req.deadline_ms ? (int64_t)t->req.deadline_ms : s->cfg.deadline_ms;
+	if (dl > s->cfg.max_deadline_ms)
+		dl = s->cfg.max_deadline_ms;
+	t->deadline_ms = t->received_ms + dl;
+	snprintf(t->policy, sizeof(t->policy), "%s", t->req.policy[0] ? t->req.policy : s->cfg.policy);
+	if (t->req.has_inline_profile) {
+		t->profile = t->req.profile;
+	} else if (t->req.profile_name[0] != '\0') {
+		snprintf(t->profile_name, sizeof(t->profile_name), "%s", t->req.profile_name);
+		snprintf(t->profile_dir, sizeof(t->profile_dir), "%s", s->cfg.profile_dir);
+	} else {
+		t->profile = s->cfg.default_profile;
+	}
+	t->cluster.ranks = t->req.ranks ? t->req.ranks : (int32_t)s->cfg.ranks;
+	t->cluster.ranks_per_node = t->req.ranks_per_node ? t->req.ranks_per_node
+	                                                  : (int32_t)s->cfg.ranks_per_node;
+	if (t->req.ranks_per_node == 0 && t->cluster.ranks_per_node > t->cluster.ranks)
+		t->cluster.ranks_per_node = t->cluster.ranks;
+	t->in_next = s->inflight;
+	s->inflight = t;
+	s->ninflight++;
+	daemon_pool_push(s->pool, t);
+}
+
+/* Pushes the plan's work orders to the job's registered workers; fills the
+ * reply's dispatched / lost_ranks and the history entry. */
+static void dispatch(server_t *s, d_job_t *j, daemon_task_t *t, d_step_t *st, int32_t *lost,
+                     int32_t *nlost)
+{
+	*nlost = 0;
+	if (j == NULL)
+		return;
+	for (int32_t i = 0; i < j->nworkers; i++) {
+		d_worker_t *w = &j->workers[i];
+		if (w->rank >= t->plan->ranks)
+			continue;
+		if (!w->alive) {
+			lost[(*nlost)++] = w->rank;
+			continue;
+		}
+		sl_work_order_t *o = NULL;
+		comm_arena_t a = {0};
+		Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+		Sluice__WorkOrder m;
+		sl_err rc = sl_work_order_from_plan(t->plan, &t->cost, w->rank, j->name, t->req.step, &o);
+		if (rc == SL_OK)
+			rc = comm_order_to_proto(o, &a, &m);
+		if (rc == SL_OK) {
+			env.body_case = SLUICE__ENVELOPE__BODY_WORK_ORDER;
+			env.work_order = &m;
+			rc = send_to(s, w->rid, w->rid_len, &env, 0);
+		}
+		comm_arena_free(&a);
+		sl_work_order_free(&o);
+		if (rc == SL_OK) {
+			w->orders++;
+			st->dispatched++;
+		} else {
+			lost[(*nlost)++] = w->rank;
+			if (rc == SL_ECLOSED)
+				worker_lost(s, j, w, "its connection is gone (work order undeliverable)");
+		}
+	}
+}
+
+static void on_task_done(server_t *s, daemon_task_t *t)
+{
+	/* unlink from the in-flight list */
+	for (daemon_task_t **pp = &s->inflight; *pp != NULL; pp = &(*pp)->in_next)
+		if (*pp == t) {
+			*pp = t->in_next;
+			s->ninflight--;
+			break;
+		}
+	if (t->answered) {
+		s->late++;
+		daemon_task_free(&t);
+		return;
+	}
+	t->answered = 1;
+	d_job_t *j = job_find(s, t->req.job);
+	if (t->rc == SL_OK && comm_now_ms() > t->deadline_ms) {
+		t->rc = SL_ETIMEOUT;
+		snprintf(t->msg, sizeof(t->msg), "planning took %.0f ms, past the deadline of %lld ms",
+		         t->plan_wall_ms, (long long)(t->deadline_ms - t->received_ms));
+		snprintf(t->field, sizeof(t->field), "plan_request.deadline_ms");
+		s->timeouts++;
+	}
+	if (t->rc != SL_OK) {
+		if (j != NULL) {
+			j->errors++;
+			d_step_t *st = job_push_step(j, t->req.step);
+			st->nseqs = t->req.n;
+			snprintf(st->policy, sizeof(st->policy), "%s", t->policy);
+			snprintf(st->error, sizeof(st->error), "%s: %.200s", sl_errname(t->rc), t->msg);
+		}
+		reply_error(s, t->rid, t->rid_len, t->request_id, t->rc, t->field, "%s", t->msg);
+		daemon_task_free(&t);
+		return;
+	}
+	s->plans++;
+	d_step_t dummy;
+	memset(&dummy, 0, sizeof(dummy));
+	d_step_t *st = &dummy;
+	if (j != NULL) {
+		j->plans++;
+		st = job_push_step(j, t->req.step);
+	}
+	st->nseqs = t->req.n;
+	for (int64_t i = 0; i < t->req.n; i++)
+		st->tokens += t->req.seqs[i].length;
+	snprintf(st->policy, sizeof(st->policy), "%s", t->plan->policy);
+	st->predicted_ms = t->plan->step_ms;
+	st->ideal_ms = t->plan->ideal_ms;
+	st->planner_ms = t->plan->planner_ms;
+
+	int32_t nlost = 0;
+	int32_t *lost = NULL;
+	if (j != NULL && !t->req.no_dispatch && j->nworkers > 0) {
+		lost = malloc(sizeof(int32_t) * (size_t)j->nworkers);
+		if (lost != NULL)
+			dispatch(s, j, t, st, lost, &nlost);
+	}
+	if (nlost > 0 && st != &dummy) {
+		st->lost = malloc(sizeof(int32_t) * (size_t)nlost);
+		if (st->lost != NULL) {
+			memcpy(st->lost, lost, sizeof(int32_t) * (size_t)nlost);
+			st->nlost = nlost;
+		}
+	}
+
+	comm_arena_t a = {0};
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__Plan m;
+	if (comm_plan_to_proto(t->plan, &a, &m) != SL_OK) {
+		reply_error(s, t->rid, t->rid_len, t->request_id, SL_ENOMEM, "", "%s", sl_errmsg());
+	} else {
+		m.job = t->req.job;
+		m.step = t->req.step;
+		m.dispatched = st->dispatched;
+		m.n_lost_ranks = (size_t)nlost;
+		m.lost_ranks = lost;
+		env.body_case = SLUICE__ENVELOPE__BODY_PLAN;
+		env.plan = &m;
+		send_to(s, t->rid, t->rid_len, &env, t->request_id);
+	}
+	comm_arena_free(&a);
+	free(lost);
+	if (st == &dummy)
+		step_clear(&dummy);
+	daemon_task_free(&t);
+}
+
+/* Answers every request whose deadline passed; the planner's late result
+ * is dropped when it comes back. Returns ms until the next deadline. */
+static int64_t check_deadlines(server_t *s, int64_t now)
+{
+	int64_t next = INT64_MAX;
+	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next) {
+		if (t->answered)
+			continue;
+		if (now > t->deadline_ms) {
+			t->answered = 1;
+			atomic_store(&t->cancelled, 1);
+			s->timeouts++;
+			d_job_t *j = job_find(s, t->req.job);
+			if (j != NULL) {
+				j->errors++;
+				d_step_t *st = job_push_step(j, t->req.step);
+				st->nseqs = t->req.n;
+				snprintf(st->policy, sizeof(st->policy), "%s", t->policy);
+				snprintf(st->error, sizeof(st->error), "SL_ETIMEOUT: deadline of %lld ms",
+				         (long long)(t->deadline_ms - t->received_ms));
+			}
+			reply_error(s, t->rid, t->rid_len, t->request_id, SL_ETIMEOUT,
+			            "plan_request.deadline_ms",
+			            "no plan within the deadline of %lld ms (policy %s, %lld sequences)",
+			            (long long)(t->deadline_ms - t->received_ms), t->policy,
+			            (long long)t->req.n);
+		} else if (t->deadline_ms - now < next) {
+			next = t->deadline_ms - now;
+		}
+	}
+	return next;
+}
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+static void on_hello(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                     const Sluice__WorkerHello *h)
+{
+	char clean[COMM_JOB_MAX + 8];
+	if (!comm_job_name_ok(h->job)) {
+		comm_sanitize(clean, sizeof(clean), h->job);
+		reply_error(s, rid, rid_len, id, SL_EINVAL, "hello.job",
+		            "'%s' is not a job name (1 to %d of [A-Za-z0-9._:@+/-])", clean, COMM_JOB_MAX);
+		return;
+	}
+	if (h->rank < 0 || h->rank >= SL_MAX_RANKS) {
+		reply_error(s, rid, rid_len, id, SL_ERANGE, "hello.rank", "rank %d is outside [0, %d)",
+		            h->rank, SL_MAX_RANKS);
+		return;
+	}
+	d_job_t *j = job_get(s, h->job);
+	if (j == NULL) {
+		reply_error(s, rid, rid_len, id, SL_EBUSY, "hello.job", "%s", sl_errmsg());
+		return;
+	}
+	d_worker_t *w = job_worker(j, h->rank);
+	if (w == NULL) {
+		if (j->nworkers >= s->cfg.max_workers) {
+			reply_error(s, rid, rid_len, id, SL_EBUSY, "hello.rank",
+			            "job %s has %d workers (max_workers=%lld)", j->name, j->nworkers,
+			            (long long)s->cfg.max_workers);
+			return;
+		}
+		if (j->nworkers == j->workers_cap) {
+			int32_t nc = j->workers_cap ? j->workers_cap * 2 : 8;
+			d_worker_t *nw = realloc(j->workers, sizeof(*nw) * (size_t)nc);
+			if (nw == NULL) {
+				reply_error(s, rid, rid_len, id, SL_ENOMEM, "", "no memory for a worker");
+				return;
+			}
+			j->workers = nw;
+			j->workers_cap = nc;
+		}
+		w = &j->workers[j->nworkers++];
+		memset(w, 0, sizeof(*w));
+		w->rank = h->rank;
+	} else if (w->alive && !rid_eq(w, rid, rid_len)) {
+		SL_WARN(SL_SUB_DAEMON, "job %s rank %d registered again by a new peer (pid %u)", j->name,
+		        h->rank, h->pid);
+	}
+	memcpy(w->rid, rid, rid_len);
+	w->rid_len = rid_len;
+	comm_sanitize(w->host, sizeof(w->host), h->host);
+	w->pid = h->pid;
+	w->alive = 1;
+	w->last_seen_ms = comm_now_ms();
+	j->last_active_ms = w->last_seen_ms;
+	SL_INFO(SL_SUB_DAEMON, "job %s: worker rank %d registered (pid %u on %s)", j->name, w->rank,
+	        w->pid, w->host);
+
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__HelloReply r = SLUICE__HELLO_REPLY__INIT;
+	r.job = j->name;
+	r.rank = w->rank;
+	r.heartbeat_ms = (uint32_t)s->cfg.heartbeat_ms;
+	env.body_case = SLUICE__ENVELOPE__BODY_HELLO_REPLY;
+	env.hello_reply = &r;
+	send_to(s, rid, rid_len, &env, id);
+}
+
+/* The registered worker that sent a message about job/rank, or NULL after
+ * telling the sender to register (field "hello"). */
+static d_worker_t *sender_worker(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                                 const char *job, int32_t rank, d_job_t **jp)
+{
+	d_job_t *j = comm_job_name_ok(job) ? job_find(s, job) : NULL;
+	d_worker_t *w = j != NULL ? job_worker(j, rank) : NULL;
+	if (w == NULL || !w->alive || !rid_eq(w, rid, rid_len)) {
+		char clean[COMM_JOB_MAX + 8];
+		comm_sanitize(clean, sizeof(clean), job);
+		reply_error(s, rid, rid_len, id, SL_ENOTFOUND, "hello",
+		            "job '%s' rank %d is not registered from this connection; send hello first",
+		            clean, rank);
+		return NULL;
+	}
+	w->last_seen_ms = comm_now_ms();
+	*jp = j;
+	return w;
+}
+
+static void on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                   const Sluice__WorkAck *m)
+{
+	d_job_t *j;
+	d_worker_t *w = sender_worker(s, rid, rid_len, id, m->job, m->rank, &j);
+	if (w == NULL)
+		return;
+	w->acks++;
+	d_step_t *st = job_find_step(j, m->step);
+	if (st == NULL) {
+		SL_DEBUG(SL_SUB_DAEMON, "job %s: ack for step %" PRIu64 " no longer in history", j->name,
+		         m->step);
+		return;
+	}
+	if (m->error != NULL && m->error->code != 0) {
+		char msg[200];
+		comm_sanitize(msg, sizeof(msg), m->error->message);
+		st->nacked++;
+		SL_WARN(SL_SUB_DAEMON, "job %s step %" PRIu64 ": rank %d rejected its order: %s",
+		        j->name, m->step, m->rank, msg);
+	} else {
+		st->acked++;
+	}
+}
+
+static void on_metrics(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                       const Sluice__WorkerMetrics *m)
+{
+	d_job_t *j;
+	d_worker_t *w = sender_worker(s, rid, rid_len, id, m->job, m->rank, &j);
+	if (w == NULL)
+		return;
+	d_step_t *st = job_find_step(j, m->step);
+	if (st == NULL)
+		return;
+	d_rank_metrics_t *rm = NULL;
+	for (int32_t i = 0; i < st->nmetrics; i++)
+		if (st->metrics[i].rank == m->rank)
+			rm = &st->metrics[i];
+	if (rm == NULL) {
+		if (st->nmetrics >= s->cfg.max_workers)
+			return;
+		if (st->nmetrics == st->metrics_cap) {
+			int32_t nc = st->metrics_cap ? st->metrics_cap * 2 : 8;
+			d_rank_metrics_t *nm = realloc(st->metrics, sizeof(*nm) * (size_t)nc);
+			if (nm == NULL)
+				return;
+			st->metrics = nm;
+			st->metrics_cap = nc;
+		}
+		rm = &st->metrics[st->nmetrics++];
+		memset(rm, 0, sizeof(*rm));
+	}
+	free(rm->slots);
+	memset(rm, 0, sizeof(*rm));
+	rm->rank = m->rank;
+	rm->step_ms = m->step_ms;
+	size_t n = m->n_slots < SLOT_METRICS_MAX ? m->n_slots : SLOT_METRICS_MAX;
+	rm->slots = calloc(n ? n : 1, sizeof(*rm->slots));
+	if (rm->slots == NULL)
+		return;
+	for (size_t i = 0; i < m->n_slots; i++) {
+		const Sluice__SlotMetrics *sm = m->slots[i];
+		rm->compute_ms += sm->compute_ms;
+		rm->comm_ms += sm->comm_ms;
+		rm->bytes_sent += sm->bytes_sent;
+		rm->bytes_recv += sm->bytes_recv;
+		if (i < n) {
+			rm->slots[i].slot = sm->slot;
+			rm->slots[i].compute_ms = sm->compute_ms;
+			rm->slots[i].comm_ms = sm->comm_ms;
+			rm->slots[i].bytes_sent = sm->bytes_sent;
+			rm->slots[i].bytes_recv = sm->bytes_recv;
+		}
+	}
+	rm->nslots = (int32_t)n;
+}
+
+/* Pings every live worker; a ping that cannot be routed means its
+ * connection is gone (ROUTER_MANDATORY), so the worker is lost. */
+static void heartbeat_workers(server_t *s)
+{
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
+	hb.seq = ++s->hb_seq;
+	env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
+	env.heartbeat = &hb;
+	for (size_t i = 0; i < s->njobs; i++) {
+		d_job_t *j = s->jobs[i];
+		for (int32_t k = 0; k < j->nworkers; k++) {
+			d_worker_t *w = &j->workers[k];
+			if (!w->alive)
+				continue;
+			env.version = COMM_WIRE_VERSION;
+			sl_err rc = comm_send(s->router, w->rid, w->rid_len, &env);
+			if (rc == SL_ECLOSED)
+				worker_lost(s, j, w, "its connection closed");
+		}
+	}
+}
+
+/* ---- status ------------------------------------------------------------------------- */
+
+static void on_status(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                      const Sluice__StatusRequest *m)
+{
+	int64_t now = comm_now_ms();
+	if (m->job[0] != '\0' && (!comm_job_name_ok(m->job) || job_find(s, m->job) == NULL)) {
+		char clean[COMM_JOB_MAX + 8];
+		comm_sanitize(clean, sizeof(clean), m->job);
+		reply_error(s, rid, rid_len, id, SL_ENOTFOUND, "status_request.job",
+		            "no job named '%s'", clean);
+		return;
+	}
+	comm_arena_t a = {0};
+	Sluice__StatusReply r = SLUICE__STATUS_REPLY__INIT;
+	r.version = (char *)SLUICE_VERSION;
+	r.pid = (uint32_t)getpid();
+	r.uptime_ms = (uint64_t)(now - s->started_ms);
+	r.endpoint = s->bound;
+	r.requests = s->requests;
+	r.plans = s->plans;
+	r.errors = s->errors;
+	r.timeouts = s->timeouts;
+	r.undeliverable = s->undeliverable;
+	daemon_pool_counts(s->pool, &r.queued, &r.planning);
+	r.threads = (uint32_t)s->cfg.threads;
+	r.draining = s->draining != 0;
+	r.jobs = comm_arena_alloc(&a, sizeof(*r.jobs) * (s->njobs + 1));
+	for (size_t i = 0; r.jobs != NULL && i < s->njobs; i++) {
+		d_job_t *j = s->jobs[i];
+		if (m->job[0] != '\0' && strcmp(m->job, j->name) != 0)
+			continue;
+		Sluice__JobStatus *js = comm_arena_alloc(&a, sizeof(*js));
+		if (js == NULL)
+			break;
+		sluice__job_status__init(js);
+		js->job = j->name;
+		js->plans = j->plans;
+		js->errors = j->errors;
+		js->workers = comm_arena_alloc(&a, sizeof(*js->workers) * (size_t)(j->nworkers + 1));
+		for (int32_t k = 0; js->workers != NULL && k < j->nworkers; k++) {
+			d_worker_t *w = &j->workers[k];
+			Sluice__WorkerStatus *ws = comm_arena_alloc(&a, sizeof(*ws));
+			if (ws == NULL)
+				break;
+			sluice__worker_status__init(ws);
+			ws->rank = w->rank;
+			ws->host = w->host;
+			ws->pid = w->pid;
+			ws->alive = w->alive != 0;
+			ws->last_seen_ms = (uint64_t)(now - w->last_seen_ms);
+			ws->orders = w->orders;
+			ws->acks = w->acks;
+			js->workers[js->n_workers++] = ws;
+		}
+		int32_t nst = j->hist_count;
+		if (m->max_steps > 0 && (int32_t)m->max_steps < nst)
+			nst = (int32_t)m->max_steps;
+		js->steps = comm_arena_alloc(&a, sizeof(*js->steps) * (size_t)(nst + 1));
+		for (int32_t k = j->hist_count - nst; js->steps != NULL && k < j->hist_count; k++) {
+			d_step_t *st = &j->hist[(j->hist_head + k) % j->hist_cap];
+			Sluice__StepStatus *ss = comm_arena_alloc(&a, sizeof(*ss));
+			if (ss == NULL)
+				break;
+			sluice__step_status__init(ss);
+			ss->step = st->step;
+			ss->policy = st->policy;
+			ss->nseqs = st->nseqs;
+			ss->tokens = st->tokens;
+			ss->predicted_step_ms = st->predicted_ms;
+			ss->ideal_ms = st->ideal_ms;
+			ss->planner_ms = st->planner_ms;
+			ss->dispatched = st->dispatched;
+			ss->acked = st->acked;
+			ss->nacked = st->nacked;
+			ss->n_lost_ranks = (size_t)st->nlost;
+			ss->lost_ranks = st->lost;
+			ss->error = st->error;
+			ss->metrics = comm_arena_alloc(&a, sizeof(*ss->metrics) * (size_t)(st->nmetrics + 1));
+			for (int32_t q = 0; ss->metrics != NULL && q < st->nmetrics; q++) {
+				d_rank_metrics_t *rm = &st->metrics[q];
+				Sluice__RankMetrics *pm = comm_arena_alloc(&a, sizeof(*pm));
+				Sluice__SlotMetrics *sm =
+					comm_arena_alloc(&a, sizeof(*sm) * (size_t)(rm->nslots + 1));
+				Sluice__SlotMetrics **smp =
+					comm_arena_alloc(&a, sizeof(*smp) * (size_t)(rm->nslots + 1));
+				if (pm == NULL || sm == NULL || smp == NULL)
+					break;
+				sluice__rank_metrics__init(pm);
+				pm->rank = rm->rank;
+				pm->step_ms = rm->step_ms;
+				pm->compute_ms = rm->compute_ms;
+				pm->comm_ms = rm->comm_ms;
+				pm->bytes_sent = rm->bytes_sent;
+				pm->bytes_recv = rm->bytes_recv;
+				for (int32_t z = 0; z < rm->nslots; z++) {
+					sluice__slot_metrics__init(&sm[z]);
+					sm[z].slot = rm->slots[z].slot;
+					sm[z].compute_ms = rm->slots[z].compute_ms;
+					sm[z].comm_ms = rm->slots[z].comm_ms;
+					sm[z].bytes_sent = rm->slots[z].bytes_sent;
+					sm[z].bytes_recv = rm->slots[z].bytes_recv;
+					smp[z] = &sm[z];
+				}
+				pm->n_slots = (size_t)rm->nslots;
+				pm->slots = smp;
+				ss->metrics[ss->n_metrics++] = pm;
+			}
+			js->steps[js->n_steps++] = ss;
+		}
+		r.jobs[r.n_jobs++] = js;
+	}
+	if (a.failed) {
+		reply_error(s, rid, rid_len, id, SL_ENOMEM, "", "no memory for the status reply");
+	} else {
+		Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+		env.body_case = SLUICE__ENVELOPE__BODY_STATUS_REPLY;
+		env.status_reply = &r;
+		send_to(s, rid, rid_len, &env, id);
+	}
+	comm_arena_free(&a);
+}
+
+/* ---- dispatch of incoming messages --------------------------------------------------- */
+
+static void on_message(server_t *s, const uint8_t *rid, size_t rid_len, const void *data,
+                       size_t len)
+{
+	if ((int64_t)len > s->cfg.max_request_bytes) {
+		s->requests++;
+		reply_error(s, rid, rid_len, 0, SL_ERANGE, "envelope",
+		            "message of %zu bytes (limit max_request_bytes=%lld)", len,
+		            (long long)s->cfg.max_request_bytes);
+		return;
+	}
+	Sluice__Envelope *env = NULL;
+	if (comm_decode(data, len, &env) != SL_OK) {
+		s->requests++;
+		reply_error(s, rid, rid_len, 0, SL_EPROTO, "envelope", "%s", sl_errmsg());
+		return;
+	}
+	uint64_t id = env->request_id;
+	switch (env->body_case) {
+	case SLUICE__ENVELOPE__BODY_PLAN_REQUEST:
+		on_plan_request(s, rid, rid_len, id, env->plan_request);
+		break;
+	case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+		on_status(s, rid, rid_len, id, env->status_request);
+		break;
+	case SLUICE__ENVELOPE__BODY_HELLO:
+		on_hello(s, rid, rid_len, id, env->hello);
+		break;
+	case SLUICE__ENVELOPE__BODY_HEARTBEAT: {
+		d_worker_t *w = worker_by_rid(s, rid, rid_len, NULL);
+		if (w != NULL)
+			w->last_seen_ms = comm_now_ms();
+		else
+			reply_error(s, rid, rid_len, id, SL_ENOTFOUND, "hello",
+			            "heartbeat from a peer that is not a registered worker; send hello "
+			            "first");
+		break;
+	}
+	case SLUICE__ENVELOPE__BODY_ACK:
+		on_ack(s, rid, rid_len, id, env->ack);
+		break;
+	case SLUICE__ENVELOPE__BODY_METRICS:
+		on_metrics(s, rid, rid_len, id, env->metrics);
+		break;
+	default:
+		s->requests++;
+		reply_error(s, rid, rid_len, id, SL_EPROTO, "envelope.body",
+		            "sluiced does not accept %s messages (it takes plan_request, "
+		            "status_request, hello, heartbeat, ack and metrics)",
+		            comm_body_name(env->body_case));
+	}
+	comm_envelope_free(&env);
+}
+
+static void read_router(server_t *s)
+{
+	for (int k = 0; k < ROUTER_BATCH; k++) {
+		uint8_t rid[COMM_ID_MAX + 1];
+		size_t rid_len = 0;
+		zmq_msg_t msg;
+		sl_err rc = comm_recv(s->router, rid, &rid_len, &msg);
+		if (rc == SL_EBUSY) {
+			zmq_msg_close(&msg);
+			return;
+		}
+		if (rc == SL_EPROTO && rid_len > 0) {
+			s->requests++;
+			reply_error(s, rid, rid_len, 0, SL_EPROTO, "envelope", "%s", sl_errmsg());
+		} else if (rc != SL_OK) {
+			SL_WARN(SL_SUB_DAEMON, "receive failed: %s", sl_errmsg());
+		} else {
+			on_message(s, rid, rid_len, zmq_msg_data(&msg), zmq_msg_size(&msg));
+		}
+		zmq_msg_close(&msg);
+	}
+}
+
+/* ---- reload, signals ----------------------------------------------------------------- */
+
+static void apply_log_level(const daemon_config_t *c)
+{
+	if (getenv("SLUICE_LOG") == NULL)
+		sl_log_set_level((sl_log_level)sl_log_level_parse(c->log_level));
+}
+
+static void reload(server_t *s)
+{
+	char buf[96];
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
+	         (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+	daemon_notify(buf);
+	daemon_config_t nc;
+	if (daemon_config_build(s->args, &nc) != SL_OK) {
+		SL_ERROR(SL_SUB_DAEMON, "SIGHUP: configuration not reloaded: %s", sl_errmsg());
+		daemon_notify("READY=1\nSTATUS=reload failed; old configuration kept");
+		return;
+	}
+	/* Options without the reload mark keep their running values. */
+	for (size_t i = 0; i < daemon_nopts; i++) {
+		const daemon_opt_t *o = &daemon_opts[i];
+		if (o->reload)
+			continue;
+		size_t sz = o->type == DCONF_STRING ? o->size : sizeof(int64_t);
+		if (memcmp((char *)&nc + o->off, (char *)&s->cfg + o->off, sz) != 0) {
+			char now[DAEMON_STR_MAX];
+			daemon_config_format(&s->cfg, o, now, sizeof(now));
+			SL_WARN(SL_SUB_DAEMON, "SIGHUP: %s changed; restart sluiced to apply it (keeping %s)",
+			        o->name, now);
+			memcpy((char *)&nc + o->off, (char *)&s->cfg + o->off, sz);
+		}
+	}
+	if (s->zap != NULL && comm_zap_reload(s->zap, nc.authorized_keys) != SL_OK) {
+		SL_ERROR(SL_SUB_DAEMON, "SIGHUP: authorized_keys not reloaded: %s", sl_errmsg());
+		snprintf(nc.authorized_keys, sizeof(nc.authorized_keys), "%s", s->cfg.authorized_keys);
+	}
+	s->cfg = nc;
+	apply_log_level(&s->cfg);
+	record_open(s);
+	SL_INFO(SL_SUB_DAEMON, "configuration reloaded (policy %s, profile %s, queue_max %lld)",
+	        s->cfg.policy, s->cfg.profile, (long long)s->cfg.queue_max);
+	daemon_notify("READY=1\nSTATUS=configuration reloaded");
+}
+
+static void read_signals(server_t *s)
+{
+	struct signalfd_siginfo si;
+	while (read(s->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			reload(s);
+		} else if (!s->draining) {
+			s->draining = 1;
+			s->drain_deadline_ms = comm_now_ms() + s->cfg.drain_timeout_ms;
+			SL_INFO(SL_SUB_DAEMON, "%s: draining %u in-flight requests, then exiting",
+			        strsignal((int)si.ssi_signo), s->ninflight);
+			daemon_notify("STOPPING=1\nSTATUS=draining");
+		}
+	}
+}
+
+/* ---- the loop ----------------------------------------------------------------------- */
+
+static void take_done(server_t *s)
+{
+	daemon_task_t *t = daemon_pool_take_done(s->pool);
+	while (t != NULL) {
+		daemon_task_t *next = t->next;
+		on_task_done(s, t);
+		t = next;
+	}
+}
+
+/* Answers whatever is still unanswered at the end of a drain. */
+static void abandon_inflight(server_t *s)
+{
+	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next)
+		if (!t->answered) {
+			t->answered = 1;
+			atomic_store(&t->cancelled, 1);
+			reply_error(s, t->rid, t->rid_len, t->request_id, SL_ECLOSED, "",
+			            "sluiced stopped before this plan was done (drain_timeout_ms=%lld)",
+			            (long long)s->cfg.drain_timeout_ms);
+		}
+}
+
+static int serve(server_t *s)
+{
+	s->next_hb_ms = comm_now_ms() + s->cfg.heartbeat_ms;
+	for (;;) {
+		int64_t now = comm_now_ms();
+		int64_t wait = check_deadlines(s, now);
+		if (now >= s->next_hb_ms) {
+			heartbeat_workers(s);
+			s->next_hb_ms = now + s->cfg.heartbeat_ms;
+		}
+		if (s->next_hb_ms - now < wait)
+			wait = s->next_hb_ms - now;
+		if (s->draining) {
+			if (s->ninflight == 0)
+				return 0;
+			if (now >= s->drain_deadline_ms) {
+				abandon_inflight(s);
+				return 0;
+			}
+			if (s->drain_deadline_ms - now < wait)
+				wait = s->drain_deadline_ms - now;
+		}
+		if (wait < 0)
+			wait = 0;
+		zmq_pollitem_t items[3] = {
+			{s->router, 0, ZMQ_POLLIN, 0},
+			{NULL, s->done_fd, ZMQ_POLLIN, 0},
+			{NULL, s->sig_fd, ZMQ_POLLIN, 0},
+		};
+		int r = zmq_poll(items, 3, (long)(wait + 1));
+		if (r < 0) {
+			if (zmq_errno() == EINTR)
+				continue;
+			SL_ERROR(SL_SUB_DAEMON, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+			return 1;
+		}
+		if (items[2].revents & ZMQ_POLLIN)
+			read_signals(s);
+		if (items[1].revents & ZMQ_POLLIN)
+			take_done(s);
+		if (items[0].revents & ZMQ_POLLIN)
+			read_router(s);
+	}
+}
+
+int daemon_run(const daemon_args_t *args, daemon_config_t *cfg)
+{
+	server_t *s = calloc(1, sizeof(*s));
+	int status = 1;
+	if (s == NULL) {
+		fprintf(stderr, "sluiced: out of memory\n");
+		return 1;
+	}
+	s->cfg = *cfg;
+	s->args = args;
+	s->sig_fd = s->done_fd = -1;
+	s->started_ms = comm_now_ms();
+	apply_log_level(&s->cfg);
+
+	/* Signals are read from a signalfd by the loop; block them before any
+	 * thread (planner or ZeroMQ I/O) exists, so every thread inherits the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s->sig_fd < 0) {
+		sl_seterr(SL_EIO, "signalfd: %s", strerror(errno));
+		goto out;
+	}
+
+	s->ctx = zmq_ctx_new();
+	if (s->ctx == NULL) {
+		COMM_ZMQ_ERR("zmq_ctx_new");
+		goto out;
+	}
+	int is_tcp = 0;
+	comm_endpoint_parse(s->cfg.endpoint, &is_tcp, NULL, 0);
+	if (is_tcp && s->cfg.curve_secret_key[0] != '\0' &&
+	    comm_zap_start(s->ctx, s->cfg.authorized_keys, &s->zap) != SL_OK)
+		goto out;
+	comm_server_opts_t so = {
+		.endpoint = s->cfg.endpoint,
+		.secret_key_file = s->cfg.curve_secret_key,
+		.allow_plain_tcp = (int)s->cfg.allow_plain_tcp,
+		.sndhwm = (int)s->cfg.hwm,
+		.rcvhwm = (int)s->cfg.hwm,
+		/* The transport drops peers past twice the limit; between the
+		 * two, the request is read and refused with a reply. */
+		.max_msg_bytes = s->cfg.max_request_bytes * 2 + (1 << 20),
+		.heartbeat_ms = (int)s->cfg.heartbeat_ms,
+		.linger_ms = 1000,
+	};
+	if (comm_server_open(s->ctx, &so, &s->router, s->bound, sizeof(s->bound)) != SL_OK)
+		goto out;
+	record_open(s);
+	if (daemon_pool_start((int)s->cfg.threads, &s->pool, &s->done_fd) != SL_OK)
+		goto out;
+
+	char ready[400];
+	snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%u\nSTATUS=serving on %s", (unsigned)getpid(),
+	         s->bound);
+	if (daemon_notify(ready) != SL_OK)
+		SL_WARN(SL_SUB_DAEMON, "sd_notify: %s", sl_errmsg());
+	printf("sluiced %s listening on %s (pid %u, %lld planner threads, policy %s)\n",
+	       SLUICE_VERSION, s->bound, (unsigned)getpid(), (long long)s->cfg.threads, s->cfg.policy);
+	fflush(stdout);
+
+	status = serve(s);
+	SL_INFO(SL_SUB_DAEMON, "exiting: %llu requests, %llu plans, %llu errors",
+	        (unsigned long long)s->requests, (unsigned long long)s->plans,
+	        (unsigned long long)s->errors);
+out:
+	if (status != 0 && sl_errmsg()[0] != '\0')
+		fprintf(stderr, "sluiced: %s\n", sl_errmsg());
+	daemon_pool_stop(&s->pool);
+	while (s->inflight != NULL) {
+		daemon_task_t *t = s->inflight;
+		s->inflight = t->in_next;
+		daemon_task_free(&t);
+	}
+	for (size_t i = 0; i < s->njobs; i++)
+		job_free(&s->jobs[i]);
+	free(s->jobs);
+	if (s->record != NULL)
+		fclose(s->record);
+	if (s->router != NULL)
+		zmq_close(s->router);
+	comm_zap_stop(&s->zap);
+	if (s->ctx != NULL)
+		zmq_ctx_term(s->ctx);
+	if (s->sig_fd >= 0)
+		close(s->sig_fd);
+	free(s);
+	return status;
+}
