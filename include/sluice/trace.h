@@ -32,13 +32,24 @@ typedef struct sl_lengths {
 	size_t n, cap;
 } sl_lengths_t;
 
+/* Appends len, growing the array geometrically; SL_ENOMEM leaves l as it was. */
 sl_err sl_lengths_push(sl_lengths_t *l, int64_t len);
+/* Frees the array and zeroes *l (safe on a zeroed or NULL l). */
 void sl_lengths_free(sl_lengths_t *l);
 
 /* Reads every length of a trace into *out (appending). path "-" is stdin
  * (text or JSONL, gzip allowed). Errors name the file and the line or byte
  * offset and what was wrong; a truncated or corrupt file is an error, never a
- * partial read. Lengths must be >= 1. opts may be NULL. */
+ * partial read. Lengths must be >= 1. opts may be NULL.
+ *
+ * Any kind may be gzip-compressed (and stdin may hold any kind). Megatron
+ * traces yield document lengths (the sum of each document's sequences).
+ * SL_TRACE_AUTO picks the kind from the (decompressed) first bytes: the
+ * "MMIDIDX" or "\x93NUMPY" magic, else a .idx/.npy name, else the first
+ * character that is neither blank nor in a '#' comment ('{' is JSONL, a digit
+ * text), else a .jsonl/.json/.txt name, else text. On error *out is left
+ * exactly as it was and sl_errmsg() says what was wrong; a trace with no
+ * lengths at all is SL_EFORMAT. */
 sl_err sl_trace_read(const char *path, const sl_trace_opts_t *opts, sl_lengths_t *out);
 
 /* Parses a kind name (auto|text|jsonl|megatron|npy); -1 when unknown. */
