@@ -48,7 +48,7 @@ static double nice_step(double range, int target)
 	double raw = range / target;
 	double mag = pow(10, floor(log10(raw)));
 	double r = raw / mag;
-	double m = r <= 1 ? 1 : r <= 2 ? 2 : r <= 5 ? 5 : 10;
+	double m = r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10;
 	return m * mag;
 }
 
