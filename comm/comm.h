@@ -75,8 +75,9 @@ const char *comm_body_name(int body_case);
 sl_err comm_encode(const Sluice__Envelope *env, void **buf, size_t *len);
 
 /* Sends env as one frame on a DEALER (rid == NULL) or, prefixed by the
- * routing id, on a ROUTER. Never blocks: a full queue gives SL_EBUSY, an
- * unknown or gone peer (ROUTER_MANDATORY) SL_ECLOSED. */
+ * routing id, on a ROUTER. On a ROUTER it never blocks: a full queue gives
+ * SL_EBUSY, an unknown or gone peer (ROUTER_MANDATORY) SL_ECLOSED. On a
+ * DEALER it waits up to the socket's ZMQ_SNDTIMEO (SL_EBUSY after). */
 sl_err comm_send(void *sock, const void *rid, size_t rid_len, const Sluice__Envelope *env);
 
 /* Receives one message (does not wait: call after zmq_poll said POLLIN).

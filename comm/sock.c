@@ -185,6 +185,8 @@ sl_err comm_dealer_open(void *ctx, const char *endpoint, const sl_client_opts_t 
 		return COMM_ZMQ_ERR("zmq_socket(DEALER)");
 	int hb = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 1000;
 	SL_CHECK_GOTO(common_opts(s, 1000, 1000, 200, hb, 0), rc, fail);
+	/* A send waits at most this long for a connection to queue on. */
+	COMM_ZCHECK_GOTO(set_int(s, ZMQ_SNDTIMEO, 1000), rc, fail);
 
 	if (opts->identity != NULL) {
 		size_t n = strlen(opts->identity);

@@ -232,7 +232,9 @@ sl_err comm_send(void *sock, const void *rid, size_t rid_len, const Sluice__Enve
 		free(buf);
 		return COMM_ZMQ_ERR("zmq_msg_init_data");
 	}
-	if (zmq_msg_send(&msg, sock, ZMQ_DONTWAIT) < 0) {
+	/* The ROUTER never waits for one peer; a DEALER waits up to its
+	 * ZMQ_SNDTIMEO while (re)connecting. */
+	if (zmq_msg_send(&msg, sock, rid != NULL ? ZMQ_DONTWAIT : 0) < 0) {
 		/* A routing id already went out: ZeroMQ discards the partial
 		 * message when the send of its last frame fails. */
 		sl_err e = COMM_ZMQ_ERR("zmq_msg_send");

@@ -75,7 +75,8 @@ sl_err sl_client_new(const char *endpoint, const sl_client_opts_t *opts, sl_clie
 void sl_client_free(sl_client_t **c);
 
 /* Sends a request without waiting; *request_id (may be NULL) gets the id the
- * reply will carry. Fails with SL_EBUSY when the send queue is full. */
+ * reply will carry. Waits at most 1 s for a connection to queue on, then
+ * fails with SL_EBUSY (queue full or no connection). */
 sl_err sl_client_send(sl_client_t *c, const sl_plan_req_t *req, uint64_t *request_id);
 /* Waits up to timeout_ms (-1: forever, 0: just check) for a reply; SL_OK
  * when one is ready, SL_ETIMEOUT otherwise. */

@@ -7,7 +7,7 @@
  *   order STEP groups G shards K tokens T
  *   event lost|joined RANK MESSAGE
  * usage: daemon_test_worker ENDPOINT JOB RANK [--server-key K --secret-key F]
- *        [--reject] [--no-metrics] [--orders N]                              */
+ *        [--reject] [--no-metrics] [--orders N] [--timeout MS]                          */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +30,7 @@ int main(int argc, char **argv)
 	sl_client_opts_t opts = {0};
 	int reject = 0, metrics = 1;
 	long max_orders = -1;
+	int timeout_ms = 5000;
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s ENDPOINT JOB RANK [options]\n", argv[0]);
 		return 2;
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
 			reject = 1;
 		else if (strcmp(argv[i], "--no-metrics") == 0)
 			metrics = 0;
+		else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
+			timeout_ms = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--orders") == 0 && i + 1 < argc)
 			max_orders = atol(argv[++i]);
 		else {
@@ -52,7 +55,7 @@ int main(int argc, char **argv)
 	}
 	opts.heartbeat_ms = 200;
 	sl_worker_t *w = NULL;
-	if (sl_worker_new(argv[1], &opts, argv[2], atoi(argv[3]), 5000, &w) != SL_OK) {
+	if (sl_worker_new(argv[1], &opts, argv[2], atoi(argv[3]), timeout_ms, &w) != SL_OK) {
 		fprintf(stderr, "test worker: %s\n", sl_errmsg());
 		return 1;
 	}
