@@ -25,19 +25,11 @@
 /* Exact micro-batch MILPs per request. */
 #define SLUICE_MILP_PER_REQUEST 8
 
-/* Which LP roundings and knobs are built, in order (ties keep the first). */
-typedef struct {
-	double slack;
-	planner_sluice_knobs_t knobs;
-} variant_t;
-
-static const variant_t variants[] = {
-	{-1.0, {1, 1, 0}},
-	{0.10, {1, 1, 0}},
-	{0.25, {1, 1, 0}},
-	{-1.0, {0, 1, 0}},
-};
-#define NVARIANTS ((int)(sizeof(variants) / sizeof(variants[0])))
+/* Plans built per request at most: the two LPs' roundings, up to
+ * 2 SLUICE_REFINE re-roundings at the best plan's level and step, and
+ * the best degrees again without riders. */
+#define SLUICE_REFINE 2
+#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 3)
 
 /* Baselines scored as fallbacks, by registry name. */
 static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hybrid-cp"};
@@ -97,20 +89,91 @@ static sl_err plan_step(const sl_plan_t *plan, const sl_cost_t *cost, double *pe
 	return planner_plan_timing(plan, cost, per_rank, step);
 }
 
+/* The search state of one request: the best plan so far and the degree
+ * vectors already built (so a rounding that repeats one is skipped). */
+typedef struct {
+	planner_sluice_ctx_t *ctx;
+	planner_sluice_state_t *st;
+	const sl_cost_t *cost;
+	double *per_rank;
+	int32_t *seen;   /* [SLUICE_MAX_BUILDS][n] */
+	int seen_riders[SLUICE_MAX_BUILDS];
+	int nseen;
+	int32_t *best_deg;
+	double *best_off;
+	sl_plan_t *best;
+	double best_ms;
+	double best_mean; /* mean rank finish of the best plan */
+	int64_t share;
+} search_t;
+
+/* Builds, polishes and scores the plan of these degrees (unless built
+ * before); keeps it when it is the fastest so far. */
+static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
+                          const planner_sluice_knobs_t *knobs)
+{
+	planner_sluice_ctx_t *ctx = se->ctx;
+	size_t n = (size_t)ctx->n;
+	sl_plan_t *cand = NULL;
+	for (int u = 0; u < se->nseen; u++)
+		if (se->seen_riders[u] == knobs->riders &&
+		    memcmp(se->seen + (size_t)u * n, deg, sizeof(int32_t) * n) == 0)
+			return SL_OK;
+	if (se->nseen == SLUICE_MAX_BUILDS)
+		return SL_OK;
+	memcpy(se->seen + (size_t)se->nseen * n, deg, sizeof(int32_t) * n);
+	se->seen_riders[se->nseen++] = knobs->riders;
+	/* Each build gets its share of the work; what an earlier one left
+	 * unused carries over. */
+	int64_t saved = ctx->work_limit;
+	int64_t limit = ctx->work + se->share;
+	if (limit < saved)
+		ctx->work_limit = limit;
+	sl_err rc = planner_sluice_build(se->st, deg, off, knobs);
+	if (rc == SL_OK)
+		rc = planner_sluice_search(se->st, knobs);
+	ctx->work_limit = saved;
+	if (rc != SL_OK)
+		return rc;
+	SL_CHECK(planner_sluice_emit(se->st, &cand));
+	double ms;
+	rc = plan_step(cand, se->cost, se->per_rank, &ms);
+	if (rc != SL_OK) {
+		sl_plan_free(&cand);
+		return rc;
+	}
+	SL_DEBUG(SL_SUB_PLAN, "sluice: build %d (riders %d): %.1f ms, %d wide groups, work %lld",
+	         se->nseen, knobs->riders, ms, se->st->nwide, (long long)ctx->work);
+	if (ms < se->best_ms - 1e-9) {
+		double sum = 0;
+		for (int32_t r = 0; r < ctx->N; r++)
+			sum += se->per_rank[r];
+		se->best_mean = sum / ctx->N - se->cost->prof.grad_sync_ms;
+		sl_plan_free(&se->best);
+		se->best = cand;
+		se->best_ms = ms;
+		memcpy(se->best_deg, deg, sizeof(int32_t) * n);
+		memcpy(se->best_off, off, sizeof(double) * n);
+	} else {
+		sl_plan_free(&cand);
+	}
+	return SL_OK;
+}
+
 sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
                              const sl_policy_opts_t *opts, sl_plan_t **out)
 {
 	static const sl_policy_opts_t defaults;
+	planner_sluice_knobs_t with_riders = {1, 1, 0, 0.0}, no_riders = {0, 1, 0, 0.0};
 	planner_sluice_ctx_t ctx;
 	planner_sluice_lp_t lp;
 	planner_sluice_state_t st;
+	search_t se;
 	sl_err rc = SL_OK;
-	sl_plan_t *best = NULL, *cand = NULL;
-	int32_t *deg = NULL, *prev_deg = NULL;
-	double *off = NULL, *per_rank = NULL;
-	double best_ms = INFINITY;
+	sl_plan_t *cand = NULL;
+	int32_t *deg = NULL;
+	double *off = NULL;
 	const char *winner = NULL;
-	int built = 0;
 
 	*out = NULL;
 	if (opts == NULL)
@@ -122,54 +185,58 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		                 INT32_MAX);
 	memset(&lp, 0, sizeof(lp));
 	memset(&st, 0, sizeof(st));
+	memset(&se, 0, sizeof(se));
 	SL_CHECK(ctx_init(&ctx, cost, seqs, n, opts));
+	se.ctx = &ctx;
+	se.st = &st;
+	se.cost = cost;
+	se.best_ms = INFINITY;
 	deg = malloc(sizeof(int32_t) * (size_t)n);
-	prev_deg = malloc(sizeof(int32_t) * (size_t)n * NVARIANTS);
 	off = malloc(sizeof(double) * (size_t)n);
-	per_rank = malloc(sizeof(double) * (size_t)ctx.N);
-	if (deg == NULL || prev_deg == NULL || off == NULL || per_rank == NULL) {
+	se.per_rank = malloc(sizeof(double) * (size_t)ctx.N);
+	se.seen = malloc(sizeof(int32_t) * (size_t)n * SLUICE_MAX_BUILDS);
+	se.best_deg = malloc(sizeof(int32_t) * (size_t)n);
+	se.best_off = malloc(sizeof(double) * (size_t)n);
+	if (deg == NULL || off == NULL || se.per_rank == NULL || se.seen == NULL ||
+	    se.best_deg == NULL || se.best_off == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %lld sequences", (long long)n);
 		goto out;
 	}
 	SL_CHECK_GOTO(planner_sluice_lp_solve(&ctx, &lp), rc, out);
 	SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
+	se.share = ctx.work_limit / SLUICE_MAX_BUILDS;
 
-	int64_t share = ctx.work_limit / NVARIANTS;
-	for (int v = 0; v < NVARIANTS; v++) {
-		const variant_t *va = &variants[v];
-		planner_sluice_lp_round(&ctx, &lp, va->slack, deg, off);
-		/* Skip a variant that repeats an earlier one exactly. */
-		int dup = 0;
-		for (int u = 0; u < v && !dup; u++)
-			dup = memcmp(&variants[u].knobs, &va->knobs, sizeof(va->knobs)) == 0 &&
-			      memcmp(prev_deg + (size_t)u * (size_t)n, deg, sizeof(int32_t) * (size_t)n) ==
-			              0;
-		memcpy(prev_deg + (size_t)v * (size_t)n, deg, sizeof(int32_t) * (size_t)n);
-		if (dup)
-			continue;
-		/* Each variant gets its share of the work; what an earlier one
-		 * left unused carries over. */
-		int64_t limit = ctx.work + share;
-		if (v == NVARIANTS - 1 || limit > ctx.work_limit)
-			limit = ctx.work_limit;
-		int64_t saved = ctx.work_limit;
-		ctx.work_limit = limit;
-		SL_CHECK_GOTO(planner_sluice_build(&st, deg, off, &va->knobs), rc, out);
-		SL_CHECK_GOTO(planner_sluice_search(&st, &va->knobs), rc, out);
-		ctx.work_limit = saved;
-		SL_CHECK_GOTO(planner_sluice_emit(&st, &cand), rc, out);
-		double ms;
-		SL_CHECK_GOTO(plan_step(cand, cost, per_rank, &ms), rc, out);
-		built++;
-		if (ms < best_ms - 1e-9) {
-			sl_plan_free(&best);
-			best = cand;
-			cand = NULL;
-			best_ms = ms;
-		} else {
-			sl_plan_free(&cand);
-		}
+	/* The LP's degrees first (riders may fill a ring up to the decision
+	 * LP's step). Its optimum is below what a plan reaches, so a long
+	 * sequence may then take fewer ranks for the same step, or, when its
+	 * ring is what sets the step, more: re-round for the best plan's mean
+	 * rank finish (the level a balanced plan reaches) and for its step,
+	 * until the degrees stop changing. */
+	with_riders.level = lp.t_star * 1.05;
+	for (int which = 0; which < 2; which++) {
+		planner_sluice_lp_round(&ctx, &lp, which, deg, off);
+		SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
 	}
+	for (int it = 0; it < SLUICE_REFINE && se.best != NULL; it++) {
+		int before = se.nseen;
+		double g = cost->prof.grad_sync_ms;
+		double targets[2] = {se.best_mean, se.best_ms - g};
+		for (int z = 0; z < 2; z++) {
+			planner_sluice_lp_target(&ctx, &lp, targets[z], deg, off);
+			with_riders.level = targets[z];
+			SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
+		}
+		if (se.nseen == before)
+			break;
+	}
+	if (se.best != NULL) {
+		memcpy(deg, se.best_deg, sizeof(int32_t) * (size_t)n);
+		memcpy(off, se.best_off, sizeof(double) * (size_t)n);
+		no_riders.level = se.best_ms;
+		SL_CHECK_GOTO(try_degrees(&se, deg, off, &no_riders), rc, out);
+	}
+	int built = se.nseen;
+
 	/* The baselines as a safety net. */
 	for (size_t k = 0; k < sizeof(fallbacks) / sizeof(fallbacks[0]); k++) {
 		const sl_policy_t *pol = sl_policy_find(fallbacks[k]);
@@ -180,21 +247,23 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 			continue;
 		}
 		double ms;
-		SL_CHECK_GOTO(plan_step(cand, cost, per_rank, &ms), rc, out);
-		if (ms < best_ms - 1e-9) {
-			sl_plan_free(&best);
-			best = cand;
+		SL_CHECK_GOTO(plan_step(cand, cost, se.per_rank, &ms), rc, out);
+		SL_DEBUG(SL_SUB_PLAN, "sluice: fallback %s: %.1f ms", pol->name, ms);
+		if (ms < se.best_ms - 1e-9) {
+			sl_plan_free(&se.best);
+			se.best = cand;
 			cand = NULL;
-			best_ms = ms;
+			se.best_ms = ms;
 			winner = pol->name;
 		} else {
 			sl_plan_free(&cand);
 		}
 	}
-	if (best == NULL) {
+	if (se.best == NULL) {
 		rc = sl_seterr(SL_EINTERNAL, "sluice: no candidate plan was built");
 		goto out;
 	}
+	sl_plan_t *best = se.best;
 	snprintf(best->policy, sizeof(best->policy), "sluice");
 	best->lp_bound_ms = lp.bound_ms;
 	best->search_truncated = ctx.truncated;
@@ -206,19 +275,22 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	else if (winner)
 		snprintf(best->note, sizeof(best->note), "kept the plan of %s (faster on this batch)",
 		         winner);
-	SL_DEBUG(SL_SUB_PLAN, "sluice: %d plans built, step %.1f ms, LP bound %.1f ms, work %lld",
-	         built, best_ms, lp.bound_ms, (long long)ctx.work);
+	SL_DEBUG(SL_SUB_PLAN,
+	         "sluice: %d plans built, step %.1f ms, LP bound %.1f ms (decision %.1f), work %lld",
+	         built, se.best_ms, lp.bound_ms, lp.t_star, (long long)ctx.work);
 	*out = best;
-	best = NULL;
+	se.best = NULL;
 out:
-	sl_plan_free(&best);
+	sl_plan_free(&se.best);
 	sl_plan_free(&cand);
 	planner_sluice_state_fini(&st);
 	planner_sluice_lp_fini(&lp);
 	ctx_fini(&ctx);
 	free(deg);
-	free(prev_deg);
 	free(off);
-	free(per_rank);
+	free(se.per_rank);
+	free(se.seen);
+	free(se.best_deg);
+	free(se.best_off);
 	return rc;
 }

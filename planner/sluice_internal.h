@@ -57,8 +57,11 @@ typedef struct planner_sluice_cand {
 	int32_t d;
 	double f;    /* least offload that fits on d ranks */
 	double t;    /* time of the sequence on d ranks (offload included) */
-	double w;    /* rank-ms it costs: d t + beta (1 - f) p / cap */
-	double x;    /* LP value */
+	double w;    /* least rank-ms it costs: d t + beta (1 - f) p / cap (the bound) */
+	double wd;   /* rank-ms our plans pay for it: as w when short sequences can ride
+	                in the group's spare memory (plus their overhead), else d (t + beta) */
+	double x;    /* value in the decision LP */
+	double xb;   /* value in the bound LP */
 } planner_sluice_cand_t;
 
 /* The LP's view of a batch: the sequences it decides (the rest run on one
@@ -68,8 +71,8 @@ typedef struct planner_sluice_lp {
 	int32_t *seq;        /* [nlong] sequence index */
 	int64_t *cand_off;   /* [nlong + 1] into cand */
 	planner_sluice_cand_t *cand;
-	double t_star;       /* LP optimum without grad sync (ms) */
-	double bound_ms;     /* lower bound on the step: t_star + grad_sync */
+	double t_star;       /* decision LP optimum (ms, without grad sync) */
+	double bound_ms;     /* lower bound on the step: bound LP optimum + grad_sync */
 	int solved;          /* 0 when the LP failed and only the closed-form bound is known */
 } planner_sluice_lp_t;
 
@@ -79,12 +82,16 @@ typedef struct planner_sluice_lp {
 sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp);
 void planner_sluice_lp_fini(planner_sluice_lp_t *lp);
 
-/* Rounds the LP to degrees: every sequence gets deg[i] and off[i]. With
- * slack < 0 each long sequence takes its largest LP value; otherwise the
- * cheapest-work candidate whose time fits t_star * (1 + slack) - beta
- * (the fastest when none does). */
+/* Rounds an LP to degrees: every sequence gets deg[i] and off[i]; each
+ * long sequence takes the usable candidate of largest value in the decision
+ * LP (which == 0) or the bound LP (which == 1). */
 void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
-                             double slack, int32_t *deg, double *off);
+                             int which, int32_t *deg, double *off);
+/* Degrees for a step target: each long sequence takes the candidate our
+ * plans pay least for (wd) among those that finish within target_ms
+ * (beta + t <= target), the fastest when none does. */
+void planner_sluice_lp_target(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
+                              double target_ms, int32_t *deg, double *off);
 
 /* A multi-rank ("wide") group: a long sequence (lead) on d ranks plus short
  * sequences riding in its spare memory. */
@@ -134,6 +141,7 @@ typedef struct planner_sluice_knobs {
 	int riders;     /* let short sequences ride in intra-node wide groups */
 	int offload;    /* allow offloading in single-rank micro-batches */
 	int fill_gaps;  /* run micro-batches in the idle time before a wide group */
+	double level;   /* riders keep a wide group's end at or below this (ms) */
 } planner_sluice_knobs_t;
 
 /* Allocates an empty state for ctx; planner_sluice_state_fini releases it. */

@@ -13,7 +13,12 @@
  * counting its share of fixed costs (cost-model.md, "The ideal"). Any valid
  * plan gives a 0/1 point of this LP, so its optimum is a lower bound; it is
  * never below the spec's ideal because it couples each sequence's time and
- * work through one degree. */
+ * work through one degree.
+ *
+ * The same LP is solved a second time with the rank-ms our plans actually
+ * pay (wd): a ring that leaves its node cannot profitably carry short
+ * sequences in its spare memory, so every one of its d ranks pays the full
+ * fixed cost; that LP's solution picks the degrees. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +56,46 @@ static int cmp_raw(const void *a, const void *b)
 	return (x->c.d > y->c.d) - (x->c.d < y->c.d);
 }
 
-/* Candidates of sequence s: the Pareto frontier in (time, work) of every
- * degree (for the bound) united with the frontier of the degrees our plans
- * can use (offload <= max_offload), sorted by time. Returns how many were
- * written to out (room for N entries). */
-static int32_t candidates(planner_sluice_ctx_t *ctx, int64_t s, rawcand_t *raw,
-                          planner_sluice_cand_t *out)
+/* Per-degree facts the decision work needs: whether short sequences can
+ * ride in a ring of d ranks (their padding and communication cost less than
+ * the fixed-cost share they save) and what riding costs per token. */
+typedef struct {
+	char *ride;
+	double *ovh; /* extra rank-ms per riding token */
+} rideinfo_t;
+
+static sl_err rideinfo_init(const planner_sluice_ctx_t *ctx, rideinfo_t *ri)
+{
+	const sl_cost_t *c = ctx->cost;
+	int32_t N = ctx->N;
+	ri->ride = calloc((size_t)N + 1, 1);
+	ri->ovh = calloc((size_t)N + 1, sizeof(double));
+	if (ri->ride == NULL || ri->ovh == NULL)
+		return sl_seterr(SL_ENOMEM, "sluice LP: out of memory");
+	/* a typical short sequence: a sixth of a rank's capacity */
+	int64_t sr = (int64_t)(ctx->cap / 6) > 0 ? (int64_t)(ctx->cap / 6) : 1;
+	double t1 = sl_cost_seq_ms(c, sr, 1, 0.0, 1);
+	for (int32_t d = 2; d <= N; d++) {
+		double td = sl_cost_seq_ms(c, sr, d, 0.0, d <= ctx->G);
+		ri->ovh[d] = (d * td - t1) / (double)sr;
+		ri->ride[d] = d <= ctx->G && ri->ovh[d] < ctx->beta / ctx->cap;
+	}
+	return SL_OK;
+}
+
+static void rideinfo_fini(rideinfo_t *ri)
+{
+	free(ri->ride);
+	free(ri->ovh);
+}
+
+/* Candidates of sequence s: the union of the Pareto frontiers in (time,
+ * bound work) over every degree (for the bound), in (time, bound work) over
+ * the degrees our plans can use (offload <= max_offload) and in (time,
+ * decision work) over those, sorted by time. Returns how many were written
+ * to out (room for N entries). */
+static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
+                          rawcand_t *raw, planner_sluice_cand_t *out)
 {
 	const sl_cost_t *c = ctx->cost;
 	int32_t N = ctx->N;
@@ -66,12 +105,21 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, int64_t s, rawcand_t *raw,
 		r->c.f = sl_cost_min_offload(c, s, d);
 		r->c.w = work_lb(c, s, d, r->c.f, d <= ctx->G, &r->c.t);
 		r->c.x = 0;
+		r->c.xb = 0;
 		r->feasible = r->c.f <= ctx->fmax - 2e-5;
+		double p = (double)sl_cost_padded(s, d);
+		double frac = (1.0 - r->c.f) * p / ((double)d * ctx->cap); /* memory it fills */
+		if (d == 1)
+			r->c.wd = r->c.t + ctx->beta * frac;
+		else if (ri->ride[d])
+			r->c.wd = d * (r->c.t + ctx->beta * frac) + d * ctx->cap * (1 - frac) * ri->ovh[d];
+		else
+			r->c.wd = d * (r->c.t + ctx->beta);
 	}
 	ctx->work += N;
 	qsort(raw, (size_t)N, sizeof(rawcand_t), cmp_raw);
 	int32_t k = 0;
-	double best_all = INFINITY, best_feas = INFINITY;
+	double best_all = INFINITY, best_feas = INFINITY, best_dec = INFINITY;
 	for (int32_t i = 0; i < N; i++) {
 		int keep = 0;
 		if (raw[i].c.w < best_all) {
@@ -80,6 +128,10 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, int64_t s, rawcand_t *raw,
 		}
 		if (raw[i].feasible && raw[i].c.w < best_feas) {
 			best_feas = raw[i].c.w;
+			keep = 1;
+		}
+		if (raw[i].feasible && raw[i].c.wd < best_dec) {
+			best_dec = raw[i].c.wd;
 			keep = 1;
 		}
 		if (keep) {
@@ -101,10 +153,12 @@ void planner_sluice_lp_fini(planner_sluice_lp_t *lp)
 	memset(lp, 0, sizeof(*lp));
 }
 
-/* Fills the LP's columns and rows and solves it; on any LP failure returns
- * the error and leaves the caller to use the closed-form bound. */
+/* Fills the LP's columns and rows and solves it: with dec == 0 the bound LP
+ * (work w, every degree), else the decision LP (work wd, only degrees our
+ * plans can use; its values go to cand[].x). On any LP failure returns the
+ * error and leaves the caller to use the closed-form bound. */
 static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, double w_short,
-                         double t_lo)
+                         double t_lo, int dec, double *t_out)
 {
 	sl_err rc = SL_OK;
 	lp_t *m = NULL;
@@ -126,7 +180,9 @@ static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, dou
 	/* Scale times to seconds so the coefficients stay near 1. */
 	SL_CHECK_GOTO(lp_add_col(m, "T", LP_CONTINUOUS, t_lo / 1e3, INFINITY, 1.0, &tcol), rc, out);
 	for (int64_t k = 0; k < ncand; k++)
-		SL_CHECK_GOTO(lp_add_col(m, NULL, LP_CONTINUOUS, 0.0, 1.0, 0.0, &col_of[k]), rc, out);
+		SL_CHECK_GOTO(lp_add_col(m, NULL, LP_CONTINUOUS, 0.0,
+		                         dec && lp->cand[k].d <= 0 ? 0.0 : 1.0, 0.0, &col_of[k]),
+		              rc, out);
 	for (int32_t j = 0; j < lp->nlong; j++) {
 		int nnz = 0;
 		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
@@ -149,7 +205,7 @@ static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, dou
 		vals[nnz++] = (double)ctx->N;
 		for (int64_t k = 0; k < ncand; k++) {
 			cols[nnz] = col_of[k];
-			vals[nnz++] = -lp->cand[k].w / 1e3;
+			vals[nnz++] = -(dec ? lp->cand[k].wd : lp->cand[k].w) / 1e3;
 		}
 		SL_CHECK_GOTO(lp_add_row(m, "work", nnz, cols, vals, w_short / 1e3, INFINITY, NULL), rc,
 		              out);
@@ -162,10 +218,13 @@ static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, dou
 	o.presolve = 0;
 	SL_CHECK_GOTO(lp_solve(m, &o, &res), rc, out);
 	ctx->work += res.iterations * (int64_t)(2 * lp->nlong + 1);
-	lp->t_star = lp_value(m, tcol) * 1e3;
-	for (int64_t k = 0; k < ncand; k++)
-		lp->cand[k].x = lp_value(m, col_of[k]);
-	lp->solved = 1;
+	*t_out = lp_value(m, tcol) * 1e3;
+	for (int64_t k = 0; k < ncand; k++) {
+		if (dec)
+			lp->cand[k].x = lp_value(m, col_of[k]);
+		else
+			lp->cand[k].xb = lp_value(m, col_of[k]);
+	}
 out:
 	lp_free(&m);
 	free(cols);
@@ -175,11 +234,11 @@ out:
 }
 
 /* Appends sequence i's candidates to the LP; returns its least work. */
-static sl_err add_long(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, int32_t i,
-                       rawcand_t *raw, planner_sluice_cand_t *tmp, int64_t *cand_cap,
+static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_sluice_lp_t *lp,
+                       int32_t i, rawcand_t *raw, planner_sluice_cand_t *tmp, int64_t *cand_cap,
                        double *wmin)
 {
-	int32_t k = candidates(ctx, ctx->seqs[i].length, raw, tmp);
+	int32_t k = candidates(ctx, ri, ctx->seqs[i].length, raw, tmp);
 	int64_t ncand = lp->cand_off[lp->nlong];
 	if (ncand + k > *cand_cap) {
 		int64_t nc = *cand_cap ? *cand_cap * 2 : 64;
@@ -203,6 +262,27 @@ static sl_err add_long(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, int32
 	return SL_OK;
 }
 
+/* The bound when the LP cannot be solved: every sequence at its least
+ * work and least time separately (the spec's ideal), using w or wd. */
+static double closed_form(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
+                          double w_short, double t_lo, int dec)
+{
+	double wsum = w_short;
+	for (int32_t j = 0; j < lp->nlong; j++) {
+		double wmin = INFINITY;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+			const planner_sluice_cand_t *cd = &lp->cand[k];
+			if (dec && cd->d <= 0)
+				continue;
+			double w = dec ? cd->wd : cd->w;
+			if (w < wmin)
+				wmin = w;
+		}
+		wsum += wmin;
+	}
+	return t_lo > wsum / ctx->N ? t_lo : wsum / ctx->N;
+}
+
 sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp)
 {
 	const sl_cost_t *c = ctx->cost;
@@ -211,6 +291,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	planner_sluice_cand_t *tmp = NULL;
 	double *short_w = NULL;
 	char *in_lp = NULL;
+	rideinfo_t ri = {NULL, NULL};
 	int32_t n = ctx->n, N = ctx->N;
 	double w_short = 0, w_lb = 0, t_lo = 0, wmin;
 	int64_t cand_cap = 0;
@@ -227,6 +308,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 		rc = sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %d sequences", n);
 		goto out;
 	}
+	SL_CHECK_GOTO(rideinfo_init(ctx, &ri), rc, out);
 	lp->cand_off[0] = 0;
 
 	/* A sequence that fits one rank costs least there (no padding, no
@@ -237,7 +319,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 		double t;
 		if ((double)s > ctx->cap) {
 			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
+			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
 			w_lb += wmin;
 		} else {
 			short_w[i] = work_lb(c, s, 1, 0.0, 1, &t);
@@ -252,7 +334,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 			continue;
 		if (ctx->beta + ctx->t1[i] > w_lb / N) {
 			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
+			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
 		} else {
 			w_short += short_w[i];
 		}
@@ -268,34 +350,28 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	if (w_short / N > t_lo)
 		t_lo = w_short / N;
 
-	if (lp->nlong == 0) {
-		lp->t_star = t_lo;
-		lp->solved = 1;
-	} else {
-		sl_err lrc = solve_glpk(ctx, lp, w_short, t_lo);
-		if (lrc == SL_ENOMEM) {
-			rc = lrc;
-			goto out;
-		}
-		if (lrc != SL_OK) {
-			/* The closed-form bound: every sequence at its least work and
-			 * least time separately (the spec's ideal). */
-			SL_WARN(SL_SUB_PLAN, "sluice: LP failed (%s); using the per-sequence bound",
-			        sl_errmsg());
-			double wsum = w_short;
-			for (int32_t j = 0; j < lp->nlong; j++) {
-				wmin = INFINITY;
-				for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
-					if (lp->cand[k].w < wmin)
-						wmin = lp->cand[k].w;
-				wsum += wmin;
+	double t_bound = t_lo, t_dec = t_lo;
+	lp->solved = 1;
+	if (lp->nlong > 0) {
+		for (int dec = 0; dec < 2; dec++) {
+			double *t_out = dec ? &t_dec : &t_bound;
+			sl_err lrc = solve_glpk(ctx, lp, w_short, t_lo, dec, t_out);
+			if (lrc == SL_ENOMEM) {
+				rc = lrc;
+				goto out;
 			}
-			lp->t_star = t_lo > wsum / N ? t_lo : wsum / N;
-			lp->solved = 0;
+			if (lrc != SL_OK) {
+				SL_WARN(SL_SUB_PLAN, "sluice: %s LP failed (%s); using per-sequence bounds",
+				        dec ? "decision" : "bound", sl_errmsg());
+				*t_out = closed_form(ctx, lp, w_short, t_lo, dec);
+				lp->solved = 0;
+			}
 		}
 	}
-	lp->bound_ms = lp->t_star + c->prof.grad_sync_ms;
+	lp->t_star = t_dec;
+	lp->bound_ms = t_bound + c->prof.grad_sync_ms;
 out:
+	rideinfo_fini(&ri);
 	free(raw);
 	free(tmp);
 	free(short_w);
@@ -306,7 +382,29 @@ out:
 }
 
 void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
-                             double slack, int32_t *deg, double *off)
+                             int which, int32_t *deg, double *off)
+{
+	for (int32_t i = 0; i < ctx->n; i++) {
+		deg[i] = 1;
+		off[i] = 0;
+	}
+	for (int32_t j = 0; j < lp->nlong; j++) {
+		const planner_sluice_cand_t *best = NULL;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+			const planner_sluice_cand_t *cd = &lp->cand[k];
+			double x = which ? cd->xb : cd->x;
+			if (cd->d > 0 && (best == NULL || x > (which ? best->xb : best->x) + 1e-9))
+				best = cd;
+		}
+		if (best != NULL) {
+			deg[lp->seq[j]] = best->d;
+			off[lp->seq[j]] = best->f;
+		}
+	}
+}
+
+void planner_sluice_lp_target(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
+                              double target_ms, int32_t *deg, double *off)
 {
 	for (int32_t i = 0; i < ctx->n; i++) {
 		deg[i] = 1;
@@ -314,26 +412,20 @@ void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_slui
 	}
 	for (int32_t j = 0; j < lp->nlong; j++) {
 		const planner_sluice_cand_t *best = NULL, *fast = NULL;
-		double target = lp->t_star * (1.0 + (slack > 0 ? slack : 0)) - ctx->beta;
 		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
 			const planner_sluice_cand_t *cd = &lp->cand[k];
 			if (cd->d <= 0)
 				continue; /* needs more offload than the profile allows */
 			if (fast == NULL || cd->t < fast->t)
 				fast = cd;
-			if (slack < 0) {
-				if (best == NULL || cd->x > best->x + 1e-9)
-					best = cd;
-			} else if (cd->t <= target && (best == NULL || cd->w < best->w)) {
+			if (ctx->beta + cd->t <= target_ms && (best == NULL || cd->wd < best->wd))
 				best = cd;
-			}
 		}
 		if (best == NULL)
 			best = fast;
-		if (best == NULL)
-			continue; /* cannot happen: d = N always fits (sl_cost_check_seq) */
-		int32_t i = lp->seq[j];
-		deg[i] = best->d;
-		off[i] = best->f;
+		if (best != NULL) {
+			deg[lp->seq[j]] = best->d;
+			off[lp->seq[j]] = best->f;
+		}
 	}
 }

@@ -363,8 +363,9 @@ static int cmp_lkey_desc(const void *a, const void *b)
  * lead is not offloaded, when the extra padding and communication cost less
  * than the share of a micro-batch's fixed cost the sequence would otherwise
  * pay (beta s / cap): each wide group takes, largest first, the sequences
- * that still fit. */
-static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg)
+ * that still fit and keep its end at or below `level` (a ring that ends
+ * after everyone else would set the step). */
+static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double level)
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
 	const sl_cost_t *c = ctx->cost;
@@ -395,6 +396,9 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg)
 			ctx->work++;
 			if (wd->d * t - ctx->t1[i] >= ctx->beta * (double)s / ctx->cap)
 				continue;
+			if (wd->end + t > level)
+				continue;
+			wd->end += t;
 			wd->res += res;
 			wd->sum_t += t;
 			st->where[i] = -(w + 1);
@@ -499,7 +503,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		used += d;
 	}
 	if (knobs->riders && st->nwide > 0)
-		SL_CHECK_GOTO(add_riders(st, deg), rc, out);
+		SL_CHECK_GOTO(add_riders(st, deg, knobs->level), rc, out);
 	planner_sluice_retime(st);
 	SL_CHECK_GOTO(planner_sluice_assign(st, knobs), rc, out);
 	planner_sluice_retime(st);

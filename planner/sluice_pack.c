@@ -138,7 +138,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	for (int32_t r = 0; r < N; r++) {
 		F[r] = st->ready[r];
 		bin[r] = -1;
-		rpush(&hp, r);
+		if (N > 256)
+			rpush(&hp, r);
 	}
 	/* Only the K ranks that finish first are looked at for each sequence:
 	 * the cheapest place is nearly always among them, and it keeps stage 1
@@ -149,17 +150,19 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		double s = (double)items[q].len, t = items[q].t;
 		int32_t nc = 0, best = -1;
 		double best_f = INFINITY;
-		while (nc < K && hp.n > 0)
-			cand[nc++] = rpop(&hp);
-		for (int32_t k = 0; k < nc; k++) {
-			int32_t r = cand[k];
+		if (K < N)
+			while (nc < K && hp.n > 0)
+				cand[nc++] = rpop(&hp);
+		int32_t cnt = K < N ? nc : N;
+		for (int32_t k = 0; k < cnt; k++) {
+			int32_t r = K < N ? cand[k] : k;
 			double f = st->ready[r] + S[r] + t + rank_overhead(ctx, L[r] + s, knobs->offload);
 			if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
 				best_f = f;
 				best = r;
 			}
 		}
-		ctx->work += nc;
+		ctx->work += cnt;
 		L[best] += s;
 		S[best] += t;
 		F[best] = best_f;
