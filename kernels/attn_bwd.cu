@@ -1,0 +1,402 @@
+/* sluice kernels: backward attention of one ring hop (FlashAttention-2's
+ * backward, Dao 2023, §3.2: a block owns BN = 16*NW keys of one KV head, each
+ * warp 16 of them, and walks every query tile (of every query head of its
+ * GQA group) that can see them, keeping dK and dV in registers; dQ is
+ * accumulated with fp32 atomics).
+ *
+ * Per query tile, warp w (keys kw = 16w..16w+15) computes in registers
+ *   S^T = K_w Q^T,  P^T = exp(S^T * scale - LSE),  dP^T = V_w dO^T,
+ *   dS^T = scale * P^T (dP^T - delta),  dV_w += P^T dO,  dK_w += dS^T Q,
+ * stores dS^T (bf16) in shared memory, and after a barrier all warps form
+ * dQ = dS K (warp w: columns w*D/NW ..) and add it to global memory.
+ * P uses the final LSE of the whole ring (worker/backend.h). */
+#include <math.h>
+
+#include "attn_common.cuh"
+
+namespace kern {
+
+template <int D, int NW, int BM>
+__global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
+{
+	constexpr int NT = NW * 32;
+	constexpr int BN = 16 * NW;
+	constexpr int CH = D / 8;
+	constexpr int RB = D * 2;   /* bytes per K/V/Q/dO tile row */
+	constexpr int CHS = BM / 8; /* chunks per dS^T row */
+	constexpr int RBS = BM * 2; /* bytes per dS^T row */
+	constexpr int DW = D / NW;  /* dQ columns per warp */
+	constexpr int NQT = BM / 8; /* n8 tiles of S^T */
+	constexpr int NDT = D / 8;
+	constexpr uint32_t QB = BM * D * 2;
+	static_assert(DW % 16 == 0, "each warp takes a multiple of 16 dQ columns");
+	static_assert(BM % 16 == 0, "query tile");
+
+	extern __shared__ __align__(128) uint8_t smem[];
+	const uint32_t sK = smem_u32(smem);
+	const uint32_t sV = sK + BN * D * 2;
+	const uint32_t sQ = sV + BN * D * 2;
+	const uint32_t sdO = sQ + 2 * QB;
+	const uint32_t sdS = sdO + 2 * QB;
+	float *sL = reinterpret_cast<float *>(smem + (2 * BN * D * 2 + 4 * QB + BN * BM * 2));
+	float *sDl = sL + 2 * BM;
+
+	const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+	const int g = lane >> 2, t4 = lane & 3;
+	const frag_off<CH> offA(lane_row_a(lane), lane_hi_a(lane));
+	const frag_off<CH> offB(lane_row_b(lane), lane_hi_b(lane));
+	/* dQ phase: K^T columns of this warp (transposed B, A roles), and the
+	 * dS^T tile read as a transposed A operand (B roles) */
+	uint32_t kq_off[DW / 16];
+#pragma unroll
+	for (int j = 0; j < DW / 16; ++j)
+		kq_off[j] = swz<CH>(lane_row_a(lane), warp * (DW / 8) + 2 * j + lane_hi_a(lane));
+	uint32_t ds_off[BM / 16];
+#pragma unroll
+	for (int mq = 0; mq < BM / 16; ++mq)
+		ds_off[mq] = swz<CHS>(lane_row_b(lane), 2 * mq + lane_hi_b(lane));
+	const kern_tile_t tile = a.tiles[blockIdx.x];
+	const kern_seg_t seg = a.segs[tile.seg];
+	const int hk = blockIdx.y;
+	const int G = a.heads / a.kv_heads;
+	const int k0 = tile.start;
+	const int len = seg.len, chunk = seg.chunk;
+	const int s = static_cast<int>(seg.seqlen);
+	const int qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
+	const int kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
+	const int kv_tile = min(max(kvalid - k0, 0), BN);
+	int i0 = 0, i1 = 0;
+	if (kv_tile > 0) {
+		const int qstart =
+		    a.causal ? kern_count_le(chunk, a.d, a.q_owner, len,
+		                             kern_pos(chunk, a.d, a.k_owner, k0) - 1)
+		             : 0;
+		if (qstart < qvalid) {
+			i0 = qstart / BM;
+			i1 = (qvalid + BM - 1) / BM;
+		}
+	}
+	const int nq = i1 - i0;
+	const int niter = nq * G;
+	const int kmax = kv_tile > 0 ? kern_pos(chunk, a.d, a.k_owner, k0 + kv_tile - 1) : 0;
+	const float sl2 = a.scale * 1.4426950408889634f;
+
+	const int64_t qstride = static_cast<int64_t>(a.heads) * D;
+	const int64_t kstride = static_cast<int64_t>(a.kv_heads) * D;
+	const bf16 *qbase = static_cast<const bf16 *>(a.q);
+	const bf16 *obase = static_cast<const bf16 *>(a.dout);
+	const bf16 *kbase = static_cast<const bf16 *>(a.k);
+	const bf16 *vbase = static_cast<const bf16 *>(a.v);
+
+	/* this thread's two keys (rows g and g+8 of the warp's 16) */
+	bool kok[2];
+	int kp[2];
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		const int kr = k0 + warp * 16 + g + rr * 8;
+		kok[rr] = kr < kvalid;
+		kp[rr] = kok[rr] ? kern_pos(chunk, a.d, a.k_owner, kr) : INT32_MAX;
+	}
+
+	float dk[NDT][4], dv[NDT][4];
+#pragma unroll
+	for (int i = 0; i < NDT; ++i)
+#pragma unroll
+		for (int e = 0; e < 4; ++e)
+			dk[i][e] = dv[i][e] = 0.f;
+
+	/* issues the loads of iteration it into buffer b */
+	auto load_iter = [&](int it, int b) {
+		const int hh = it / nq;
+		const int qt0 = (i0 + it % nq) * BM;
+		const int h = hk * G + hh;
+		const int64_t row0 = (seg.off + qt0) * qstride + static_cast<int64_t>(h) * D;
+		const int rv = min(BM, len - qt0);
+		load_tile<BM, D, NT>(sQ + b * QB, qbase + row0, qstride, rv, qbase, tid);
+		load_tile<BM, D, NT>(sdO + b * QB, obase + row0, qstride, rv, obase, tid);
+		for (int r = tid; r < BM; r += NT) {
+			const int qi = qt0 + r;
+			float l2 = INFINITY, dl = 0.f;
+			if (qi < qvalid) {
+				const int64_t idx = (seg.off + qi) * a.heads + h;
+				const float l = a.lse[idx];
+				l2 = l == -INFINITY ? INFINITY : l * 1.4426950408889634f;
+				dl = a.delta[idx];
+			}
+			sL[b * BM + r] = l2;
+			sDl[b * BM + r] = dl;
+		}
+	};
+
+	if (niter > 0) {
+		load_tile<BN, D, NT>(sK, kbase + seg.off * kstride + k0 * kstride +
+		                             static_cast<int64_t>(hk) * D,
+		                     kstride, min(BN, len - k0), kbase, tid);
+		load_tile<BN, D, NT>(sV, vbase + seg.off * kstride + k0 * kstride +
+		                             static_cast<int64_t>(hk) * D,
+		                     kstride, min(BN, len - k0), vbase, tid);
+		load_iter(0, 0);
+		cp_async_commit();
+	}
+	for (int it = 0; it < niter; ++it) {
+		const int b = it & 1;
+		const int hh = it / nq;
+		const int qt0 = (i0 + it % nq) * BM;
+		const int h = hk * G + hh;
+		if (it + 1 < niter) {
+			load_iter(it + 1, b ^ 1);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		const uint32_t sQb = sQ + b * QB, sdOb = sdO + b * QB;
+		const float *lq = sL + b * BM, *dlq = sDl + b * BM;
+
+		float st[NQT][4], dp[NQT][4];
+#pragma unroll
+		for (int i = 0; i < NQT; ++i)
+#pragma unroll
+			for (int e = 0; e < 4; ++e)
+				st[i][e] = dp[i][e] = 0.f;
+#pragma unroll
+		for (int ks = 0; ks < D / 16; ++ks) {
+			uint32_t ka[4], va[4];
+			const uint32_t off = offA.at(ks) + warp * 16 * RB;
+			ldsm_x4(ka, sK + off);
+			ldsm_x4(va, sV + off);
+#pragma unroll
+			for (int np = 0; np < BM / 16; ++np) {
+				uint32_t qb[4], ob[4];
+				const uint32_t o2 = offB.at(ks) + np * 16 * RB;
+				ldsm_x4(qb, sQb + o2);
+				ldsm_x4(ob, sdOb + o2);
+				mma16816(st[2 * np], ka, qb[0], qb[1]);
+				mma16816(st[2 * np + 1], ka, qb[2], qb[3]);
+				mma16816(dp[2 * np], va, ob[0], ob[1]);
+				mma16816(dp[2 * np + 1], va, ob[2], ob[3]);
+			}
+		}
+
+		/* P^T and dS^T (scaled); keys are rows, queries columns */
+		const bool need_mask =
+		    kv_tile < BN || (a.causal && kmax > kern_pos(chunk, a.d, a.q_owner, qt0));
+#pragma unroll
+		for (int nt = 0; nt < NQT; ++nt)
+#pragma unroll
+			for (int e1 = 0; e1 < 2; ++e1) {
+				const int qc = nt * 8 + 2 * t4 + e1;
+				const float l2 = lq[qc], dl = dlq[qc];
+				int qp = 0;
+				if (need_mask && a.causal)
+					qp = qt0 + qc < len ? kern_pos(chunk, a.d, a.q_owner, qt0 + qc)
+					                    : INT32_MAX;
+#pragma unroll
+				for (int rr = 0; rr < 2; ++rr) {
+					const int e = rr * 2 + e1;
+					float p = exp2f(st[nt][e] * sl2 - l2);
+					if (need_mask && !(kok[rr] && (!a.causal || kp[rr] <= qp)))
+						p = 0.f;
+					st[nt][e] = p;
+					dp[nt][e] = p * (dp[nt][e] - dl) * a.scale;
+				}
+			}
+
+		/* dV += P^T dO, dK += dS^T Q; dS^T to shared memory for dQ */
+#pragma unroll
+		for (int kk = 0; kk < BM / 16; ++kk) {
+			uint32_t pa[4], sa[4];
+			pa[0] = pack_bf16(st[2 * kk][0], st[2 * kk][1]);
+			pa[1] = pack_bf16(st[2 * kk][2], st[2 * kk][3]);
+			pa[2] = pack_bf16(st[2 * kk + 1][0], st[2 * kk + 1][1]);
+			pa[3] = pack_bf16(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+			sa[0] = pack_bf16(dp[2 * kk][0], dp[2 * kk][1]);
+			sa[1] = pack_bf16(dp[2 * kk][2], dp[2 * kk][3]);
+			sa[2] = pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+			sa[3] = pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+			const int kr = warp * 16 + g;
+			st_shared_u32(sdS + swz<CHS>(kr, 2 * kk) + t4 * 4, sa[0]);
+			st_shared_u32(sdS + swz<CHS>(kr + 8, 2 * kk) + t4 * 4, sa[1]);
+			st_shared_u32(sdS + swz<CHS>(kr, 2 * kk + 1) + t4 * 4, sa[2]);
+			st_shared_u32(sdS + swz<CHS>(kr + 8, 2 * kk + 1) + t4 * 4, sa[3]);
+#pragma unroll
+			for (int dp2 = 0; dp2 < D / 16; ++dp2) {
+				uint32_t ob[4], qb[4];
+				const uint32_t o2 = offA.at(dp2) + kk * 16 * RB;
+				ldsm_x4_t(ob, sdOb + o2);
+				mma16816(dv[2 * dp2], pa, ob[0], ob[1]);
+				mma16816(dv[2 * dp2 + 1], pa, ob[2], ob[3]);
+				ldsm_x4_t(qb, sQb + o2);
+				mma16816(dk[2 * dp2], sa, qb[0], qb[1]);
+				mma16816(dk[2 * dp2 + 1], sa, qb[2], qb[3]);
+			}
+		}
+		__syncthreads();
+
+		/* dQ[BM][w*DW ..] = dS K over the block's BN keys */
+		float dq[BM / 16][DW / 8][4];
+#pragma unroll
+		for (int mq = 0; mq < BM / 16; ++mq)
+#pragma unroll
+			for (int i = 0; i < DW / 8; ++i)
+#pragma unroll
+				for (int e = 0; e < 4; ++e)
+					dq[mq][i][e] = 0.f;
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; ++kk) {
+			uint32_t kb[DW / 16][4];
+#pragma unroll
+			for (int j = 0; j < DW / 16; ++j)
+				ldsm_x4_t(kb[j], sK + kq_off[j] + kk * 16 * RB);
+#pragma unroll
+			for (int mq = 0; mq < BM / 16; ++mq) {
+				uint32_t aa[4];
+				ldsm_x4_t(aa, sdS + ds_off[mq] + kk * 16 * RBS);
+#pragma unroll
+				for (int j = 0; j < DW / 16; ++j) {
+					mma16816(dq[mq][2 * j], aa, kb[j][0], kb[j][1]);
+					mma16816(dq[mq][2 * j + 1], aa, kb[j][2], kb[j][3]);
+				}
+			}
+		}
+#pragma unroll
+		for (int mq = 0; mq < BM / 16; ++mq)
+#pragma unroll
+			for (int rr = 0; rr < 2; ++rr) {
+				const int qi = qt0 + mq * 16 + g + rr * 8;
+				if (qi >= qvalid)
+					continue;
+				float *dst = a.dq + ((seg.off + qi) * a.heads + h) * D + warp * DW +
+				             2 * t4;
+#pragma unroll
+				for (int j = 0; j < DW / 8; ++j)
+					atomicAdd(reinterpret_cast<float2 *>(dst + j * 8),
+					          make_float2(dq[mq][j][rr * 2], dq[mq][j][rr * 2 + 1]));
+			}
+		__syncthreads();
+	}
+
+	/* every row of the shard's dK/dV gets this hop's contribution */
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		const int kr = k0 + warp * 16 + g + rr * 8;
+		if (kr >= len)
+			continue;
+		const int64_t row = ((seg.off + kr) * a.kv_heads + hk) * D + 2 * t4;
+		float *pk = a.dk + row, *pv = a.dv + row;
+#pragma unroll
+		for (int dt = 0; dt < NDT; ++dt) {
+			float2 xk = make_float2(dk[dt][rr * 2], dk[dt][rr * 2 + 1]);
+			float2 xv = make_float2(dv[dt][rr * 2], dv[dt][rr * 2 + 1]);
+			float2 *ak = reinterpret_cast<float2 *>(pk + dt * 8);
+			float2 *av = reinterpret_cast<float2 *>(pv + dt * 8);
+			if (a.accumulate) {
+				const float2 ok = *ak, ov = *av;
+				xk.x += ok.x;
+				xk.y += ok.y;
+				xv.x += ov.x;
+				xv.y += ov.y;
+			}
+			*ak = xk;
+			*av = xv;
+		}
+	}
+}
+
+template <int D, int NW, int BM> static size_t bwd_smem()
+{
+	constexpr int BN = 16 * NW;
+	return static_cast<size_t>(2 * BN * D * 2 + 4 * BM * D * 2 + BN * BM * 2 + 4 * BM * 4);
+}
+
+template <int D, int NW, int BM>
+static sl_err launch_bwd(const kern_bwd_args_t *a, cudaStream_t st)
+{
+	const size_t smem = bwd_smem<D, NW, BM>();
+	auto fn = bwd_kernel<D, NW, BM>;
+	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                               static_cast<int>(smem)));
+	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->kv_heads));
+	fn<<<grid, NW * 32, smem, st>>>(*a);
+	KERN_LAUNCHED("bwd_kernel");
+	return SL_OK;
+}
+
+struct bwd_variant {
+	int d, nw, bm;
+	const char *name;
+	sl_err (*launch)(const kern_bwd_args_t *, cudaStream_t);
+};
+
+#define BWD_V(D, NW, BM)                                                                           \
+	{                                                                                          \
+		D, NW, BM, "d" #D "_n" #NW "x16_m" #BM, launch_bwd<D, NW, BM>                      \
+	}
+static const bwd_variant bwd_table[] = {
+    BWD_V(64, 4, 64),
+    BWD_V(64, 4, 128),
+    BWD_V(128, 4, 32),
+    BWD_V(128, 4, 64),
+    BWD_V(128, 8, 32),
+};
+#undef BWD_V
+static const int bwd_count = sizeof(bwd_table) / sizeof(bwd_table[0]);
+
+static const bwd_variant *bwd_find(int32_t head_dim, int variant)
+{
+	int k = 0;
+	if (variant < 0)
+		variant = kern_bwd_default(head_dim);
+	for (int i = 0; i < bwd_count; ++i)
+		if (bwd_table[i].d == head_dim && k++ == variant)
+			return &bwd_table[i];
+	return nullptr;
+}
+
+} // namespace kern
+
+extern "C" {
+
+int kern_bwd_variants(int32_t head_dim)
+{
+	int n = 0;
+	for (int i = 0; i < kern::bwd_count; ++i)
+		n += kern::bwd_table[i].d == head_dim;
+	return n;
+}
+
+int kern_bwd_default(int32_t head_dim)
+{
+	return head_dim == 64 ? 0 : 0;
+}
+
+int32_t kern_bwd_block_n(int32_t head_dim, int variant)
+{
+	const kern::bwd_variant *v = kern::bwd_find(head_dim, variant);
+	return v ? 16 * v->nw : 0;
+}
+
+const char *kern_bwd_name(int32_t head_dim, int variant)
+{
+	const kern::bwd_variant *v = kern::bwd_find(head_dim, variant);
+	return v ? v->name : "none";
+}
+
+sl_err kern_attn_bwd(const kern_bwd_args_t *a, int variant, cudaStream_t st)
+{
+	const kern::bwd_variant *v = kern::bwd_find(a->head_dim, variant);
+	if (v == nullptr)
+		return sl_seterr(SL_EINVAL, "%s:%d: no backward kernel for head_dim %d variant %d",
+		                 __FILE__, __LINE__, a->head_dim, variant);
+	if (a->heads <= 0 || a->kv_heads <= 0 || a->heads % a->kv_heads != 0 ||
+	    a->kv_heads > 65535)
+		return sl_seterr(SL_EINVAL, "%s:%d: heads %d, kv_heads %d (need heads %% kv_heads "
+		                 "== 0, kv_heads <= 65535)",
+		                 __FILE__, __LINE__, a->heads, a->kv_heads);
+	if (a->ntiles == 0)
+		return SL_OK;
+	return v->launch(a, st);
+}
+
+} // extern "C"

@@ -1,0 +1,167 @@
+/* sluice kernels: device helpers shared by the attention kernels (sm_80+
+ * instructions: cp.async, ldmatrix, mma.sync m16n8k16 bf16 -> fp32).
+ *
+ * Fragment layouts are the PTX ISA's for mma.m16n8k16 (.bf16): with
+ * g = lane / 4 and t = lane % 4,
+ *   A (16x16, row): a0 (g, 2t..2t+1)  a1 (g+8, 2t..)  a2 (g, 2t+8..)  a3 (g+8, 2t+8..)
+ *   B (16x8, col):  b0 (k 2t..2t+1, n g)  b1 (k 2t+8.., n g)
+ *   C (16x8, f32):  c0,c1 (g, 2t..2t+1)   c2,c3 (g+8, 2t..2t+1)
+ * so a C tile pair (n 0..7, 8..15) converted to bf16 is directly an A
+ * fragment over k = 0..15 (FlashAttention-2 keeps P in registers this way).
+ *
+ * Shared-memory tiles are rows of CH 16-byte chunks; chunk c of row r is
+ * stored at chunk c ^ f(r), so the 8 rows an ldmatrix phase reads at one
+ * logical chunk fall in 8 different bank groups (no conflicts). */
+#ifndef SLUICE_ATTN_COMMON_CUH
+#define SLUICE_ATTN_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kern.h"
+#include "kern_math.h"
+
+namespace kern {
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+	return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/* Byte offset of (row r, chunk c) in a swizzled tile of CH chunks per row. */
+template <int CH> __device__ __forceinline__ uint32_t swz(int r, int c)
+{
+	static_assert(CH == 2 || CH == 4 || CH == 8 || CH == 16, "chunks per row");
+	int pc;
+	if constexpr (CH >= 8)
+		pc = c ^ (r & 7);
+	else if constexpr (CH == 4)
+		pc = c ^ ((r >> 1) & 3);
+	else
+		pc = c ^ ((r >> 2) & 1);
+	return static_cast<uint32_t>(r * CH + pc) * 16u;
+}
+
+/* 16-byte asynchronous copy; with valid == false the destination is zero
+ * filled and nothing is read. */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
+{
+	int sz = valid ? 16 : 0;
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+	             "r"(sz)
+	             : "memory");
+}
+__device__ __forceinline__ void cp_async_commit()
+{
+	asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(addr));
+}
+
+/* c += a * b (m16n8k16, bf16 in, fp32 accumulate). */
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+	             "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+	             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two floats as a bf16 pair, lo in the low half (the lower column). */
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *reinterpret_cast<uint32_t *>(&v);
+}
+
+__device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v)
+{
+	asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+
+/* Loads rows [0, ROWS) x D bf16 of a row-major global matrix (row stride in
+ * elements) into a swizzled tile; rows >= rows_valid are zero filled. Each
+ * thread keeps one chunk column and steps RS rows at a time (RS a multiple of
+ * 8, so its swizzled chunk never changes and the shared addresses are
+ * immediates: few registers). */
+template <int ROWS, int D, int NT>
+__device__ __forceinline__ void load_tile(uint32_t sbase, const bf16 *g, int64_t stride,
+                                          int rows_valid, const bf16 *any_valid, int tid)
+{
+	constexpr int CH = D / 8;
+	constexpr int RS = NT / CH;
+	static_assert(NT % CH == 0 && RS % 8 == 0 && ROWS % RS == 0, "tile loader shape");
+	const int r0 = tid / CH, c = tid % CH;
+	const uint32_t s0 = sbase + swz<CH>(r0, c);
+	const bf16 *src = g + static_cast<int64_t>(r0) * stride + c * 8;
+#pragma unroll
+	for (int it = 0; it < ROWS / RS; ++it) {
+		const bool ok = r0 + it * RS < rows_valid;
+		cp_async16(s0 + it * RS * CH * 16, ok ? src : any_valid, ok);
+		src += RS * stride;
+	}
+}
+
+/* Byte offsets of one lane's ldmatrix row inside a swizzled tile of CH >= 8
+ * chunks per row, for logical chunks 2i + hi (i = 0..3); chunk 2ks + hi is
+ * at(ks), chunk 8k + ... adds 128k bytes, and rows further down by a multiple
+ * of 8 add row * CH * 16 bytes (an immediate). Four registers instead of one
+ * per (k step, tile) pair. */
+template <int CH> struct frag_off {
+	uint32_t o[4];
+	__device__ __forceinline__ frag_off(int row, int hi)
+	{
+		static_assert(CH >= 8, "frag_off needs 8+ chunks per row");
+#pragma unroll
+		for (int i = 0; i < 4; ++i)
+			o[i] = static_cast<uint32_t>(row * CH * 16 + (((2 * i + hi) ^ (row & 7)) * 16));
+	}
+	__device__ __forceinline__ uint32_t at(int ks) const
+	{
+		return o[ks & 3] + static_cast<uint32_t>(ks >> 2) * 128u;
+	}
+};
+
+/* ldmatrix lane roles. A operand (16x16, row-major tile): lane l addresses
+ * row (l & 7) + ((l >> 3) & 1) * 8, chunk half l >> 4. B operand from a
+ * [n][k] tile (non-transposed): row (l & 7) + (l >> 4) * 8, chunk half
+ * (l >> 3) & 1. The transposed B operand from a [k][n] tile uses the A roles. */
+__device__ __forceinline__ int lane_row_a(int lane)
+{
+	return (lane & 7) + ((lane >> 3) & 1) * 8;
+}
+__device__ __forceinline__ int lane_hi_a(int lane)
+{
+	return lane >> 4;
+}
+__device__ __forceinline__ int lane_row_b(int lane)
+{
+	return (lane & 7) + (lane >> 4) * 8;
+}
+__device__ __forceinline__ int lane_hi_b(int lane)
+{
+	return (lane >> 3) & 1;
+}
+
+} // namespace kern
+
+#endif

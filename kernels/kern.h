@@ -1,0 +1,243 @@
+/* sluice kernels: internal header of the CUDA + NCCL part (library sl_kernels).
+ *
+ * Three layers:
+ *  - per-hop attention kernels (attn_fwd.cu, attn_bwd.cu, attn_misc.cu): one
+ *    block of local queries against one K/V shard of the same group, packed
+ *    variable-length sequences, causal by global (zigzag) position, GQA, bf16
+ *    in, fp32 accumulation, LSE out (FlashAttention-2 tiling: Dao, 2023);
+ *  - the ring (ring.c): K/V shards passed round a ring of ranks with NCCL
+ *    send/recv on a communication stream, double-buffered so the transfer of
+ *    hop h+1 runs under the compute of hop h (Liu et al., Ring Attention, 2023);
+ *  - the worker backend (backend_cuda.c): worker/backend.h's operations.
+ * Tensor layouts are worker/backend.h's: Q/O [ntok][H][D], K/V [ntok][KH][D],
+ * LSE [ntok][H]. Every CUDA and NCCL call goes through the CHECK macros below,
+ * which set an sl_err (SL_ECUDA / SL_ENCCL) naming file:line. */
+#ifndef SLUICE_KERN_H
+#define SLUICE_KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "sluice/err.h"
+
+#ifdef __cplusplus
+#define KERN_STATIC_ASSERT static_assert
+extern "C" {
+#else
+#define KERN_STATIC_ASSERT _Static_assert
+#endif
+
+/* One sequence's shard inside the packed local buffers (kernel layout; the
+ * same on every rank of a group). Positions: kern_pos(chunk, d, owner, j). */
+typedef struct kern_seg {
+	int64_t off;    /* first local token of the shard */
+	int32_t len;    /* local tokens, p / d */
+	int32_t chunk;  /* c = p / 2d (d > 1); len when d == 1 */
+	int64_t seqlen; /* s: positions >= s are padding */
+} kern_seg_t;
+KERN_STATIC_ASSERT(sizeof(kern_seg_t) == 24, "kern_seg_t is copied to the device as is");
+KERN_STATIC_ASSERT(offsetof(kern_seg_t, seqlen) == 16, "kern_seg_t layout");
+
+/* One tile of a kernel's grid: rows [start, start + block) of segment seg. */
+typedef struct kern_tile {
+	int32_t seg;
+	int32_t start;
+} kern_tile_t;
+KERN_STATIC_ASSERT(sizeof(kern_tile_t) == 8, "kern_tile_t is copied to the device as is");
+
+/* Where a forward hop puts its result. */
+typedef enum kern_fwd_mode {
+	KERN_FWD_OUT = 0,   /* O (bf16) and LSE written directly (a single hop) */
+	KERN_FWD_INIT = 1,  /* first ring hop: oacc (fp32) and LSE written */
+	KERN_FWD_MERGE = 2, /* middle hop: merged into oacc and LSE */
+	KERN_FWD_FINAL = 3  /* last hop: merged, O (bf16) and the final LSE written */
+} kern_fwd_mode;
+
+/* Arguments of one forward hop: queries of ring position q_owner against
+ * the K/V shard of ring position k_owner. Device pointers. */
+typedef struct kern_fwd_args {
+	const void *q, *k, *v; /* bf16 */
+	void *o;               /* bf16 [ntok][H][D]: modes OUT, FINAL */
+	float *oacc;           /* fp32 [ntok][H][D]: modes INIT, MERGE, FINAL */
+	float *lse;            /* fp32 [ntok][H] */
+	const kern_seg_t *segs;
+	const kern_tile_t *tiles; /* query tiles of kern_fwd_block_m rows */
+	int32_t ntiles;
+	int32_t heads, kv_heads, head_dim;
+	int32_t d, q_owner, k_owner;
+	int32_t causal;
+	int32_t mode; /* kern_fwd_mode */
+	float scale;
+} kern_fwd_args_t;
+
+/* Arguments of one backward hop. dq is accumulated atomically (zero it once
+ * before the first hop); dk/dv are the contribution of this hop's queries
+ * (accumulate = 0: overwritten, 1: added). Every row of dk/dv of the shard is
+ * written. The scale is folded into dS, so dq/dk are final gradients. */
+typedef struct kern_bwd_args {
+	const void *q, *k, *v, *dout; /* bf16 */
+	const float *lse;             /* [ntok][H], final (after every hop) */
+	const float *delta;           /* [ntok][H], rowsum(dO * O) */
+	float *dq;                    /* fp32 [ntok][H][D] */
+	float *dk, *dv;               /* fp32 [ntok][KH][D] */
+	const kern_seg_t *segs;
+	const kern_tile_t *tiles; /* key tiles of kern_bwd_block_n rows */
+	int32_t ntiles;
+	int32_t heads, kv_heads, head_dim;
+	int32_t d, q_owner, k_owner;
+	int32_t causal;
+	int32_t accumulate;
+	float scale;
+} kern_bwd_args_t;
+
+/* Kernel variants (tile shapes) per head dimension; variant -1 picks the
+ * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128. */
+int kern_head_dim_supported(int32_t head_dim);
+int kern_fwd_variants(int32_t head_dim);
+int kern_bwd_variants(int32_t head_dim);
+int kern_fwd_default(int32_t head_dim);
+int kern_bwd_default(int32_t head_dim);
+/* Query rows per forward tile / keys per backward tile of a variant. */
+int32_t kern_fwd_block_m(int32_t head_dim, int variant);
+int32_t kern_bwd_block_n(int32_t head_dim, int variant);
+/* A short name of the variant's shape ("d128_m128_n64_w4"), static storage. */
+const char *kern_fwd_name(int32_t head_dim, int variant);
+const char *kern_bwd_name(int32_t head_dim, int variant);
+
+/* Launch one hop on stream st (asynchronous; launch errors checked). */
+sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st);
+sl_err kern_attn_bwd(const kern_bwd_args_t *a, int variant, cudaStream_t st);
+/* delta[r] = sum_d dout[r][d] * o[r][d] (fp32) for rows r < rows (bf16 in). */
+sl_err kern_attn_delta(const void *o, const void *dout, float *delta, int64_t rows,
+                       int32_t head_dim, cudaStream_t st);
+/* dst[i] += src[i] for i < n. */
+sl_err kern_add_f32(float *dst, const float *src, int64_t n, cudaStream_t st);
+/* Fills n bf16 values with a deterministic pseudo-random pattern in
+ * [-amp, amp] (benchmarks: never time on zeros). */
+sl_err kern_fill_random_bf16(void *dst, int64_t n, uint64_t seed, float amp, cudaStream_t st);
+
+/* Tile tables (tiles.c, plain C). Builds the tiles of `block` rows covering
+ * every segment, heaviest first for the given kind ('q': query tiles, whose
+ * causal work grows with the tile's start; 'k': key tiles, whose work grows
+ * with the rows after them). *out is malloc'd (caller frees). */
+sl_err kern_tiles_build(const kern_seg_t *segs, int32_t nseg, int32_t block, char kind,
+                        kern_tile_t **out, int32_t *ntiles);
+
+/* Checks that segments describe a valid packed layout for a ring of d ranks
+ * (lengths, chunks, offsets, int32 ranges); SL_EINVAL naming the segment. */
+sl_err kern_segs_check(const kern_seg_t *segs, int32_t nseg, int32_t d, int64_t ntok);
+
+/* ------------------------------------------------------------------ ring --- */
+
+/* Per-process state: one device, a compute and a (higher priority)
+ * communication stream, and one global NCCL communicator over all ranks of
+ * the run, created once (rings change every step; p2p needs no new comm). */
+typedef struct kern_ctx {
+	int32_t rank, nranks, device;
+	void *comm; /* ncclComm_t; NULL when nranks == 1 */
+	cudaStream_t compute, comm_stream;
+	int fwd_variant, bwd_variant; /* -1: defaults */
+	double timeout_s;             /* a pass waiting longer aborts (SL_ETIMEOUT) */
+	cudaEvent_t *ev;              /* event pool, grown on demand */
+	int nev;
+} kern_ctx_t;
+
+/* Sets NCCL_NVLS_ENABLE=0, selects the device, creates the streams and, when
+ * nranks > 1, the communicator from nccl_id (an ncclUniqueId of
+ * kern_nccl_id_size() bytes made by one rank with kern_nccl_id_make). Call
+ * only in a process that has not forked since touching CUDA. */
+sl_err kern_ctx_init(kern_ctx_t *c, int32_t rank, int32_t nranks, int32_t device,
+                     const void *nccl_id);
+/* Releases streams, events and the communicator; safe on a zeroed ctx. */
+void kern_ctx_fini(kern_ctx_t *c);
+size_t kern_nccl_id_size(void);
+sl_err kern_nccl_id_make(void *id);
+/* Number of CUDA devices (0 with SL_OK when there are none). */
+sl_err kern_device_count(int *n);
+
+/* One rank's part of one group execution: layout and device buffers. */
+typedef struct kern_group {
+	int32_t d, ring_pos, prev_rank, next_rank;
+	int32_t heads, kv_heads, head_dim;
+	int32_t causal;
+	float scale;
+	int32_t nseg;
+	kern_seg_t *segs_h; /* host copy */
+	kern_seg_t *segs_d;
+	int64_t ntok;
+	kern_tile_t *qtiles_d, *ktiles_d;
+	int32_t nqt, nkt;
+	/* bf16 tensors */
+	void *q, *dout, *o;
+	void *kv[2]; /* [2][ntok][KH][D]: K then V; kv[0] holds the own shard */
+	/* fp32 tensors */
+	float *lse, *oacc, *delta, *dq;
+	float *dkv[2], *dkv_tmp; /* travelling dK/dV: [2][ntok][KH][D] */
+	float *dkv_out;          /* this rank's final dK then dV */
+	int have_fwd;
+} kern_group_t;
+
+/* Sizes of the group's tensors in elements. */
+static inline int64_t kern_group_qsize(const kern_group_t *g)
+{
+	return g->ntok * g->heads * g->head_dim;
+}
+static inline int64_t kern_group_kvsize(const kern_group_t *g)
+{
+	return g->ntok * g->kv_heads * g->head_dim;
+}
+
+/* Allocates the buffers of a group (segments are copied; ring ranks are
+ * global ranks). On failure everything is released. */
+sl_err kern_group_alloc(kern_ctx_t *c, kern_group_t *g, int32_t d, int32_t ring_pos,
+                        int32_t prev_rank, int32_t next_rank, const kern_seg_t *segs,
+                        int32_t nseg, int32_t heads, int32_t kv_heads, int32_t head_dim,
+                        int32_t causal, float scale);
+void kern_group_free(kern_group_t *g);
+
+/* What a pass cost (worker_pass_stats_t's fields; see worker/backend.h). */
+typedef struct kern_pass_stats {
+	double wall_ms, compute_ms, comm_ms;
+	int64_t bytes_sent, bytes_recv;
+	int32_t hops;
+} kern_pass_stats_t;
+
+/* Ring forward: O (bf16) and LSE (fp32) of the local queries from q and
+ * kv[0]. Poisons its outputs first; blocks until done. */
+sl_err kern_ring_forward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st);
+/* Ring backward from dout and the latest forward: dq (fp32, local) and
+ * dkv_out (fp32 dK then dV of the own shard, after d hops round the ring). */
+sl_err kern_ring_backward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st);
+/* Times a send of `bytes` to next with a receive from prev (the ring's hop
+ * without compute): median ms over reps. Collective over the ring. */
+sl_err kern_ring_p2p_ms(kern_ctx_t *c, kern_group_t *g, size_t bytes, int reps, double *ms);
+
+/* Error translation. */
+sl_err kern_cuda_err(int code, const char *what, const char *file, int line);
+sl_err kern_nccl_err(int code, const char *what, const char *file, int line);
+
+#define KERN_CUDA(call)                                                                            \
+	do {                                                                                       \
+		cudaError_t kern_e_ = (call);                                                      \
+		if (kern_e_ != cudaSuccess)                                                        \
+			return kern_cuda_err((int)kern_e_, #call, __FILE__, __LINE__);             \
+	} while (0)
+
+#define KERN_CUDA_GOTO(call, rcvar, label)                                                         \
+	do {                                                                                       \
+		cudaError_t kern_e_ = (call);                                                      \
+		if (kern_e_ != cudaSuccess) {                                                      \
+			(rcvar) = kern_cuda_err((int)kern_e_, #call, __FILE__, __LINE__);          \
+			goto label;                                                                \
+		}                                                                                  \
+	} while (0)
+
+/* After a kernel launch: the launch's own error (bad configuration, ...). */
+#define KERN_LAUNCHED(what) KERN_CUDA(cudaGetLastError())
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,261 @@
+/* sluice GPU benchmark (bench/gpu/run.sh drives it; not a test).
+ *
+ *   gpu_bench kernel D TOKENS CAUSAL [HEADS [KV_HEADS [REPS]]]
+ *     every forward and backward kernel variant on one sequence of TOKENS
+ *     tokens (random bf16 inputs), CUDA-event medians; prints
+ *     "KERNEL fwd|bwd D tokens causal heads kv variant ms TFLOP/s" lines.
+ *     FLOPs: forward 4 * tokens^2 * heads * D (half when causal), backward
+ *     2.5 times that (FlashAttention's convention).
+ *   gpu_bench ring NRANKS D TOKENS HEADS KV_HEADS REPS GROUP_SIZE...
+ *     forks NRANKS processes (one per GPU, one NCCL communicator); for each
+ *     group size g, ranks 0..g-1 run the same causal sequence as a zigzag ring
+ *     (forward + backward, REPS times) and each prints
+ *     "RING g rank pass wall_ms compute_ms comm_ms bytes p2p_ms" with medians;
+ *     p2p_ms is a bare send/recv of one hop's K/V bytes (link bandwidth). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "kern.h"
+#include "mp.h"
+
+#define CK(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+			        cudaGetErrorString(e_));                                           \
+			exit(2);                                                                   \
+		}                                                                                  \
+	} while (0)
+#define SK(call)                                                                                   \
+	do {                                                                                       \
+		if ((call) != SL_OK) {                                                             \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, sl_errmsg()); \
+			exit(2);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static int cmpd(const void *a, const void *b)
+{
+	const double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : (x > y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmpd);
+	return v[n / 2];
+}
+
+static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int reps)
+{
+	const float scale = 1.0f / sqrtf((float)D);
+	kern_seg_t seg = {0, (int32_t)tokens, (int32_t)tokens, tokens};
+	const int64_t qn = tokens * H * D, kvn = tokens * KH * D;
+	void *q, *kv, *dout, *o;
+	float *lse, *delta, *dq, *dkv;
+	kern_seg_t *dseg;
+	cudaStream_t st;
+	cudaEvent_t e0, e1;
+	double *t = malloc((size_t)reps * sizeof(double));
+	const double flop = 4.0 * (double)tokens * (double)tokens * H * D * (causal ? 0.5 : 1.0);
+	CK(cudaStreamCreate(&st));
+	CK(cudaEventCreate(&e0));
+	CK(cudaEventCreate(&e1));
+	CK(cudaMalloc(&q, (size_t)qn * 2));
+	CK(cudaMalloc(&dout, (size_t)qn * 2));
+	CK(cudaMalloc(&o, (size_t)qn * 2));
+	CK(cudaMalloc(&kv, (size_t)kvn * 4));
+	CK(cudaMalloc((void **)&lse, (size_t)(tokens * H) * 4));
+	CK(cudaMalloc((void **)&delta, (size_t)(tokens * H) * 4));
+	CK(cudaMalloc((void **)&dq, (size_t)qn * 4));
+	CK(cudaMalloc((void **)&dkv, (size_t)kvn * 8));
+	CK(cudaMalloc((void **)&dseg, sizeof(seg)));
+	CK(cudaMemcpy(dseg, &seg, sizeof(seg), cudaMemcpyHostToDevice));
+	SK(kern_fill_random_bf16(q, qn, 1, 1.0f, st));
+	SK(kern_fill_random_bf16(kv, 2 * kvn, 2, 1.0f, st));
+	SK(kern_fill_random_bf16(dout, qn, 3, 1.0f, st));
+	for (int pass = 0; pass < 2; pass++) {
+		const int nv = pass == 0 ? kern_fwd_variants(D) : kern_bwd_variants(D);
+		for (int v = 0; v < nv; v++) {
+			kern_tile_t *tl = NULL, *dt;
+			int32_t nt = 0;
+			const int32_t blk = pass == 0 ? kern_fwd_block_m(D, v) : kern_bwd_block_n(D, v);
+			SK(kern_tiles_build(&seg, 1, blk, pass == 0 ? 'q' : 'k', &tl, &nt));
+			CK(cudaMalloc((void **)&dt, (size_t)nt * sizeof(*tl)));
+			CK(cudaMemcpy(dt, tl, (size_t)nt * sizeof(*tl), cudaMemcpyHostToDevice));
+			kern_fwd_args_t fa = {.q = q, .k = kv, .v = (uint16_t *)kv + kvn, .o = o,
+			                      .lse = lse, .segs = dseg, .tiles = dt, .ntiles = nt,
+			                      .heads = H, .kv_heads = KH, .head_dim = D, .d = 1,
+			                      .causal = causal, .mode = KERN_FWD_OUT, .scale = scale};
+			if (pass == 1) { /* O and LSE from the default forward */
+				kern_tile_t *ft = NULL, *dft;
+				int32_t nft = 0;
+				SK(kern_tiles_build(&seg, 1, kern_fwd_block_m(D, -1), 'q', &ft, &nft));
+				CK(cudaMalloc((void **)&dft, (size_t)nft * sizeof(*ft)));
+				CK(cudaMemcpy(dft, ft, (size_t)nft * sizeof(*ft),
+				              cudaMemcpyHostToDevice));
+				fa.tiles = dft;
+				fa.ntiles = nft;
+				SK(kern_attn_fwd(&fa, -1, st));
+				SK(kern_attn_delta(o, dout, delta, tokens * H, D, st));
+				CK(cudaStreamSynchronize(st));
+				CK(cudaFree(dft));
+				free(ft);
+			}
+			kern_bwd_args_t ba = {.q = q, .k = kv, .v = (uint16_t *)kv + kvn,
+			                      .dout = dout, .lse = lse, .delta = delta, .dq = dq,
+			                      .dk = dkv, .dv = dkv + kvn, .segs = dseg, .tiles = dt,
+			                      .ntiles = nt, .heads = H, .kv_heads = KH,
+			                      .head_dim = D, .d = 1, .causal = causal,
+			                      .accumulate = 0, .scale = scale};
+			for (int r = -2; r < reps; r++) {
+				if (pass == 1)
+					CK(cudaMemsetAsync(dq, 0, (size_t)qn * 4, st));
+				CK(cudaEventRecord(e0, st));
+				if (pass == 0)
+					SK(kern_attn_fwd(&fa, v, st));
+				else
+					SK(kern_attn_bwd(&ba, v, st));
+				CK(cudaEventRecord(e1, st));
+				CK(cudaEventSynchronize(e1));
+				float ms;
+				CK(cudaEventElapsedTime(&ms, e0, e1));
+				if (r >= 0)
+					t[r] = ms;
+			}
+			const double ms = median(t, reps);
+			const double f = pass == 0 ? flop : 2.5 * flop;
+			printf("KERNEL %s D=%d tokens=%lld causal=%d heads=%d kv=%d %-20s ms=%.3f "
+			       "TFLOPs=%.1f\n",
+			       pass == 0 ? "fwd" : "bwd", D, (long long)tokens, causal, H, KH,
+			       pass == 0 ? kern_fwd_name(D, v) : kern_bwd_name(D, v), ms,
+			       f / (ms * 1e-3) / 1e12);
+			fflush(stdout);
+			CK(cudaFree(dt));
+			free(tl);
+		}
+	}
+	CK(cudaFree(q));
+	CK(cudaFree(dout));
+	CK(cudaFree(o));
+	CK(cudaFree(kv));
+	CK(cudaFree(lse));
+	CK(cudaFree(delta));
+	CK(cudaFree(dq));
+	CK(cudaFree(dkv));
+	CK(cudaFree(dseg));
+	CK(cudaStreamDestroy(st));
+	free(t);
+	return 0;
+}
+
+typedef struct ring_arg {
+	int D, H, KH, reps;
+	int64_t tokens;
+	int ngs;
+	int gs[8];
+} ring_arg_t;
+
+static int ring_rank(int rank, int nranks, const worker_boot_t *boot, void *arg)
+{
+	const ring_arg_t *ra = arg;
+	kern_ctx_t c;
+	unsigned char id[512];
+	int ndev = 0;
+	memset(id, 0, sizeof(id));
+	SK(kern_device_count(&ndev));
+	if (rank == 0)
+		SK(kern_nccl_id_make(id));
+	SK(boot->bcast(boot->ctx, 0, id, kern_nccl_id_size()));
+	SK(kern_ctx_init(&c, rank, nranks, rank % ndev, id));
+	for (int gi = 0; gi < ra->ngs; gi++) {
+		const int d = ra->gs[gi];
+		SK(boot->barrier(boot->ctx));
+		if (rank >= d)
+			continue;
+		const int64_t s = ra->tokens;
+		const int64_t p = d == 1 ? s : (s + 2 * d - 1) / (2 * d) * (2 * d);
+		kern_seg_t seg = {0, (int32_t)(d == 1 ? s : p / d), (int32_t)(d == 1 ? s : p / (2 * d)),
+		                  s};
+		kern_group_t g;
+		SK(kern_group_alloc(&c, &g, d, rank, (rank - 1 + d) % d, (rank + 1) % d, &seg, 1,
+		                    ra->H, ra->KH, ra->D, 1, 1.0f / sqrtf((float)ra->D)));
+		SK(kern_fill_random_bf16(g.q, kern_group_qsize(&g), 11 + (uint64_t)rank, 1.0f,
+		                         c.compute));
+		SK(kern_fill_random_bf16(g.kv[0], 2 * kern_group_kvsize(&g), 21 + (uint64_t)rank,
+		                         1.0f, c.compute));
+		SK(kern_fill_random_bf16(g.dout, kern_group_qsize(&g), 31 + (uint64_t)rank, 1.0f,
+		                         c.compute));
+		CK(cudaStreamSynchronize(c.compute));
+		double fw[64], fc[64], fm[64], bw[64], bc[64], bm[64];
+		kern_pass_stats_t fs, bs;
+		const int reps = ra->reps > 64 ? 64 : ra->reps;
+		for (int r = -1; r < reps; r++) {
+			SK(kern_ring_forward(&c, &g, &fs));
+			SK(kern_ring_backward(&c, &g, &bs));
+			if (r < 0)
+				continue;
+			fw[r] = fs.wall_ms, fc[r] = fs.compute_ms, fm[r] = fs.comm_ms;
+			bw[r] = bs.wall_ms, bc[r] = bs.compute_ms, bm[r] = bs.comm_ms;
+		}
+		double p2p = 0;
+		const size_t hop = (size_t)kern_group_kvsize(&g) * 2 * 2;
+		if (d > 1)
+			SK(kern_ring_p2p_ms(&c, &g, hop, 5, &p2p));
+		printf("RING g=%d rank=%d pass=fwd tokens=%lld wall_ms=%.3f compute_ms=%.3f "
+		       "comm_ms=%.3f hop_bytes=%zu hops=%d bytes=%lld p2p_ms=%.3f\n",
+		       d, rank, (long long)s, median(fw, reps), median(fc, reps), median(fm, reps),
+		       hop, fs.hops, (long long)fs.bytes_sent, p2p);
+		printf("RING g=%d rank=%d pass=bwd tokens=%lld wall_ms=%.3f compute_ms=%.3f "
+		       "comm_ms=%.3f hop_bytes=%zu hops=%d bytes=%lld\n",
+		       d, rank, (long long)s, median(bw, reps), median(bc, reps), median(bm, reps),
+		       hop * 3, bs.hops, (long long)bs.bytes_sent);
+		fflush(stdout);
+		kern_group_free(&g);
+	}
+	SK(boot->barrier(boot->ctx));
+	kern_ctx_fini(&c);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 5 && strcmp(argv[1], "kernel") == 0) {
+		const int D = atoi(argv[2]);
+		const int H = argc > 5 ? atoi(argv[5]) : 2048 / D;
+		const int KH = argc > 6 ? atoi(argv[6]) : H;
+		const int reps = argc > 7 ? atoi(argv[7]) : 10;
+		int n = 0;
+		if (kern_device_count(&n) != SL_OK || n == 0) {
+			printf("no CUDA device\n");
+			return 77;
+		}
+		return bench_kernel(D, atoll(argv[3]), atoi(argv[4]), H, KH, reps < 1 ? 1 : reps);
+	}
+	if (argc >= 9 && strcmp(argv[1], "ring") == 0) {
+		ring_arg_t ra;
+		const int n = atoi(argv[2]);
+		memset(&ra, 0, sizeof(ra));
+		ra.D = atoi(argv[3]);
+		ra.tokens = atoll(argv[4]);
+		ra.H = atoi(argv[5]);
+		ra.KH = atoi(argv[6]);
+		ra.reps = atoi(argv[7]) < 1 ? 1 : atoi(argv[7]);
+		for (int i = 8; i < argc && ra.ngs < 8; i++)
+			if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= n)
+				ra.gs[ra.ngs++] = atoi(argv[i]);
+		if (mp_gpu_count() < n) {
+			printf("fewer than %d GPUs\n", n);
+			return 77;
+		}
+		return mp_run(n, ring_rank, &ra, 580);
+	}
+	fprintf(stderr, "usage: gpu_bench kernel D TOKENS CAUSAL [HEADS [KV_HEADS [REPS]]]\n"
+	                "       gpu_bench ring NRANKS D TOKENS HEADS KV_HEADS REPS G...\n");
+	return 2;
+}
