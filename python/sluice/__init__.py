@@ -1,0 +1,40 @@
+"""sluice: Python client of the sluice planning daemon (sluiced) and helpers
+that turn its plans into what training frameworks consume.
+
+    import sluice
+    with sluice.Client("ipc:///run/user/1000/sluiced.sock") as c:
+        plan = c.plan([4096, 131072, 900], step=7, job="run-1", ranks=8)
+    sched = sluice.megatron_schedule(plan)   # per micro-batch, per rank
+    bal = sluice.verl_balance(plan_dict)     # partitions + micro-batches
+
+Standard library only. The client loads libsluice.so with ctypes (see
+sluice._lib for where it looks); the plan helpers are pure Python and work on
+plans from `sluice plan --format json` without a daemon. See docs/python.md.
+"""
+
+from .client import Client, SluiceError
+from .megatron import MegatronSchedule, MicroBatch, megatron_schedule
+from .plan import PLAN_FORMAT, Group, Plan, as_plan, cumulative, load_plan, padded_length
+from .verl import VerlBalance, verl_balance
+from ._lib import ERROR_NAMES, find_library
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "SluiceError",
+    "ERROR_NAMES",
+    "find_library",
+    "Plan",
+    "Group",
+    "PLAN_FORMAT",
+    "as_plan",
+    "load_plan",
+    "padded_length",
+    "cumulative",
+    "megatron_schedule",
+    "MegatronSchedule",
+    "MicroBatch",
+    "verl_balance",
+    "VerlBalance",
+]
