@@ -18,6 +18,13 @@ padded length is the cost model's zigzag padding (ceil(s / 2d) * 2d for
 d > 1; s for d == 1), so each rank of the ring holds padded / d tokens of
 each sample. Unlike Megatron's own scheduler, a plan may leave a rank idle in
 a slot; that rank gets an empty entry (no samples, local_cp_size None).
+
+Timing differs in one respect: Megatron barriers the whole DPxCP group after
+each micro-batch group, while a plan's ranks only wait for the ranks of
+their next group (cost-model.md: a group starts when all its ranks are
+free). Running the micro-batches with Megatron's barriers is correct but can
+be slower than `predicted.step_ms`; to match it, iterate `for_rank(r,
+skip_idle=True)` and synchronise only within each CP group.
 """
 
 from __future__ import annotations

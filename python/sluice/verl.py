@@ -90,10 +90,13 @@ def verl_balance(plan: PlanLike, sp_size: int = 1) -> VerlBalance:
     for g in p.groups:
         block = g.ranks[0] // sp
         if sorted(g.ranks) != list(range(block * sp, block * sp + sp)):
+            if sp == 1:
+                need = "a single rank (sp_size 1: plain data parallelism)"
+            else:
+                need = "one aligned block of %d ranks (k*%d .. k*%d+%d)" % (sp, sp, sp, sp - 1)
             raise ValueError(
-                "plan: slot %d group %d runs on ranks %s; with sp_size %d verl needs every "
-                "group to be one aligned block of %d ranks (k*%d .. k*%d+%d)"
-                % (g.slot, g.index, list(g.ranks), sp, sp, sp, sp, sp - 1)
+                "plan: slot %d group %d runs on ranks %s; verl needs every group to be %s"
+                % (g.slot, g.index, list(g.ranks), need)
             )
         if g.indices:  # a group without sequences is no micro-batch
             groups_of[block].append(g)

@@ -226,7 +226,7 @@ class VerlTest(unittest.TestCase):
         raw["slots"][1]["groups"] = [{"ranks": [1, 2], "sequences": [{"id": 13}]}]
         with self.assertRaises(ValueError) as cm:
             sluice.verl_balance(raw, sp_size=2)
-        self.assertIn("aligned block", str(cm.exception))
+        self.assertIn("aligned block of 2 ranks", str(cm.exception))
         with self.assertRaises(ValueError):
             sluice.verl_balance(raw, sp_size=3)
 
@@ -326,7 +326,7 @@ class CliPlanTest(unittest.TestCase):
         self.assertGreater(len(sizes), 1, "this batch should need several CP sizes")
         with self.assertRaises(ValueError) as cm:
             sluice.verl_balance(raw)
-        self.assertIn("aligned block", str(cm.exception))
+        self.assertIn("a single rank", str(cm.exception))
 
     def test_helpers_do_not_modify_the_plan(self):
         raw = cli_plan(self.lens, *self.args)
