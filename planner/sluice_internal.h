@@ -52,7 +52,11 @@ static inline int planner_sluice_budget_ok(planner_sluice_ctx_t *ctx)
 	return 0;
 }
 
-/* One Pareto-optimal (time, work) way to run a long sequence. */
+/* One way to run a long sequence, a column of one of the two LPs. A
+ * column of the bound LP may stand for several degrees of nearly equal
+ * work (t and w the least of them: a relaxation, so the bound stays
+ * valid); d and f then name the usable one of least work, or d <= 0 when
+ * none of them is usable. Columns of the decision LP are real degrees. */
 typedef struct planner_sluice_cand {
 	int32_t d;
 	double f;    /* least offload that fits on d ranks */
@@ -62,6 +66,9 @@ typedef struct planner_sluice_cand {
 	                in the group's spare memory (plus their overhead), else d (t + beta) */
 	double x;    /* value in the decision LP */
 	double xb;   /* value in the bound LP */
+	int bound;   /* a column of the bound LP */
+	int dec;     /* a column of the decision LP */
+	double w0_, w_usable_; /* scratch of candidate generation */
 } planner_sluice_cand_t;
 
 /* The LP's view of a batch: the sequences it decides (the rest run on one
@@ -94,15 +101,19 @@ void planner_sluice_lp_target(const planner_sluice_ctx_t *ctx, const planner_slu
                               double target_ms, int32_t *deg, double *off);
 
 /* A multi-rank ("wide") group: a long sequence (lead) on d ranks plus short
- * sequences riding in its spare memory. */
+ * sequences riding in its spare memory. Riders may overfill it like a
+ * single-rank micro-batch: their excess per rank is offloaded. */
 typedef struct planner_sluice_wide {
 	int32_t lead;
 	int32_t d;
 	double off;       /* lead's offload */
 	int one_node;
+	int ride;         /* takes riders (lead not offloaded, cheap ring) */
+	int final;        /* the last wide group of each of its ranks */
 	int64_t rank_off; /* ranks in ring order: st->wide_ranks[rank_off .. + d) */
-	double res;       /* resident tokens per rank */
-	double sum_t;     /* sum of its sequences' times */
+	double res;       /* tokens per rank of its sequences before offload */
+	double offcap;    /* tokens per rank its riders may offload */
+	double sum_t;     /* sum of its sequences' times (lead's offload included) */
 	double start, end;
 } planner_sluice_wide_t;
 
@@ -180,6 +191,18 @@ double planner_sluice_state_step(const planner_sluice_state_t *st);
 
 /* Writes the state as a plan (slots, groups, offloads). */
 sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out);
+
+/* Time of wide group w: beta + its sequences + offload of the riders'
+ * excess over cap; INFINITY when the excess cannot be offloaded. */
+double planner_sluice_wide_ms(const planner_sluice_ctx_t *ctx, const planner_sluice_wide_t *w);
+/* What rider i would add to wide group w: time, tokens per rank and
+ * offloadable tokens per rank. */
+void planner_sluice_rider(const planner_sluice_ctx_t *ctx, const planner_sluice_wide_t *w,
+                          int32_t i, double *t, double *res, double *offcap);
+/* Adds sequence i as a rider of wide group w / takes rider i out. Neither
+ * retimes. */
+void planner_sluice_wide_add(planner_sluice_state_t *st, int32_t w, int32_t i);
+void planner_sluice_wide_remove(planner_sluice_state_t *st, int32_t i);
 
 /* Sequence list helpers over st->next / st->prev. */
 void planner_sluice_bin_add(planner_sluice_state_t *st, int32_t b, int32_t i);

@@ -89,11 +89,16 @@ static void rideinfo_fini(rideinfo_t *ri)
 	free(ri->ovh);
 }
 
-/* Candidates of sequence s: the union of the Pareto frontiers in (time,
- * bound work) over every degree (for the bound), in (time, bound work) over
- * the degrees our plans can use (offload <= max_offload) and in (time,
- * decision work) over those, sorted by time. Returns how many were written
- * to out (room for N entries). */
+/* Candidates of sequence s, written to out (room for 2 N) sorted by time
+ * within each kind; returns how many.
+ *  - bound columns: the Pareto frontier in (time, bound work) over every
+ *    degree, runs of nearly equal work (within SLUICE_LP_MERGE) merged into
+ *    one relaxed column;
+ *  - decision columns: the frontier in (time, decision work) over the
+ *    degrees our plans can use (offload <= max_offload), thinned the same
+ *    way keeping the real degree of least decision work. */
+#define SLUICE_LP_MERGE 0.003
+
 static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
                           rawcand_t *raw, planner_sluice_cand_t *out)
 {
@@ -101,11 +106,10 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 	int32_t N = ctx->N;
 	for (int32_t d = 1; d <= N; d++) {
 		rawcand_t *r = &raw[d - 1];
+		memset(&r->c, 0, sizeof(r->c));
 		r->c.d = d;
 		r->c.f = sl_cost_min_offload(c, s, d);
 		r->c.w = work_lb(c, s, d, r->c.f, d <= ctx->G, &r->c.t);
-		r->c.x = 0;
-		r->c.xb = 0;
 		r->feasible = r->c.f <= ctx->fmax - 2e-5;
 		double p = (double)sl_cost_padded(s, d);
 		double frac = (1.0 - r->c.f) * p / ((double)d * ctx->cap); /* memory it fills */
@@ -119,28 +123,54 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 	ctx->work += N;
 	qsort(raw, (size_t)N, sizeof(rawcand_t), cmp_raw);
 	int32_t k = 0;
-	double best_all = INFINITY, best_feas = INFINITY, best_dec = INFINITY;
+	/* bound columns */
+	double best = INFINITY;
 	for (int32_t i = 0; i < N; i++) {
-		int keep = 0;
-		if (raw[i].c.w < best_all) {
-			best_all = raw[i].c.w;
-			keep = 1;
+		const planner_sluice_cand_t *rc = &raw[i].c;
+		if (!(rc->w < best))
+			continue;
+		best = rc->w;
+		planner_sluice_cand_t *prev = k > 0 ? &out[k - 1] : NULL;
+		/* merge into the previous column when the work is nearly equal:
+		 * the column keeps the least time (the first) and least work */
+		if (prev != NULL && prev->w0_ - rc->w <= SLUICE_LP_MERGE * prev->w0_) {
+			prev->w = rc->w;
+			if (raw[i].feasible && (prev->d <= 0 || rc->w <= prev->w_usable_)) {
+				prev->d = rc->d;
+				prev->f = rc->f;
+				prev->w_usable_ = rc->w;
+			}
+			continue;
 		}
-		if (raw[i].feasible && raw[i].c.w < best_feas) {
-			best_feas = raw[i].c.w;
-			keep = 1;
+		out[k] = *rc;
+		out[k].bound = 1;
+		out[k].w0_ = rc->w;
+		out[k].w_usable_ = raw[i].feasible ? rc->w : INFINITY;
+		if (!raw[i].feasible)
+			out[k].d = -rc->d;
+		k++;
+	}
+	/* decision columns */
+	int32_t k0 = k;
+	best = INFINITY;
+	for (int32_t i = 0; i < N; i++) {
+		const planner_sluice_cand_t *rc = &raw[i].c;
+		if (!raw[i].feasible || !(rc->wd < best))
+			continue;
+		best = rc->wd;
+		planner_sluice_cand_t *prev = k > k0 ? &out[k - 1] : NULL;
+		if (prev != NULL && prev->w0_ - rc->wd <= SLUICE_LP_MERGE * prev->w0_) {
+			/* a real degree: keep the one of least decision work */
+			double w0 = prev->w0_;
+			*prev = *rc;
+			prev->dec = 1;
+			prev->w0_ = w0;
+			continue;
 		}
-		if (raw[i].feasible && raw[i].c.wd < best_dec) {
-			best_dec = raw[i].c.wd;
-			keep = 1;
-		}
-		if (keep) {
-			out[k] = raw[i].c;
-			/* Mark degrees our plans cannot use with a negative d. */
-			if (!raw[i].feasible)
-				out[k].d = -out[k].d;
-			k++;
-		}
+		out[k] = *rc;
+		out[k].dec = 1;
+		out[k].w0_ = rc->wd;
+		k++;
 	}
 	return k;
 }
@@ -176,37 +206,42 @@ static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, dou
 		               (long long)ncand);
 		goto out;
 	}
-	SL_CHECK_GOTO(lp_new("sluice-degrees", 1, &m), rc, out);
-	/* Scale times to seconds so the coefficients stay near 1. */
+	SL_CHECK_GOTO(lp_new(dec ? "sluice-degrees" : "sluice-bound", 1, &m), rc, out);
+	/* Times in seconds so the coefficients stay near 1. */
 	SL_CHECK_GOTO(lp_add_col(m, "T", LP_CONTINUOUS, t_lo / 1e3, INFINITY, 1.0, &tcol), rc, out);
-	for (int64_t k = 0; k < ncand; k++)
-		SL_CHECK_GOTO(lp_add_col(m, NULL, LP_CONTINUOUS, 0.0,
-		                         dec && lp->cand[k].d <= 0 ? 0.0 : 1.0, 0.0, &col_of[k]),
-		              rc, out);
+	for (int64_t k = 0; k < ncand; k++) {
+		col_of[k] = -1;
+		if (dec ? lp->cand[k].dec : lp->cand[k].bound)
+			SL_CHECK_GOTO(lp_add_col(m, NULL, LP_CONTINUOUS, 0.0, 1.0, 0.0, &col_of[k]), rc,
+			              out);
+	}
 	for (int32_t j = 0; j < lp->nlong; j++) {
 		int nnz = 0;
-		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
-			cols[nnz] = col_of[k];
-			vals[nnz++] = 1.0;
-		}
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
+			if (col_of[k] >= 0) {
+				cols[nnz] = col_of[k];
+				vals[nnz++] = 1.0;
+			}
 		SL_CHECK_GOTO(lp_add_row(m, NULL, nnz, cols, vals, 1.0, 1.0, NULL), rc, out);
 		nnz = 0;
 		cols[nnz] = tcol;
 		vals[nnz++] = 1.0;
-		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
-			cols[nnz] = col_of[k];
-			vals[nnz++] = -(ctx->beta + lp->cand[k].t) / 1e3;
-		}
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
+			if (col_of[k] >= 0) {
+				cols[nnz] = col_of[k];
+				vals[nnz++] = -(ctx->beta + lp->cand[k].t) / 1e3;
+			}
 		SL_CHECK_GOTO(lp_add_row(m, NULL, nnz, cols, vals, 0.0, INFINITY, NULL), rc, out);
 	}
 	{
 		int nnz = 0;
 		cols[nnz] = tcol;
 		vals[nnz++] = (double)ctx->N;
-		for (int64_t k = 0; k < ncand; k++) {
-			cols[nnz] = col_of[k];
-			vals[nnz++] = -(dec ? lp->cand[k].wd : lp->cand[k].w) / 1e3;
-		}
+		for (int64_t k = 0; k < ncand; k++)
+			if (col_of[k] >= 0) {
+				cols[nnz] = col_of[k];
+				vals[nnz++] = -(dec ? lp->cand[k].wd : lp->cand[k].w) / 1e3;
+			}
 		SL_CHECK_GOTO(lp_add_row(m, "work", nnz, cols, vals, w_short / 1e3, INFINITY, NULL), rc,
 		              out);
 	}
@@ -220,6 +255,8 @@ static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, dou
 	ctx->work += res.iterations * (int64_t)(2 * lp->nlong + 1);
 	*t_out = lp_value(m, tcol) * 1e3;
 	for (int64_t k = 0; k < ncand; k++) {
+		if (col_of[k] < 0)
+			continue;
 		if (dec)
 			lp->cand[k].x = lp_value(m, col_of[k]);
 		else
@@ -272,7 +309,7 @@ static double closed_form(const planner_sluice_ctx_t *ctx, const planner_sluice_
 		double wmin = INFINITY;
 		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
 			const planner_sluice_cand_t *cd = &lp->cand[k];
-			if (dec && cd->d <= 0)
+			if (dec ? !cd->dec : !cd->bound)
 				continue;
 			double w = dec ? cd->wd : cd->w;
 			if (w < wmin)
@@ -300,7 +337,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	lp->seq = malloc(sizeof(int32_t) * (size_t)n);
 	lp->cand_off = malloc(sizeof(int64_t) * ((size_t)n + 1));
 	raw = malloc(sizeof(rawcand_t) * (size_t)N);
-	tmp = malloc(sizeof(planner_sluice_cand_t) * (size_t)N);
+	tmp = malloc(sizeof(planner_sluice_cand_t) * (size_t)N * 2);
 	short_w = malloc(sizeof(double) * (size_t)n);
 	in_lp = calloc((size_t)n, 1);
 	if (lp->seq == NULL || lp->cand_off == NULL || raw == NULL || tmp == NULL ||
@@ -349,6 +386,44 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	}
 	if (w_short / N > t_lo)
 		t_lo = w_short / N;
+	if (w_lb / N > t_lo)
+		t_lo = w_lb / N;
+
+	/* Every LP point has T >= t_lo, so a sequence's columns fast enough for
+	 * t_lo (beta + t <= t_lo) hardly shape the optimum: they are replaced by
+	 * one column of their least time and least work (for the bound LP a
+	 * relaxation, so the bound stays valid; for the decision LP the real
+	 * degree of least work among them). */
+	{
+		int64_t o = 0;
+		for (int32_t j = 0; j < lp->nlong; j++) {
+			int64_t a = lp->cand_off[j], b = lp->cand_off[j + 1];
+			lp->cand_off[j] = o;
+			for (int kind = 0; kind < 2; kind++) {
+				int64_t first_fast = -1, last_fast = -1;
+				for (int64_t k = a; k < b; k++) {
+					const planner_sluice_cand_t *cd = &lp->cand[k];
+					if ((kind ? cd->dec : cd->bound) && ctx->beta + cd->t <= t_lo) {
+						if (first_fast < 0)
+							first_fast = k;
+						last_fast = k;
+					}
+				}
+				for (int64_t k = a; k < b; k++) {
+					const planner_sluice_cand_t *cd = &lp->cand[k];
+					if (!(kind ? cd->dec : cd->bound))
+						continue;
+					if (ctx->beta + cd->t <= t_lo && k != last_fast)
+						continue;
+					lp->cand[o] = *cd;
+					if (k == last_fast && kind == 0)
+						lp->cand[o].t = lp->cand[first_fast].t;
+					o++;
+				}
+			}
+		}
+		lp->cand_off[lp->nlong] = o;
+	}
 
 	double t_bound = t_lo, t_dec = t_lo;
 	lp->solved = 1;
@@ -392,6 +467,8 @@ void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_slui
 		const planner_sluice_cand_t *best = NULL;
 		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
 			const planner_sluice_cand_t *cd = &lp->cand[k];
+			if (which ? !cd->bound : !cd->dec)
+				continue;
 			double x = which ? cd->xb : cd->x;
 			if (cd->d > 0 && (best == NULL || x > (which ? best->xb : best->x) + 1e-9))
 				best = cd;
@@ -414,8 +491,8 @@ void planner_sluice_lp_target(const planner_sluice_ctx_t *ctx, const planner_slu
 		const planner_sluice_cand_t *best = NULL, *fast = NULL;
 		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
 			const planner_sluice_cand_t *cd = &lp->cand[k];
-			if (cd->d <= 0)
-				continue; /* needs more offload than the profile allows */
+			if (!cd->dec)
+				continue; /* decision columns are the usable degrees */
 			if (fast == NULL || cd->t < fast->t)
 				fast = cd;
 			if (ctx->beta + cd->t <= target_ms && (best == NULL || cd->wd < best->wd))

@@ -127,6 +127,62 @@ void planner_sluice_bin_remove(planner_sluice_state_t *st, int32_t i)
 	st->where[i] = INT32_MIN;
 }
 
+double planner_sluice_wide_ms(const planner_sluice_ctx_t *ctx, const planner_sluice_wide_t *w)
+{
+	double t = ctx->beta + w->sum_t;
+	double ex = w->res - ctx->cap;
+	if (ex > 1e-9) {
+		if (ex > w->offcap)
+			return INFINITY;
+		t += ctx->c_off * ex;
+	}
+	return t;
+}
+
+void planner_sluice_rider(const planner_sluice_ctx_t *ctx, const planner_sluice_wide_t *w,
+                          int32_t i, double *t, double *res, double *offcap)
+{
+	int64_t s = ctx->seqs[i].length;
+	double per = (double)sl_cost_padded(s, w->d) / w->d;
+	*t = sl_cost_seq_ms(ctx->cost, s, w->d, 0.0, w->one_node);
+	*res = sl_cost_resident(s, w->d, 0.0);
+	*offcap = ctx->fmax > 1e-5 ? floor(per * (ctx->fmax - 1e-5)) : 0;
+}
+
+void planner_sluice_wide_add(planner_sluice_state_t *st, int32_t w, int32_t i)
+{
+	planner_sluice_wide_t *wd = &st->wide[w];
+	double t, res, oc;
+	planner_sluice_rider(st->ctx, wd, i, &t, &res, &oc);
+	wd->sum_t += t;
+	wd->res += res;
+	wd->offcap += oc;
+	st->where[i] = -(w + 1);
+	st->prev[i] = -1;
+	st->next[i] = st->whead[w];
+	if (st->whead[w] >= 0)
+		st->prev[st->whead[w]] = i;
+	st->whead[w] = i;
+}
+
+void planner_sluice_wide_remove(planner_sluice_state_t *st, int32_t i)
+{
+	int32_t w = -st->where[i] - 1;
+	planner_sluice_wide_t *wd = &st->wide[w];
+	double t, res, oc;
+	planner_sluice_rider(st->ctx, wd, i, &t, &res, &oc);
+	wd->sum_t -= t;
+	wd->res -= res;
+	wd->offcap -= oc;
+	if (st->prev[i] >= 0)
+		st->next[st->prev[i]] = st->next[i];
+	else
+		st->whead[w] = st->next[i];
+	if (st->next[i] >= 0)
+		st->prev[st->next[i]] = st->prev[i];
+	st->where[i] = INT32_MIN;
+}
+
 void planner_sluice_retime(planner_sluice_state_t *st)
 {
 	const planner_sluice_ctx_t *ctx = st->ctx;
@@ -146,7 +202,7 @@ void planner_sluice_retime(planner_sluice_state_t *st)
 			if (st->ready[rk[k]] > start)
 				start = st->ready[rk[k]];
 		wd->start = start;
-		wd->end = start + ctx->beta + wd->sum_t;
+		wd->end = start + planner_sluice_wide_ms(ctx, wd);
 		for (int32_t k = 0; k < wd->d; k++)
 			st->ready[rk[k]] = wd->end;
 	}
@@ -368,7 +424,6 @@ static int cmp_lkey_desc(const void *a, const void *b)
 static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double level)
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
-	const sl_cost_t *c = ctx->cost;
 	int32_t n = ctx->n, m = 0;
 	lkey_t *ks = malloc(sizeof(lkey_t) * (size_t)n);
 	if (ks == NULL)
@@ -381,32 +436,37 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double 
 	qsort(ks, (size_t)m, sizeof(lkey_t), cmp_lkey_desc);
 	for (int32_t w = 0; w < st->nwide; w++) {
 		planner_sluice_wide_t *wd = &st->wide[w];
-		if (wd->off > 0)
+		if (!wd->ride)
 			continue;
-		/* the least useful spare: one token per rank can hold nothing */
-		for (int32_t q = 0; q < m && ctx->cap - wd->res >= 1.0; q++) {
+		/* Longest first among those that fit the spare memory (the list
+		 * is sorted, so start at the first one short enough); a sequence
+		 * whose compute alone would pass the level is skipped before its
+		 * exact cost is computed. One spare token per rank holds nothing. */
+		double spare = ctx->cap - wd->res;
+		int32_t lo = 0, hi = m;
+		while (lo < hi) {
+			int32_t mid = lo + (hi - lo) / 2;
+			if ((double)ks[mid].len > spare * wd->d)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (int32_t q = lo; q < m && ctx->cap - wd->res >= 1.0; q++) {
 			int32_t i = ks[q].idx;
 			if (st->where[i] != INT32_MIN)
 				continue;
-			int64_t s = ks[q].len;
-			double res = sl_cost_resident(s, wd->d, 0.0);
-			if (wd->res + res > ctx->cap)
+			if ((double)ks[q].len > (ctx->cap - wd->res) * wd->d ||
+			    wd->end + ctx->t1[i] / wd->d > level)
 				continue;
-			double t = sl_cost_seq_ms(c, s, wd->d, 0.0, wd->one_node);
+			double t, res, oc;
+			planner_sluice_rider(ctx, wd, i, &t, &res, &oc);
 			ctx->work++;
-			if (wd->d * t - ctx->t1[i] >= ctx->beta * (double)s / ctx->cap)
+			if (wd->res + res > ctx->cap || wd->end + t > level)
 				continue;
-			if (wd->end + t > level)
+			if (wd->d * t - ctx->t1[i] >= ctx->beta * (double)ks[q].len / ctx->cap)
 				continue;
 			wd->end += t;
-			wd->res += res;
-			wd->sum_t += t;
-			st->where[i] = -(w + 1);
-			st->prev[i] = -1;
-			st->next[i] = st->whead[w];
-			if (st->whead[w] >= 0)
-				st->prev[st->whead[w]] = i;
-			st->whead[w] = i;
+			planner_sluice_wide_add(st, w, i);
 		}
 	}
 	free(ks);
@@ -488,7 +548,17 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		wd->one_node = sl_cost_one_node(c, rk, d);
 		wd->rank_off = used;
 		wd->res = sl_cost_resident(s, d, f);
+		wd->offcap = 0;
 		wd->sum_t = sl_cost_seq_ms(c, s, d, f, wd->one_node);
+		wd->ride = 0;
+		if (knobs->riders && f == 0 && wd->one_node) {
+			/* riders pay padding and communication; worth it while that
+			 * is below the fixed-cost share they save */
+			int64_t sr = (int64_t)(ctx->cap / 6) > 0 ? (int64_t)(ctx->cap / 6) : 1;
+			double tr = sl_cost_seq_ms(c, sr, d, 0.0, 1);
+			wd->ride = d * tr - sl_cost_seq_ms(c, sr, 1, 0.0, 1) <
+			           ctx->beta * (double)sr / ctx->cap;
+		}
 		double start = 0;
 		for (int32_t k = 0; k < d; k++)
 			if (st->ready[rk[k]] > start)
@@ -502,7 +572,20 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		st->nwide++;
 		used += d;
 	}
-	if (knobs->riders && st->nwide > 0)
+	/* A wide group is final when it is the last of each of its ranks: a
+	 * rider added to it then delays exactly its ranks. */
+	for (int32_t r = 0; r < N; r++)
+		keyed[r].id = -1;
+	for (int32_t w = 0; w < st->nwide; w++)
+		for (int32_t k = 0; k < st->wide[w].d; k++)
+			keyed[st->wide_ranks[st->wide[w].rank_off + k]].id = w;
+	for (int32_t w = 0; w < st->nwide; w++) {
+		st->wide[w].final = 1;
+		for (int32_t k = 0; k < st->wide[w].d; k++)
+			if (keyed[st->wide_ranks[st->wide[w].rank_off + k]].id != w)
+				st->wide[w].final = 0;
+	}
+	if (st->nwide > 0)
 		SL_CHECK_GOTO(add_riders(st, deg, knobs->level), rc, out);
 	planner_sluice_retime(st);
 	SL_CHECK_GOTO(planner_sluice_assign(st, knobs), rc, out);
@@ -626,11 +709,31 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 			              out);
 			SL_CHECK_GOTO(sl_plan_add_item(plan, wd->lead, wd->off), rc, out);
 			int32_t k = 0;
-			for (int32_t i = st->whead[w]; i >= 0; i = st->next[i])
+			for (int32_t i = st->whead[w]; i >= 0; i = st->next[i]) {
+				tmp[k].len = ctx->seqs[i].length;
 				tmp[k++].idx = i;
-			/* riders in the order they joined */
-			for (int32_t q = k - 1; q >= 0; q--)
-				SL_CHECK_GOTO(sl_plan_add_item(plan, tmp[q].idx, 0.0), rc, out);
+			}
+			/* riders longest first; their excess over cap is offloaded
+			 * from the longest */
+			qsort(tmp, (size_t)k, sizeof(lkey_t), cmp_lkey_desc);
+			double over = wd->res - ctx->cap;
+			for (int32_t q = 0; q < k; q++) {
+				double f = 0, res, t, oc;
+				planner_sluice_rider(ctx, wd, tmp[q].idx, &t, &res, &oc);
+				if (over > 1e-9 && oc > 0) {
+					double v = over < oc ? over : oc;
+					f = sl_cost_offload_for(c, tmp[q].len, wd->d, res - v);
+					over -= v;
+				}
+				SL_CHECK_GOTO(sl_plan_add_item(plan, tmp[q].idx, f), rc, out);
+			}
+			if (over > 1e-9) {
+				rc = sl_seterr(SL_EINTERNAL,
+				               "sluice: wide group of %d ranks is %.1f tokens per rank over "
+				               "what offloading can free",
+				               wd->d, over);
+				goto out;
+			}
 		}
 		for (int32_t r = 0; s >= nslots && r < N; r++) {
 			int32_t j = npre[r] + (s - nslots);

@@ -62,54 +62,126 @@ static int cmp_tkey(const void *a, const void *b)
 	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* Binary min-heap of ranks keyed by (F[r], r). */
+/* A binary min-heap of (key, rank, stamp) entries ordered by key then rank.
+ * An entry is live while its stamp equals the rank's current stamp; stale
+ * entries are dropped when they reach the top (lazy deletion). */
 typedef struct {
-	int32_t *h;
-	int32_t n;
-	const double *F;
-} rheap_t;
+	double key;
+	int32_t r;
+	int32_t stamp;
+} hent_t;
 
-static int rless(const rheap_t *hp, int32_t a, int32_t b)
+typedef struct {
+	hent_t *h;
+	int32_t n, cap;
+} heap_t;
+
+static int hless(const hent_t *a, const hent_t *b)
 {
-	if (hp->F[a] != hp->F[b])
-		return hp->F[a] < hp->F[b];
-	return a < b;
+	if (a->key != b->key)
+		return a->key < b->key;
+	return a->r < b->r;
 }
 
-static void rpush(rheap_t *hp, int32_t r)
+static int heap_push(heap_t *hp, double key, int32_t r, int32_t stamp)
 {
+	if (hp->n == hp->cap) {
+		int32_t nc = hp->cap ? hp->cap * 2 : 16;
+		hent_t *q = realloc(hp->h, sizeof(hent_t) * (size_t)nc);
+		if (q == NULL)
+			return -1;
+		hp->h = q;
+		hp->cap = nc;
+	}
 	int32_t i = hp->n++;
-	hp->h[i] = r;
+	hp->h[i].key = key;
+	hp->h[i].r = r;
+	hp->h[i].stamp = stamp;
 	while (i > 0) {
 		int32_t p = (i - 1) / 2;
-		if (!rless(hp, hp->h[i], hp->h[p]))
+		if (!hless(&hp->h[i], &hp->h[p]))
 			break;
-		int32_t t = hp->h[i];
+		hent_t t = hp->h[i];
 		hp->h[i] = hp->h[p];
 		hp->h[p] = t;
 		i = p;
 	}
+	return 0;
 }
 
-static int32_t rpop(rheap_t *hp)
+static void heap_pop(heap_t *hp)
 {
-	int32_t top = hp->h[0];
 	hp->h[0] = hp->h[--hp->n];
 	int32_t i = 0;
 	for (;;) {
 		int32_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < hp->n && rless(hp, hp->h[l], hp->h[m]))
+		if (l < hp->n && hless(&hp->h[l], &hp->h[m]))
 			m = l;
-		if (r < hp->n && rless(hp, hp->h[r], hp->h[m]))
+		if (r < hp->n && hless(&hp->h[r], &hp->h[m]))
 			m = r;
 		if (m == i)
 			break;
-		int32_t t = hp->h[i];
+		hent_t t = hp->h[i];
 		hp->h[i] = hp->h[m];
 		hp->h[m] = t;
 		i = m;
 	}
-	return top;
+}
+
+/* The live top of the heap (stale entries dropped), or -1 when empty. */
+static int32_t heap_top(heap_t *hp, const int32_t *stamp)
+{
+	while (hp->n > 0 && hp->h[0].stamp != stamp[hp->h[0].r])
+		heap_pop(hp);
+	return hp->n > 0 ? hp->h[0].r : -1;
+}
+
+/* Candidate index of stage 1 on large clusters: every rank in a heap by
+ * predicted finish F, and the ranks with room left in their last
+ * micro-batch in heaps by F per room bucket (NBUCKET equal slices of cap).
+ * A sequence of s tokens then looks at the K ranks that finish first (a
+ * new micro-batch or offloading its excess is cheapest there) and, per
+ * bucket that surely holds s, the rank that finishes first (adding it costs
+ * only its time there). */
+#define NBUCKET 64
+#define KFIRST 8
+
+typedef struct {
+	heap_t all;
+	heap_t room[NBUCKET];
+	int32_t *stamp;
+	double width;
+} rindex_t;
+
+static int rindex_put(rindex_t *ix, int32_t r, double F, double room)
+{
+	int32_t st = ++ix->stamp[r];
+	if (heap_push(&ix->all, F, r, st) != 0)
+		return -1;
+	if (room >= 1.0) {
+		int32_t b = (int32_t)(room / ix->width);
+		if (b >= NBUCKET)
+			b = NBUCKET - 1;
+		if (heap_push(&ix->room[b], F, r, st) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void rindex_fini(rindex_t *ix)
+{
+	free(ix->all.h);
+	for (int b = 0; b < NBUCKET; b++)
+		free(ix->room[b].h);
+	free(ix->stamp);
+}
+
+/* Tokens a rank can still take without a new micro-batch or offloading. */
+static double rank_room(const planner_sluice_ctx_t *ctx, double L)
+{
+	if (L <= 0)
+		return 0;
+	return ceil(L / ctx->cap) * ctx->cap - L;
 }
 
 sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs)
@@ -117,14 +189,29 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	planner_sluice_ctx_t *ctx = st->ctx;
 	int32_t n = ctx->n, N = ctx->N, m = 0;
 	sl_err rc = SL_OK;
+	rindex_t ix;
+	memset(&ix, 0, sizeof(ix));
 	tkey_t *items = malloc(sizeof(tkey_t) * (size_t)(n > 0 ? n : 1));
 	double *L = calloc((size_t)N, sizeof(double));
 	double *S = calloc((size_t)N, sizeof(double));
 	double *F = malloc(sizeof(double) * (size_t)N);
 	int32_t *bin = malloc(sizeof(int32_t) * (size_t)N);
-	int32_t *cand = malloc(sizeof(int32_t) * (size_t)N);
-	rheap_t hp = {malloc(sizeof(int32_t) * (size_t)N), 0, F};
-	if (!items || !L || !S || !F || !bin || !cand || !hp.h) {
+	int32_t *cand = malloc(sizeof(int32_t) * (size_t)(KFIRST + NBUCKET + 1));
+	ix.stamp = calloc((size_t)N, sizeof(int32_t));
+	ix.width = ctx->cap / NBUCKET;
+	/* final wide groups that take riders, and the latest finish of each */
+	int32_t *rw = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
+	double *wmax = malloc(sizeof(double) * (size_t)(st->nwide + 1));
+	int32_t *lastw = malloc(sizeof(int32_t) * (size_t)N);
+	/* riders' cost depends on the degree only (riding rings are node-local):
+	 * per sequence it is computed once per distinct degree */
+	int32_t *dk = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
+	int32_t *dval = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
+	double *dtr = malloc(sizeof(double) * (size_t)(st->nwide + 1) * 3);
+	int32_t nrw = 0, nd = 0;
+	int big = N > 256;
+	if (!items || !L || !S || !F || !bin || !cand || !ix.stamp || !rw || !wmax || !lastw ||
+	    !dk || !dval || !dtr) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
 		goto out;
 	}
@@ -138,34 +225,128 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	for (int32_t r = 0; r < N; r++) {
 		F[r] = st->ready[r];
 		bin[r] = -1;
-		if (N > 256)
-			rpush(&hp, r);
+		lastw[r] = -1;
+		if (big && rindex_put(&ix, r, F[r], 0.0) != 0) {
+			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+			goto out;
+		}
 	}
-	/* Only the K ranks that finish first are looked at for each sequence:
-	 * the cheapest place is nearly always among them, and it keeps stage 1
-	 * at O(n K log N) on large clusters. */
-	int32_t K = N <= 256 ? N : 32;
+	for (int32_t w = 0; w < st->nwide; w++) {
+		const planner_sluice_wide_t *wd = &st->wide[w];
+		if (!wd->ride || !wd->final)
+			continue;
+		wmax[w] = 0;
+		for (int32_t k = 0; k < wd->d; k++) {
+			int32_t r = st->wide_ranks[wd->rank_off + k];
+			lastw[r] = w;
+			if (F[r] > wmax[w])
+				wmax[w] = F[r];
+		}
+		int32_t z = 0;
+		while (z < nd && dval[z] != wd->d)
+			z++;
+		if (z == nd)
+			dval[nd++] = wd->d;
+		dk[w] = z;
+		rw[nrw++] = w;
+	}
 	for (int32_t q = 0; q < m; q++) {
 		int32_t i = items[q].idx;
 		double s = (double)items[q].len, t = items[q].t;
 		int32_t nc = 0, best = -1;
 		double best_f = INFINITY;
-		if (K < N)
-			while (nc < K && hp.n > 0)
-				cand[nc++] = rpop(&hp);
-		int32_t cnt = K < N ? nc : N;
-		for (int32_t k = 0; k < cnt; k++) {
-			int32_t r = K < N ? cand[k] : k;
-			double f = st->ready[r] + S[r] + t + rank_overhead(ctx, L[r] + s, knobs->offload);
-			if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
-				best_f = f;
-				best = r;
+		if (big) {
+			/* the K ranks that finish first */
+			while (nc < KFIRST && heap_top(&ix.all, ix.stamp) >= 0) {
+				cand[nc++] = ix.all.h[0].r;
+				heap_pop(&ix.all);
+			}
+			/* re-insert them (their entries were popped, not stale) */
+			for (int32_t k = 0; k < nc; k++)
+				if (heap_push(&ix.all, F[cand[k]], cand[k], ix.stamp[cand[k]]) != 0) {
+					rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+					goto out;
+				}
+			/* per bucket that holds s, the rank that finishes first */
+			int32_t b0 = (int32_t)ceil(s / ix.width);
+			for (int32_t b = b0 < NBUCKET ? b0 : NBUCKET - 1; b < NBUCKET; b++) {
+				int32_t r = heap_top(&ix.room[b], ix.stamp);
+				if (r >= 0 && rank_room(ctx, L[r]) >= s)
+					cand[nc++] = r;
+			}
+			for (int32_t k = 0; k < nc; k++) {
+				int32_t r = cand[k];
+				double f = st->ready[r] + S[r] + t +
+				           rank_overhead(ctx, L[r] + s, knobs->offload);
+				if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
+					best_f = f;
+					best = r;
+				}
+			}
+			ctx->work += nc + NBUCKET;
+		} else {
+			for (int32_t r = 0; r < N; r++) {
+				double f = st->ready[r] + S[r] + t +
+				           rank_overhead(ctx, L[r] + s, knobs->offload);
+				if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
+					best_f = f;
+					best = r;
+				}
+			}
+			ctx->work += N;
+		}
+		/* Or ride in a final wide group: all its ranks take the delay. */
+		int32_t bestw = -1;
+		for (int32_t z = 0; z < nd; z++)
+			dtr[3 * z] = -1; /* not computed yet */
+		for (int32_t z = 0; z < nrw; z++) {
+			int32_t w = rw[z];
+			if (wmax[w] >= best_f)
+				continue;
+			planner_sluice_wide_t *wd = &st->wide[w];
+			double *c3 = dtr + 3 * dk[w];
+			if (c3[0] < 0)
+				planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
+			double before = planner_sluice_wide_ms(ctx, wd);
+			wd->sum_t += c3[0];
+			wd->res += c3[1];
+			wd->offcap += c3[2];
+			double after = planner_sluice_wide_ms(ctx, wd);
+			wd->sum_t -= c3[0];
+			wd->res -= c3[1];
+			wd->offcap -= c3[2];
+			ctx->work += 2;
+			if (wmax[w] + after - before < best_f - 1e-9) {
+				best_f = wmax[w] + after - before;
+				bestw = w;
 			}
 		}
-		ctx->work += cnt;
+		if (bestw >= 0) {
+			planner_sluice_wide_t *wd = &st->wide[bestw];
+			double before = planner_sluice_wide_ms(ctx, wd);
+			planner_sluice_wide_add(st, bestw, i);
+			double dl = planner_sluice_wide_ms(ctx, wd) - before;
+			for (int32_t k = 0; k < wd->d; k++) {
+				int32_t r = st->wide_ranks[wd->rank_off + k];
+				st->ready[r] += dl;
+				F[r] += dl;
+				if (big && rindex_put(&ix, r, F[r], rank_room(ctx, L[r])) != 0) {
+					rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+					goto out;
+				}
+			}
+			wmax[bestw] += dl;
+			continue;
+		}
 		L[best] += s;
 		S[best] += t;
 		F[best] = best_f;
+		if (big && rindex_put(&ix, best, F[best], rank_room(ctx, L[best])) != 0) {
+			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+			goto out;
+		}
+		if (lastw[best] >= 0 && F[best] > wmax[lastw[best]])
+			wmax[lastw[best]] = F[best];
 		if (bin[best] < 0) {
 			bin[best] = planner_sluice_bin_new(st, best);
 			if (bin[best] < 0) {
@@ -174,20 +355,24 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			}
 		}
 		planner_sluice_bin_add(st, bin[best], i);
-		for (int32_t k = 0; k < nc; k++)
-			rpush(&hp, cand[k]);
 	}
 	for (int32_t r = 0; r < N; r++)
 		if (bin[r] >= 0)
 			SL_CHECK_GOTO(planner_sluice_pack_rank(st, r, knobs), rc, out);
 out:
+	rindex_fini(&ix);
+	free(rw);
+	free(wmax);
+	free(lastw);
+	free(dk);
+	free(dval);
+	free(dtr);
 	free(items);
 	free(L);
 	free(S);
 	free(F);
 	free(bin);
 	free(cand);
-	free(hp.h);
 	return rc;
 }
 

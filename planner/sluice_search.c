@@ -3,12 +3,18 @@
  * last and tries, with exact incremental costs under the reference model
  * (a micro-batch costs beta + its sequences + the offload of its excess
  * over cap), to
- *  - move one of its sequences into another micro-batch (any rank, its own
- *    included) or into a new micro-batch of another rank,
+ *  - move one of its sequences into another micro-batch (its own rank's or
+ *    another's) or into a new micro-batch of another rank,
  *  - swap one of its sequences with a shorter one elsewhere,
  *  - hand a whole micro-batch to another rank,
- * keeping the move that lowers the larger of the two finish times most.
- * It stops when the last rank cannot be helped or the work limit is hit. */
+ *  - dissolve one of its micro-batches, spreading its sequences over other
+ *    ranks' micro-batches (saves a fixed cost),
+ *  - move one of its sequences into a wide group (as a rider),
+ *  - take a rider out of a wide group it belongs to,
+ * keeping the move that lowers the larger of the finish times it touches
+ * most. Targets are the ranks that finish first (all ranks on small
+ * clusters). It stops when the last rank cannot be helped or the work limit
+ * is hit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +22,8 @@
 #include "sluice_internal.h"
 
 #define EPS 1e-6
+/* Ranks looked at as targets on large clusters (all when N <= this). */
+#define SEARCH_TARGETS 48
 
 static double bin_ms_of(const planner_sluice_ctx_t *ctx, const planner_sluice_bin_t *b)
 {
@@ -36,10 +44,12 @@ static double bin_ms_delta(const planner_sluice_ctx_t *ctx, const planner_sluice
 	return planner_sluice_bin_ms(ctx, tok, b->sum_t + dt, cnt);
 }
 
+enum { MV_NONE, MV_BIN, MV_NEWBIN, MV_SWAP, MV_GIVE, MV_DISSOLVE, MV_WIDE };
+
 typedef struct {
-	int kind; /* 1 move to bin, 2 move to new bin, 3 swap, 4 bin to rank */
+	int kind;
 	int32_t i, j, b, r;
-	double score; /* the larger finish after the move */
+	double score; /* the largest finish among the ranks the move touches */
 } move_t;
 
 static void consider(move_t *best, int kind, int32_t i, int32_t j, int32_t b, int32_t r,
@@ -71,22 +81,276 @@ static void move_bin(planner_sluice_state_t *st, int32_t b, int32_t r)
 	*pp = b;
 }
 
+static double rank_fin(const planner_sluice_state_t *st, int32_t r)
+{
+	double f = st->ready[r];
+	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
+		if (!st->bins[b].pre)
+			f += bin_ms_of(st->ctx, &st->bins[b]);
+	return f;
+}
+
+typedef struct {
+	double fin;
+	int32_t r;
+} rfin_t;
+
+static int cmp_rfin(const void *a, const void *b)
+{
+	const rfin_t *x = a, *y = b;
+	if (x->fin != y->fin)
+		return x->fin < y->fin ? -1 : 1;
+	return (x->r > y->r) - (x->r < y->r);
+}
+
+/* Scratch of one search. */
+typedef struct {
+	rfin_t *rf;      /* [N] */
+	int32_t *tgt;    /* [N] target ranks */
+	char *is_tgt;    /* [N] */
+	int32_t *tbins;  /* bins of the targets */
+	int32_t ntb, tbins_cap;
+	/* dissolve: tentative additions per bin */
+	int64_t *add_tok, *add_oc;
+	double *add_t;
+	int32_t *add_cnt;
+	double *dfin;    /* [N] tentative finish change */
+	int32_t *plan_to; /* [n] bin chosen for each sequence of the dissolved bin */
+	double *wmax;    /* [nwide] latest finish among a wide group's ranks but rs */
+	char *has_rs;    /* [nwide] whether rs is one of its ranks */
+} scratch_t;
+
+/* Tries to empty bin a of rank rs into the target ranks' micro-batches
+ * (longest sequence first, each where the rank's finish grows least).
+ * Returns the resulting largest finish among touched ranks and rs, or
+ * INFINITY when some sequence finds no place below M. */
+static double try_dissolve(planner_sluice_state_t *st, scratch_t *sc, int32_t a, int32_t rs,
+                           double M, int32_t *seqs, int32_t m)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	double worst = M - bin_ms_of(ctx, &st->bins[a]); /* rs without the bin */
+	for (int32_t q = 0; q < sc->ntb; q++) {
+		int32_t b = sc->tbins[q];
+		sc->add_tok[b] = 0;
+		sc->add_oc[b] = 0;
+		sc->add_t[b] = 0;
+		sc->add_cnt[b] = 0;
+		sc->dfin[st->bins[b].rank] = 0;
+	}
+	for (int32_t z = 0; z < m; z++) {
+		int32_t i = seqs[z];
+		int64_t s = ctx->seqs[i].length;
+		double t = ctx->t1[i], bestf = INFINITY;
+		int32_t bestb = -1;
+		for (int32_t q = 0; q < sc->ntb; q++) {
+			int32_t b = sc->tbins[q];
+			const planner_sluice_bin_t *bb = &st->bins[b];
+			if (b == a || bb->rank == rs)
+				continue;
+			double cur = bin_ms_delta(ctx, bb, sc->add_tok[b], sc->add_t[b], sc->add_cnt[b],
+			                          sc->add_oc[b]);
+			double nxt = bin_ms_delta(ctx, bb, sc->add_tok[b] + s, sc->add_t[b] + t,
+			                          sc->add_cnt[b] + 1, sc->add_oc[b] + ctx->offcap[i]);
+			if (isinf(nxt))
+				continue;
+			double f = st->fin[bb->rank] + sc->dfin[bb->rank] + nxt - cur;
+			if (f < bestf) {
+				bestf = f;
+				bestb = b;
+			}
+		}
+		ctx->work += sc->ntb;
+		if (bestb < 0 || bestf >= M - EPS)
+			return INFINITY;
+		const planner_sluice_bin_t *bb = &st->bins[bestb];
+		double cur = bin_ms_delta(ctx, bb, sc->add_tok[bestb], sc->add_t[bestb],
+		                          sc->add_cnt[bestb], sc->add_oc[bestb]);
+		sc->add_tok[bestb] += s;
+		sc->add_t[bestb] += t;
+		sc->add_cnt[bestb]++;
+		sc->add_oc[bestb] += ctx->offcap[i];
+		double nxt = bin_ms_delta(ctx, bb, sc->add_tok[bestb], sc->add_t[bestb],
+		                          sc->add_cnt[bestb], sc->add_oc[bestb]);
+		sc->dfin[bb->rank] += nxt - cur;
+		sc->plan_to[z] = bestb;
+		if (bestf > worst)
+			worst = bestf;
+	}
+	return worst;
+}
+
+static int cmp_len_desc(const void *a, const void *b, void *arg)
+{
+	const planner_sluice_ctx_t *ctx = arg;
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	int64_t lx = ctx->seqs[x].length, ly = ctx->seqs[y].length;
+	if (lx != ly)
+		return lx > ly ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+/* Takes a rider of a wide group that rank rs belongs to out into the best
+ * target micro-batch (exact: applies, retimes, keeps it if the step drops,
+ * else undoes). Returns 1 when a rider moved. */
+static int try_riders(planner_sluice_state_t *st, scratch_t *sc, int32_t rs, double M)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	for (int32_t w = 0; w < st->nwide; w++) {
+		planner_sluice_wide_t *wd = &st->wide[w];
+		if (st->whead[w] < 0)
+			continue;
+		const int32_t *rk = st->wide_ranks + wd->rank_off;
+		int in = 0;
+		for (int32_t k = 0; k < wd->d && !in; k++)
+			in = rk[k] == rs;
+		if (!in)
+			continue;
+		for (int32_t i = st->whead[w]; i >= 0; i = st->next[i]) {
+			int64_t s = ctx->seqs[i].length;
+			/* the target: the micro-batch (or a new one) where the
+			 * rank's finish grows least */
+			double bestf = INFINITY;
+			int32_t bestb = -1, bestr = -1;
+			for (int32_t q = 0; q < sc->ntb; q++) {
+				int32_t b = sc->tbins[q];
+				const planner_sluice_bin_t *bb = &st->bins[b];
+				double nb = bin_ms_delta(ctx, bb, s, ctx->t1[i], 1, ctx->offcap[i]);
+				if (isinf(nb))
+					continue;
+				double f = st->fin[bb->rank] + nb - bin_ms_of(ctx, bb);
+				if (f < bestf) {
+					bestf = f;
+					bestb = b;
+					bestr = bb->rank;
+				}
+			}
+			for (int32_t q = 0; q < ctx->N && sc->tgt[q] >= 0; q++) {
+				int32_t r = sc->tgt[q];
+				double f = st->fin[r] + planner_sluice_bin_ms(ctx, s, ctx->t1[i], 1);
+				if ((double)s - ctx->cap <= (double)ctx->offcap[i] && f < bestf) {
+					bestf = f;
+					bestb = -1;
+					bestr = r;
+				}
+			}
+			ctx->work += sc->ntb + 8;
+			if (bestr < 0 || bestf >= M - EPS)
+				continue;
+			/* apply */
+			planner_sluice_wide_remove(st, i);
+			int32_t b = bestb >= 0 ? bestb : planner_sluice_bin_new(st, bestr);
+			if (b < 0)
+				return 0;
+			planner_sluice_bin_add(st, b, i);
+			planner_sluice_retime(st);
+			ctx->work += ctx->N + st->nbins;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs)
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
 	int32_t N = ctx->N, n = ctx->n;
+	sl_err rc = SL_OK;
+	scratch_t sc;
+	int32_t *seqs = NULL;
 	(void)knobs;
+	memset(&sc, 0, sizeof(sc));
+	size_t nb0 = (size_t)st->bins_cap + (size_t)N + 16;
+	sc.rf = malloc(sizeof(rfin_t) * (size_t)N);
+	sc.tgt = malloc(sizeof(int32_t) * ((size_t)N + 1));
+	sc.is_tgt = calloc((size_t)N, 1);
+	sc.tbins_cap = (int32_t)nb0;
+	sc.tbins = malloc(sizeof(int32_t) * nb0);
+	sc.add_tok = malloc(sizeof(int64_t) * nb0);
+	sc.add_oc = malloc(sizeof(int64_t) * nb0);
+	sc.add_t = malloc(sizeof(double) * nb0);
+	sc.add_cnt = malloc(sizeof(int32_t) * nb0);
+	sc.dfin = calloc((size_t)N, sizeof(double));
+	sc.plan_to = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+	sc.wmax = malloc(sizeof(double) * (size_t)(st->nwide + 1));
+	sc.has_rs = malloc((size_t)(st->nwide + 1));
+	seqs = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+	if (!sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
+	    !sc.add_t || !sc.add_cnt || !sc.dfin || !sc.plan_to || !sc.wmax || !sc.has_rs ||
+	    !seqs) {
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
+		goto out;
+	}
 	planner_sluice_retime(st);
+	int32_t ntgt_max = N <= SEARCH_TARGETS ? N : SEARCH_TARGETS;
 	for (;;) {
 		if (!planner_sluice_budget_ok(ctx))
 			break;
-		int32_t rs = 0;
-		for (int32_t r = 1; r < N; r++)
-			if (st->fin[r] > st->fin[rs])
-				rs = r;
-		double M = st->fin[rs];
+		/* the last rank and the targets */
+		for (int32_t r = 0; r < N; r++) {
+			sc.rf[r].fin = st->fin[r];
+			sc.rf[r].r = r;
+		}
+		qsort(sc.rf, (size_t)N, sizeof(rfin_t), cmp_rfin);
 		ctx->work += N;
-		move_t best = {0, -1, -1, -1, -1, M};
+		int32_t rs = sc.rf[N - 1].r;
+		/* ties: the lowest rank among those finishing last */
+		for (int32_t q = N - 1; q >= 0 && sc.rf[q].fin == sc.rf[N - 1].fin; q--)
+			rs = sc.rf[q].r;
+		double M = st->fin[rs];
+		int32_t nt = 0;
+		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
+			if (sc.rf[q].r != rs)
+				sc.tgt[nt++] = sc.rf[q].r;
+		sc.tgt[nt] = -1;
+		for (int32_t q = 0; q < nt; q++)
+			sc.is_tgt[sc.tgt[q]] = 1;
+		/* bins of the targets and of rs */
+		if (st->nbins + 1 > sc.tbins_cap) {
+			size_t nc = (size_t)st->nbins * 2 + 16;
+			int32_t *a1 = realloc(sc.tbins, sizeof(int32_t) * nc);
+			int64_t *a2 = realloc(sc.add_tok, sizeof(int64_t) * nc);
+			int64_t *a3 = realloc(sc.add_oc, sizeof(int64_t) * nc);
+			double *a4 = realloc(sc.add_t, sizeof(double) * nc);
+			int32_t *a5 = realloc(sc.add_cnt, sizeof(int32_t) * nc);
+			if (a1)
+				sc.tbins = a1;
+			if (a2)
+				sc.add_tok = a2;
+			if (a3)
+				sc.add_oc = a3;
+			if (a4)
+				sc.add_t = a4;
+			if (a5)
+				sc.add_cnt = a5;
+			if (!a1 || !a2 || !a3 || !a4 || !a5) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
+				goto out;
+			}
+			sc.tbins_cap = (int32_t)nc;
+		}
+		sc.ntb = 0;
+		for (int32_t q = 0; q <= nt; q++) {
+			int32_t r = q < nt ? sc.tgt[q] : rs;
+			for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
+				if (!st->bins[b].pre && st->bins[b].count > 0)
+					sc.tbins[sc.ntb++] = b;
+		}
+		move_t best = {MV_NONE, -1, -1, -1, -1, M};
+		for (int32_t w = 0; w < st->nwide; w++) {
+			const planner_sluice_wide_t *wd = &st->wide[w];
+			sc.wmax[w] = 0;
+			sc.has_rs[w] = 0;
+			if (!wd->ride || !wd->final)
+				continue;
+			for (int32_t k = 0; k < wd->d; k++) {
+				int32_t r = st->wide_ranks[wd->rank_off + k];
+				if (r == rs)
+					sc.has_rs[w] = 1;
+				else if (st->fin[r] > sc.wmax[w])
+					sc.wmax[w] = st->fin[r];
+			}
+			ctx->work += wd->d;
+		}
 
 		for (int32_t a = st->rank_head[rs]; a >= 0; a = st->bins[a].rnext) {
 			const planner_sluice_bin_t *ba = &st->bins[a];
@@ -94,11 +358,11 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 				continue;
 			double ta = bin_ms_of(ctx, ba);
 			/* whole micro-batch to another rank */
-			for (int32_t r = 0; r < N; r++)
-				if (r != rs && st->fin[r] + ta < M - EPS)
-					consider(&best, 4, -1, -1, a, r,
-					         fmax(M - ta, st->fin[r] + ta));
-			ctx->work += N;
+			for (int32_t q = 0; q < nt; q++) {
+				int32_t r = sc.tgt[q];
+				consider(&best, MV_GIVE, -1, -1, a, r, fmax(M - ta, st->fin[r] + ta));
+			}
+			ctx->work += nt;
 			for (int32_t i = ba->head; i >= 0; i = st->next[i]) {
 				int64_t s = ctx->seqs[i].length;
 				double t = ctx->t1[i];
@@ -107,69 +371,122 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 				if (fa >= M - EPS)
 					continue;
 				/* into an existing micro-batch */
-				for (int32_t b = 0; b < st->nbins; b++) {
+				for (int32_t q = 0; q < sc.ntb; q++) {
+					int32_t b = sc.tbins[q];
 					const planner_sluice_bin_t *bb = &st->bins[b];
-					if (b == a || bb->pre || bb->count == 0)
+					if (b == a)
 						continue;
 					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
 					if (isinf(tb2))
 						continue;
 					double d = tb2 - bin_ms_of(ctx, bb);
-					if (bb->rank == rs) {
-						consider(&best, 1, i, -1, b, rs, fa + d);
-					} else {
-						double fb = st->fin[bb->rank] + d;
-						consider(&best, 1, i, -1, b, bb->rank, fmax(fa, fb));
-					}
+					if (bb->rank == rs)
+						consider(&best, MV_BIN, i, -1, b, rs, fa + d);
+					else
+						consider(&best, MV_BIN, i, -1, b, bb->rank,
+						         fmax(fa, st->fin[bb->rank] + d));
 				}
-				ctx->work += st->nbins;
+				ctx->work += sc.ntb;
 				/* into a new micro-batch of another rank */
 				if ((double)s - ctx->cap <= (double)ctx->offcap[i]) {
 					double tn = planner_sluice_bin_ms(ctx, s, t, 1);
-					for (int32_t r = 0; r < N; r++)
-						if (r != rs && st->fin[r] + tn < M - EPS)
-							consider(&best, 2, i, -1, -1, r, fmax(fa, st->fin[r] + tn));
-					ctx->work += N;
+					for (int32_t q = 0; q < nt; q++) {
+						int32_t r = sc.tgt[q];
+						consider(&best, MV_NEWBIN, i, -1, -1, r,
+						         fmax(fa, st->fin[r] + tn));
+					}
+					ctx->work += nt;
 				}
-				/* swap with a shorter sequence of another rank */
-				for (int32_t j = 0; j < n; j++) {
-					int32_t b = st->where[j];
-					if (b < 0 || b == a)
+				/* into a final wide group as a rider */
+				for (int32_t w = 0; w < st->nwide; w++) {
+					planner_sluice_wide_t *wd = &st->wide[w];
+					if (!wd->ride || !wd->final || sc.wmax[w] >= M - EPS)
 						continue;
+					double tr, res, oc;
+					planner_sluice_rider(ctx, wd, i, &tr, &res, &oc);
+					double before = planner_sluice_wide_ms(ctx, wd);
+					wd->sum_t += tr;
+					wd->res += res;
+					wd->offcap += oc;
+					double dl = planner_sluice_wide_ms(ctx, wd) - before;
+					wd->sum_t -= tr;
+					wd->res -= res;
+					wd->offcap -= oc;
+					double sc2 = fmax(sc.wmax[w] + dl, sc.has_rs[w] ? fa + dl : fa);
+					consider(&best, MV_WIDE, i, -1, w, -1, sc2);
+				}
+				ctx->work += 4 * st->nwide;
+				/* swap with a shorter sequence of a target */
+				for (int32_t q = 0; q < sc.ntb; q++) {
+					int32_t b = sc.tbins[q];
 					const planner_sluice_bin_t *bb = &st->bins[b];
-					if (bb->pre || bb->rank == rs || ctx->t1[j] >= t)
+					if (bb->rank == rs)
 						continue;
-					int64_t dl = s - ctx->seqs[j].length;
-					double dt = t - ctx->t1[j];
-					int64_t doc = ctx->offcap[i] - ctx->offcap[j];
-					double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
-					double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
-					if (isinf(na) || isinf(nb))
-						continue;
-					double f1 = M - ta + na;
-					double f2 = st->fin[bb->rank] - bin_ms_of(ctx, bb) + nb;
-					consider(&best, 3, i, j, b, bb->rank, fmax(f1, f2));
+					double tb = bin_ms_of(ctx, bb);
+					for (int32_t j = bb->head; j >= 0; j = st->next[j]) {
+						if (ctx->t1[j] >= t)
+							continue;
+						int64_t dl = s - ctx->seqs[j].length;
+						double dt = t - ctx->t1[j];
+						int64_t doc = ctx->offcap[i] - ctx->offcap[j];
+						double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
+						double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
+						if (isinf(na) || isinf(nb))
+							continue;
+						consider(&best, MV_SWAP, i, j, b, bb->rank,
+						         fmax(M - ta + na, st->fin[bb->rank] - tb + nb));
+					}
+					ctx->work += bb->count;
 				}
-				ctx->work += n;
+			}
+			/* dissolve the whole micro-batch */
+			if (ba->count > 1 && best.kind == MV_NONE) {
+				int32_t m = 0;
+				for (int32_t i = ba->head; i >= 0; i = st->next[i])
+					seqs[m++] = i;
+				qsort_r(seqs, (size_t)m, sizeof(int32_t), cmp_len_desc, ctx);
+				double sc_ = try_dissolve(st, &sc, a, rs, M, seqs, m);
+				if (sc_ < best.score - EPS) {
+					consider(&best, MV_DISSOLVE, -1, -1, a, -1, sc_);
+					/* apply right away: plan_to is valid for this bin only */
+					for (int32_t z = 0; z < m; z++) {
+						planner_sluice_bin_remove(st, seqs[z]);
+						planner_sluice_bin_add(st, sc.plan_to[z], seqs[z]);
+					}
+					for (int32_t z = 0; z < m; z++)
+						st->fin[st->bins[sc.plan_to[z]].rank] =
+						        rank_fin(st, st->bins[sc.plan_to[z]].rank);
+					st->fin[rs] = rank_fin(st, rs);
+					break;
+				}
 			}
 		}
-		if (best.kind == 0)
+		for (int32_t q = 0; q < nt; q++)
+			sc.is_tgt[sc.tgt[q]] = 0;
+		if (best.kind == MV_DISSOLVE)
+			continue;
+		if (best.kind == MV_NONE) {
+			/* last resort: a rider of rs's wide group */
+			if (try_riders(st, &sc, rs, M))
+				continue;
 			break;
-		/* apply */
+		}
 		switch (best.kind) {
-		case 1:
+		case MV_BIN:
 			planner_sluice_bin_remove(st, best.i);
 			planner_sluice_bin_add(st, best.b, best.i);
 			break;
-		case 2: {
+		case MV_NEWBIN: {
 			int32_t b = planner_sluice_bin_new(st, best.r);
-			if (b < 0)
-				return sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
+			if (b < 0) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
+				goto out;
+			}
 			planner_sluice_bin_remove(st, best.i);
 			planner_sluice_bin_add(st, b, best.i);
 			break;
 		}
-		case 3: {
+		case MV_SWAP: {
 			int32_t a = st->where[best.i], b = st->where[best.j];
 			planner_sluice_bin_remove(st, best.i);
 			planner_sluice_bin_remove(st, best.j);
@@ -177,22 +494,34 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 			planner_sluice_bin_add(st, a, best.j);
 			break;
 		}
-		case 4:
+		case MV_GIVE:
 			move_bin(st, best.b, best.r);
 			break;
+		case MV_WIDE:
+			planner_sluice_bin_remove(st, best.i);
+			planner_sluice_wide_add(st, best.b, best.i);
+			planner_sluice_retime(st);
+			ctx->work += N + st->nbins;
+			continue;
 		}
 		/* Only two ranks changed; recompute their finish exactly. */
-		int32_t touched[2] = {rs, best.r};
-		for (int z = 0; z < 2; z++) {
-			int32_t r = touched[z];
-			if (r < 0)
-				continue;
-			double f = st->ready[r];
-			for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
-				if (!st->bins[b].pre)
-					f += bin_ms_of(ctx, &st->bins[b]);
-			st->fin[r] = f;
-		}
+		st->fin[rs] = rank_fin(st, rs);
+		if (best.r >= 0)
+			st->fin[best.r] = rank_fin(st, best.r);
 	}
-	return SL_OK;
+out:
+	free(sc.rf);
+	free(sc.tgt);
+	free(sc.is_tgt);
+	free(sc.tbins);
+	free(sc.add_tok);
+	free(sc.add_oc);
+	free(sc.add_t);
+	free(sc.add_cnt);
+	free(sc.dfin);
+	free(sc.plan_to);
+	free(sc.wmax);
+	free(sc.has_rs);
+	free(seqs);
+	return rc;
 }
