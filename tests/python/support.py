@@ -22,6 +22,16 @@ def need(var):
     return path
 
 
+def child_env():
+    """The environment of the C programs the tests start: in a sanitizer
+    build they get ASan's leak checker back (python3 itself runs without)."""
+    env = dict(os.environ)
+    if "SLUICE_CHILD_ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] = env["SLUICE_CHILD_ASAN_OPTIONS"]
+        env.pop("LD_PRELOAD", None)
+    return env
+
+
 def lengths(seed, n, lo, hi):
     """n deterministic lengths in [lo, hi] (xorshift64)."""
     x = (seed * 6364136223846793005 + 1442695040888963407) & (2**64 - 1)
@@ -42,6 +52,7 @@ def cli(*args, stdin=None):
         capture_output=True,
         text=True,
         timeout=60,
+        env=child_env(),
     )
     if r.returncode != 0:
         raise AssertionError("sluice %s: exit %d: %s" % (" ".join(map(str, args)), r.returncode, r.stderr))
@@ -72,6 +83,7 @@ class Daemon:
             + list(extra),
             stdout=subprocess.PIPE,
             stderr=self.log,
+            env=child_env(),
         )
         line = self._read_line(10.0)
         if "listening on " not in line:
@@ -99,7 +111,8 @@ class Daemon:
         return self.log.read()
 
     def stop(self):
-        """SIGTERM, then waits; returns the exit status."""
+        """SIGTERM, then waits; returns the exit status (its stderr is then
+        in final_log)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -108,6 +121,7 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
+        self.final_log = self.read_log()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode

@@ -32,7 +32,8 @@ class ClientTest(unittest.TestCase):
         cls.client.close()
         rc = cls.daemon.stop()
         if rc != 0:
-            raise AssertionError("sluiced exited with %d after SIGTERM" % rc)
+            raise AssertionError("sluiced exited with %d after SIGTERM; its log:\n%s"
+                                 % (rc, cls.daemon.final_log[-4000:]))
 
     def test_blocking_plan_matches_the_cli(self):
         lens = lengths(3, 40, 300, 40000)
@@ -166,7 +167,7 @@ class LifetimeTest(unittest.TestCase):
             self.assertEqual(cm.exception.name, "SL_ECLOSED")
             c.close()  # twice is fine
         finally:
-            self.assertEqual(d.stop(), 0)
+            self.assertEqual(d.stop(), 0, d.final_log[-4000:])
 
     def test_no_daemon(self):
         need("SLUICE_LIB")

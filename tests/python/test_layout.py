@@ -10,13 +10,14 @@ import unittest
 
 import sluice
 from sluice import _lib
-from support import need
+from support import child_env, need
 
 
 class LayoutTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        out = subprocess.run([need("SLUICE_LAYOUT")], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([need("SLUICE_LAYOUT")], capture_output=True, text=True, check=True,
+                             env=child_env()).stdout
         cls.c = json.loads(out)
 
     def check(self, cname, pytype):
