@@ -12,7 +12,7 @@ sluice._lib for where it looks); the plan helpers are pure Python and work on
 plans from `sluice plan --format json` without a daemon. See docs/python.md.
 """
 
-from .client import Client, SluiceError
+from .client import Client, SluiceError, keygen
 from .megatron import MegatronSchedule, MicroBatch, megatron_schedule
 from .plan import PLAN_FORMAT, Group, Plan, as_plan, cumulative, load_plan, padded_length
 from .verl import VerlBalance, verl_balance
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "SluiceError",
+    "keygen",
     "ERROR_NAMES",
     "find_library",
     "Plan",

@@ -136,6 +136,7 @@ _SIGNATURES = {
     "sl_plan_to_json": (_P, [_P]),
     "sl_plan_free": (None, [_PP]),
     "sl_profile_parse_json": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, _P]),
+    "sl_keygen": (ctypes.c_int, [ctypes.c_char_p]),
 }
 
 _lock = threading.Lock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _lib
 from .plan import Plan
@@ -52,6 +52,18 @@ def _opt_bytes(s: Optional[str]) -> Optional[bytes]:
     if s is None:
         return None
     return str(s).encode("utf-8")
+
+
+def keygen(base: str) -> Tuple[str, str]:
+    """Writes a new CURVE keypair as `sluice keygen` does: <base>.key (the
+    secret, mode 0600; an existing file is not overwritten) and <base>.pub
+    (the public key, one line for an authorized-keys file). Returns the two
+    paths; raises SluiceError."""
+    lib = _lib.load()
+    rc = lib.sl_keygen(str(base).encode("utf-8"))
+    if rc != 0:
+        raise SluiceError(rc, _lib.decode(lib.sl_errmsg()))
+    return str(base) + ".key", str(base) + ".pub"
 
 
 class Client:

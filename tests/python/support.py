@@ -72,14 +72,16 @@ def cli_csv(lens, *args):
 
 
 class Daemon:
-    """A real sluiced listening on ipc://<tmp>/sluiced.sock."""
+    """A real sluiced listening on ipc://<tmp>/sluiced.sock, or on the
+    endpoint given."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, endpoint=None):
         self.dir = tempfile.mkdtemp(prefix="sluice-py-")
-        self.endpoint = "ipc://%s/sluiced.sock" % self.dir
+        if endpoint is None:
+            endpoint = "ipc://%s/sluiced.sock" % self.dir
         self.log = open(os.path.join(self.dir, "sluiced.log"), "w+")
         self.proc = subprocess.Popen(
-            [need("SLUICED"), "--endpoint", self.endpoint, "--log-level", "warn", "--threads", "2"]
+            [need("SLUICED"), "--endpoint", endpoint, "--log-level", "warn", "--threads", "2"]
             + list(extra),
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -90,6 +92,8 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError("sluiced did not start: %r; log: %s" % (line, self.read_log()))
+        # the endpoint it really listens on (tcp://HOST:* picks a port)
+        self.endpoint = line.split("listening on ", 1)[1].split()[0]
 
     def _read_line(self, timeout):
         buf = b""

@@ -185,5 +185,44 @@ class LifetimeTest(unittest.TestCase):
         self.assertIn("carrier-pigeon", cm.exception.message)
 
 
+class CurveTest(unittest.TestCase):
+    """tcp:// with CURVE: keys from sluice.keygen, the daemon's public key
+    as a .pub file or as Z85 text; a key the daemon does not list gets no
+    plan."""
+
+    def test_tcp_with_curve(self):
+        need("SLUICE_LIB")
+        with tempfile.TemporaryDirectory() as d:
+            srv_key, srv_pub = sluice.keygen(os.path.join(d, "server"))
+            cli_key, cli_pub = sluice.keygen(os.path.join(d, "client"))
+            other_key, _ = sluice.keygen(os.path.join(d, "other"))
+            self.assertEqual(os.stat(cli_key).st_mode & 0o777, 0o600)
+            with self.assertRaises(sluice.SluiceError):
+                sluice.keygen(os.path.join(d, "client"))  # refuses to overwrite
+            ak = os.path.join(d, "authorized_keys")
+            with open(cli_pub) as f, open(ak, "w") as out:
+                out.write(f.read())
+            with open(srv_pub) as f:
+                srv_z85 = f.read().split()[0]
+            self.assertEqual(len(srv_z85), 40)
+            daemon = Daemon("--curve-secret-key", srv_key, "--authorized-keys", ak,
+                            endpoint="tcp://127.0.0.1:*")
+            try:
+                self.assertTrue(daemon.endpoint.startswith("tcp://127.0.0.1:"))
+                for server_key in (srv_pub, srv_z85):
+                    with sluice.Client(daemon.endpoint, server_key=server_key, secret_key_file=cli_key) as c:
+                        p = c.plan([3000, 500, 12000], ranks=8, job="py-curve", timeout_ms=30000)
+                        self.assertEqual([s for _, s in p.sequences], [3000, 500, 12000])
+                with sluice.Client(daemon.endpoint, server_key=srv_pub, secret_key_file=other_key) as c:
+                    with self.assertRaises(sluice.SluiceError) as cm:
+                        c.plan([3000], ranks=8, job="py-curve", timeout_ms=1000)
+                    self.assertIn(cm.exception.name, ("SL_EDENIED", "SL_ETIMEOUT", "SL_EBUSY"))
+                with self.assertRaises(sluice.SluiceError) as cm:
+                    sluice.Client(daemon.endpoint, server_key=srv_pub, secret_key_file=os.path.join(d, "nope.key"))
+                self.assertIn("nope.key", cm.exception.message)
+            finally:
+                self.assertEqual(daemon.stop(), 0, daemon.final_log[-4000:])
+
+
 if __name__ == "__main__":
     unittest.main()
