@@ -8,7 +8,6 @@ import subprocess
 import sys
 import unittest
 
-import sluice
 from sluice import _lib
 from support import child_env, need
 
