@@ -13,6 +13,12 @@ static const sl_policy_t policies[] = {
 	/* POLICY TABLE: add one line per policy, keep `sluice` first once it exists. */
 	{"sluice", "LP-chosen ring sizes, dynamic mesh, two-stage balance, local search (default)",
 	 planner_policy_sluice},
+	{"static", "one SP degree for the whole run (DeepSpeed-Ulysses, Megatron-LM CP)",
+	 planner_policy_static},
+	{"batch-adaptive", "best single SP degree per batch (FlexSP's BatchAda baseline)",
+	 planner_policy_batch_adaptive},
+	{"megatron-hybrid-cp", "Megatron-LM hybrid DPxCP BalancedCPScheduler",
+	 planner_policy_megatron_hcp},
 	{NULL, NULL, NULL}, /* end */
 };
 
