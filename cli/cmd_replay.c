@@ -504,7 +504,7 @@ int cli_cmd_replay(int argc, char **argv)
 			if (sl_plan_validate(plan, &cost, first_violation, vmsg) > 0) {
 				p->bad[s] = 1;
 				if (p->invalid++ == 0)
-					snprintf(p->first_violation, sizeof(p->first_violation), "step %zu: %s",
+					snprintf(p->first_violation, sizeof(p->first_violation), "step %zu: %.200s",
 					         s, vmsg);
 			}
 			p->step_ms[s] = plan->step_ms;
