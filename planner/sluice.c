@@ -55,14 +55,19 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 		free(ctx->offcap);
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory for %lld sequences", (long long)n);
 	}
-	/* Offloading keeps a margin under max_offload so the 1e-6 grid of
-	 * sl_cost_offload_for never rounds past it. */
-	double fm = ctx->fmax - 1e-5;
+	/* The most tokens of a sequence one rank may offload: the largest v
+	 * whose offload fraction, as sl_cost_offload_for rounds it to its 1e-6
+	 * grid, stays within max_offload. */
 	for (int64_t i = 0; i < n; i++) {
 		int64_t s = seqs[i].length;
 		ctx->t1[i] = sl_cost_seq_ms(cost, s, 1, 0.0, 1);
-		double oc = fm > 0 ? floor((double)s * fm) : 0;
-		ctx->offcap[i] = oc > 0 ? (int64_t)oc : 0;
+		double oc = floor((double)s * ctx->fmax);
+		int64_t v = oc > 0 ? (int64_t)oc : 0;
+		if (v >= s)
+			v = s - 1;
+		while (v > 0 && sl_cost_offload_for(cost, s, 1, (double)(s - v)) >= 1.0)
+			v--;
+		ctx->offcap[i] = v;
 	}
 	ctx->work_limit = opts->work_limit > 0 ? opts->work_limit : SLUICE_DEFAULT_WORK;
 	if (opts->time_limit_ms > 0) {

@@ -110,7 +110,11 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 		r->c.d = d;
 		r->c.f = sl_cost_min_offload(c, s, d);
 		r->c.w = work_lb(c, s, d, r->c.f, d <= ctx->G, &r->c.t);
-		r->feasible = r->c.f <= ctx->fmax - 2e-5;
+		/* usable when the offload, on sl_cost_offload_for's grid, stays
+		 * within max_offload (checked exactly only near the limit) */
+		r->feasible = r->c.f <= ctx->fmax - 1e-4 ||
+		              (r->c.f <= ctx->fmax + 1e-6 &&
+		               sl_cost_offload_for(c, s, d, ctx->cap) < 1.0);
 		double p = (double)sl_cost_padded(s, d);
 		double frac = (1.0 - r->c.f) * p / ((double)d * ctx->cap); /* memory it fills */
 		if (d == 1)
@@ -472,6 +476,14 @@ void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_slui
 			double x = which ? cd->xb : cd->x;
 			if (cd->d > 0 && (best == NULL || x > (which ? best->xb : best->x) + 1e-9))
 				best = cd;
+		}
+		if (best == NULL) {
+			/* no usable column carries LP weight: the fastest usable one */
+			for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+				const planner_sluice_cand_t *cd = &lp->cand[k];
+				if (cd->dec && (best == NULL || cd->t < best->t))
+					best = cd;
+			}
 		}
 		if (best != NULL) {
 			deg[lp->seq[j]] = best->d;

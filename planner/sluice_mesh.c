@@ -493,8 +493,8 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 	}
 	for (int32_t i = 0; i < n; i++) {
 		st->where[i] = INT32_MIN;
-		if (deg[i] > 1) {
-			total += deg[i];
+		if (deg[i] > 1 || (double)ctx->seqs[i].length - ctx->cap > (double)ctx->offcap[i]) {
+			total += deg[i] > 1 ? deg[i] : N;
 			nw++;
 		}
 	}
@@ -511,12 +511,17 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 
 	/* Wide groups, list-scheduled in LPT order on node-aware rings. */
 	nw = 0;
-	for (int32_t i = 0; i < n; i++)
-		if (deg[i] > 1) {
-			wk[nw].d = deg[i];
-			wk[nw].t = sl_cost_seq_ms(c, ctx->seqs[i].length, deg[i], off[i], deg[i] <= ctx->G);
+	for (int32_t i = 0; i < n; i++) {
+		int32_t d = deg[i];
+		if (d <= 1 && (double)ctx->seqs[i].length - ctx->cap > (double)ctx->offcap[i])
+			d = 2; /* cannot sit on one rank: the loop below finds the least d */
+		if (d > 1) {
+			wk[nw].d = d;
+			wk[nw].t = sl_cost_seq_ms(c, ctx->seqs[i].length, d, d == deg[i] ? off[i] : 0.0,
+			                          d <= ctx->G);
 			wk[nw++].lead = i;
 		}
+	}
 	qsort(wk, (size_t)nw, sizeof(wkey_t), cmp_wkey);
 	int64_t used = 0;
 	for (int32_t q = 0; q < nw; q++) {
@@ -528,6 +533,13 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		while (f >= 1.0 && d < N) {
 			d++;
 			f = sl_cost_offload_for(c, s, d, ctx->cap);
+		}
+		if (f >= 1.0) {
+			rc = sl_seterr(SL_EINFEASIBLE,
+			               "sluice: sequence %lld (%lld tokens) does not fit on all %d ranks "
+			               "offloading at most %.6f",
+			               (long long)ctx->seqs[i].id, (long long)s, N, ctx->fmax);
+			goto out;
 		}
 		if (used + d > total) {
 			pool = realloc(st->wide_ranks, sizeof(int32_t) * (size_t)(used + d));
