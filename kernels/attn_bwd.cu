@@ -16,7 +16,7 @@
 
 namespace kern {
 
-template <int D, int NW, int BM>
+template <int D, int NW, int BM, int NSUB>
 __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
 {
 	constexpr int NT = NW * 32;
@@ -26,7 +26,9 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
 	constexpr int CHS = BM / 8; /* chunks per dS^T row */
 	constexpr int RBS = BM * 2; /* bytes per dS^T row */
 	constexpr int DW = D / NW;  /* dQ columns per warp */
-	constexpr int NQT = BM / 8; /* n8 tiles of S^T */
+	constexpr int BMS = BM / NSUB; /* queries per sub-block */
+	constexpr int NQS = BMS / 8;   /* n8 tiles of S^T per sub-block */
+	static_assert(BMS % 16 == 0, "sub-block of whole m16 tiles");
 	constexpr int NDT = D / 8;
 	constexpr uint32_t QB = BM * D * 2;
 	static_assert(DW % 16 == 0, "each warp takes a multiple of 16 dQ columns");
@@ -45,16 +47,6 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
 	const int g = lane >> 2, t4 = lane & 3;
 	const frag_off<CH> offA(lane_row_a(lane), lane_hi_a(lane));
 	const frag_off<CH> offB(lane_row_b(lane), lane_hi_b(lane));
-	/* dQ phase: K^T columns of this warp (transposed B, A roles), and the
-	 * dS^T tile read as a transposed A operand (B roles) */
-	uint32_t kq_off[DW / 16];
-#pragma unroll
-	for (int j = 0; j < DW / 16; ++j)
-		kq_off[j] = swz<CH>(lane_row_a(lane), warp * (DW / 8) + 2 * j + lane_hi_a(lane));
-	uint32_t ds_off[BM / 16];
-#pragma unroll
-	for (int mq = 0; mq < BM / 16; ++mq)
-		ds_off[mq] = swz<CHS>(lane_row_b(lane), 2 * mq + lane_hi_b(lane));
 	const kern_tile_t tile = a.tiles[blockIdx.x];
 	const kern_seg_t seg = a.segs[tile.seg];
 	const int hk = blockIdx.y;
@@ -114,17 +106,14 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
 		const int rv = min(BM, len - qt0);
 		load_tile<BM, D, NT>(sQ + b * QB, qbase + row0, qstride, rv, qbase, tid);
 		load_tile<BM, D, NT>(sdO + b * QB, obase + row0, qstride, rv, obase, tid);
+		/* raw LSE and delta, asynchronously (a plain load here would stall
+		 * every warp at each iteration's start); rows >= qvalid read 0 */
 		for (int r = tid; r < BM; r += NT) {
 			const int qi = qt0 + r;
-			float l2 = INFINITY, dl = 0.f;
-			if (qi < qvalid) {
-				const int64_t idx = (seg.off + qi) * a.heads + h;
-				const float l = a.lse[idx];
-				l2 = l == -INFINITY ? INFINITY : l * 1.4426950408889634f;
-				dl = a.delta[idx];
-			}
-			sL[b * BM + r] = l2;
-			sDl[b * BM + r] = dl;
+			const bool ok = qi < qvalid;
+			const int64_t idx = (seg.off + (ok ? qi : 0)) * a.heads + h;
+			cp_async4(smem_u32(sL + b * BM + r), a.lse + idx, ok);
+			cp_async4(smem_u32(sDl + b * BM + r), a.delta + idx, ok);
 		}
 	};
 
@@ -154,126 +143,149 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
 		const uint32_t sQb = sQ + b * QB, sdOb = sdO + b * QB;
 		const float *lq = sL + b * BM, *dlq = sDl + b * BM;
 
-		float st[NQT][4], dp[NQT][4];
+		/* NSUB column sub-blocks of BMS queries: S^T/dP^T of one sub-block
+		 * live at a time (registers), K_w/V_w fragments re-read per block */
 #pragma unroll
-		for (int i = 0; i < NQT; ++i)
+		for (int sub = 0; sub < NSUB; ++sub) {
+			const int c0 = sub * BMS;
+			float st[NQS][4], dp[NQS][4];
 #pragma unroll
-			for (int e = 0; e < 4; ++e)
-				st[i][e] = dp[i][e] = 0.f;
+			for (int i = 0; i < NQS; ++i)
 #pragma unroll
-		for (int ks = 0; ks < D / 16; ++ks) {
-			uint32_t ka[4], va[4];
-			const uint32_t off = offA.at(ks) + warp * 16 * RB;
-			ldsm_x4(ka, sK + off);
-			ldsm_x4(va, sV + off);
+				for (int e = 0; e < 4; ++e)
+					st[i][e] = dp[i][e] = 0.f;
 #pragma unroll
-			for (int np = 0; np < BM / 16; ++np) {
-				uint32_t qb[4], ob[4];
-				const uint32_t o2 = offB.at(ks) + np * 16 * RB;
-				ldsm_x4(qb, sQb + o2);
-				ldsm_x4(ob, sdOb + o2);
-				mma16816(st[2 * np], ka, qb[0], qb[1]);
-				mma16816(st[2 * np + 1], ka, qb[2], qb[3]);
-				mma16816(dp[2 * np], va, ob[0], ob[1]);
-				mma16816(dp[2 * np + 1], va, ob[2], ob[3]);
-			}
-		}
-
-		/* P^T and dS^T (scaled); keys are rows, queries columns */
-		const bool need_mask =
-		    kv_tile < BN || (a.causal && kmax > kern_pos(chunk, a.d, a.q_owner, qt0));
+			for (int ks = 0; ks < D / 16; ++ks) {
+				uint32_t ka[4], va[4];
+				const uint32_t off = offA.at(ks) + warp * 16 * RB;
+				ldsm_x4(ka, sK + off);
+				ldsm_x4(va, sV + off);
 #pragma unroll
-		for (int nt = 0; nt < NQT; ++nt)
-#pragma unroll
-			for (int e1 = 0; e1 < 2; ++e1) {
-				const int qc = nt * 8 + 2 * t4 + e1;
-				const float l2 = lq[qc], dl = dlq[qc];
-				int qp = 0;
-				if (need_mask && a.causal)
-					qp = qt0 + qc < len ? kern_pos(chunk, a.d, a.q_owner, qt0 + qc)
-					                    : INT32_MAX;
-#pragma unroll
-				for (int rr = 0; rr < 2; ++rr) {
-					const int e = rr * 2 + e1;
-					float p = exp2f(st[nt][e] * sl2 - l2);
-					if (need_mask && !(kok[rr] && (!a.causal || kp[rr] <= qp)))
-						p = 0.f;
-					st[nt][e] = p;
-					dp[nt][e] = p * (dp[nt][e] - dl) * a.scale;
+				for (int np = 0; np < BMS / 16; ++np) {
+					uint32_t qb[4], ob[4];
+					const uint32_t o2 = offB.at(ks) + (c0 + np * 16) * RB;
+					ldsm_x4(qb, sQb + o2);
+					ldsm_x4(ob, sdOb + o2);
+					mma16816(st[2 * np], ka, qb[0], qb[1]);
+					mma16816(st[2 * np + 1], ka, qb[2], qb[3]);
+					mma16816(dp[2 * np], va, ob[0], ob[1]);
+					mma16816(dp[2 * np + 1], va, ob[2], ob[3]);
 				}
 			}
 
-		/* dV += P^T dO, dK += dS^T Q; dS^T to shared memory for dQ */
+			/* P^T and dS^T (scaled); keys are rows, queries columns */
+			const bool need_mask =
+			    kv_tile < BN ||
+			    (a.causal && kmax > kern_pos(chunk, a.d, a.q_owner, min(qt0 + c0, len - 1)));
 #pragma unroll
-		for (int kk = 0; kk < BM / 16; ++kk) {
-			uint32_t pa[4], sa[4];
-			pa[0] = pack_bf16(st[2 * kk][0], st[2 * kk][1]);
-			pa[1] = pack_bf16(st[2 * kk][2], st[2 * kk][3]);
-			pa[2] = pack_bf16(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-			pa[3] = pack_bf16(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-			sa[0] = pack_bf16(dp[2 * kk][0], dp[2 * kk][1]);
-			sa[1] = pack_bf16(dp[2 * kk][2], dp[2 * kk][3]);
-			sa[2] = pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-			sa[3] = pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
-			const int kr = warp * 16 + g;
-			st_shared_u32(sdS + swz<CHS>(kr, 2 * kk) + t4 * 4, sa[0]);
-			st_shared_u32(sdS + swz<CHS>(kr + 8, 2 * kk) + t4 * 4, sa[1]);
-			st_shared_u32(sdS + swz<CHS>(kr, 2 * kk + 1) + t4 * 4, sa[2]);
-			st_shared_u32(sdS + swz<CHS>(kr + 8, 2 * kk + 1) + t4 * 4, sa[3]);
+			for (int nt = 0; nt < NQS; ++nt)
 #pragma unroll
-			for (int dp2 = 0; dp2 < D / 16; ++dp2) {
-				uint32_t ob[4], qb[4];
-				const uint32_t o2 = offA.at(dp2) + kk * 16 * RB;
-				ldsm_x4_t(ob, sdOb + o2);
-				mma16816(dv[2 * dp2], pa, ob[0], ob[1]);
-				mma16816(dv[2 * dp2 + 1], pa, ob[2], ob[3]);
-				ldsm_x4_t(qb, sQb + o2);
-				mma16816(dk[2 * dp2], sa, qb[0], qb[1]);
-				mma16816(dk[2 * dp2 + 1], sa, qb[2], qb[3]);
+				for (int e1 = 0; e1 < 2; ++e1) {
+					const int qc = c0 + nt * 8 + 2 * t4 + e1;
+					/* padding rows and rows that saw no key: P = 0 */
+					const float lraw = lq[qc], dl = dlq[qc];
+					const float l2 = qt0 + qc < qvalid && lraw != -INFINITY
+					                     ? lraw * 1.4426950408889634f
+					                     : INFINITY;
+					int qp = 0;
+					if (need_mask && a.causal)
+						qp = qt0 + qc < len ? kern_pos(chunk, a.d, a.q_owner, qt0 + qc)
+						                    : INT32_MAX;
+#pragma unroll
+					for (int rr = 0; rr < 2; ++rr) {
+						const int e = rr * 2 + e1;
+						float p = exp2f(st[nt][e] * sl2 - l2);
+						if (need_mask && !(kok[rr] && (!a.causal || kp[rr] <= qp)))
+							p = 0.f;
+						st[nt][e] = p;
+						dp[nt][e] = p * (dp[nt][e] - dl) * a.scale;
+					}
+				}
+
+			/* dV += P^T dO, dK += dS^T Q; dS^T to shared memory for dQ */
+#pragma unroll
+			for (int kk = 0; kk < BMS / 16; ++kk) {
+				uint32_t pa[4], sa[4];
+				pa[0] = pack_bf16(st[2 * kk][0], st[2 * kk][1]);
+				pa[1] = pack_bf16(st[2 * kk][2], st[2 * kk][3]);
+				pa[2] = pack_bf16(st[2 * kk + 1][0], st[2 * kk + 1][1]);
+				pa[3] = pack_bf16(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+				sa[0] = pack_bf16(dp[2 * kk][0], dp[2 * kk][1]);
+				sa[1] = pack_bf16(dp[2 * kk][2], dp[2 * kk][3]);
+				sa[2] = pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+				sa[3] = pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+				const int kr = warp * 16 + g;
+				const int ck = c0 / 8 + 2 * kk;
+				st_shared_u32(sdS + swz<CHS>(kr, ck) + t4 * 4, sa[0]);
+				st_shared_u32(sdS + swz<CHS>(kr + 8, ck) + t4 * 4, sa[1]);
+				st_shared_u32(sdS + swz<CHS>(kr, ck + 1) + t4 * 4, sa[2]);
+				st_shared_u32(sdS + swz<CHS>(kr + 8, ck + 1) + t4 * 4, sa[3]);
+#pragma unroll
+				for (int dp2 = 0; dp2 < D / 16; ++dp2) {
+					uint32_t ob[4], qb[4];
+					const uint32_t o2 = offA.at(dp2) + (c0 + kk * 16) * RB;
+					ldsm_x4_t(ob, sdOb + o2);
+					mma16816(dv[2 * dp2], pa, ob[0], ob[1]);
+					mma16816(dv[2 * dp2 + 1], pa, ob[2], ob[3]);
+					ldsm_x4_t(qb, sQb + o2);
+					mma16816(dk[2 * dp2], sa, qb[0], qb[1]);
+					mma16816(dk[2 * dp2 + 1], sa, qb[2], qb[3]);
+				}
 			}
 		}
 		__syncthreads();
 
-		/* dQ[BM][w*DW ..] = dS K over the block's BN keys */
-		float dq[BM / 16][DW / 8][4];
+		/* dQ[BM][w*DW ..] = dS K over the block's BN keys, MQG query m-tiles
+		 * at a time (fewer live registers next to dK and dV) */
+		constexpr int MQG = BM / 16 >= 2 ? 2 : 1;
 #pragma unroll
-		for (int mq = 0; mq < BM / 16; ++mq)
+		for (int mg = 0; mg < BM / 16; mg += MQG) {
+			float dq[MQG][DW / 8][4];
 #pragma unroll
-			for (int i = 0; i < DW / 8; ++i)
+			for (int mq = 0; mq < MQG; ++mq)
 #pragma unroll
-				for (int e = 0; e < 4; ++e)
-					dq[mq][i][e] = 0.f;
+				for (int i = 0; i < DW / 8; ++i)
 #pragma unroll
-		for (int kk = 0; kk < BN / 16; ++kk) {
-			uint32_t kb[DW / 16][4];
+					for (int e = 0; e < 4; ++e)
+						dq[mq][i][e] = 0.f;
 #pragma unroll
-			for (int j = 0; j < DW / 16; ++j)
-				ldsm_x4_t(kb[j], sK + kq_off[j] + kk * 16 * RB);
+			for (int kk = 0; kk < BN / 16; ++kk) {
+				uint32_t kb[DW / 16][4];
 #pragma unroll
-			for (int mq = 0; mq < BM / 16; ++mq) {
-				uint32_t aa[4];
-				ldsm_x4_t(aa, sdS + ds_off[mq] + kk * 16 * RBS);
+				for (int j = 0; j < DW / 16; ++j)
+					ldsm_x4_t(kb[j], sK + kk * 16 * RB +
+					                     swz<CH>(lane_row_a(lane),
+					                             warp * (DW / 8) + 2 * j +
+					                                 lane_hi_a(lane)));
 #pragma unroll
-				for (int j = 0; j < DW / 16; ++j) {
-					mma16816(dq[mq][2 * j], aa, kb[j][0], kb[j][1]);
-					mma16816(dq[mq][2 * j + 1], aa, kb[j][2], kb[j][3]);
+				for (int mq = 0; mq < MQG; ++mq) {
+					uint32_t aa[4];
+					ldsm_x4_t(aa, sdS + kk * 16 * RBS +
+					                  swz<CHS>(lane_row_b(lane),
+					                           2 * (mg + mq) + lane_hi_b(lane)));
+#pragma unroll
+					for (int j = 0; j < DW / 16; ++j) {
+						mma16816(dq[mq][2 * j], aa, kb[j][0], kb[j][1]);
+						mma16816(dq[mq][2 * j + 1], aa, kb[j][2], kb[j][3]);
+					}
 				}
 			}
+#pragma unroll
+			for (int mq = 0; mq < MQG; ++mq)
+#pragma unroll
+				for (int rr = 0; rr < 2; ++rr) {
+					const int qi = qt0 + (mg + mq) * 16 + g + rr * 8;
+					if (qi >= qvalid)
+						continue;
+					float *dst = a.dq + ((seg.off + qi) * a.heads + h) * D +
+					             warp * DW + 2 * t4;
+#pragma unroll
+					for (int j = 0; j < DW / 8; ++j)
+						atomicAdd(reinterpret_cast<float2 *>(dst + j * 8),
+						          make_float2(dq[mq][j][rr * 2],
+						                      dq[mq][j][rr * 2 + 1]));
+				}
 		}
-#pragma unroll
-		for (int mq = 0; mq < BM / 16; ++mq)
-#pragma unroll
-			for (int rr = 0; rr < 2; ++rr) {
-				const int qi = qt0 + mq * 16 + g + rr * 8;
-				if (qi >= qvalid)
-					continue;
-				float *dst = a.dq + ((seg.off + qi) * a.heads + h) * D + warp * DW +
-				             2 * t4;
-#pragma unroll
-				for (int j = 0; j < DW / 8; ++j)
-					atomicAdd(reinterpret_cast<float2 *>(dst + j * 8),
-					          make_float2(dq[mq][j][rr * 2], dq[mq][j][rr * 2 + 1]));
-			}
 		__syncthreads();
 	}
 
@@ -310,11 +322,11 @@ template <int D, int NW, int BM> static size_t bwd_smem()
 	return static_cast<size_t>(2 * BN * D * 2 + 4 * BM * D * 2 + BN * BM * 2 + 4 * BM * 4);
 }
 
-template <int D, int NW, int BM>
+template <int D, int NW, int BM, int NSUB>
 static sl_err launch_bwd(const kern_bwd_args_t *a, cudaStream_t st)
 {
 	const size_t smem = bwd_smem<D, NW, BM>();
-	auto fn = bwd_kernel<D, NW, BM>;
+	auto fn = bwd_kernel<D, NW, BM, NSUB>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(smem)));
 	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->kv_heads));
@@ -329,16 +341,14 @@ struct bwd_variant {
 	sl_err (*launch)(const kern_bwd_args_t *, cudaStream_t);
 };
 
-#define BWD_V(D, NW, BM)                                                                           \
+#define BWD_V(D, NW, BM, NSUB)                                                                     \
 	{                                                                                          \
-		D, NW, BM, "d" #D "_n" #NW "x16_m" #BM, launch_bwd<D, NW, BM>                      \
+		D, NW, BM, "d" #D "_n" #NW "x16_m" #BM "s" #NSUB, launch_bwd<D, NW, BM, NSUB>      \
 	}
 static const bwd_variant bwd_table[] = {
-    BWD_V(64, 4, 64),
-    BWD_V(64, 4, 128),
-    BWD_V(128, 4, 32),
-    BWD_V(128, 4, 64),
-    BWD_V(128, 8, 32),
+    BWD_V(64, 4, 64, 1),  BWD_V(64, 4, 128, 2), BWD_V(64, 4, 64, 2),
+    BWD_V(128, 4, 32, 1), BWD_V(128, 4, 64, 1), BWD_V(128, 8, 32, 1),
+    BWD_V(128, 4, 64, 2), BWD_V(128, 8, 64, 2),
 };
 #undef BWD_V
 static const int bwd_count = sizeof(bwd_table) / sizeof(bwd_table[0]);
@@ -368,7 +378,7 @@ int kern_bwd_variants(int32_t head_dim)
 
 int kern_bwd_default(int32_t head_dim)
 {
-	return head_dim == 64 ? 0 : 0;
+	return head_dim == 64 ? 0 : 3; /* d64_n4x16_m64s1, d128_n4x16_m64s2 */
 }
 
 int32_t kern_bwd_block_n(int32_t head_dim, int variant)

@@ -54,6 +54,14 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool v
 	             "r"(sz)
 	             : "memory");
 }
+/* 4-byte asynchronous copy (.ca), zero fill when !valid. */
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, bool valid)
+{
+	int sz = valid ? 4 : 0;
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+	             "r"(sz)
+	             : "memory");
+}
 __device__ __forceinline__ void cp_async_commit()
 {
 	asm volatile("cp.async.commit_group;\n" ::: "memory");

@@ -142,6 +142,7 @@ typedef struct kern_ctx {
 	double timeout_s;             /* a pass waiting longer aborts (SL_ETIMEOUT) */
 	cudaEvent_t *ev;              /* event pool, grown on demand */
 	int nev;
+	float *scratch; /* one float for kern_ctx_barrier */
 } kern_ctx_t;
 
 /* Sets NCCL_NVLS_ENABLE=0, selects the device, creates the streams and, when
@@ -171,7 +172,8 @@ typedef struct kern_group {
 	int32_t nqt, nkt;
 	/* bf16 tensors */
 	void *q, *dout, *o;
-	void *kv[2]; /* [2][ntok][KH][D]: K then V; kv[0] holds the own shard */
+	void *kv[4]; /* [2][ntok][KH][D]: K then V; kv[0] is the own shard (never
+	              * overwritten), kv[1..3] receive the travelling shards */
 	/* fp32 tensors */
 	float *lse, *oacc, *delta, *dq;
 	float *dkv[2], *dkv_tmp; /* travelling dK/dV: [2][ntok][KH][D] */
@@ -210,6 +212,17 @@ sl_err kern_ring_forward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st);
 /* Ring backward from dout and the latest forward: dq (fp32, local) and
  * dkv_out (fp32 dK then dV of the own shard, after d hops round the ring). */
 sl_err kern_ring_backward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st);
+/* The ring's K/V buffer schedule (exposed for tests): hop h reads
+ * g->kv[kern_ring_kv_slot(d, h)] (slot 0: the own shard, never received
+ * into); the receive of hop h+1's shard, issued at hop h, waits for hop
+ * kern_ring_kv_reuse(d, h) to finish when that is >= 1. */
+int kern_ring_kv_slot(int32_t d, int32_t h);
+int kern_ring_kv_reuse(int32_t d, int32_t h);
+
+/* Device-side barrier over every rank of the run: an ncclAllReduce of one
+ * float on the compute stream (lines up the ranks' timelines before a timed
+ * pass). Collective: every rank calls it. */
+sl_err kern_ctx_barrier(kern_ctx_t *c);
 /* Times a send of `bytes` to next with a receive from prev (the ring's hop
  * without compute): median ms over reps. Collective over the ring. */
 sl_err kern_ring_p2p_ms(kern_ctx_t *c, kern_group_t *g, size_t bytes, int reps, double *ms);

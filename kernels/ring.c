@@ -105,6 +105,9 @@ void kern_ctx_fini(kern_ctx_t *c)
 		ncclCommDestroy((ncclComm_t)c->comm);
 		c->comm = NULL;
 	}
+	if (c->scratch != NULL)
+		cudaFree(c->scratch);
+	c->scratch = NULL;
 	if (c->compute != NULL)
 		cudaStreamDestroy(c->compute);
 	if (c->comm_stream != NULL)
@@ -147,8 +150,8 @@ void kern_group_free(kern_group_t *g)
 	g->q = dev_free(g->q);
 	g->dout = dev_free(g->dout);
 	g->o = dev_free(g->o);
-	g->kv[0] = dev_free(g->kv[0]);
-	g->kv[1] = dev_free(g->kv[1]);
+	for (int i = 0; i < 4; i++)
+		g->kv[i] = dev_free(g->kv[i]);
 	g->lse = dev_free(g->lse);
 	g->oacc = dev_free(g->oacc);
 	g->delta = dev_free(g->delta);
@@ -158,6 +161,29 @@ void kern_group_free(kern_group_t *g)
 	g->dkv_tmp = dev_free(g->dkv_tmp);
 	g->dkv_out = dev_free(g->dkv_out);
 	memset(g, 0, sizeof(*g));
+}
+
+/* Shards in flight: hop h >= 1 reads kv[1 + (h - 1) % nrot], so the receive
+ * for hop h+1 may start nrot - 1 hops before hop h ends (deeper prefetch
+ * absorbs ranks running at slightly different speeds). */
+static int kv_nrot(int32_t d)
+{
+	return d - 1 < 3 ? (int)d - 1 : 3;
+}
+
+int kern_ring_kv_slot(int32_t d, int32_t h)
+{
+	return h == 0 ? 0 : 1 + (h - 1) % kv_nrot(d);
+}
+
+int kern_ring_kv_reuse(int32_t d, int32_t h)
+{
+	return h + 1 - kv_nrot(d);
+}
+
+static void *kv_buf(const kern_group_t *g, int32_t h)
+{
+	return g->kv[kern_ring_kv_slot(g->d, h)];
 }
 
 static sl_err dmalloc(void **p, size_t bytes)
@@ -245,7 +271,8 @@ sl_err kern_group_alloc(kern_ctx_t *c, kern_group_t *g, int32_t d, int32_t ring_
 	SL_CHECK_GOTO(dmalloc((void **)&g->dq, qb * 4), rc, fail);
 	SL_CHECK_GOTO(dmalloc((void **)&g->dkv_out, kvb * 2 * 4), rc, fail);
 	if (d > 1) {
-		SL_CHECK_GOTO(dmalloc(&g->kv[1], kvb * 2 * 2), rc, fail);
+		for (int i = 1; i <= kv_nrot(d); i++)
+			SL_CHECK_GOTO(dmalloc(&g->kv[i], kvb * 2 * 2), rc, fail);
 		SL_CHECK_GOTO(dmalloc((void **)&g->oacc, qb * 4), rc, fail);
 		SL_CHECK_GOTO(dmalloc((void **)&g->dkv[0], kvb * 2 * 4), rc, fail);
 		SL_CHECK_GOTO(dmalloc((void **)&g->dkv[1], kvb * 2 * 4), rc, fail);
@@ -398,14 +425,15 @@ sl_err kern_ring_forward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st)
 		KERN_CUDA(cudaStreamWaitEvent(ms, ev[EV_START], 0));
 		for (int32_t h = 0; h < d; h++) {
 			if (h + 1 < d) {
-				/* hop h+1's shard goes into the buffer hop h-1 read */
-				if (h >= 1)
-					KERN_CUDA(cudaStreamWaitEvent(ms, ev[EV_KDONE(h - 1)], 0));
+				/* hop h+1's shard goes into the buffer hop h+1-nrot read */
+				const int32_t last = kern_ring_kv_reuse(d, h);
+				if (last >= 1)
+					KERN_CUDA(cudaStreamWaitEvent(ms, ev[EV_KDONE(last)], 0));
 				KERN_CUDA(cudaEventRecord(ev[EV_CSTART(h)], ms));
 				KERN_NCCL(ncclGroupStart());
-				KERN_NCCL(ncclSend(g->kv[h & 1], kvbytes, ncclUint8, g->next_rank,
+				KERN_NCCL(ncclSend(kv_buf(g, h), kvbytes, ncclUint8, g->next_rank,
 				                   comm, ms));
-				KERN_NCCL(ncclRecv(g->kv[(h + 1) & 1], kvbytes, ncclUint8,
+				KERN_NCCL(ncclRecv(kv_buf(g, h + 1), kvbytes, ncclUint8,
 				                   g->prev_rank, comm, ms));
 				KERN_NCCL(ncclGroupEnd());
 				KERN_CUDA(cudaEventRecord(ev[EV_CEND(h)], ms));
@@ -413,7 +441,7 @@ sl_err kern_ring_forward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st)
 			if (h >= 1)
 				KERN_CUDA(cudaStreamWaitEvent(cs, ev[EV_CEND(h - 1)], 0));
 			KERN_CUDA(cudaEventRecord(ev[EV_K0(h)], cs));
-			fwd_args(c, g, &a, g->kv[h & 1], (me - h + d) % d,
+			fwd_args(c, g, &a, kv_buf(g, h), (me - h + d) % d,
 			         h == 0 ? KERN_FWD_INIT : (h == d - 1 ? KERN_FWD_FINAL : KERN_FWD_MERGE));
 			SL_CHECK(kern_attn_fwd(&a, c->fwd_variant, cs));
 			KERN_CUDA(cudaEventRecord(ev[EV_KDONE(h)], cs));
@@ -471,15 +499,16 @@ sl_err kern_ring_backward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st)
 		KERN_CUDA(cudaStreamWaitEvent(ms, ev[EV_START], 0));
 		for (int32_t h = 0; h < d; h++) {
 			/* hop h's exchange: K/V for hop h+1 (prefetch) and the dK/dV
-			 * that hop h-1 finished, both under hop h's compute */
+			 * that hop h-1 finished, both under hop h's compute (waiting
+			 * for hop h-1 also frees the K/V buffer hop h+1-nrot read) */
 			if (h >= 1)
 				KERN_CUDA(cudaStreamWaitEvent(ms, ev[EV_DREADY(h - 1)], 0));
 			KERN_CUDA(cudaEventRecord(ev[EV_CSTART(h)], ms));
 			KERN_NCCL(ncclGroupStart());
 			if (h + 1 < d) {
-				KERN_NCCL(ncclSend(g->kv[h & 1], kvbytes, ncclUint8, g->next_rank,
+				KERN_NCCL(ncclSend(kv_buf(g, h), kvbytes, ncclUint8, g->next_rank,
 				                   comm, ms));
-				KERN_NCCL(ncclRecv(g->kv[(h + 1) & 1], kvbytes, ncclUint8,
+				KERN_NCCL(ncclRecv(kv_buf(g, h + 1), kvbytes, ncclUint8,
 				                   g->prev_rank, comm, ms));
 			}
 			if (h >= 1) {
@@ -494,7 +523,7 @@ sl_err kern_ring_backward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st)
 			if (h >= 1)
 				KERN_CUDA(cudaStreamWaitEvent(cs, ev[EV_CEND(h - 1)], 0));
 			KERN_CUDA(cudaEventRecord(ev[EV_K0(h)], cs));
-			bwd_args(g, &a, g->kv[h & 1], h == 0 ? g->dkv[0] : g->dkv_tmp,
+			bwd_args(g, &a, kv_buf(g, h), h == 0 ? g->dkv[0] : g->dkv_tmp,
 			         (me - h + d) % d, 0);
 			SL_CHECK(kern_attn_bwd(&a, c->bwd_variant, cs));
 			KERN_CUDA(cudaEventRecord(ev[EV_KDONE(h)], cs));
@@ -530,6 +559,19 @@ sl_err kern_ring_backward(kern_ctx_t *c, kern_group_t *g, kern_pass_stats_t *st)
 	st->hops = d > 1 ? d : 0;
 	st->bytes_sent = st->bytes_recv =
 	    d > 1 ? (int64_t)(d - 1) * (int64_t)kvbytes + (int64_t)d * (int64_t)dkvbytes : 0;
+	return SL_OK;
+}
+
+sl_err kern_ctx_barrier(kern_ctx_t *c)
+{
+	if (c->comm == NULL)
+		return SL_OK;
+	if (c->scratch == NULL) {
+		KERN_CUDA(cudaMalloc((void **)&c->scratch, sizeof(float)));
+		KERN_CUDA(cudaMemset(c->scratch, 0, sizeof(float)));
+	}
+	KERN_NCCL(ncclAllReduce(c->scratch, c->scratch, 1, ncclFloat, ncclSum, (ncclComm_t)c->comm,
+	                        c->compute));
 	return SL_OK;
 }
 

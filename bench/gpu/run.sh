@@ -88,21 +88,22 @@ for st in $stages; do
 				step check "$BIN/sluice" plan --ranks 4 --ranks-per-node 4 --policy $pol \
 					--format json -o /tmp/check-$pol.json bench/gpu/batch4-check.txt &&
 					step check "$BIN/sluice" run-plan --backend cuda --check --heads 4 \
-						--kv-heads 2 --head-dim 128 --seed $RANDOM /tmp/check-$pol.json
+						--kv-heads 2 --head-dim 128 --iters 2 --warmup 1 --seed $RANDOM \
+						/tmp/check-$pol.json
 			done
 		fi
 		;;
 	kernel)
 		for D in 128 64; do for n in $ktok; do for c in 1 0; do
-			step kernel "$BIN/gpu_bench" kernel $D $n $c $((2048 / D)) $((2048 / D)) 7
+			step kernel "$BIN/gpu_bench" kernel $D $n $c $((2048 / D)) $((2048 / D)) 5
 		done; done; done
 		# grouped-query shape of the plans stage
-		step kernel "$BIN/gpu_bench" kernel 128 16384 1 16 4 7
+		step kernel "$BIN/gpu_bench" kernel 128 16384 1 16 4 5
 		;;
 	sdpa)
 		specs=""
 		for D in 128 64; do for n in $ktok; do for c in 1 0; do specs="$specs $D:$n:$c"; done; done; done
-		step sdpa python3 bench/gpu/sdpa.py 7 $specs 128:16384:1:16:4
+		step sdpa python3 bench/gpu/sdpa.py 5 $specs 128:16384:1:16:4
 		;;
 	ring)
 		if [ "$ngpu" -ge 2 ]; then
@@ -118,12 +119,13 @@ for st in $stages; do
 		if [ "$ngpu" -ge 4 ]; then
 			for pol in sluice static; do
 				step plans "$BIN/sluice" plan --ranks 4 --ranks-per-node 4 --policy $pol \
-					--profile bench/gpu/h100-attn-d128.json bench/gpu/batch4.txt
+					--profile bench/gpu/attn-d128.json bench/gpu/batch4.txt
 				step plans "$BIN/sluice" plan --ranks 4 --ranks-per-node 4 --policy $pol \
-					--profile bench/gpu/h100-attn-d128.json --format json \
+					--profile bench/gpu/attn-d128.json --format json \
 					-o /tmp/plan-$pol.json bench/gpu/batch4.txt &&
 					step plans "$BIN/sluice" run-plan --backend cuda --heads 16 --kv-heads 4 \
 						--head-dim 128 --iters 3 --warmup 1 --timeout 300 \
+						--profile bench/gpu/attn-d128.json \
 						--report /tmp/report-$pol.json /tmp/plan-$pol.json
 			done
 			python3 - "$OUT/reports.json" /tmp/report-sluice.json /tmp/report-static.json <<'EOF'

@@ -175,9 +175,16 @@ static int ring_rank(int rank, int nranks, const worker_boot_t *boot, void *arg)
 	SK(kern_ctx_init(&c, rank, nranks, rank % ndev, id));
 	for (int gi = 0; gi < ra->ngs; gi++) {
 		const int d = ra->gs[gi];
+		const int reps = ra->reps > 64 ? 64 : ra->reps;
 		SK(boot->barrier(boot->ctx));
-		if (rank >= d)
+		if (rank >= d) { /* idle: join the device barriers only */
+			for (int r = -1; r < reps; r++) {
+				SK(kern_ctx_barrier(&c));
+				SK(kern_ctx_barrier(&c));
+			}
+			CK(cudaStreamSynchronize(c.compute));
 			continue;
+		}
 		const int64_t s = ra->tokens;
 		const int64_t p = d == 1 ? s : (s + 2 * d - 1) / (2 * d) * (2 * d);
 		kern_seg_t seg = {0, (int32_t)(d == 1 ? s : p / d), (int32_t)(d == 1 ? s : p / (2 * d)),
@@ -194,9 +201,12 @@ static int ring_rank(int rank, int nranks, const worker_boot_t *boot, void *arg)
 		CK(cudaStreamSynchronize(c.compute));
 		double fw[64], fc[64], fm[64], bw[64], bc[64], bm[64];
 		kern_pass_stats_t fs, bs;
-		const int reps = ra->reps > 64 ? 64 : ra->reps;
 		for (int r = -1; r < reps; r++) {
+			/* every rank starts each pass at the same moment (device barrier):
+			 * per-rank wall times then include no wait for late peers */
+			SK(kern_ctx_barrier(&c));
 			SK(kern_ring_forward(&c, &g, &fs));
+			SK(kern_ctx_barrier(&c));
 			SK(kern_ring_backward(&c, &g, &bs));
 			if (r < 0)
 				continue;

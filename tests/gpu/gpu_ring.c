@@ -143,7 +143,10 @@ static int run_group(const worker_backend_ops_t *ops, void *state, const test_ar
 	worker_inputs_t in = {.q = q, .k = k, .v = v, .dout = dout};
 	worker_outputs_t out = {.out = o, .lse = lse, .dq = dq, .dk = dk, .dv = dv};
 	worker_pass_stats_t fst, bst;
+	/* two forward+backward rounds: the second must not depend on state the
+	 * first left behind (e.g. travelling K/V buffers) */
 	if (ops->begin(state, &w, &in) != SL_OK || ops->forward(state, &w, &fst) != SL_OK ||
+	    ops->backward(state, &w, &bst) != SL_OK || ops->forward(state, &w, &fst) != SL_OK ||
 	    ops->backward(state, &w, &bst) != SL_OK || ops->end(state, &w, &out) != SL_OK) {
 		fprintf(stderr, "rank %d slot %d: %s\n", rank, slot, sl_errmsg());
 		return 1;

@@ -283,12 +283,47 @@ static void test_merge(void **st)
 	small_free(&s);
 }
 
+/* The ring's K/V buffer schedule, simulated: every rank's hop h reads the
+ * shard of ring position (i - h) mod d; a receive never lands in the own
+ * shard's buffer nor in one a hop that may still run is reading (hops after
+ * kern_ring_kv_reuse); and a second pass finds the own shard intact. */
+static void test_ring_schedule(void **st)
+{
+	(void)st;
+	for (int32_t d = 1; d <= 9; d++) {
+		int held[9][4]; /* [rank][slot] = owner of the shard in the buffer */
+		for (int r = 0; r < d; r++)
+			for (int k = 0; k < 4; k++)
+				held[r][k] = k == 0 ? r : -1;
+		for (int pass = 0; pass < 2; pass++)
+			for (int32_t h = 0; h < d; h++) {
+				for (int r = 0; r < d; r++) /* hop h computes */
+					assert_int_equal(held[r][kern_ring_kv_slot(d, h)],
+					                 (r - h + d) % d);
+				if (h + 1 == d)
+					break;
+				const int dst = kern_ring_kv_slot(d, h + 1);
+				assert_true(dst >= 1 && dst <= 3);
+				/* hops reuse+1 .. h may still run while the receive lands */
+				for (int32_t k = kern_ring_kv_reuse(d, h) + 1; k <= h; k++)
+					if (k >= 0)
+						assert_int_not_equal(kern_ring_kv_slot(d, k), dst);
+				int moved[9];
+				for (int r = 0; r < d; r++)
+					moved[r] = held[r][kern_ring_kv_slot(d, h)];
+				for (int r = 0; r < d; r++) /* from prev = r - 1 */
+					held[r][dst] = moved[(r - 1 + d) % d];
+			}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_positions_brute), cmocka_unit_test(test_tiles),
 	    cmocka_unit_test(test_segs_check),      cmocka_unit_test(test_bf16),
 	    cmocka_unit_test(test_ref_gradients),   cmocka_unit_test(test_merge),
+	    cmocka_unit_test(test_ring_schedule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
