@@ -111,6 +111,7 @@ static void *pool_main(void *arg)
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (p->stop) {
 			pthread_mutex_unlock(&p->lock);
+			sl_planner_thread_end(); /* GLPK's per-thread environment */
 			return NULL;
 		}
 		daemon_task_t *t = p->head;

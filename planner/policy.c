@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lp.h"
 #include "planner.h"
 
 /* The policy table: the first entry is the default. A policy is listed here
@@ -139,4 +140,9 @@ sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t
 	plan->planner_ms = t1 - t0;
 	*out = plan;
 	return SL_OK;
+}
+
+void sl_planner_thread_end(void)
+{
+	lp_thread_end();
 }

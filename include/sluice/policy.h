@@ -45,6 +45,10 @@ const char *sl_policy_default(void);
 sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
                        const sl_policy_opts_t *opts, sl_plan_t **out);
 
+/* Releases the calling thread's solver state (GLPK keeps an environment per
+ * thread). Every thread that planned must call it before it exits. */
+void sl_planner_thread_end(void);
+
 #ifdef __cplusplus
 }
 #endif
