@@ -333,53 +333,87 @@ static sl_err lp_add_row_body(lp_t *lp, void *arg)
 	return SL_OK;
 }
 
-sl_err lp_add_row(lp_t *lp, const char *name, int nnz, const int *cols, const double *vals,
-                  double lo, double hi, int *row)
+/* Validates a sparse row and copies its nonzeros 1-based into lp->ind/val;
+ * *k gets their count. row is the row's index for messages. */
+static sl_err lp_pack_row(lp_t *lp, int row, const char *name, int nnz, const int *cols,
+                          const double *vals, int *k)
 {
 	if (nnz < 0 || (nnz > 0 && (cols == NULL || vals == NULL)))
 		return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s): %d entries without arrays",
-		                 lp->name, lp->nrows, name ? name : "-", nnz);
-	if (lp_bad_bound(lo, hi))
-		return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s): bad bounds [%g, %g]", lp->name,
-		                 lp->nrows, name ? name : "-", lo, hi);
-	if (lp->nrows >= LP_MAX_DIM)
-		return sl_seterr(SL_ERANGE, "lp '%s': too many rows (limit %d)", lp->name, LP_MAX_DIM);
+		                 lp->name, row, name ? name : "-", nnz);
 	SL_CHECK(lp_scratch(lp, lp->ncols > nnz ? lp->ncols : nnz));
 	/* Reject duplicate columns before GLPK does (it would be a fatal error). */
 	unsigned char *seen = calloc((size_t)lp->ncols + 1, 1);
 	if (seen == NULL)
 		return sl_seterr(SL_ENOMEM, "lp '%s': out of memory", lp->name);
-	int k = 0;
+	*k = 0;
 	for (int e = 0; e < nnz; e++) {
 		if (cols[e] < 0 || cols[e] >= lp->ncols) {
 			free(seen);
 			return sl_seterr(SL_EINVAL,
 			                 "lp '%s': row %d (%s) entry %d: column %d out of range [0, %d)",
-			                 lp->name, lp->nrows, name ? name : "-", e, cols[e], lp->ncols);
+			                 lp->name, row, name ? name : "-", e, cols[e], lp->ncols);
 		}
 		if (!isfinite(vals[e])) {
 			free(seen);
 			return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s) entry %d: value %g not finite",
-			                 lp->name, lp->nrows, name ? name : "-", e, vals[e]);
+			                 lp->name, row, name ? name : "-", e, vals[e]);
 		}
 		if (seen[cols[e]]) {
 			free(seen);
 			return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s): column %d appears twice",
-			                 lp->name, lp->nrows, name ? name : "-", cols[e]);
+			                 lp->name, row, name ? name : "-", cols[e]);
 		}
 		seen[cols[e]] = 1;
 		if (vals[e] == 0.0)
 			continue;
-		k++;
-		lp->ind[k] = cols[e] + 1;
-		lp->val[k] = vals[e];
+		(*k)++;
+		lp->ind[*k] = cols[e] + 1;
+		lp->val[*k] = vals[e];
 	}
 	free(seen);
+	return SL_OK;
+}
+
+sl_err lp_add_row(lp_t *lp, const char *name, int nnz, const int *cols, const double *vals,
+                  double lo, double hi, int *row)
+{
+	int k = 0;
+	if (lp_bad_bound(lo, hi))
+		return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s): bad bounds [%g, %g]", lp->name,
+		                 lp->nrows, name ? name : "-", lo, hi);
+	if (lp->nrows >= LP_MAX_DIM)
+		return sl_seterr(SL_ERANGE, "lp '%s': too many rows (limit %d)", lp->name, LP_MAX_DIM);
+	SL_CHECK(lp_pack_row(lp, lp->nrows, name, nnz, cols, vals, &k));
 	struct lp_row_arg a = {name, k, lo, hi};
 	SL_CHECK(lp_guard(lp, lp_add_row_body, &a));
 	lp_forget(lp);
 	if (row != NULL)
 		*row = lp->nrows - 1;
+	return SL_OK;
+}
+
+struct lp_setrow_arg {
+	int row, nnz;
+};
+
+static sl_err lp_set_row_body(lp_t *lp, void *arg)
+{
+	const struct lp_setrow_arg *a = arg;
+	glp_set_mat_row(lp->P, a->row + 1, a->nnz, lp->ind, lp->val);
+	return SL_OK;
+}
+
+sl_err lp_set_row(lp_t *lp, int row, int nnz, const int *cols, const double *vals)
+{
+	int k = 0;
+	if (row < 0 || row >= lp->nrows)
+		return sl_seterr(SL_EINVAL, "lp '%s': row %d out of range [0, %d)", lp->name, row,
+		                 lp->nrows);
+	SL_CHECK(lp_pack_row(lp, row, NULL, nnz, cols, vals, &k));
+	struct lp_setrow_arg a = {row, k};
+	SL_CHECK(lp_guard(lp, lp_set_row_body, &a));
+	lp_forget(lp);
 	return SL_OK;
 }
 
@@ -606,6 +640,8 @@ static sl_err lp_simplex_body(lp_t *lp, void *arg)
 		parm.tm_lim = left < 1 ? 1 : lp_int_lim(left);
 	}
 	parm.presolve = o->presolve && !a->from_mip ? GLP_ON : GLP_OFF;
+	if (o->dual)
+		parm.meth = GLP_DUALP;
 	int it0 = glp_get_it_cnt(lp->P);
 	int ret = glp_simplex(lp->P, &parm);
 	if (ret == GLP_EBADB || ret == GLP_ESING || ret == GLP_ECOND) {

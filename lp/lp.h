@@ -60,6 +60,8 @@ typedef struct lp_opts {
 	const double *warm; /* MIP: an incumbent, lp_ncols values (checked, then handed to
 	                       glp_intopt from its GLP_IHEUR callback via glp_ios_heur_sol) */
 	int verbose;        /* 1: GLPK's progress messages (logged at SL_LOG_DEBUG) */
+	int dual;           /* simplex: dual first, then primal (GLP_DUALP); often faster when
+	                       re-solving after bound or right-hand side changes */
 } lp_opts_t;
 
 /* What a solve found. */
@@ -93,6 +95,10 @@ sl_err lp_add_col(lp_t *lp, const char *name, lp_kind kind, double lo, double hi
  * naming the entry that is wrong. */
 sl_err lp_add_row(lp_t *lp, const char *name, int nnz, const int *cols, const double *vals,
                   double lo, double hi, int *row);
+/* Replaces row's coefficients by the sparse (cols, vals) given (same rules
+ * as lp_add_row); its bounds stay. The next lp_solve starts from the basis
+ * the last one ended with (GLPK refactorises it). */
+sl_err lp_set_row(lp_t *lp, int row, int nnz, const int *cols, const double *vals);
 /* Changes a column's bounds, a row's bounds, an objective coefficient or the
  * objective constant; the problem can then be solved again. */
 sl_err lp_set_col_bounds(lp_t *lp, int col, double lo, double hi);

@@ -20,6 +20,8 @@ static const sl_policy_t policies[] = {
 	 planner_policy_batch_adaptive},
 	{"megatron-hybrid-cp", "Megatron-LM hybrid DPxCP BalancedCPScheduler",
 	 planner_policy_megatron_hcp},
+	{"flexsp", "FlexSP (ASPLOS'25): power-of-two Ulysses groups per micro-batch, MILP by "
+	           "configuration", planner_policy_flexsp},
 	{NULL, NULL, NULL}, /* end */
 };
 

@@ -54,6 +54,19 @@ static void lp_small_optimum(void **state)
 	double x[2];
 	assert_int_equal(lp_values(lp, x), SL_OK);
 	assert_float_equal(x[0], 3.0, 1e-9);
+	/* Rewriting a row: r0 becomes x + 2y <= 4, so y = 0.5 at x = 3, obj 10. */
+	int c01[2] = {0, 1};
+	double v12[2] = {1, 2};
+	assert_int_equal(lp_set_row(lp, 0, 2, c01, v12), SL_OK);
+	lp_opts_t dual = {.dual = 1};
+	assert_int_equal(lp_solve(lp, &dual, &res), SL_OK);
+	assert_float_equal(res.obj, 10.0, 1e-9);
+	assert_float_equal(lp_row_value(lp, 0), 4.0, 1e-9);
+	int bad[2] = {0, 0};
+	assert_int_equal(lp_set_row(lp, 0, 2, bad, v12), SL_EINVAL);
+	assert_int_equal(lp_set_row(lp, 2, 2, c01, v12), SL_EINVAL);
+	double ones[2] = {1, 1};
+	assert_int_equal(lp_set_row(lp, 0, 2, c01, ones), SL_OK); /* back to x + y <= 4 */
 	/* Re-solving after an edit starts again from the kept basis. */
 	assert_int_equal(lp_set_col_bounds(lp, 0, 0, 1), SL_OK);
 	assert_true(isnan(lp_obj(lp))); /* the edit forgets the old solution */
