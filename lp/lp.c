@@ -23,8 +23,8 @@
 #define LP_MAX_DIM (1 << 28)
 
 struct lp {
-	glp_prob *P;       /* NULL once dead or freed */
-	unsigned gen;      /* the thread's environment generation at creation */
+	glp_prob *P;  /* NULL once dead or freed */
+	unsigned gen; /* the thread's environment generation at creation */
 	pthread_t owner;
 	char name[64];
 	int ncols, nrows, nint;
@@ -41,14 +41,14 @@ struct lp {
 
 /* Per-thread state: GLPK's environment is per thread, so are its hooks. */
 static _Thread_local struct {
-	unsigned gen;     /* bumped whenever this thread's environment is freed */
-	int hooked;       /* hooks installed in the current environment */
-	int mem_mb;       /* memory cap to re-apply to a fresh environment */
-	jmp_buf *jmp;     /* active recovery point, NULL outside lp_guard */
-	int verbose;      /* current call wants GLPK's messages at debug level */
-	char line[512];   /* partial terminal line */
+	unsigned gen;   /* bumped whenever this thread's environment is freed */
+	int hooked;     /* hooks installed in the current environment */
+	int mem_mb;     /* memory cap to re-apply to a fresh environment */
+	jmp_buf *jmp;   /* active recovery point, NULL outside lp_guard */
+	int verbose;    /* current call wants GLPK's messages at debug level */
+	char line[512]; /* partial terminal line */
 	size_t len;
-	char tail[512];   /* last lines written (what GLPK said before failing) */
+	char tail[512]; /* last lines written (what GLPK said before failing) */
 } tls;
 
 /* Collects GLPK's terminal output line by line into our log and keeps the
@@ -283,7 +283,8 @@ static sl_err lp_add_col_body(lp_t *lp, void *arg)
 		glp_set_col_kind(lp->P, j, GLP_BV);
 	} else {
 		glp_set_col_kind(lp->P, j, a->kind == LP_INTEGER ? GLP_IV : GLP_CV);
-		glp_set_col_bnds(lp->P, j, lp_bound_type(a->lo, a->hi), lp_fin(a->lo), lp_fin(a->hi));
+		glp_set_col_bnds(lp->P, j, lp_bound_type(a->lo, a->hi), lp_fin(a->lo),
+		                 lp_fin(a->hi));
 	}
 	glp_set_obj_coef(lp->P, j, a->obj);
 	lp->ncols = j;
@@ -299,8 +300,8 @@ sl_err lp_add_col(lp_t *lp, const char *name, lp_kind kind, double lo, double hi
 		return sl_seterr(SL_EINVAL, "lp '%s': column %d: unknown kind %d", lp->name,
 		                 lp->ncols, (int)kind);
 	if (kind != LP_BINARY && lp_bad_bound(lo, hi))
-		return sl_seterr(SL_EINVAL, "lp '%s': column %d (%s): bad bounds [%g, %g]", lp->name,
-		                 lp->ncols, name ? name : "-", lo, hi);
+		return sl_seterr(SL_EINVAL, "lp '%s': column %d (%s): bad bounds [%g, %g]",
+		                 lp->name, lp->ncols, name ? name : "-", lo, hi);
 	if (!isfinite(obj))
 		return sl_seterr(SL_EINVAL, "lp '%s': column %d (%s): objective %g is not finite",
 		                 lp->name, lp->ncols, name ? name : "-", obj);
@@ -350,13 +351,15 @@ static sl_err lp_pack_row(lp_t *lp, int row, const char *name, int nnz, const in
 	for (int e = 0; e < nnz; e++) {
 		if (cols[e] < 0 || cols[e] >= lp->ncols) {
 			free(seen);
-			return sl_seterr(SL_EINVAL,
-			                 "lp '%s': row %d (%s) entry %d: column %d out of range [0, %d)",
-			                 lp->name, row, name ? name : "-", e, cols[e], lp->ncols);
+			return sl_seterr(
+			    SL_EINVAL,
+			    "lp '%s': row %d (%s) entry %d: column %d out of range [0, %d)",
+			    lp->name, row, name ? name : "-", e, cols[e], lp->ncols);
 		}
 		if (!isfinite(vals[e])) {
 			free(seen);
-			return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s) entry %d: value %g not finite",
+			return sl_seterr(SL_EINVAL,
+			                 "lp '%s': row %d (%s) entry %d: value %g not finite",
 			                 lp->name, row, name ? name : "-", e, vals[e]);
 		}
 		if (seen[cols[e]]) {
@@ -383,7 +386,8 @@ sl_err lp_add_row(lp_t *lp, const char *name, int nnz, const int *cols, const do
 		return sl_seterr(SL_EINVAL, "lp '%s': row %d (%s): bad bounds [%g, %g]", lp->name,
 		                 lp->nrows, name ? name : "-", lo, hi);
 	if (lp->nrows >= LP_MAX_DIM)
-		return sl_seterr(SL_ERANGE, "lp '%s': too many rows (limit %d)", lp->name, LP_MAX_DIM);
+		return sl_seterr(SL_ERANGE, "lp '%s': too many rows (limit %d)", lp->name,
+		                 LP_MAX_DIM);
 	SL_CHECK(lp_pack_row(lp, lp->nrows, name, nnz, cols, vals, &k));
 	struct lp_row_arg a = {name, k, lo, hi};
 	SL_CHECK(lp_guard(lp, lp_add_row_body, &a));
@@ -450,11 +454,11 @@ static sl_err lp_set_body(lp_t *lp, void *arg)
 sl_err lp_set_col_bounds(lp_t *lp, int col, double lo, double hi)
 {
 	if (col < 0 || col >= lp->ncols)
-		return sl_seterr(SL_EINVAL, "lp '%s': column %d out of range [0, %d)", lp->name, col,
-		                 lp->ncols);
+		return sl_seterr(SL_EINVAL, "lp '%s': column %d out of range [0, %d)", lp->name,
+		                 col, lp->ncols);
 	if (lp_bad_bound(lo, hi))
-		return sl_seterr(SL_EINVAL, "lp '%s': column %d: bad bounds [%g, %g]", lp->name, col,
-		                 lo, hi);
+		return sl_seterr(SL_EINVAL, "lp '%s': column %d: bad bounds [%g, %g]", lp->name,
+		                 col, lo, hi);
 	struct lp_set_arg s = {0, col + 1, lo, hi};
 	SL_CHECK(lp_guard(lp, lp_set_body, &s));
 	lp_forget(lp);
@@ -467,8 +471,8 @@ sl_err lp_set_row_bounds(lp_t *lp, int row, double lo, double hi)
 		return sl_seterr(SL_EINVAL, "lp '%s': row %d out of range [0, %d)", lp->name, row,
 		                 lp->nrows);
 	if (lp_bad_bound(lo, hi))
-		return sl_seterr(SL_EINVAL, "lp '%s': row %d: bad bounds [%g, %g]", lp->name, row, lo,
-		                 hi);
+		return sl_seterr(SL_EINVAL, "lp '%s': row %d: bad bounds [%g, %g]", lp->name, row,
+		                 lo, hi);
 	struct lp_set_arg s = {1, row + 1, lo, hi};
 	SL_CHECK(lp_guard(lp, lp_set_body, &s));
 	lp_forget(lp);
@@ -478,8 +482,8 @@ sl_err lp_set_row_bounds(lp_t *lp, int row, double lo, double hi)
 sl_err lp_set_obj(lp_t *lp, int col, double coef)
 {
 	if (col < 0 || col >= lp->ncols)
-		return sl_seterr(SL_EINVAL, "lp '%s': column %d out of range [0, %d)", lp->name, col,
-		                 lp->ncols);
+		return sl_seterr(SL_EINVAL, "lp '%s': column %d out of range [0, %d)", lp->name,
+		                 col, lp->ncols);
 	if (!isfinite(coef))
 		return sl_seterr(SL_EINVAL, "lp '%s': column %d: objective %g not finite", lp->name,
 		                 col, coef);
@@ -492,7 +496,8 @@ sl_err lp_set_obj(lp_t *lp, int col, double coef)
 sl_err lp_set_obj_const(lp_t *lp, double c0)
 {
 	if (!isfinite(c0))
-		return sl_seterr(SL_EINVAL, "lp '%s': objective constant %g not finite", lp->name, c0);
+		return sl_seterr(SL_EINVAL, "lp '%s': objective constant %g not finite", lp->name,
+		                 c0);
 	struct lp_set_arg s = {3, 0, c0, 0};
 	SL_CHECK(lp_guard(lp, lp_set_body, &s));
 	lp_forget(lp);
@@ -539,12 +544,14 @@ static sl_err lp_check_body(lp_t *lp, void *arg)
 	for (int j = 1; j <= lp->ncols; j++) {
 		double v = a->x[j - 1];
 		if (!isfinite(v))
-			return sl_seterr(SL_EINVAL, "lp '%s': point: column %d is %g", lp->name, j - 1, v);
+			return sl_seterr(SL_EINVAL, "lp '%s': point: column %d is %g", lp->name,
+			                 j - 1, v);
 		lp_bounds_of(glp_get_col_type(lp->P, j), glp_get_col_lb(lp->P, j),
 		             glp_get_col_ub(lp->P, j), &lo, &hi);
 		if (lp_outside(v, lo, hi, a->tol))
-			return sl_seterr(SL_EINVAL, "lp '%s': point: column %d (%s) = %g outside [%g, %g]",
-			                 lp->name, j - 1, lp_nm(glp_get_col_name(lp->P, j)), v, lo, hi);
+			return sl_seterr(
+			    SL_EINVAL, "lp '%s': point: column %d (%s) = %g outside [%g, %g]",
+			    lp->name, j - 1, lp_nm(glp_get_col_name(lp->P, j)), v, lo, hi);
 		if (glp_get_col_kind(lp->P, j) != GLP_CV && fabs(v - round(v)) > a->tol)
 			return sl_seterr(SL_EINVAL, "lp '%s': point: integer column %d (%s) = %g",
 			                 lp->name, j - 1, lp_nm(glp_get_col_name(lp->P, j)), v);
@@ -557,8 +564,9 @@ static sl_err lp_check_body(lp_t *lp, void *arg)
 		lp_bounds_of(glp_get_row_type(lp->P, i), glp_get_row_lb(lp->P, i),
 		             glp_get_row_ub(lp->P, i), &lo, &hi);
 		if (lp_outside(act, lo, hi, a->tol))
-			return sl_seterr(SL_EINVAL, "lp '%s': point: row %d (%s) = %g outside [%g, %g]",
-			                 lp->name, i - 1, lp_nm(glp_get_row_name(lp->P, i)), act, lo, hi);
+			return sl_seterr(
+			    SL_EINVAL, "lp '%s': point: row %d (%s) = %g outside [%g, %g]",
+			    lp->name, i - 1, lp_nm(glp_get_row_name(lp->P, i)), act, lo, hi);
 	}
 	return SL_OK;
 }
@@ -646,8 +654,9 @@ static sl_err lp_simplex_body(lp_t *lp, void *arg)
 	int ret = glp_simplex(lp->P, &parm);
 	if (ret == GLP_EBADB || ret == GLP_ESING || ret == GLP_ECOND) {
 		/* The basis kept from an earlier solve went bad after our edits. */
-		SL_DEBUG(SL_SUB_LP, "lp '%s': basis unusable (%d), restarting from the standard one",
-		         lp->name, ret);
+		SL_DEBUG(SL_SUB_LP,
+		         "lp '%s': basis unusable (%d), restarting from the standard one", lp->name,
+		         ret);
 		glp_std_basis(lp->P);
 		ret = glp_simplex(lp->P, &parm);
 	}
@@ -657,38 +666,44 @@ static sl_err lp_simplex_body(lp_t *lp, void *arg)
 		break;
 	case GLP_ENOPFS:
 		a->res->status = LP_INFEASIBLE;
-		return sl_seterr(SL_EINFEASIBLE, "lp '%s': infeasible (presolver found no primal "
-		                                 "feasible solution)", lp->name);
+		return sl_seterr(SL_EINFEASIBLE,
+		                 "lp '%s': infeasible (presolver found no primal "
+		                 "feasible solution)",
+		                 lp->name);
 	case GLP_ENODFS:
 		a->res->status = LP_UNBOUNDED;
-		return sl_seterr(SL_ELP, "lp '%s': unbounded (presolver found no dual feasible "
-		                         "solution)", lp->name);
+		return sl_seterr(SL_ELP,
+		                 "lp '%s': unbounded (presolver found no dual feasible "
+		                 "solution)",
+		                 lp->name);
 	case GLP_EITLIM:
 	case GLP_ETMLIM:
 		a->res->status = LP_NO_SOLUTION;
 		a->res->truncated = 1;
-		return sl_seterr(SL_ETIMEOUT, "lp '%s': simplex stopped by its %s limit after %lld "
-		                              "iterations before optimality", lp->name,
-		                 ret == GLP_EITLIM ? "iteration" : "time",
+		return sl_seterr(SL_ETIMEOUT,
+		                 "lp '%s': simplex stopped by its %s limit after %lld "
+		                 "iterations before optimality",
+		                 lp->name, ret == GLP_EITLIM ? "iteration" : "time",
 		                 (long long)a->res->iterations);
 	default:
 		a->res->status = LP_UNSOLVED;
-		return sl_seterr(SL_ELP, "lp '%s': simplex failed (GLPK code %d)%s%s", lp->name, ret,
-		                 tls.tail[0] ? ": " : "", tls.tail);
+		return sl_seterr(SL_ELP, "lp '%s': simplex failed (GLPK code %d)%s%s", lp->name,
+		                 ret, tls.tail[0] ? ": " : "", tls.tail);
 	}
 	switch (glp_get_status(lp->P)) {
 	case GLP_OPT:
 		break;
 	case GLP_NOFEAS:
 		a->res->status = LP_INFEASIBLE;
-		return sl_seterr(SL_EINFEASIBLE, "lp '%s': infeasible (no primal feasible solution)",
-		                 lp->name);
+		return sl_seterr(SL_EINFEASIBLE,
+		                 "lp '%s': infeasible (no primal feasible solution)", lp->name);
 	case GLP_UNBND:
 		a->res->status = LP_UNBOUNDED;
 		return sl_seterr(SL_ELP, "lp '%s': unbounded objective", lp->name);
 	default:
 		a->res->status = LP_UNSOLVED;
-		return sl_seterr(SL_ELP, "lp '%s': simplex ended without an optimum (GLPK status %d)",
+		return sl_seterr(SL_ELP,
+		                 "lp '%s': simplex ended without an optimum (GLPK status %d)",
 		                 lp->name, glp_get_status(lp->P));
 	}
 	a->res->status = LP_OPTIMAL;
@@ -748,8 +763,8 @@ static void lp_mip_callback(glp_tree *T, void *info)
 	if (glp_ios_reason(T) == GLP_IHEUR && a->warm1 != NULL && !a->warm_done) {
 		a->warm_done = 1;
 		a->warm_used = glp_ios_heur_sol(T, a->warm1) == 0;
-		SL_DEBUG(SL_SUB_LP, "incumbent from the caller %s", a->warm_used ? "accepted"
-		                                                              : "rejected");
+		SL_DEBUG(SL_SUB_LP, "incumbent from the caller %s",
+		         a->warm_used ? "accepted" : "rejected");
 	}
 	if (a->o->node_lim > 0 && t_cnt >= a->o->node_lim && !a->stopped) {
 		a->stopped = 1;
@@ -835,12 +850,16 @@ static sl_err lp_intopt_body(lp_t *lp, void *arg)
 		break;
 	case GLP_ENOPFS:
 		res->status = LP_INFEASIBLE;
-		return sl_seterr(SL_EINFEASIBLE, "lp '%s': infeasible (presolver found no primal "
-		                                 "feasible solution)", lp->name);
+		return sl_seterr(SL_EINFEASIBLE,
+		                 "lp '%s': infeasible (presolver found no primal "
+		                 "feasible solution)",
+		                 lp->name);
 	case GLP_ENODFS:
 		res->status = LP_UNBOUNDED;
-		return sl_seterr(SL_ELP, "lp '%s': unbounded relaxation (presolver found no dual "
-		                         "feasible solution)", lp->name);
+		return sl_seterr(SL_ELP,
+		                 "lp '%s': unbounded relaxation (presolver found no dual "
+		                 "feasible solution)",
+		                 lp->name);
 	default:
 		res->status = LP_UNSOLVED;
 		return sl_seterr(SL_ELP, "lp '%s': branch-and-cut failed (GLPK code %d)%s%s",
@@ -852,15 +871,15 @@ static sl_err lp_intopt_body(lp_t *lp, void *arg)
 	/* The caller's incumbent, evaluated by us, wins when GLPK never used it
 	 * (no GLP_IHEUR came before a limit) and found nothing better. */
 	double wobj = o->warm != NULL ? lp_obj_of(lp, o->warm) : NAN;
-	int use_warm = o->warm != NULL &&
-	               (!have || (minimise ? wobj < gobj - 1e-9 * (1 + fabs(gobj))
-	                                   : wobj > gobj + 1e-9 * (1 + fabs(gobj))));
+	int use_warm =
+	    o->warm != NULL && (!have || (minimise ? wobj < gobj - 1e-9 * (1 + fabs(gobj))
+	                                           : wobj > gobj + 1e-9 * (1 + fabs(gobj))));
 	if (ret == 0 && st == GLP_OPT && !use_warm) {
 		res->status = LP_OPTIMAL;
 	} else if (ret == 0 && st == GLP_NOFEAS && o->warm == NULL) {
 		res->status = LP_INFEASIBLE;
-		return sl_seterr(SL_EINFEASIBLE, "lp '%s': infeasible (no integer feasible solution)",
-		                 lp->name);
+		return sl_seterr(SL_EINFEASIBLE,
+		                 "lp '%s': infeasible (no integer feasible solution)", lp->name);
 	} else if (ret == GLP_EMIPGAP && !use_warm) {
 		res->status = LP_OPTIMAL;
 		res->truncated = 1;
@@ -871,8 +890,9 @@ static sl_err lp_intopt_body(lp_t *lp, void *arg)
 		res->status = LP_NO_SOLUTION;
 		res->truncated = 1;
 		res->bound = a->bound;
-		return sl_seterr(SL_ETIMEOUT, "lp '%s': branch-and-cut stopped by its %s limit "
-		                              "before finding a feasible solution (%lld nodes)",
+		return sl_seterr(SL_ETIMEOUT,
+		                 "lp '%s': branch-and-cut stopped by its %s limit "
+		                 "before finding a feasible solution (%lld nodes)",
 		                 lp->name, ret == GLP_ESTOP ? "node" : "time", (long long)a->nodes);
 	}
 	if (use_warm) {
@@ -926,8 +946,8 @@ sl_err lp_solve_mip(lp_t *lp, const lp_opts_t *opts, lp_result_t *res)
 		for (int j = 0; j < lp->ncols; j++)
 			warm1[j + 1] = opts->warm[j];
 	}
-	struct lp_solve_arg a = {.o = opts, .res = res, .t0 = lp_now_ms(), .from_mip = 1,
-	                         .warm1 = warm1};
+	struct lp_solve_arg a = {
+	    .o = opts, .res = res, .t0 = lp_now_ms(), .from_mip = 1, .warm1 = warm1};
 	tls.verbose = opts->verbose;
 	sl_err rc = lp_guard(lp, lp_intopt_body, &a);
 	tls.verbose = 0;

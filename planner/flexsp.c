@@ -45,8 +45,7 @@ static void fx_cache_fini(fx_cache_t *c)
 
 /* Returns the solved micro-batch [lo, hi), solving it on first use; NULL
  * with *rc = SL_OK when it cannot be placed, NULL with an error otherwise. */
-static const fx_mb_t *fx_cache_get(fx_cache_t *c, fx_ctx_t *ctx, int64_t lo, int64_t hi,
-                                   sl_err *rc)
+static const fx_mb_t *fx_cache_get(fx_cache_t *c, fx_ctx_t *ctx, int64_t lo, int64_t hi, sl_err *rc)
 {
 	*rc = SL_OK;
 	for (int64_t i = 0; i < c->n; i++)
@@ -281,8 +280,8 @@ static sl_err fx_build(const fx_ctx_t *ctx, const sl_seq_t *seqs, int64_t n, con
 {
 	const sl_cost_t *cost = ctx->cost;
 	int32_t N = ctx->N;
-	sl_plan_t *plan = sl_plan_new("flexsp", cost->prof.name, N, cost->cl.ranks_per_node,
-	                              cost->cap, seqs, n);
+	sl_plan_t *plan =
+	    sl_plan_new("flexsp", cost->prof.name, N, cost->cl.ranks_per_node, cost->cap, seqs, n);
 	double *ready = calloc((size_t)N, sizeof(*ready));
 	char *used = malloc((size_t)N);
 	int32_t *ranks = malloc(sizeof(*ranks) * (size_t)N);
@@ -299,11 +298,11 @@ static sl_err fx_build(const fx_ctx_t *ctx, const sl_seq_t *seqs, int64_t n, con
 		int32_t d = planner_offload_degree(cost, s);
 		double f = sl_cost_offload_for(cost, s, d, (double)cost->cap);
 		if (!(f < 1.0)) {
-			rc = sl_seterr(SL_EINFEASIBLE,
-			               "flexsp: sequence %lld (%lld tokens) does not fit on %d ranks even "
-			               "offloading %.3f",
-			               (long long)seqs[over[i]].id, (long long)s, d,
-			               cost->prof.max_offload);
+			rc = sl_seterr(
+			    SL_EINFEASIBLE,
+			    "flexsp: sequence %lld (%lld tokens) does not fit on %d ranks even "
+			    "offloading %.3f",
+			    (long long)seqs[over[i]].id, (long long)s, d, cost->prof.max_offload);
 			goto out;
 		}
 		memset(used, 0, (size_t)N);
@@ -314,7 +313,8 @@ static sl_err fx_build(const fx_ctx_t *ctx, const sl_seq_t *seqs, int64_t n, con
 		double mx = 0;
 		for (int32_t r = off; r < off + d; r++)
 			mx = ready[r] > mx ? ready[r] : mx;
-		double t = cost->prof.beta + sl_cost_seq_ms(cost, s, d, f, sl_cost_one_node(cost, ranks, d));
+		double t = cost->prof.beta +
+		           sl_cost_seq_ms(cost, s, d, f, sl_cost_one_node(cost, ranks, d));
 		for (int32_t r = off; r < off + d; r++)
 			ready[r] = mx + t;
 	}
@@ -327,8 +327,9 @@ static sl_err fx_build(const fx_ctx_t *ctx, const sl_seq_t *seqs, int64_t n, con
 			int32_t v = gord[a], b = a - 1;
 			while (b >= 0) {
 				int32_t u = gord[b];
-				int before = mb->gdeg[v] > mb->gdeg[u] ||
-				             (mb->gdeg[v] == mb->gdeg[u] && mb->gms[v] > mb->gms[u]);
+				int before =
+				    mb->gdeg[v] > mb->gdeg[u] ||
+				    (mb->gdeg[v] == mb->gdeg[u] && mb->gms[v] > mb->gms[u]);
 				if (!before)
 					break;
 				gord[b + 1] = u;
@@ -342,13 +343,15 @@ static sl_err fx_build(const fx_ctx_t *ctx, const sl_seq_t *seqs, int64_t n, con
 			int32_t g = gord[a], d = mb->gdeg[g];
 			int32_t off = fx_pick_block(N, d, ready, used);
 			if (off < 0) {
-				rc = sl_seterr(SL_EINTERNAL, "flexsp: no free ranks for a group of %d", d);
+				rc = sl_seterr(SL_EINTERNAL,
+				               "flexsp: no free ranks for a group of %d", d);
 				goto out;
 			}
 			SL_CHECK_GOTO(fx_add_group(plan, off, d, ranks), rc, out);
 			for (int64_t k = mb->lo; k < mb->hi; k++)
 				if (mb->grp[k - mb->lo] == g)
-					SL_CHECK_GOTO(sl_plan_add_item(plan, ctx->idx[k], 0.0), rc, out);
+					SL_CHECK_GOTO(sl_plan_add_item(plan, ctx->idx[k], 0.0), rc,
+					              out);
 			double mx = 0;
 			for (int32_t r = off; r < off + d; r++) {
 				used[r] = 1;
@@ -465,7 +468,8 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 					continue;
 				int ok = 1;
 				for (int32_t q = 0; q < k && ok; q++) {
-					mbs[q] = fx_cache_get(&cache, &ctx, cut[q], cut[q + 1], &rc);
+					mbs[q] =
+					    fx_cache_get(&cache, &ctx, cut[q], cut[q + 1], &rc);
 					if (rc != SL_OK)
 						goto out;
 					ok = mbs[q] != NULL;
@@ -479,13 +483,15 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 							mbs[q] = mbs[k - 1 - q];
 							mbs[k - 1 - q] = t;
 						}
-					SL_CHECK_GOTO(fx_build(&ctx, seqs, n, over, nover, mbs, k, &cand), rc,
-					              out);
+					SL_CHECK_GOTO(
+					    fx_build(&ctx, seqs, n, over, nover, mbs, k, &cand), rc,
+					    out);
 					SL_CHECK_GOTO(sl_plan_evaluate(cand, cost), rc, out);
 					SL_DEBUG(SL_SUB_PLAN, "flexsp: k=%d %s%s step %.1f ms", k,
 					         sum_obj ? "sum" : "max", rev ? " reversed" : "",
 					         cand->step_ms);
-					/* the flexible plan wins ties against the homogeneous one */
+					/* the flexible plan wins ties against the homogeneous one
+					 */
 					if (best == NULL || cand->step_ms < best->step_ms ||
 					    (best_k == 0 && cand->step_ms <= best->step_ms)) {
 						sl_plan_free(&best);
@@ -498,10 +504,11 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 			}
 	}
 	if (best == NULL) {
-		rc = sl_seterr(SL_EINFEASIBLE,
-		               "flexsp: no plan found for %lld sequences on %d ranks (no micro-batch "
-		               "split and no homogeneous degree holds them)",
-		               (long long)n, ctx.N);
+		rc = sl_seterr(
+		    SL_EINFEASIBLE,
+		    "flexsp: no plan found for %lld sequences on %d ranks (no micro-batch "
+		    "split and no homogeneous degree holds them)",
+		    (long long)n, ctx.N);
 		goto out;
 	}
 	int64_t tried = 0;

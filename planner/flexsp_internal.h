@@ -26,7 +26,7 @@
 typedef struct fx_ctx {
 	const sl_cost_t *cost;
 	int32_t N;
-	int32_t ndeg;            /* sizes deg[0] = 1 < deg[1] = 2 < ... <= N */
+	int32_t ndeg; /* sizes deg[0] = 1 < deg[1] = 2 < ... <= N */
 	int32_t deg[FX_MAXDEG];
 	int64_t n;               /* sequences handled by the MILP (resident on some size) */
 	int32_t *idx;            /* [n] index into the request, longest first */
@@ -41,11 +41,11 @@ typedef struct fx_ctx {
 	int32_t *cfg;
 	/* search budget (deterministic) and the optional wall-clock limit */
 	int64_t lp_budget, lp_used, lp_iters;
-	int64_t mb_lp_cap;     /* LPs of the bound-ordered walk per micro-batch */
-	int64_t cfg_cap_hit;   /* configurations dropped by the enumeration cap */
-	double deadline_ms;    /* 0 = none */
-	int time_cut;          /* the wall-clock limit cut the search */
-	int budget_cut;        /* the work limit cut the search */
+	int64_t mb_lp_cap;   /* LPs of the bound-ordered walk per micro-batch */
+	int64_t cfg_cap_hit; /* configurations dropped by the enumeration cap */
+	double deadline_ms;  /* 0 = none */
+	int time_cut;        /* the wall-clock limit cut the search */
+	int budget_cut;      /* the work limit cut the search */
 } fx_ctx_t;
 
 /* One solved micro-batch: sequences [lo, hi) of the sorted order, groups

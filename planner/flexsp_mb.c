@@ -47,8 +47,7 @@ static int64_t fx_pad_cost(const int64_t *len, const int64_t *pre, int64_t i, in
 
 /* Solves the bucketing DP for every count 1..maxb at once; pad[b - 1] gets
  * the least padding with b buckets and starts (maxb x maxb) the starts. */
-static int fx_bucket_dp(const int64_t *len, int64_t m, int32_t maxb, int64_t *pad,
-                        int64_t *starts)
+static int fx_bucket_dp(const int64_t *len, int64_t m, int32_t maxb, int64_t *pad, int64_t *starts)
 {
 	int64_t np = 0;
 	int64_t *pos = malloc(sizeof(*pos) * (FX_BUCKET_CANDIDATES + 2));
@@ -199,7 +198,8 @@ static void fx_enum_rec(struct fx_enum *e, int32_t j, int32_t left)
 			int64_t na = e->alloc ? e->alloc * 2 : 256;
 			int32_t *c = realloc(ctx->cfg, sizeof(*c) * (size_t)na * ctx->ndeg);
 			if (c == NULL) {
-				e->rc = sl_seterr(SL_ENOMEM, "flexsp: out of memory (configurations)");
+				e->rc =
+				    sl_seterr(SL_ENOMEM, "flexsp: out of memory (configurations)");
 				return;
 			}
 			ctx->cfg = c;
@@ -263,7 +263,7 @@ typedef struct fx_ws {
 /* A kept candidate: its configuration and assignment. */
 typedef struct fx_cand {
 	double ms;
-	int64_t cfg; /* -1 - j for the homogeneous warm start of size j */
+	int64_t cfg;            /* -1 - j for the homogeneous warm start of size j */
 	int32_t cnt[FX_MAXDEG]; /* its configuration (groups per size) */
 	int32_t ng;
 	int32_t *gdeg, *grp;
@@ -378,7 +378,8 @@ static double fx_round(fx_ws_t *w, const int32_t *cnt)
 		while (got < c) {
 			int32_t bj = -1;
 			for (int32_t j = ctx->ndeg - 1; j >= 0; j--)
-				if (cnt[j] > 0 && isfinite(w->bt[b][j]) && (bj < 0 || frac[j] > frac[bj]))
+				if (cnt[j] > 0 && isfinite(w->bt[b][j]) &&
+				    (bj < 0 || frac[j] > frac[bj]))
 					bj = j;
 			if (bj < 0)
 				return INFINITY;
@@ -531,7 +532,8 @@ static sl_err fx_lp_build(fx_ws_t *w)
 		for (int32_t j = 0; j < ctx->ndeg; j++) {
 			w->col[b][j] = -1;
 			if (isfinite(w->bt[b][j]))
-				SL_CHECK(lp_add_col(w->lp, NULL, LP_CONTINUOUS, 0, 0, 0, &w->col[b][j]));
+				SL_CHECK(
+				    lp_add_col(w->lp, NULL, LP_CONTINUOUS, 0, 0, 0, &w->col[b][j]));
 		}
 	for (int32_t b = 0; b < w->nb; b++) {
 		int nz = 0;
@@ -709,8 +711,7 @@ static void fx_cand_free(fx_cand_t *c)
 }
 
 /* Keeps the current assignment among the best FX_TOPK candidates. */
-static sl_err fx_keep(fx_cand_t *top, const fx_ws_t *w, double ms, int64_t cfg,
-                      const int32_t *cnt)
+static sl_err fx_keep(fx_cand_t *top, const fx_ws_t *w, double ms, int64_t cfg, const int32_t *cnt)
 {
 	int32_t worst = 0;
 	for (int32_t i = 1; i < FX_TOPK; i++)
@@ -801,8 +802,9 @@ static int32_t fx_best(const fx_cand_t *top)
 {
 	int32_t win = -1;
 	for (int32_t q = 0; q < FX_TOPK; q++)
-		if (isfinite(top[q].ms) && (win < 0 || top[q].ms < top[win].ms ||
-		                            (top[q].ms == top[win].ms && top[q].cfg < top[win].cfg)))
+		if (isfinite(top[q].ms) &&
+		    (win < 0 || top[q].ms < top[win].ms ||
+		     (top[q].ms == top[win].ms && top[q].cfg < top[win].cfg)))
 			win = q;
 	return win;
 }
@@ -924,7 +926,8 @@ sl_err planner_flexsp_solve_mb(fx_ctx_t *ctx, int64_t lo, int64_t hi, fx_mb_t *m
 			goto out;
 		for (int32_t b = 0; b < w->nb; b++)
 			for (int32_t q = 0; q < ctx->ndeg; q++)
-				w->x[b][q] = q == j ? (double)(w->bstart[b + 1] - w->bstart[b]) : 0.0;
+				w->x[b][q] =
+				    q == j ? (double)(w->bstart[b + 1] - w->bstart[b]) : 0.0;
 		double ms = fx_round(w, cnt);
 		if (isfinite(ms))
 			SL_CHECK_GOTO(fx_keep(top, w, ms, -1 - j, cnt), rc, out);
@@ -1040,8 +1043,8 @@ sl_err planner_flexsp_solve_mb(fx_ctx_t *ctx, int64_t lo, int64_t hi, fx_mb_t *m
 				for (int32_t g = 0; g < ng; g++)
 					q += mb->gdeg[g] == ctx->deg[j];
 				if (q > 0 && at < sizeof(desc))
-					at += (size_t)snprintf(desc + at, sizeof(desc) - at, " %dx%d", q,
-					                       ctx->deg[j]);
+					at += (size_t)snprintf(desc + at, sizeof(desc) - at,
+					                       " %dx%d", q, ctx->deg[j]);
 			}
 			int64_t at_rank = -1;
 			for (int64_t i = 0; i < nord; i++)
@@ -1051,8 +1054,8 @@ sl_err planner_flexsp_solve_mb(fx_ctx_t *ctx, int64_t lo, int64_t hi, fx_mb_t *m
 			         "flexsp: micro-batch [%lld, %lld) longest %lld: %d buckets, %lld "
 			         "configurations (winner at %lld of %lld), %.1f ms on%s",
 			         (long long)lo, (long long)hi, (long long)ctx->len[lo], w->nb,
-			         (long long)mb->configs_tried, (long long)at_rank, (long long)nord, mb->ms,
-			         desc);
+			         (long long)mb->configs_tried, (long long)at_rank, (long long)nord,
+			         mb->ms, desc);
 		}
 		mb->lo = lo;
 		mb->hi = hi;

@@ -35,8 +35,8 @@ static void cost_for(sl_cost_t *c, const char *profile, int32_t n, int32_t g)
 static sl_seq_t *batch(uint64_t seed, int64_t n, int64_t max_len)
 {
 	sl_lengths_t l = {0};
-	assert_int_equal(sl_trace_synthetic(seed, (size_t)n, SL_SYNTH_MU, SL_SYNTH_SIGMA, max_len, &l),
-	                 SL_OK);
+	assert_int_equal(
+	    sl_trace_synthetic(seed, (size_t)n, SL_SYNTH_MU, SL_SYNTH_SIGMA, max_len, &l), SL_OK);
 	sl_seq_t *s = malloc((size_t)n * sizeof(*s));
 	assert_non_null(s);
 	for (int64_t i = 0; i < n; i++) {
@@ -179,11 +179,11 @@ static void flexsp_valid_shapes(void **state)
 		int32_t n, g;
 		int64_t batch, max_len;
 	} cases[] = {
-		{"gpt-7b-flexsp", 64, 8, 512, 196608}, {"gpt-7b-flexsp", 32, 8, 256, 131072},
-		{"gpt-7b-flexsp", 48, 8, 300, 196608}, {"gpt-7b-flexsp", 16, 4, 128, 65536},
-		{"gpt-7b-flexsp", 8, 8, 64, 32768},    {"gpt-13b-flexsp", 64, 8, 256, 196608},
-		{"gpt-7b-flexsp", 24, 8, 100, 98304},  {"gpt-30b-flexsp", 128, 8, 256, 196608},
-		{"gpt-7b-flexsp", 12, 4, 40, 40000},   {"gpt-7b-flexsp", 64, 8, 7, 196608},
+	    {"gpt-7b-flexsp", 64, 8, 512, 196608}, {"gpt-7b-flexsp", 32, 8, 256, 131072},
+	    {"gpt-7b-flexsp", 48, 8, 300, 196608}, {"gpt-7b-flexsp", 16, 4, 128, 65536},
+	    {"gpt-7b-flexsp", 8, 8, 64, 32768},    {"gpt-13b-flexsp", 64, 8, 256, 196608},
+	    {"gpt-7b-flexsp", 24, 8, 100, 98304},  {"gpt-30b-flexsp", 128, 8, 256, 196608},
+	    {"gpt-7b-flexsp", 12, 4, 40, 40000},   {"gpt-7b-flexsp", 64, 8, 7, 196608},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		sl_cost_t c;
@@ -286,9 +286,10 @@ static void flexsp_never_worse(void **state)
 				}
 				assert_int_equal(sl_plan_evaluate(h, &c), SL_OK);
 				if (!(f->step_ms <= h->step_ms * (1 + 1e-12)))
-					fail_msg("%d ranks seed %llu: flexsp %.3f ms > homogeneous sp=%d %.3f",
-					         c.cl.ranks, (unsigned long long)seed, f->step_ms, d,
-					         h->step_ms);
+					fail_msg("%d ranks seed %llu: flexsp %.3f ms > homogeneous "
+					         "sp=%d %.3f",
+					         c.cl.ranks, (unsigned long long)seed, f->step_ms,
+					         d, h->step_ms);
 				sl_plan_free(&h);
 			}
 			sl_plan_free(&f);
@@ -382,10 +383,10 @@ static void flexsp_edges(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(flexsp_buckets_hand), cmocka_unit_test(flexsp_buckets_brute),
-		cmocka_unit_test(flexsp_valid_shapes), cmocka_unit_test(flexsp_determinism),
-		cmocka_unit_test(flexsp_never_worse),  cmocka_unit_test(flexsp_limits),
-		cmocka_unit_test(flexsp_edges),
+	    cmocka_unit_test(flexsp_buckets_hand), cmocka_unit_test(flexsp_buckets_brute),
+	    cmocka_unit_test(flexsp_valid_shapes), cmocka_unit_test(flexsp_determinism),
+	    cmocka_unit_test(flexsp_never_worse),  cmocka_unit_test(flexsp_limits),
+	    cmocka_unit_test(flexsp_edges),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	sl_planner_thread_end();

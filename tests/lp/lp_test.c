@@ -377,7 +377,8 @@ static void lp_error_hook_path(void **state)
 	for (int j = 0; j < 256; j++)
 		vals[j] = 1.0 + j;
 	for (int k = 0; k < 200000 && rc == SL_OK; k++) {
-		rc = lp_add_col(lp, "a-column-with-a-long-name", LP_CONTINUOUS, 0, 1, 1, &cols[k % 256]);
+		rc = lp_add_col(lp, "a-column-with-a-long-name", LP_CONTINUOUS, 0, 1, 1,
+		                &cols[k % 256]);
 		if (rc == SL_OK && k >= 255 && k % 16 == 0) {
 			int c[256];
 			for (int j = 0; j < 256; j++)
@@ -490,11 +491,11 @@ static void lp_term_output(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(lp_small_optimum), cmocka_unit_test(lp_mip_optimum),
-		cmocka_unit_test(lp_infeasible),    cmocka_unit_test(lp_unbounded),
-		cmocka_unit_test(lp_bad_input),     cmocka_unit_test(lp_limits),
-		cmocka_unit_test(lp_warm_start),    cmocka_unit_test(lp_error_hook_path),
-		cmocka_unit_test(lp_threads),       cmocka_unit_test(lp_term_output),
+	    cmocka_unit_test(lp_small_optimum), cmocka_unit_test(lp_mip_optimum),
+	    cmocka_unit_test(lp_infeasible),    cmocka_unit_test(lp_unbounded),
+	    cmocka_unit_test(lp_bad_input),     cmocka_unit_test(lp_limits),
+	    cmocka_unit_test(lp_warm_start),    cmocka_unit_test(lp_error_hook_path),
+	    cmocka_unit_test(lp_threads),       cmocka_unit_test(lp_term_output),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	lp_thread_end();
