@@ -174,7 +174,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
                              const sl_policy_opts_t *opts, sl_plan_t **out)
 {
 	static const sl_policy_opts_t defaults;
-	planner_sluice_knobs_t with_riders = {1, 1, 0, 0.0}, no_riders = {0, 1, 0, 0.0};
+	planner_sluice_knobs_t with_riders = {1, 1, 0.0}, no_riders = {0, 1, 0.0};
 	planner_sluice_ctx_t ctx;
 	planner_sluice_lp_t lp;
 	planner_sluice_state_t st;

@@ -127,7 +127,6 @@ typedef struct planner_sluice_bin {
 	double sum_t;     /* sum of t1 */
 	int32_t head;     /* first sequence (linked by st->next) */
 	int32_t rnext;    /* next bin of the same rank, -1 at the end */
-	int pre;          /* runs before the rank's wide groups (fills a wait) */
 } planner_sluice_bin_t;
 
 /* A plan under construction: wide groups in list-scheduling order (run
@@ -151,7 +150,6 @@ typedef struct planner_sluice_state {
 typedef struct planner_sluice_knobs {
 	int riders;     /* let short sequences ride in intra-node wide groups */
 	int offload;    /* allow offloading in single-rank micro-batches */
-	int fill_gaps;  /* run micro-batches in the idle time before a wide group */
 	double level;   /* riders keep a wide group's end at or below this (ms) */
 } planner_sluice_knobs_t;
 

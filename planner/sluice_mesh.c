@@ -189,11 +189,6 @@ void planner_sluice_retime(planner_sluice_state_t *st)
 	int32_t N = ctx->N;
 	for (int32_t r = 0; r < N; r++)
 		st->ready[r] = 0;
-	for (int32_t b = 0; b < st->nbins; b++) {
-		const planner_sluice_bin_t *bn = &st->bins[b];
-		if (bn->pre)
-			st->ready[bn->rank] += planner_sluice_bin_ms(ctx, bn->tokens, bn->sum_t, bn->count);
-	}
 	for (int32_t w = 0; w < st->nwide; w++) {
 		planner_sluice_wide_t *wd = &st->wide[w];
 		const int32_t *rk = st->wide_ranks + wd->rank_off;
@@ -210,8 +205,7 @@ void planner_sluice_retime(planner_sluice_state_t *st)
 		st->fin[r] = st->ready[r];
 	for (int32_t b = 0; b < st->nbins; b++) {
 		const planner_sluice_bin_t *bn = &st->bins[b];
-		if (!bn->pre)
-			st->fin[bn->rank] += planner_sluice_bin_ms(ctx, bn->tokens, bn->sum_t, bn->count);
+		st->fin[bn->rank] += planner_sluice_bin_ms(ctx, bn->tokens, bn->sum_t, bn->count);
 	}
 }
 
@@ -657,45 +651,38 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 	int32_t N = ctx->N, n = ctx->n;
 	sl_err rc = SL_OK;
 	sl_plan_t *plan = NULL;
-	int32_t *last = NULL, *wslot = NULL, *order = NULL, *off = NULL, *npre = NULL;
+	int32_t *last = NULL, *wslot = NULL, *order = NULL, *off = NULL;
 	lkey_t *tmp = NULL;
 
 	*out = NULL;
 	plan = sl_plan_new("sluice", c->prof.name, N, ctx->G, c->cap, ctx->seqs, n);
 	last = malloc(sizeof(int32_t) * (size_t)N);
-	npre = malloc(sizeof(int32_t) * (size_t)N);
 	off = malloc(sizeof(int32_t) * ((size_t)N + 1));
 	wslot = malloc(sizeof(int32_t) * (size_t)(st->nwide > 0 ? st->nwide : 1));
-	order = malloc(sizeof(int32_t) * (size_t)(st->nbins + n + 1));
+	order = malloc(sizeof(int32_t) * (size_t)(st->nbins + 1));
 	tmp = malloc(sizeof(lkey_t) * (size_t)n);
-	if (plan == NULL || last == NULL || npre == NULL || off == NULL || wslot == NULL ||
-	    order == NULL || tmp == NULL) {
+	if (plan == NULL || last == NULL || off == NULL || wslot == NULL || order == NULL ||
+	    tmp == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory writing the plan");
 		goto out;
 	}
-	/* Each rank's non-empty micro-batches, pre ones first:
-	 * order[off[r] .. off[r + 1]), npre[r] of them pre. */
-	int32_t m = 0, maxpre = 0, maxpost = 0;
+	/* Each rank's non-empty micro-batches: order[off[r] .. off[r + 1]). */
+	int32_t m = 0, maxk = 0;
 	for (int32_t r = 0; r < N; r++) {
 		off[r] = m;
-		for (int pass = 1; pass >= 0; pass--)
-			for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
-				if (st->bins[b].count > 0 && st->bins[b].pre == pass)
-					order[m++] = b;
-		npre[r] = 0;
-		for (int32_t q = off[r]; q < m; q++)
-			npre[r] += st->bins[order[q]].pre;
-		if (npre[r] > maxpre)
-			maxpre = npre[r];
-		if (m - off[r] - npre[r] > maxpost)
-			maxpost = m - off[r] - npre[r];
-		/* rank r's j-th pre micro-batch runs in slot j */
-		last[r] = npre[r] - 1;
+		for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
+			if (st->bins[b].count > 0)
+				order[m++] = b;
+		if (m - off[r] > maxk)
+			maxk = m - off[r];
+		last[r] = -1;
 	}
 	off[N] = m;
-	/* A wide group's slot is one past the last slot of any of its ranks:
-	 * every rank keeps its order and the groups of a slot are disjoint. */
-	int32_t nslots = maxpre;
+	/* Wide groups first, in list-scheduling order. A group's slot is one
+	 * past the last slot of any of its ranks: every rank keeps its order
+	 * and the groups of a slot are disjoint. Then each rank's j-th
+	 * micro-batch in slot nslots + j. */
+	int32_t nslots = 0;
 	for (int32_t w = 0; w < st->nwide; w++) {
 		const int32_t *rk = st->wide_ranks + st->wide[w].rank_off;
 		int32_t s = -1;
@@ -708,12 +695,9 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 		if (s + 2 > nslots)
 			nslots = s + 2;
 	}
-	for (int32_t s = 0; s < nslots + maxpost; s++) {
+	for (int32_t s = 0; s < nslots + maxk; s++) {
 		SL_CHECK_GOTO(sl_plan_add_slot(plan), rc, out);
-		for (int32_t r = 0; s < maxpre && r < N; r++)
-			if (s < npre[r])
-				SL_CHECK_GOTO(emit_bin(st, order[off[r] + s], plan, tmp), rc, out);
-		for (int32_t w = 0; w < st->nwide; w++) {
+		for (int32_t w = 0; s < nslots && w < st->nwide; w++) {
 			if (wslot[w] != s)
 				continue;
 			const planner_sluice_wide_t *wd = &st->wide[w];
@@ -748,7 +732,7 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 			}
 		}
 		for (int32_t r = 0; s >= nslots && r < N; r++) {
-			int32_t j = npre[r] + (s - nslots);
+			int32_t j = s - nslots;
 			if (j < off[r + 1] - off[r])
 				SL_CHECK_GOTO(emit_bin(st, order[off[r] + j], plan, tmp), rc, out);
 		}
@@ -762,7 +746,6 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 out:
 	sl_plan_free(&plan);
 	free(last);
-	free(npre);
 	free(off);
 	free(wslot);
 	free(order);

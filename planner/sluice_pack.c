@@ -627,10 +627,9 @@ sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
 	sl_err rc = SL_OK;
 	int32_t m = 0;
 	int64_t L = 0;
-	/* Gather the rank's (non-pre) sequences and empty its micro-batches. */
+	/* Gather the rank's sequences and empty its micro-batches. */
 	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
-		if (!st->bins[b].pre)
-			m += st->bins[b].count;
+		m += st->bins[b].count;
 	if (m == 0)
 		return SL_OK;
 	pitem_t *it = malloc(sizeof(pitem_t) * (size_t)m);
@@ -644,8 +643,6 @@ sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
 	int32_t nb = 0;
 	m = 0;
 	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext) {
-		if (st->bins[b].pre)
-			continue;
 		while (st->bins[b].head >= 0) {
 			int32_t i = st->bins[b].head;
 			it[m].len = ctx->seqs[i].length;

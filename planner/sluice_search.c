@@ -85,8 +85,7 @@ static double rank_fin(const planner_sluice_state_t *st, int32_t r)
 {
 	double f = st->ready[r];
 	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
-		if (!st->bins[b].pre)
-			f += bin_ms_of(st->ctx, &st->bins[b]);
+		f += bin_ms_of(st->ctx, &st->bins[b]);
 	return f;
 }
 
@@ -250,6 +249,396 @@ static int try_riders(planner_sluice_state_t *st, scratch_t *sc, int32_t rs, dou
 	return 0;
 }
 
+/* Grows the per-bin scratch arrays to hold nb bins. */
+static sl_err ensure_scratch(scratch_t *sc, int32_t nb)
+{
+	if (nb <= sc->tbins_cap)
+		return SL_OK;
+	size_t nc = (size_t)nb * 2 + 16;
+	int32_t *a1 = realloc(sc->tbins, sizeof(int32_t) * nc);
+	if (a1)
+		sc->tbins = a1;
+	int64_t *a2 = realloc(sc->add_tok, sizeof(int64_t) * nc);
+	if (a2)
+		sc->add_tok = a2;
+	int64_t *a3 = realloc(sc->add_oc, sizeof(int64_t) * nc);
+	if (a3)
+		sc->add_oc = a3;
+	double *a4 = realloc(sc->add_t, sizeof(double) * nc);
+	if (a4)
+		sc->add_t = a4;
+	int32_t *a5 = realloc(sc->add_cnt, sizeof(int32_t) * nc);
+	if (a5)
+		sc->add_cnt = a5;
+	if (!a1 || !a2 || !a3 || !a4 || !a5)
+		return sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
+	sc->tbins_cap = (int32_t)nc;
+	return SL_OK;
+}
+
+/* Steepest descent on the last rank's finish (see the top of the file);
+ * returns when the last rank cannot be helped or the budget is spent. */
+static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, int *moved)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	int32_t N = ctx->N;
+	int32_t ntgt_max = N <= SEARCH_TARGETS ? N : SEARCH_TARGETS;
+	sl_err rc = SL_OK;
+	for (;; (*moved)++) {
+		if (!planner_sluice_budget_ok(ctx))
+			break;
+		/* the last rank and the targets */
+		for (int32_t r = 0; r < N; r++) {
+			sc->rf[r].fin = st->fin[r];
+			sc->rf[r].r = r;
+		}
+		qsort(sc->rf, (size_t)N, sizeof(rfin_t), cmp_rfin);
+		ctx->work += N;
+		int32_t rs = sc->rf[N - 1].r;
+		/* ties: the lowest rank among those finishing last */
+		for (int32_t q = N - 1; q >= 0 && sc->rf[q].fin == sc->rf[N - 1].fin; q--)
+			rs = sc->rf[q].r;
+		double M = st->fin[rs];
+		int32_t nt = 0;
+		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
+			if (sc->rf[q].r != rs)
+				sc->tgt[nt++] = sc->rf[q].r;
+		sc->tgt[nt] = -1;
+		for (int32_t q = 0; q < nt; q++)
+			sc->is_tgt[sc->tgt[q]] = 1;
+		/* bins of the targets and of rs */
+		SL_CHECK(ensure_scratch(sc, st->nbins + 1));
+		sc->ntb = 0;
+		for (int32_t q = 0; q <= nt; q++) {
+			int32_t r = q < nt ? sc->tgt[q] : rs;
+			for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
+				if (st->bins[b].count > 0)
+					sc->tbins[sc->ntb++] = b;
+		}
+		move_t best = {MV_NONE, -1, -1, -1, -1, M};
+		for (int32_t w = 0; w < st->nwide; w++) {
+			const planner_sluice_wide_t *wd = &st->wide[w];
+			sc->wmax[w] = 0;
+			sc->has_rs[w] = 0;
+			if (!wd->ride || !wd->final)
+				continue;
+			for (int32_t k = 0; k < wd->d; k++) {
+				int32_t r = st->wide_ranks[wd->rank_off + k];
+				if (r == rs)
+					sc->has_rs[w] = 1;
+				else if (st->fin[r] > sc->wmax[w])
+					sc->wmax[w] = st->fin[r];
+			}
+			ctx->work += wd->d;
+		}
+
+		for (int32_t a = st->rank_head[rs]; a >= 0; a = st->bins[a].rnext) {
+			const planner_sluice_bin_t *ba = &st->bins[a];
+			if (ba->count == 0)
+				continue;
+			double ta = bin_ms_of(ctx, ba);
+			/* whole micro-batch to another rank */
+			for (int32_t q = 0; q < nt; q++) {
+				int32_t r = sc->tgt[q];
+				consider(&best, MV_GIVE, -1, -1, a, r, fmax(M - ta, st->fin[r] + ta));
+			}
+			ctx->work += nt;
+			for (int32_t i = ba->head; i >= 0; i = st->next[i]) {
+				int64_t s = ctx->seqs[i].length;
+				double t = ctx->t1[i];
+				double ta2 = bin_ms_delta(ctx, ba, -s, -t, -1, -ctx->offcap[i]);
+				double fa = M - ta + ta2; /* rs's finish without i */
+				if (fa >= M - EPS)
+					continue;
+				/* into an existing micro-batch */
+				for (int32_t q = 0; q < sc->ntb; q++) {
+					int32_t b = sc->tbins[q];
+					const planner_sluice_bin_t *bb = &st->bins[b];
+					if (b == a)
+						continue;
+					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
+					if (isinf(tb2))
+						continue;
+					double d = tb2 - bin_ms_of(ctx, bb);
+					if (bb->rank == rs)
+						consider(&best, MV_BIN, i, -1, b, rs, fa + d);
+					else
+						consider(&best, MV_BIN, i, -1, b, bb->rank,
+						         fmax(fa, st->fin[bb->rank] + d));
+				}
+				ctx->work += sc->ntb;
+				/* into a new micro-batch of another rank */
+				if ((double)s - ctx->cap <= (double)ctx->offcap[i]) {
+					double tn = planner_sluice_bin_ms(ctx, s, t, 1);
+					for (int32_t q = 0; q < nt; q++) {
+						int32_t r = sc->tgt[q];
+						consider(&best, MV_NEWBIN, i, -1, -1, r,
+						         fmax(fa, st->fin[r] + tn));
+					}
+					ctx->work += nt;
+				}
+				/* into a final wide group as a rider */
+				for (int32_t w = 0; w < st->nwide; w++) {
+					planner_sluice_wide_t *wd = &st->wide[w];
+					if (!wd->ride || !wd->final || sc->wmax[w] >= M - EPS)
+						continue;
+					double tr, res, oc;
+					planner_sluice_rider(ctx, wd, i, &tr, &res, &oc);
+					double before = planner_sluice_wide_ms(ctx, wd);
+					wd->sum_t += tr;
+					wd->res += res;
+					wd->offcap += oc;
+					double dl = planner_sluice_wide_ms(ctx, wd) - before;
+					wd->sum_t -= tr;
+					wd->res -= res;
+					wd->offcap -= oc;
+					double sc2 = fmax(sc->wmax[w] + dl, sc->has_rs[w] ? fa + dl : fa);
+					consider(&best, MV_WIDE, i, -1, w, -1, sc2);
+				}
+				ctx->work += 4 * st->nwide;
+				/* swap with a shorter sequence of a target */
+				for (int32_t q = 0; q < sc->ntb; q++) {
+					int32_t b = sc->tbins[q];
+					const planner_sluice_bin_t *bb = &st->bins[b];
+					if (bb->rank == rs)
+						continue;
+					double tb = bin_ms_of(ctx, bb);
+					for (int32_t j = bb->head; j >= 0; j = st->next[j]) {
+						if (ctx->t1[j] >= t)
+							continue;
+						int64_t dl = s - ctx->seqs[j].length;
+						double dt = t - ctx->t1[j];
+						int64_t doc = ctx->offcap[i] - ctx->offcap[j];
+						double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
+						double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
+						if (isinf(na) || isinf(nb))
+							continue;
+						consider(&best, MV_SWAP, i, j, b, bb->rank,
+						         fmax(M - ta + na, st->fin[bb->rank] - tb + nb));
+					}
+					ctx->work += bb->count;
+				}
+			}
+			/* dissolve the whole micro-batch */
+			if (ba->count > 1 && best.kind == MV_NONE) {
+				int32_t m = 0;
+				for (int32_t i = ba->head; i >= 0; i = st->next[i])
+					seqs[m++] = i;
+				qsort_r(seqs, (size_t)m, sizeof(int32_t), cmp_len_desc, ctx);
+				double sc_ = try_dissolve(st, sc, a, rs, M, seqs, m);
+				if (sc_ < best.score - EPS) {
+					consider(&best, MV_DISSOLVE, -1, -1, a, -1, sc_);
+					/* apply right away: plan_to is valid for this bin only */
+					for (int32_t z = 0; z < m; z++) {
+						planner_sluice_bin_remove(st, seqs[z]);
+						planner_sluice_bin_add(st, sc->plan_to[z], seqs[z]);
+					}
+					for (int32_t z = 0; z < m; z++)
+						st->fin[st->bins[sc->plan_to[z]].rank] =
+						        rank_fin(st, st->bins[sc->plan_to[z]].rank);
+					st->fin[rs] = rank_fin(st, rs);
+					break;
+				}
+			}
+		}
+		for (int32_t q = 0; q < nt; q++)
+			sc->is_tgt[sc->tgt[q]] = 0;
+		if (best.kind == MV_DISSOLVE)
+			continue;
+		if (best.kind == MV_NONE) {
+			/* last resort: a rider of rs's wide group */
+			if (try_riders(st, sc, rs, M))
+				continue;
+			break;
+		}
+		switch (best.kind) {
+		case MV_BIN:
+			planner_sluice_bin_remove(st, best.i);
+			planner_sluice_bin_add(st, best.b, best.i);
+			break;
+		case MV_NEWBIN: {
+			int32_t b = planner_sluice_bin_new(st, best.r);
+			if (b < 0) {
+				return sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
+			}
+			planner_sluice_bin_remove(st, best.i);
+			planner_sluice_bin_add(st, b, best.i);
+			break;
+		}
+		case MV_SWAP: {
+			int32_t a = st->where[best.i], b = st->where[best.j];
+			planner_sluice_bin_remove(st, best.i);
+			planner_sluice_bin_remove(st, best.j);
+			planner_sluice_bin_add(st, b, best.i);
+			planner_sluice_bin_add(st, a, best.j);
+			break;
+		}
+		case MV_GIVE:
+			move_bin(st, best.b, best.r);
+			break;
+		case MV_WIDE:
+			planner_sluice_bin_remove(st, best.i);
+			planner_sluice_wide_add(st, best.b, best.i);
+			planner_sluice_retime(st);
+			ctx->work += N + st->nbins;
+			continue;
+		}
+		/* Only two ranks changed; recompute their finish exactly. */
+		st->fin[rs] = rank_fin(st, rs);
+		if (best.r >= 0)
+			st->fin[best.r] = rank_fin(st, best.r);
+	}
+	return rc;
+}
+
+/* The first micro-batch, among those of ranks other than `not` listed in
+ * room[0 .. nroom) (ranks in order of finish), that holds s more tokens
+ * without excess and whose rank stays below M - EPS after adding t ms (plus
+ * what earlier tentative additions put there); -1 when none. */
+static int32_t room_for(const planner_sluice_state_t *st, const scratch_t *sc,
+                        const int32_t *room, int32_t nroom, int32_t not_rank, int64_t s,
+                        double t, double M, int tentative)
+{
+	const planner_sluice_ctx_t *ctx = st->ctx;
+	for (int32_t q = 0; q < nroom; q++) {
+		int32_t b = room[q];
+		const planner_sluice_bin_t *bb = &st->bins[b];
+		if (bb->rank == not_rank || bb->count == 0)
+			continue;
+		int64_t tok = bb->tokens + (tentative ? sc->add_tok[b] : 0);
+		double f = st->fin[bb->rank] + (tentative ? sc->dfin[bb->rank] : 0);
+		if ((double)(tok + s) <= ctx->cap && f + t < M - EPS)
+			return b;
+	}
+	return -1;
+}
+
+/* Trades work for room below the step: sequences whose tokens are
+ * offloaded (a micro-batch or a wide group over cap) move to micro-batches
+ * of other ranks that still have room, and nearly empty micro-batches are
+ * spread the same way (saving their fixed cost), as long as no rank reaches
+ * the current step. The step never grows and the total rank time drops,
+ * which the next descent can turn into a lower step. Sets *gained when
+ * anything moved. */
+static sl_err shed_work(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, int *gained)
+{
+	planner_sluice_ctx_t *ctx = st->ctx;
+	int32_t N = ctx->N;
+	double M = 0;
+	SL_CHECK(ensure_scratch(sc, st->nbins + 1));
+	for (int32_t r = 0; r < N; r++) {
+		sc->rf[r].fin = st->fin[r];
+		sc->rf[r].r = r;
+		if (st->fin[r] > M)
+			M = st->fin[r];
+	}
+	qsort(sc->rf, (size_t)N, sizeof(rfin_t), cmp_rfin);
+	ctx->work += N;
+	/* micro-batches with room, ranks in order of finish */
+	int32_t nroom = 0;
+	for (int32_t q = 0; q < N; q++)
+		for (int32_t b = st->rank_head[sc->rf[q].r]; b >= 0; b = st->bins[b].rnext)
+			if (st->bins[b].count > 0 &&
+			    (double)st->bins[b].tokens < ctx->cap)
+				sc->tbins[nroom++] = b;
+	int32_t *room = sc->tbins;
+	int retime = 0;
+
+	/* (a) single-rank micro-batches over cap */
+	for (int32_t a = 0; a < st->nbins && planner_sluice_budget_ok(ctx); a++) {
+		planner_sluice_bin_t *ba = &st->bins[a];
+		if (ba->count == 0 || (double)ba->tokens <= ctx->cap)
+			continue;
+		for (int32_t i = ba->head, nx; i >= 0 && (double)ba->tokens > ctx->cap; i = nx) {
+			nx = st->next[i];
+			int32_t b = room_for(st, sc, room, nroom, ba->rank, ctx->seqs[i].length,
+			                     ctx->t1[i], M, 0);
+			ctx->work += nroom;
+			if (b < 0)
+				continue;
+			int32_t ra = ba->rank, rb = st->bins[b].rank;
+			planner_sluice_bin_remove(st, i);
+			planner_sluice_bin_add(st, b, i);
+			st->fin[ra] = rank_fin(st, ra);
+			st->fin[rb] = rank_fin(st, rb);
+			*gained = 1;
+		}
+	}
+	/* (b) riders of final wide groups over cap */
+	for (int32_t w = 0; w < st->nwide && planner_sluice_budget_ok(ctx); w++) {
+		planner_sluice_wide_t *wd = &st->wide[w];
+		if (!wd->final || wd->res <= ctx->cap + 1e-9)
+			continue;
+		const int32_t *rk = st->wide_ranks + wd->rank_off;
+		for (int32_t i = st->whead[w], nx; i >= 0 && wd->res > ctx->cap + 1e-9; i = nx) {
+			nx = st->next[i];
+			int32_t b = room_for(st, sc, room, nroom, -1, ctx->seqs[i].length, ctx->t1[i],
+			                     M, 0);
+			ctx->work += nroom;
+			if (b < 0)
+				continue;
+			int in = 0;
+			for (int32_t k = 0; k < wd->d && !in; k++)
+				in = rk[k] == st->bins[b].rank;
+			if (in)
+				continue;
+			double before = planner_sluice_wide_ms(ctx, wd);
+			planner_sluice_wide_remove(st, i);
+			double dl = planner_sluice_wide_ms(ctx, wd) - before; /* < 0 */
+			for (int32_t k = 0; k < wd->d; k++)
+				st->fin[rk[k]] += dl;
+			planner_sluice_bin_add(st, b, i);
+			st->fin[st->bins[b].rank] = rank_fin(st, st->bins[b].rank);
+			retime = 1;
+			*gained = 1;
+		}
+	}
+	/* (c) nearly empty micro-batches: spread them if every sequence finds
+	 * room (tentatively first, then for real) */
+	for (int32_t a = 0; a < st->nbins && planner_sluice_budget_ok(ctx); a++) {
+		planner_sluice_bin_t *ba = &st->bins[a];
+		if (ba->count == 0 || (double)ba->tokens > ctx->cap / 4)
+			continue;
+		int32_t m = 0;
+		for (int32_t i = ba->head; i >= 0; i = st->next[i])
+			seqs[m++] = i;
+		for (int32_t q = 0; q < nroom; q++) {
+			sc->add_tok[room[q]] = 0;
+			sc->dfin[st->bins[room[q]].rank] = 0;
+		}
+		int ok = 1;
+		for (int32_t z = 0; z < m && ok; z++) {
+			int32_t i = seqs[z];
+			int32_t b = room_for(st, sc, room, nroom, ba->rank, ctx->seqs[i].length,
+			                     ctx->t1[i], M, 1);
+			ctx->work += nroom;
+			if (b < 0 || b == a) {
+				ok = 0;
+				break;
+			}
+			sc->plan_to[z] = b;
+			sc->add_tok[b] += ctx->seqs[i].length;
+			sc->dfin[st->bins[b].rank] += ctx->t1[i];
+		}
+		if (!ok)
+			continue;
+		int32_t ra = ba->rank;
+		for (int32_t z = 0; z < m; z++) {
+			planner_sluice_bin_remove(st, seqs[z]);
+			planner_sluice_bin_add(st, sc->plan_to[z], seqs[z]);
+			int32_t rb = st->bins[sc->plan_to[z]].rank;
+			st->fin[rb] = rank_fin(st, rb);
+		}
+		st->fin[ra] = rank_fin(st, ra);
+		*gained = 1;
+	}
+	if (retime) {
+		planner_sluice_retime(st);
+		ctx->work += N + st->nbins;
+	}
+	return SL_OK;
+}
+
 sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs)
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
@@ -281,233 +670,18 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 		goto out;
 	}
 	planner_sluice_retime(st);
-	int32_t ntgt_max = N <= SEARCH_TARGETS ? N : SEARCH_TARGETS;
-	for (;;) {
+	/* Descend on the last finish; then trade work (offloaded excess, nearly
+	 * empty micro-batches) for room that ranks below the step still have,
+	 * which frees time the next descent can use; until neither helps. */
+	for (int round = 0; round < 8; round++) {
+		int moved = 0;
+		SL_CHECK_GOTO(descend(st, &sc, seqs, &moved), rc, out);
 		if (!planner_sluice_budget_ok(ctx))
 			break;
-		/* the last rank and the targets */
-		for (int32_t r = 0; r < N; r++) {
-			sc.rf[r].fin = st->fin[r];
-			sc.rf[r].r = r;
-		}
-		qsort(sc.rf, (size_t)N, sizeof(rfin_t), cmp_rfin);
-		ctx->work += N;
-		int32_t rs = sc.rf[N - 1].r;
-		/* ties: the lowest rank among those finishing last */
-		for (int32_t q = N - 1; q >= 0 && sc.rf[q].fin == sc.rf[N - 1].fin; q--)
-			rs = sc.rf[q].r;
-		double M = st->fin[rs];
-		int32_t nt = 0;
-		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
-			if (sc.rf[q].r != rs)
-				sc.tgt[nt++] = sc.rf[q].r;
-		sc.tgt[nt] = -1;
-		for (int32_t q = 0; q < nt; q++)
-			sc.is_tgt[sc.tgt[q]] = 1;
-		/* bins of the targets and of rs */
-		if (st->nbins + 1 > sc.tbins_cap) {
-			size_t nc = (size_t)st->nbins * 2 + 16;
-			int32_t *a1 = realloc(sc.tbins, sizeof(int32_t) * nc);
-			int64_t *a2 = realloc(sc.add_tok, sizeof(int64_t) * nc);
-			int64_t *a3 = realloc(sc.add_oc, sizeof(int64_t) * nc);
-			double *a4 = realloc(sc.add_t, sizeof(double) * nc);
-			int32_t *a5 = realloc(sc.add_cnt, sizeof(int32_t) * nc);
-			if (a1)
-				sc.tbins = a1;
-			if (a2)
-				sc.add_tok = a2;
-			if (a3)
-				sc.add_oc = a3;
-			if (a4)
-				sc.add_t = a4;
-			if (a5)
-				sc.add_cnt = a5;
-			if (!a1 || !a2 || !a3 || !a4 || !a5) {
-				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
-				goto out;
-			}
-			sc.tbins_cap = (int32_t)nc;
-		}
-		sc.ntb = 0;
-		for (int32_t q = 0; q <= nt; q++) {
-			int32_t r = q < nt ? sc.tgt[q] : rs;
-			for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext)
-				if (!st->bins[b].pre && st->bins[b].count > 0)
-					sc.tbins[sc.ntb++] = b;
-		}
-		move_t best = {MV_NONE, -1, -1, -1, -1, M};
-		for (int32_t w = 0; w < st->nwide; w++) {
-			const planner_sluice_wide_t *wd = &st->wide[w];
-			sc.wmax[w] = 0;
-			sc.has_rs[w] = 0;
-			if (!wd->ride || !wd->final)
-				continue;
-			for (int32_t k = 0; k < wd->d; k++) {
-				int32_t r = st->wide_ranks[wd->rank_off + k];
-				if (r == rs)
-					sc.has_rs[w] = 1;
-				else if (st->fin[r] > sc.wmax[w])
-					sc.wmax[w] = st->fin[r];
-			}
-			ctx->work += wd->d;
-		}
-
-		for (int32_t a = st->rank_head[rs]; a >= 0; a = st->bins[a].rnext) {
-			const planner_sluice_bin_t *ba = &st->bins[a];
-			if (ba->pre || ba->count == 0)
-				continue;
-			double ta = bin_ms_of(ctx, ba);
-			/* whole micro-batch to another rank */
-			for (int32_t q = 0; q < nt; q++) {
-				int32_t r = sc.tgt[q];
-				consider(&best, MV_GIVE, -1, -1, a, r, fmax(M - ta, st->fin[r] + ta));
-			}
-			ctx->work += nt;
-			for (int32_t i = ba->head; i >= 0; i = st->next[i]) {
-				int64_t s = ctx->seqs[i].length;
-				double t = ctx->t1[i];
-				double ta2 = bin_ms_delta(ctx, ba, -s, -t, -1, -ctx->offcap[i]);
-				double fa = M - ta + ta2; /* rs's finish without i */
-				if (fa >= M - EPS)
-					continue;
-				/* into an existing micro-batch */
-				for (int32_t q = 0; q < sc.ntb; q++) {
-					int32_t b = sc.tbins[q];
-					const planner_sluice_bin_t *bb = &st->bins[b];
-					if (b == a)
-						continue;
-					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
-					if (isinf(tb2))
-						continue;
-					double d = tb2 - bin_ms_of(ctx, bb);
-					if (bb->rank == rs)
-						consider(&best, MV_BIN, i, -1, b, rs, fa + d);
-					else
-						consider(&best, MV_BIN, i, -1, b, bb->rank,
-						         fmax(fa, st->fin[bb->rank] + d));
-				}
-				ctx->work += sc.ntb;
-				/* into a new micro-batch of another rank */
-				if ((double)s - ctx->cap <= (double)ctx->offcap[i]) {
-					double tn = planner_sluice_bin_ms(ctx, s, t, 1);
-					for (int32_t q = 0; q < nt; q++) {
-						int32_t r = sc.tgt[q];
-						consider(&best, MV_NEWBIN, i, -1, -1, r,
-						         fmax(fa, st->fin[r] + tn));
-					}
-					ctx->work += nt;
-				}
-				/* into a final wide group as a rider */
-				for (int32_t w = 0; w < st->nwide; w++) {
-					planner_sluice_wide_t *wd = &st->wide[w];
-					if (!wd->ride || !wd->final || sc.wmax[w] >= M - EPS)
-						continue;
-					double tr, res, oc;
-					planner_sluice_rider(ctx, wd, i, &tr, &res, &oc);
-					double before = planner_sluice_wide_ms(ctx, wd);
-					wd->sum_t += tr;
-					wd->res += res;
-					wd->offcap += oc;
-					double dl = planner_sluice_wide_ms(ctx, wd) - before;
-					wd->sum_t -= tr;
-					wd->res -= res;
-					wd->offcap -= oc;
-					double sc2 = fmax(sc.wmax[w] + dl, sc.has_rs[w] ? fa + dl : fa);
-					consider(&best, MV_WIDE, i, -1, w, -1, sc2);
-				}
-				ctx->work += 4 * st->nwide;
-				/* swap with a shorter sequence of a target */
-				for (int32_t q = 0; q < sc.ntb; q++) {
-					int32_t b = sc.tbins[q];
-					const planner_sluice_bin_t *bb = &st->bins[b];
-					if (bb->rank == rs)
-						continue;
-					double tb = bin_ms_of(ctx, bb);
-					for (int32_t j = bb->head; j >= 0; j = st->next[j]) {
-						if (ctx->t1[j] >= t)
-							continue;
-						int64_t dl = s - ctx->seqs[j].length;
-						double dt = t - ctx->t1[j];
-						int64_t doc = ctx->offcap[i] - ctx->offcap[j];
-						double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
-						double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
-						if (isinf(na) || isinf(nb))
-							continue;
-						consider(&best, MV_SWAP, i, j, b, bb->rank,
-						         fmax(M - ta + na, st->fin[bb->rank] - tb + nb));
-					}
-					ctx->work += bb->count;
-				}
-			}
-			/* dissolve the whole micro-batch */
-			if (ba->count > 1 && best.kind == MV_NONE) {
-				int32_t m = 0;
-				for (int32_t i = ba->head; i >= 0; i = st->next[i])
-					seqs[m++] = i;
-				qsort_r(seqs, (size_t)m, sizeof(int32_t), cmp_len_desc, ctx);
-				double sc_ = try_dissolve(st, &sc, a, rs, M, seqs, m);
-				if (sc_ < best.score - EPS) {
-					consider(&best, MV_DISSOLVE, -1, -1, a, -1, sc_);
-					/* apply right away: plan_to is valid for this bin only */
-					for (int32_t z = 0; z < m; z++) {
-						planner_sluice_bin_remove(st, seqs[z]);
-						planner_sluice_bin_add(st, sc.plan_to[z], seqs[z]);
-					}
-					for (int32_t z = 0; z < m; z++)
-						st->fin[st->bins[sc.plan_to[z]].rank] =
-						        rank_fin(st, st->bins[sc.plan_to[z]].rank);
-					st->fin[rs] = rank_fin(st, rs);
-					break;
-				}
-			}
-		}
-		for (int32_t q = 0; q < nt; q++)
-			sc.is_tgt[sc.tgt[q]] = 0;
-		if (best.kind == MV_DISSOLVE)
-			continue;
-		if (best.kind == MV_NONE) {
-			/* last resort: a rider of rs's wide group */
-			if (try_riders(st, &sc, rs, M))
-				continue;
+		int gained = 0;
+		SL_CHECK_GOTO(shed_work(st, &sc, seqs, &gained), rc, out);
+		if (!gained)
 			break;
-		}
-		switch (best.kind) {
-		case MV_BIN:
-			planner_sluice_bin_remove(st, best.i);
-			planner_sluice_bin_add(st, best.b, best.i);
-			break;
-		case MV_NEWBIN: {
-			int32_t b = planner_sluice_bin_new(st, best.r);
-			if (b < 0) {
-				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
-				goto out;
-			}
-			planner_sluice_bin_remove(st, best.i);
-			planner_sluice_bin_add(st, b, best.i);
-			break;
-		}
-		case MV_SWAP: {
-			int32_t a = st->where[best.i], b = st->where[best.j];
-			planner_sluice_bin_remove(st, best.i);
-			planner_sluice_bin_remove(st, best.j);
-			planner_sluice_bin_add(st, b, best.i);
-			planner_sluice_bin_add(st, a, best.j);
-			break;
-		}
-		case MV_GIVE:
-			move_bin(st, best.b, best.r);
-			break;
-		case MV_WIDE:
-			planner_sluice_bin_remove(st, best.i);
-			planner_sluice_wide_add(st, best.b, best.i);
-			planner_sluice_retime(st);
-			ctx->work += N + st->nbins;
-			continue;
-		}
-		/* Only two ranks changed; recompute their finish exactly. */
-		st->fin[rs] = rank_fin(st, rs);
-		if (best.r >= 0)
-			st->fin[best.r] = rank_fin(st, best.r);
 	}
 out:
 	free(sc.rf);
