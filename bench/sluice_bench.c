@@ -247,8 +247,8 @@ static int scaling(const sl_profile_t *prof, const int64_t *len, size_t nlen, in
 	} cfg[] = {{256, 2048, 10}, {1024, 8192, 5}, {4096, 32768, 3}};
 	printf("# scaling: sluice planner alone, profile %s, %d ranks per node\n", prof->name,
 	       per_node);
-	printf("%8s %8s %6s %10s %10s %10s %10s %12s\n", "ranks", "batch", "steps", "step/ideal",
-	       "lat_med", "lat_max", "lp_bound", "peak_rss_mb");
+	printf("%8s %8s %6s %10s %10s %10s %10s %5s %12s\n", "ranks", "batch", "steps",
+	       "step/ideal", "lat_med", "lat_max", "step/lp", "cut", "peak_rss_mb");
 	size_t pos = 0;
 	for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
 		sl_cost_t cost;
@@ -260,7 +260,7 @@ static int scaling(const sl_profile_t *prof, const int64_t *len, size_t nlen, in
 		int b = cfg[c].batch;
 		sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)b);
 		double lat[16], ratio = 0, bnd = 0;
-		int steps = cfg[c].steps, done = 0;
+		int steps = cfg[c].steps, done = 0, cut = 0;
 		if (seqs == NULL)
 			return 1;
 		for (int s = 0; s < steps; s++) {
@@ -279,17 +279,18 @@ static int scaling(const sl_profile_t *prof, const int64_t *len, size_t nlen, in
 			lat[done] = plan->planner_ms;
 			ratio += plan->step_ms / plan->ideal_ms;
 			bnd += plan->step_ms / plan->lp_bound_ms;
+			cut += plan->search_truncated;
 			done++;
 			sl_plan_free(&plan);
 		}
-		printf("%8d %8d %6d %10.4f %10.1f %10.1f %10.4f %12.1f\n", cfg[c].ranks, b, done,
+		printf("%8d %8d %6d %10.4f %10.1f %10.1f %10.4f %5d %12.1f\n", cfg[c].ranks, b, done,
 		       done ? ratio / done : NAN, quantile(lat, done, 0.5), quantile(lat, done, 1.0),
-		       done ? bnd / done : NAN, peak_rss_kb() / 1024.0);
+		       done ? bnd / done : NAN, cut, peak_rss_kb() / 1024.0);
 		free(seqs);
 		sl_cost_fini(&cost);
 	}
-	printf("# lat in ms; lp_bound column = mean step / LP bound; peak_rss_mb is the "
-	       "process's peak so far (getrusage)\n");
+	printf("# lat in ms (wall); step/lp = mean step / LP bound; cut = plans whose search the "
+	       "work limit cut; peak_rss_mb is the process's peak so far (getrusage)\n");
 	return 0;
 }
 

@@ -17,8 +17,11 @@
 #include "sluice_internal.h"
 
 /* Default search budget in work units (one unit is about one candidate
- * evaluation, a few nanoseconds). */
-#define SLUICE_DEFAULT_WORK ((int64_t)60 * 1000 * 1000)
+ * evaluation, a few nanoseconds): a base plus a share per sequence, enough
+ * for the search to converge on the batches we benchmark (it then stops
+ * by itself), while bounding it on anything larger. */
+#define SLUICE_DEFAULT_WORK_BASE ((int64_t)40 * 1000 * 1000)
+#define SLUICE_DEFAULT_WORK_PER_SEQ ((int64_t)25 * 1000)
 /* Work units per millisecond of opts->time_limit_ms (a fixed rate, measured
  * on a 2-core x86 box; deliberately not measured at run time). */
 #define SLUICE_WORK_PER_MS ((int64_t)150 * 1000)
@@ -69,7 +72,9 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 			v--;
 		ctx->offcap[i] = v;
 	}
-	ctx->work_limit = opts->work_limit > 0 ? opts->work_limit : SLUICE_DEFAULT_WORK;
+	ctx->work_limit = opts->work_limit > 0
+	                          ? opts->work_limit
+	                          : SLUICE_DEFAULT_WORK_BASE + SLUICE_DEFAULT_WORK_PER_SEQ * (int64_t)n;
 	if (opts->time_limit_ms > 0) {
 		double w = opts->time_limit_ms * (double)SLUICE_WORK_PER_MS;
 		if (w < (double)ctx->work_limit)

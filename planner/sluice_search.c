@@ -24,6 +24,8 @@
 #define EPS 1e-6
 /* Ranks looked at as targets on large clusters (all when N <= this). */
 #define SEARCH_TARGETS 48
+/* Micro-batches with room looked at per sequence when shedding work. */
+#define ROOM_SCAN 512
 
 static double bin_ms_of(const planner_sluice_ctx_t *ctx, const planner_sluice_bin_t *b)
 {
@@ -287,22 +289,49 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 	for (;; (*moved)++) {
 		if (!planner_sluice_budget_ok(ctx))
 			break;
-		/* the last rank and the targets */
-		for (int32_t r = 0; r < N; r++) {
-			sc->rf[r].fin = st->fin[r];
-			sc->rf[r].r = r;
-		}
-		qsort(sc->rf, (size_t)N, sizeof(rfin_t), cmp_rfin);
-		ctx->work += N;
-		int32_t rs = sc->rf[N - 1].r;
-		/* ties: the lowest rank among those finishing last */
-		for (int32_t q = N - 1; q >= 0 && sc->rf[q].fin == sc->rf[N - 1].fin; q--)
-			rs = sc->rf[q].r;
+		/* the last rank (ties: the lowest) and the targets: the ntgt_max
+		 * ranks that finish first, kept in a bounded max-heap */
+		int32_t rs = 0;
+		for (int32_t r = 1; r < N; r++)
+			if (st->fin[r] > st->fin[rs])
+				rs = r;
 		double M = st->fin[rs];
 		int32_t nt = 0;
-		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
-			if (sc->rf[q].r != rs)
-				sc->tgt[nt++] = sc->rf[q].r;
+		for (int32_t r = 0; r < N; r++) {
+			if (r == rs)
+				continue;
+			rfin_t e = {st->fin[r], r};
+			if (nt < ntgt_max) {
+				int32_t i = nt++;
+				sc->rf[i] = e;
+				while (i > 0 && cmp_rfin(&sc->rf[(i - 1) / 2], &sc->rf[i]) < 0) {
+					rfin_t t = sc->rf[i];
+					sc->rf[i] = sc->rf[(i - 1) / 2];
+					sc->rf[(i - 1) / 2] = t;
+					i = (i - 1) / 2;
+				}
+			} else if (cmp_rfin(&e, &sc->rf[0]) < 0) {
+				sc->rf[0] = e;
+				int32_t i = 0;
+				for (;;) {
+					int32_t l = 2 * i + 1, rr = l + 1, m = i;
+					if (l < nt && cmp_rfin(&sc->rf[l], &sc->rf[m]) > 0)
+						m = l;
+					if (rr < nt && cmp_rfin(&sc->rf[rr], &sc->rf[m]) > 0)
+						m = rr;
+					if (m == i)
+						break;
+					rfin_t t = sc->rf[i];
+					sc->rf[i] = sc->rf[m];
+					sc->rf[m] = t;
+					i = m;
+				}
+			}
+		}
+		qsort(sc->rf, (size_t)nt, sizeof(rfin_t), cmp_rfin);
+		ctx->work += N;
+		for (int32_t q = 0; q < nt; q++)
+			sc->tgt[q] = sc->rf[q].r;
 		sc->tgt[nt] = -1;
 		for (int32_t q = 0; q < nt; q++)
 			sc->is_tgt[sc->tgt[q]] = 1;
@@ -500,6 +529,10 @@ static int32_t room_for(const planner_sluice_state_t *st, const scratch_t *sc,
                         double t, double M, int tentative)
 {
 	const planner_sluice_ctx_t *ctx = st->ctx;
+	/* the ranks that finish first are the likely hosts: look at a bounded
+	 * prefix so one call stays O(1) on large clusters */
+	if (nroom > ROOM_SCAN)
+		nroom = ROOM_SCAN;
 	for (int32_t q = 0; q < nroom; q++) {
 		int32_t b = room[q];
 		const planner_sluice_bin_t *bb = &st->bins[b];
@@ -553,7 +586,7 @@ static sl_err shed_work(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs
 			nx = st->next[i];
 			int32_t b = room_for(st, sc, room, nroom, ba->rank, ctx->seqs[i].length,
 			                     ctx->t1[i], M, 0);
-			ctx->work += nroom;
+			ctx->work += nroom < ROOM_SCAN ? nroom : ROOM_SCAN;
 			if (b < 0)
 				continue;
 			int32_t ra = ba->rank, rb = st->bins[b].rank;
@@ -574,7 +607,7 @@ static sl_err shed_work(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs
 			nx = st->next[i];
 			int32_t b = room_for(st, sc, room, nroom, -1, ctx->seqs[i].length, ctx->t1[i],
 			                     M, 0);
-			ctx->work += nroom;
+			ctx->work += nroom < ROOM_SCAN ? nroom : ROOM_SCAN;
 			if (b < 0)
 				continue;
 			int in = 0;
@@ -611,7 +644,7 @@ static sl_err shed_work(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs
 			int32_t i = seqs[z];
 			int32_t b = room_for(st, sc, room, nroom, ba->rank, ctx->seqs[i].length,
 			                     ctx->t1[i], M, 1);
-			ctx->work += nroom;
+			ctx->work += nroom < ROOM_SCAN ? nroom : ROOM_SCAN;
 			if (b < 0 || b == a) {
 				ok = 0;
 				break;
