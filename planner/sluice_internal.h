@@ -108,7 +108,10 @@ typedef struct planner_sluice_wide {
 	int32_t d;
 	double off;       /* lead's offload */
 	int one_node;
-	int ride;         /* takes riders (lead not offloaded, cheap ring) */
+	int ride;         /* filled with riders up front (cheap node-local ring) */
+	int open;         /* may take riders at all (lead not offloaded): a ring
+	                     that would idle till the step takes them even when
+	                     its communication makes them dear */
 	int final;        /* the last wide group of each of its ranks */
 	int64_t rank_off; /* ranks in ring order: st->wide_ranks[rank_off .. + d) */
 	double res;       /* tokens per rank of its sequences before offload */

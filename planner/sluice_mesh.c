@@ -557,6 +557,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		wd->offcap = 0;
 		wd->sum_t = sl_cost_seq_ms(c, s, d, f, wd->one_node);
 		wd->ride = 0;
+		wd->open = knobs->riders && f == 0;
 		if (knobs->riders && f == 0 && wd->one_node) {
 			/* riders pay padding and communication; worth it while that
 			 * is below the fixed-cost share they save */

@@ -203,8 +203,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	int32_t *rw = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
 	double *wmax = malloc(sizeof(double) * (size_t)(st->nwide + 1));
 	int32_t *lastw = malloc(sizeof(int32_t) * (size_t)N);
-	/* riders' cost depends on the degree only (riding rings are node-local):
-	 * per sequence it is computed once per distinct degree */
+	/* a rider's cost depends only on the ring's degree and node locality:
+	 * per sequence it is computed once per distinct pair */
 	int32_t *dk = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
 	int32_t *dval = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
 	double *dtr = malloc(sizeof(double) * (size_t)(st->nwide + 1) * 3);
@@ -233,7 +233,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	}
 	for (int32_t w = 0; w < st->nwide; w++) {
 		const planner_sluice_wide_t *wd = &st->wide[w];
-		if (!wd->ride || !wd->final)
+		if (!wd->open || !wd->final)
 			continue;
 		wmax[w] = 0;
 		for (int32_t k = 0; k < wd->d; k++) {
@@ -242,11 +242,12 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			if (F[r] > wmax[w])
 				wmax[w] = F[r];
 		}
-		int32_t z = 0;
-		while (z < nd && dval[z] != wd->d)
+		/* key: degree and node locality (ring bandwidth depends on it) */
+		int32_t key = 2 * wd->d + (wd->one_node ? 1 : 0), z = 0;
+		while (z < nd && dval[z] != key)
 			z++;
 		if (z == nd)
-			dval[nd++] = wd->d;
+			dval[nd++] = key;
 		dk[w] = z;
 		rw[nrw++] = w;
 	}

@@ -349,7 +349,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 			const planner_sluice_wide_t *wd = &st->wide[w];
 			sc->wmax[w] = 0;
 			sc->has_rs[w] = 0;
-			if (!wd->ride || !wd->final)
+			if (!wd->open || !wd->final)
 				continue;
 			for (int32_t k = 0; k < wd->d; k++) {
 				int32_t r = st->wide_ranks[wd->rank_off + k];
@@ -409,7 +409,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				/* into a final wide group as a rider */
 				for (int32_t w = 0; w < st->nwide; w++) {
 					planner_sluice_wide_t *wd = &st->wide[w];
-					if (!wd->ride || !wd->final || sc->wmax[w] >= M - EPS)
+					if (!wd->open || !wd->final || sc->wmax[w] >= M - EPS)
 						continue;
 					double tr, res, oc;
 					planner_sluice_rider(ctx, wd, i, &tr, &res, &oc);
