@@ -378,7 +378,7 @@ int kern_bwd_variants(int32_t head_dim)
 
 int kern_bwd_default(int32_t head_dim)
 {
-	return head_dim == 64 ? 0 : 3; /* d64_n4x16_m64s1, d128_n4x16_m64s2 */
+	return head_dim == 64 ? 2 : 4; /* d64_n4x16_m64s2, d128_n8x16_m64s2 */
 }
 
 int32_t kern_bwd_block_n(int32_t head_dim, int variant)
