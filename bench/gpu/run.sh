@@ -17,7 +17,8 @@
 # env: BIN  folder with sluice, sluice-worker, gpu_host, gpu_kernel, gpu_ring,
 #           gpu_bench (default .gpubin, else build-cuda's places)
 #      OUT  log folder (default ./gpu-out); at most 8 files are written
-#      QUICK=1 smaller kernel/ring sizes; STEP_TIMEOUT seconds per command (240)
+#      QUICK=1 smaller kernel/ring sizes (or KTOK / RTOK: lists of token counts);
+#      STEP_TIMEOUT seconds per command (240)
 set -u
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -73,6 +74,8 @@ else
 	ktok="8192 16384 32768 65536"
 	rtok="32768 131072"
 fi
+ktok=${KTOK:-$ktok} # kernel/sdpa sequence lengths
+rtok=${RTOK:-$rtok} # ring sequence lengths
 
 for st in $stages; do
 	case $st in
