@@ -8,7 +8,7 @@
 #   check   gpu_host, gpu_kernel (every kernel variant vs the fp64 reference),
 #           gpu_ring 1/2/4 (the worker backend over NCCL), and
 #           `sluice run-plan --backend cuda --check` of a small batch (sluice
-#           and static plans, 4 ranks)
+#           and static plans, 2 and 4 ranks: tests/gpu/run_plan.sh)
 #   kernel  per-hop kernel TFLOP/s, every variant (gpu_bench kernel)
 #   sdpa    PyTorch SDPA (flash and cuDNN backends) on the same shapes
 #   ring    ring forward/backward on groups of 1, 2, 4 ranks, same sequence
@@ -86,15 +86,13 @@ for st in $stages; do
 			[ "$ngpu" -ge $n ] && step check "$BIN/gpu_ring" $n 128
 		done
 		[ "$ngpu" -ge 2 ] && step check "$BIN/gpu_ring" 2 64
-		if [ "$ngpu" -ge 4 ]; then
+		for n in 2 4; do
+			[ "$ngpu" -ge $n ] || continue
 			for pol in sluice static; do
-				step check "$BIN/sluice" plan --ranks 4 --ranks-per-node 4 --policy $pol \
-					--format json -o /tmp/check-$pol.json bench/gpu/batch4-check.txt &&
-					step check "$BIN/sluice" run-plan --backend cuda --check --heads 4 \
-						--kv-heads 2 --head-dim 128 --iters 2 --warmup 1 --seed $RANDOM \
-						/tmp/check-$pol.json
+				step check tests/gpu/run_plan.sh "$BIN/sluice" "$BIN/sluice-worker" $n $pol \
+					bench/gpu/batch4-check.txt bench/gpu/attn-check.json
 			done
-		fi
+		done
 		;;
 	kernel)
 		for D in 128 64; do for n in $ktok; do for c in 1 0; do
