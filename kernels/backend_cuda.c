@@ -27,6 +27,8 @@ static sl_err with_where(sl_err rc, const cuda_state_t *s, const char *what)
 	if (rc == SL_OK)
 		return rc;
 	snprintf(msg, sizeof(msg), "%s", sl_errmsg());
+	if (s->slot < 0)
+		return sl_seterr(rc, "cuda backend, rank %d, %s: %s", (int)s->ctx.rank, what, msg);
 	return sl_seterr(rc, "cuda backend, rank %d, slot %d, %s: %s", (int)s->ctx.rank,
 	                 (int)s->slot, what, msg);
 }
@@ -117,7 +119,9 @@ static sl_err cuda_init(const worker_backend_cfg_t *cfg, void **state)
 	s->ctx.rank = cfg->rank;
 	rc = kern_device_count(&ndev);
 	if (rc == SL_OK && ndev == 0)
-		rc = sl_seterr(SL_ECUDA, "cuda backend, rank %d: no CUDA device", (int)cfg->rank);
+		rc = sl_seterr(SL_ECUDA, "no CUDA device visible (CUDA_VISIBLE_DEVICES=%s)",
+		               getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES")
+		                                              : "unset");
 	if (rc != SL_OK)
 		goto fail;
 	memset(id, 0, sizeof(id));
