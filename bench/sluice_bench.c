@@ -113,7 +113,7 @@ static int replay(const sl_profile_t *prof, const int64_t *len, size_t nlen, int
 		fprintf(stderr, "sluice-bench: out of memory\n");
 		return 1;
 	}
-	int isluice = -1, istatic = -1;
+	int isluice = -1, istatic = -1, kept = 0, cut = 0;
 	for (size_t p = 0; p < npol; p++) {
 		ps[p].name = sl_policy_at(p)->name;
 		ps[p].ratio = calloc((size_t)steps, sizeof(double));
@@ -163,8 +163,11 @@ static int replay(const sl_profile_t *prof, const int64_t *len, size_t nlen, int
 			ps[p].ratio[s] = plan->step_ms / plan->ideal_ms;
 			ps[p].lat[s] = plan->planner_ms;
 			ideal[s] = plan->ideal_ms;
-			if ((int)p == isluice)
+			if ((int)p == isluice) {
 				bound[s] = plan->lp_bound_ms;
+				kept += strstr(plan->note, "kept the plan of") != NULL;
+				cut += plan->search_truncated;
+			}
 			if (csv)
 				fprintf(csv, "%d,%s,%.3f,%.3f,%.5f,%.3f,%.3f\n", s, ps[p].name,
 				        plan->step_ms, plan->ideal_ms, ps[p].ratio[s], plan->planner_ms,
@@ -218,8 +221,9 @@ static int replay(const sl_profile_t *prof, const int64_t *len, size_t nlen, int
 				si += bound[s] / ideal[s];
 				nb++;
 			}
-		printf("# sluice: mean step / LP bound %.4f, mean LP bound / ideal %.4f\n",
-		       nb ? sb / nb : NAN, nb ? si / nb : NAN);
+		printf("# sluice: mean step / LP bound %.4f, mean LP bound / ideal %.4f; a baseline's "
+		       "plan was kept on %d of %d steps; the work limit cut %d searches\n",
+		       nb ? sb / nb : NAN, nb ? si / nb : NAN, kept, steps, cut);
 	}
 	printf("# columns: step/ideal mean and max over steps; step_s mean step seconds; speedup = "
 	       "total static time / total policy time; x_static = mean per-step ratio; lat in ms "
