@@ -126,7 +126,9 @@ typedef struct worker_seq_shard {
  * owned by the order and stay valid from begin to end. */
 typedef struct worker_group_work {
 	int32_t slot;        /* index of the slot in the plan */
-	int64_t group;       /* index of the group in the plan's groups[] */
+	int64_t group;       /* index of the group in the plan's groups[]; -1 when the
+	                        order came from sluiced, which numbers groups per slot */
+	int32_t slot_group;  /* index of the group within its slot (sluiced's numbering) */
 	int32_t d;           /* ranks in the group's ring */
 	int32_t ring_pos;    /* this rank's position i in the ring */
 	const int32_t *ring; /* [d] global ranks in ring order; ring[ring_pos] == rank */

@@ -6,17 +6,29 @@
 
 #include "worker.h"
 
-/* Finds the work of orders[rank] that executes plan group gi, or NULL. */
+/* Finds the work of orders[rank] that executes group slot_group of slot,
+ * or NULL. Works are matched by (slot, index within the slot) because an
+ * order from sluiced does not know the plan-wide group index. */
 static const worker_group_work_t *check_find_work(const worker_order_t *o,
-                                                  const worker_dump_t *dump, int64_t gi,
-                                                  int32_t *index)
+                                                  const worker_dump_t *dump, int32_t slot,
+                                                  int32_t slot_group, int32_t *index)
 {
 	for (int32_t i = 0; i < o->nwork && i < dump->nwork; i++)
-		if (o->work[i].group == gi) {
+		if (o->work[i].slot == slot && o->work[i].slot_group == slot_group) {
 			*index = i;
 			return &o->work[i];
 		}
 	return NULL;
+}
+
+/* The slot that holds plan group gi, or -1 when none does. */
+static int32_t check_slot_of(const sl_plan_t *plan, int64_t gi)
+{
+	for (int32_t t = 0; t < plan->nslots; t++)
+		if (gi >= plan->slots[t].group_off &&
+		    gi < plan->slots[t].group_off + plan->slots[t].ngroups)
+			return t;
+	return -1;
 }
 
 /* max |a - b| / max |b| over n values (max |a - b| when b is all zero). */
@@ -50,6 +62,8 @@ sl_err worker_check(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t
 	sl_err rc = SL_OK;
 	for (int64_t gi = 0; gi < plan->ngroups; gi++) {
 		const sl_group_t *g = &plan->groups[gi];
+		int32_t slot = check_slot_of(plan, gi);
+		int32_t slot_group = slot >= 0 ? (int32_t)(gi - plan->slots[slot].group_off) : -1;
 		const int32_t *ring = sl_group_ranks(plan, g);
 		const sl_item_t *items = sl_group_items(plan, g);
 		for (int32_t it = 0; it < g->nitems; it++) {
@@ -75,7 +89,8 @@ sl_err worker_check(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t
 			/* Scatter each ring position's shard rows to their global positions. */
 			for (int32_t pos = 0; pos < g->nranks; pos++) {
 				int32_t r = ring[pos], wi = -1;
-				const worker_group_work_t *w = check_find_work(orders[r], dumps[r], gi, &wi);
+				const worker_group_work_t *w =
+					check_find_work(orders[r], dumps[r], slot, slot_group, &wi);
 				if (!w) {
 					rc = sl_seterr(SL_EINTERNAL, "check: rank %d has no output for group %lld",
 					               (int)r, (long long)gi);
@@ -182,4 +197,35 @@ sl_err worker_check(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t
 	for (int k = 0; k < 4; k++)
 		res->ok = res->ok && res->rel_err[k] <= tol;
 	return SL_OK;
+}
+
+sl_err worker_check_dumps(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t seed,
+                          const char *const *paths, worker_check_result_t *res)
+{
+	memset(res, 0, sizeof *res);
+	size_t n = plan->ranks > 0 ? (size_t)plan->ranks : 1;
+	worker_order_t **orders = calloc(n, sizeof *orders);
+	worker_dump_t **dumps = calloc(n, sizeof *dumps);
+	sl_err rc = SL_OK;
+	double tol = 0;
+	if (!orders || !dumps) {
+		rc = sl_seterr(SL_ENOMEM, "check: out of memory");
+		goto out;
+	}
+	for (int32_t r = 0; r < plan->ranks; r++) {
+		SL_CHECK_GOTO(worker_order_build(plan, r, shape, &orders[r]), rc, out);
+		SL_CHECK_GOTO(worker_dump_read(paths[r], orders[r], &dumps[r]), rc, out);
+		tol = fmax(tol, dumps[r]->tol);
+	}
+	rc = worker_check(plan, shape, seed, orders, dumps, tol, res);
+out:
+	for (int32_t r = 0; r < plan->ranks; r++) {
+		if (orders)
+			worker_order_free(&orders[r]);
+		if (dumps)
+			worker_dump_free(&dumps[r]);
+	}
+	free(orders);
+	free(dumps);
+	return rc;
 }

@@ -17,12 +17,13 @@ typedef struct dump_head {
 } dump_head_t;
 _Static_assert(sizeof(dump_head_t) == 56, "dump header layout");
 
+/* A group is named by its slot and its index within the slot: the only
+ * numbering both a plan file and a work order from sluiced carry. */
 typedef struct dump_work_head {
-	int32_t slot, pad_;
-	int64_t group;
+	int32_t slot, slot_group;
 	int64_t ntok;
 } dump_work_head_t;
-_Static_assert(sizeof(dump_work_head_t) == 24, "dump work header layout");
+_Static_assert(sizeof(dump_work_head_t) == 16, "dump work header layout");
 
 /* Element counts of the five output tensors of work w. */
 static void dump_sizes(const worker_group_work_t *w, size_t n[5])
@@ -55,7 +56,7 @@ sl_err worker_dump_write(const char *path, const worker_order_t *order, const ch
 	int ok = fwrite(&h, sizeof h, 1, f) == 1;
 	for (int32_t i = 0; ok && i < order->nwork; i++) {
 		const worker_group_work_t *w = &order->work[i];
-		dump_work_head_t wh = {.slot = w->slot, .pad_ = 0, .group = w->group, .ntok = w->ntok};
+		dump_work_head_t wh = {.slot = w->slot, .slot_group = w->slot_group, .ntok = w->ntok};
 		size_t n[5];
 		dump_sizes(w, n);
 		const double *t[5] = {outs[i].out, outs[i].lse, outs[i].dq, outs[i].dk, outs[i].dv};
@@ -132,17 +133,17 @@ sl_err worker_dump_read(const char *path, const worker_order_t *order, worker_du
 			rc = sl_seterr(SL_EFORMAT, "%s: truncated at group %d", path, (int)i);
 			goto out;
 		}
-		if (wh.slot != w->slot || wh.group != w->group || wh.ntok != w->ntok) {
+		if (wh.slot != w->slot || wh.slot_group != w->slot_group || wh.ntok != w->ntok) {
 			rc = sl_seterr(SL_EFORMAT,
-			               "%s: group %d is slot %d group %lld with %lld tokens, expected slot %d "
-			               "group %lld with %lld",
-			               path, (int)i, (int)wh.slot, (long long)wh.group, (long long)wh.ntok,
-			               (int)w->slot, (long long)w->group, (long long)w->ntok);
+			               "%s: entry %d is slot %d group %d with %lld tokens, expected slot %d "
+			               "group %d with %lld",
+			               path, (int)i, (int)wh.slot, (int)wh.slot_group, (long long)wh.ntok,
+			               (int)w->slot, (int)w->slot_group, (long long)w->ntok);
 			goto out;
 		}
 		struct worker_dump_work *dw = &d->work[i];
 		dw->slot = wh.slot;
-		dw->group = wh.group;
+		dw->slot_group = wh.slot_group;
 		dw->ntok = wh.ntok;
 		size_t n[5];
 		dump_sizes(w, n);
@@ -167,4 +168,9 @@ out:
 		worker_dump_free(&d);
 	*out = d;
 	return rc;
+}
+
+void worker_dump_step_path(const char *dir, uint64_t step, int32_t rank, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/step%llu.rank%d.out", dir, (unsigned long long)step, (int)rank);
 }

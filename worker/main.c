@@ -1,6 +1,10 @@
-/* sluice-worker: one rank of a plan. `sluice run-plan` starts one per rank;
- * it can also be started by hand (`--plan PLAN.json --rank r`, the same
- * --run-dir for every rank). Exit status: 0 done, 1 failed, 2 usage. */
+/* sluice-worker: one rank of a plan. Two ways to get the work:
+ *   --job J --rank r [--endpoint E]: register with sluiced and execute the
+ *     work orders it pushes, step after step (worker/serve.c);
+ *   --plan PLAN.json --rank r: one plan file (`sluice run-plan` starts one
+ *     per rank; by hand, give every rank the same --run-dir).
+ * Both execute through the same session code (worker/run.c).
+ * Exit status: 0 done (or stopped by SIGTERM/SIGINT), 1 failed, 2 usage. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -34,13 +38,24 @@ static const worker_backend_ops_t *main_find_backend(const char *name)
 static void main_usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: sluice-worker --plan PLAN.json --rank R [options]\n"
+	        "usage: sluice-worker --job JOB --rank R [--endpoint E] [options]\n"
+	        "       sluice-worker --plan PLAN.json --rank R [options]\n"
 	        "Runs rank R's attention work (ring attention, forward and backward) of every\n"
-	        "slot of the plan in which it has a group.\n"
-	        "  --plan FILE         plan (sluice.plan/1 JSON)\n"
+	        "slot in which it has a group: of each work order sluiced pushes to rank R of\n"
+	        "JOB (until SIGTERM/SIGINT), or of one plan file.\n"
+	        "  --job JOB           serve sluiced: register as rank R of JOB\n"
+	        "  --endpoint E        sluiced's endpoint [$SLUICE_ENDPOINT, else the default ipc]\n"
+	        "  --ranks N           refuse plans that do not have N ranks [any]\n"
+	        "  --server-key K      tcp: the daemon's public key (Z85 or .pub file)\n"
+	        "  --secret-key FILE   tcp: this worker's secret key file (sluice keygen)\n"
+	        "  --max-steps K       exit after K work orders [until stopped]\n"
+	        "  --max-tokens T      refuse a group with more than T local tokens [no limit]\n"
+	        "  --register-timeout-ms MS  wait for sluiced's welcome [10000]\n"
+	        "  --plan FILE         run one plan (sluice.plan/1 JSON) instead\n"
 	        "  --rank R            this process's rank, 0 <= R < plan ranks\n"
 	        "  --backend NAME      cpu (fp64) or cuda (bf16; when built with CUDA) [cpu]\n"
-	        "  --run-dir DIR       directory shared by the run's ranks (sockets) [/tmp/sluice-run-UID]\n"
+	        "  --run-dir DIR       directory shared by the ranks (sockets) [--plan:\n"
+	        "                      /tmp/sluice-run-UID; --job: /tmp/sluice-run-UID/job-JOB-HASH]\n"
 	        "  --heads H           query heads [4]\n"
 	        "  --kv-heads K        key/value heads (H multiple of K) [2]\n"
 	        "  --head-dim D        head dimension [16]\n"
@@ -49,10 +64,12 @@ static void main_usage(FILE *f)
 	        "  --warmup N          untimed repetitions first [0]\n"
 	        "  --timeout-ms MS     longest wait for a peer [60000]\n"
 	        "  --local-rank R, --local-size N  placement on this host [rank, plan ranks]\n"
-	        "  --dump FILE         write outputs (O, LSE, dQ, dK, dV) for checking\n"
-	        "  --report FILE       write per-slot times and bytes as JSON\n"
-	        "  --profile NAME|FILE check the plan under this profile [the plan's own]\n"
-	        "  --structure-only    check only what execution needs (a launcher checked the rest)\n"
+	        "  --dump FILE|DIR     write outputs (O, LSE, dQ, dK, dV) for checking: --plan to\n"
+	        "                      FILE; --job to DIR/step<S>.rank<R>.out for every step\n"
+	        "  --report FILE       --plan: write per-slot times and bytes as JSON\n"
+	        "  --profile NAME|FILE --plan: check it under this profile [the plan's own]\n"
+	        "  --structure-only    --plan: check only what execution needs (a launcher checked\n"
+	        "                      the rest)\n"
 	        "backends:");
 	for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
 		fprintf(f, " %s", worker_backends[i]->name);
@@ -84,11 +101,14 @@ int main(int argc, char **argv)
 	snprintf(run_dir, sizeof run_dir, "/tmp/sluice-run-%u", (unsigned)getuid());
 	int have_dir = 0;
 	long long rank = -1;
+	worker_serve_opts_t so = {.register_timeout_ms = 10000};
+	const char *serve_only = NULL, *plan_only = NULL; /* an option of the other mode */
 	worker_run_opts_t o = {.local_rank = -1, .local_size = -1,
 	                       .shape = {.heads = 4, .kv_heads = 2, .head_dim = 16},
 	                       .seed = 1, .iters = 1, .warmup = 0, .timeout_ms = 60000};
 	enum { O_PLAN = 1, O_RANK, O_BACKEND, O_RUNDIR, O_HEADS, O_KV, O_DIM, O_SEED, O_ITERS,
-	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_PROFILE, O_STRUCT, O_HELP };
+	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_PROFILE, O_STRUCT, O_HELP,
+	       O_JOB, O_ENDPOINT, O_RANKS, O_SKEY, O_SECRET, O_MAXSTEPS, O_MAXTOK, O_REGTO };
 	static const struct option lopts[] = {
 		{"plan", required_argument, 0, O_PLAN},       {"rank", required_argument, 0, O_RANK},
 		{"backend", required_argument, 0, O_BACKEND}, {"run-dir", required_argument, 0, O_RUNDIR},
@@ -99,6 +119,12 @@ int main(int argc, char **argv)
 		{"local-size", required_argument, 0, O_LSIZE}, {"dump", required_argument, 0, O_DUMP},
 		{"report", required_argument, 0, O_REPORT},   {"help", no_argument, 0, O_HELP},
 		{"profile", required_argument, 0, O_PROFILE}, {"structure-only", no_argument, 0, O_STRUCT},
+		{"job", required_argument, 0, O_JOB},         {"endpoint", required_argument, 0, O_ENDPOINT},
+		{"ranks", required_argument, 0, O_RANKS},     {"server-key", required_argument, 0, O_SKEY},
+		{"secret-key", required_argument, 0, O_SECRET},
+		{"max-steps", required_argument, 0, O_MAXSTEPS},
+		{"max-tokens", required_argument, 0, O_MAXTOK},
+		{"register-timeout-ms", required_argument, 0, O_REGTO},
 		{0, 0, 0, 0}};
 	int c;
 	long long v;
@@ -160,9 +186,37 @@ int main(int argc, char **argv)
 			o.local_size = (int32_t)v;
 			break;
 		case O_DUMP: o.dump_path = optarg; break;
-		case O_REPORT: o.report_path = optarg; break;
-		case O_PROFILE: rules.profile = optarg; break;
-		case O_STRUCT: rules.structure_only = 1; break;
+		case O_REPORT: o.report_path = optarg; plan_only = "--report"; break;
+		case O_PROFILE: rules.profile = optarg; plan_only = "--profile"; break;
+		case O_STRUCT: rules.structure_only = 1; plan_only = "--structure-only"; break;
+		case O_JOB: so.job = optarg; break;
+		case O_ENDPOINT: so.endpoint = optarg; serve_only = "--endpoint"; break;
+		case O_RANKS:
+			if (main_int("--ranks", optarg, 1, SL_MAX_RANKS, &v))
+				return 2;
+			so.ranks = (int32_t)v;
+			serve_only = "--ranks";
+			break;
+		case O_SKEY: so.server_key = optarg; serve_only = "--server-key"; break;
+		case O_SECRET: so.secret_key_file = optarg; serve_only = "--secret-key"; break;
+		case O_MAXSTEPS:
+			if (main_int("--max-steps", optarg, 1, LLONG_MAX, &v))
+				return 2;
+			so.max_steps = v;
+			serve_only = "--max-steps";
+			break;
+		case O_MAXTOK:
+			if (main_int("--max-tokens", optarg, 1, LLONG_MAX, &v))
+				return 2;
+			so.max_tokens = v;
+			serve_only = "--max-tokens";
+			break;
+		case O_REGTO:
+			if (main_int("--register-timeout-ms", optarg, 1, 86400000, &v))
+				return 2;
+			so.register_timeout_ms = (int)v;
+			serve_only = "--register-timeout-ms";
+			break;
 		case O_HELP: main_usage(stdout); return 0;
 		default: main_usage(stderr); return 2;
 		}
@@ -171,9 +225,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice-worker: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (!plan_path || rank < 0) {
-		fprintf(stderr, "sluice-worker: %s is required (see --help)\n",
-		        !plan_path ? "--plan" : "--rank");
+	if (plan_path && so.job) {
+		fprintf(stderr, "sluice-worker: --plan and --job exclude each other (see --help)\n");
+		return 2;
+	}
+	if (!plan_path && !so.job) {
+		fprintf(stderr, "sluice-worker: --plan is required (or --job, to serve sluiced; "
+		                "see --help)\n");
+		return 2;
+	}
+	if (rank < 0) {
+		fprintf(stderr, "sluice-worker: --rank is required (see --help)\n");
+		return 2;
+	}
+	if (so.job && plan_only) {
+		fprintf(stderr, "sluice-worker: %s is for --plan runs, not with --job\n", plan_only);
+		return 2;
+	}
+	if (plan_path && serve_only) {
+		fprintf(stderr, "sluice-worker: %s is for serving sluiced (--job), not with --plan\n",
+		        serve_only);
 		return 2;
 	}
 	const worker_backend_ops_t *ops = main_find_backend(backend);
@@ -183,6 +254,20 @@ int main(int argc, char **argv)
 			fprintf(stderr, " %s", worker_backends[i]->name);
 		fprintf(stderr, ")\n");
 		return 2;
+	}
+	if (so.job) {
+		if (worker_shape_check(&o.shape) != SL_OK) {
+			fprintf(stderr, "sluice-worker: %s\n", sl_errmsg());
+			return 2;
+		}
+		/* Progress lines reach a pipe or file as they happen. */
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		so.rank = (int32_t)rank;
+		so.run_dir = have_dir ? run_dir : NULL;
+		so.dump_dir = o.dump_path;
+		o.dump_path = NULL;
+		so.run = o;
+		return worker_serve(ops, &so);
 	}
 	if (!have_dir && mkdir(run_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "sluice-worker: cannot create run directory %s: %s\n", run_dir,

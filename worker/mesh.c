@@ -4,8 +4,15 @@
  * peer this rank sends to, connected on first use. ZeroMQ keeps the order of
  * messages of one PUSH->PULL pipe; across senders it does not, and a fast
  * rank may already be a slot ahead, so every message carries a tag and a
- * receive keeps messages it was not waiting for until they are asked for. */
+ * receive keeps messages it was not waiting for until they are asked for.
+ *
+ * A worker serving sluiced keeps its mesh from step to step, so a tag's slot
+ * and hop repeat. Every message also carries the sender's epoch (the step):
+ * a receive matches only messages of the current epoch, keeps newer ones (a
+ * rank already on the next step) and drops older ones (left over from a step
+ * that failed somewhere), so one step's shards never meet another's. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,8 +24,11 @@
 typedef struct mesh_hdr {
 	int32_t src;
 	worker_tag_t tag;
+	int32_t pad_;
+	int64_t epoch;
 } mesh_hdr_t;
-_Static_assert(sizeof(mesh_hdr_t) == 20, "mesh header is 5 int32 on the wire");
+_Static_assert(sizeof(mesh_hdr_t) == 32, "mesh header is 6 int32 and an int64 on the wire");
+_Static_assert(offsetof(mesh_hdr_t, epoch) == 24, "mesh header layout");
 
 typedef struct mesh_pending {
 	mesh_hdr_t hdr;
@@ -35,7 +45,13 @@ struct worker_mesh {
 	mesh_pending_t **pend; /* heap cells: a zmq_msg_t is not moved by copying */
 	size_t npend, cap;
 	int32_t boot_seq;
+	int64_t epoch;
+	const volatile sig_atomic_t *stop; /* set: waits give up (SL_ECLOSED) */
 };
+
+/* Longest single wait in zmq_poll, so a stop flag set by a signal that
+ * another (ZeroMQ) thread received is still seen promptly. */
+#define MESH_POLL_SLICE_MS 100
 
 static sl_err mesh_zerr(const char *what, int32_t rank)
 {
@@ -124,14 +140,42 @@ void worker_mesh_free(worker_mesh_t **mesh)
 	*mesh = NULL;
 }
 
-void worker_mesh_abandon(worker_mesh_t *m)
+void worker_mesh_set_linger(worker_mesh_t *m, int linger_ms)
 {
 	if (!m)
 		return;
-	int zero = 0;
 	for (int32_t r = 0; r < m->nranks; r++)
 		if (m->push[r])
-			zmq_setsockopt(m->push[r], ZMQ_LINGER, &zero, sizeof zero);
+			zmq_setsockopt(m->push[r], ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+}
+
+void worker_mesh_abandon(worker_mesh_t *m)
+{
+	worker_mesh_set_linger(m, 0);
+}
+
+void worker_mesh_set_stop(worker_mesh_t *m, const volatile sig_atomic_t *stop)
+{
+	m->stop = stop;
+}
+
+void worker_mesh_set_epoch(worker_mesh_t *m, int64_t epoch)
+{
+	if (epoch == m->epoch)
+		return;
+	m->epoch = epoch;
+	/* Collectives count from one again, so ranks that skipped a step agree. */
+	m->boot_seq = 0;
+	size_t k = 0;
+	for (size_t i = 0; i < m->npend; i++) {
+		if (m->pend[i]->hdr.epoch < epoch) {
+			zmq_msg_close(&m->pend[i]->body);
+			free(m->pend[i]);
+		} else {
+			m->pend[k++] = m->pend[i];
+		}
+	}
+	m->npend = k;
 }
 
 static sl_err mesh_push(worker_mesh_t *m, int32_t dst, void **out)
@@ -165,7 +209,7 @@ sl_err worker_mesh_send(worker_mesh_t *m, int32_t dst, const worker_tag_t *tag, 
 {
 	void *s = NULL;
 	SL_CHECK(mesh_push(m, dst, &s));
-	mesh_hdr_t h = {.src = m->rank, .tag = *tag};
+	mesh_hdr_t h = {.src = m->rank, .tag = *tag, .pad_ = 0, .epoch = m->epoch};
 	while (zmq_send(s, &h, sizeof h, ZMQ_SNDMORE) < 0)
 		if (zmq_errno() != EINTR)
 			return mesh_zerr("send header", m->rank);
@@ -175,10 +219,11 @@ sl_err worker_mesh_send(worker_mesh_t *m, int32_t dst, const worker_tag_t *tag, 
 	return SL_OK;
 }
 
-static int mesh_match(const mesh_hdr_t *h, int32_t src, const worker_tag_t *t)
+static int mesh_match(const worker_mesh_t *m, const mesh_hdr_t *h, int32_t src,
+                      const worker_tag_t *t)
 {
-	return h->src == src && h->tag.kind == t->kind && h->tag.slot == t->slot &&
-	       h->tag.hop == t->hop && h->tag.seq == t->seq;
+	return h->epoch == m->epoch && h->src == src && h->tag.kind == t->kind &&
+	       h->tag.slot == t->slot && h->tag.hop == t->hop && h->tag.seq == t->seq;
 }
 
 static sl_err mesh_deliver(worker_mesh_t *m, const mesh_hdr_t *h, zmq_msg_t *body, void *buf,
@@ -202,7 +247,7 @@ sl_err worker_mesh_recv(worker_mesh_t *m, int32_t src, const worker_tag_t *tag, 
                         size_t len)
 {
 	for (size_t i = 0; i < m->npend; i++)
-		if (mesh_match(&m->pend[i]->hdr, src, tag)) {
+		if (mesh_match(m, &m->pend[i]->hdr, src, tag)) {
 			mesh_pending_t *p = m->pend[i];
 			memmove(&m->pend[i], &m->pend[i + 1], (m->npend - i - 1) * sizeof *m->pend);
 			m->npend--;
@@ -219,8 +264,14 @@ sl_err worker_mesh_recv(worker_mesh_t *m, int32_t src, const worker_tag_t *tag, 
 			                 "within %d ms: did that worker fail?",
 			                 (int)m->rank, (int)src, (int)tag->kind, (int)tag->slot,
 			                 (int)tag->hop, m->timeout_ms);
+		if (m->stop && *m->stop)
+			return sl_seterr(SL_ECLOSED, "rank %d: stopped while waiting for rank %d (slot %d)",
+			                 (int)m->rank, (int)src, (int)tag->slot);
 		zmq_pollitem_t it = {.socket = m->pull, .events = ZMQ_POLLIN};
-		int n = zmq_poll(&it, 1, (long)left + 1);
+		long wait = (long)left + 1;
+		if (m->stop && wait > MESH_POLL_SLICE_MS)
+			wait = MESH_POLL_SLICE_MS;
+		int n = zmq_poll(&it, 1, wait);
 		if (n < 0) {
 			if (zmq_errno() == EINTR)
 				continue;
@@ -251,8 +302,14 @@ sl_err worker_mesh_recv(worker_mesh_t *m, int32_t src, const worker_tag_t *tag, 
 				zmq_msg_close(&body);
 				return mesh_zerr("receive payload", m->rank);
 			}
-		if (mesh_match(&h, src, tag))
+		if (mesh_match(m, &h, src, tag))
 			return mesh_deliver(m, &h, &body, buf, len);
+		if (h.epoch < m->epoch) {
+			SL_DEBUG(SL_SUB_KERN, "rank %d: dropped a message of step %lld from rank %d (now %lld)",
+			         (int)m->rank, (long long)h.epoch, (int)h.src, (long long)m->epoch);
+			zmq_msg_close(&body);
+			continue;
+		}
 		mesh_pending_t *cell = malloc(sizeof *cell);
 		if (cell && m->npend == m->cap) {
 			size_t cap = m->cap ? 2 * m->cap : 8;

@@ -163,6 +163,7 @@ sl_err worker_order_build(const sl_plan_t *plan, int32_t rank, const worker_shap
 			memcpy(o->rings + rg, ranks, (size_t)d * sizeof *ranks);
 			w->slot = t;
 			w->group = gi;
+			w->slot_group = gj;
 			w->d = d;
 			w->ring_pos = pos;
 			w->ring = o->rings + rg;

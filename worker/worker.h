@@ -8,6 +8,7 @@
 #ifndef SLUICE_WORKER_INTERNAL_H
 #define SLUICE_WORKER_INTERNAL_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -61,6 +62,17 @@ typedef struct worker_plan_rules {
 	const char *profile; /* profile (name or JSON file) to check under; NULL: the plan's own */
 	int structure_only;  /* only what execution relies on (a launcher checked the rest) */
 } worker_plan_rules_t;
+
+/* Converts a work order received from sluiced (client.h) into rank's
+ * work descriptors, exactly as worker_order_build derives them from the
+ * plan (group is -1: the order numbers groups only within their slot).
+ * Checks what execution relies on (rank and ranks, slots increasing, ring
+ * ranks distinct and in range with this rank at its position, shard
+ * lengths and zigzag sizes, no sequence twice) and fails with SL_EINVAL
+ * naming the group and value otherwise. *out is the caller's. */
+struct sl_work_order;
+sl_err worker_order_from_wire(const struct sl_work_order *wo, const worker_shape_t *shape,
+                              worker_order_t **out);
 
 /* Reads a plan file and checks it: structure (worker_order_build's rules for
  * every rank) and, unless rules->structure_only, every rule of
@@ -142,6 +154,17 @@ sl_err worker_mesh_send(worker_mesh_t *m, int32_t dst, const worker_tag_t *tag, 
  * exactly len bytes long (else SL_EPROTO). SL_ETIMEOUT after the timeout. */
 sl_err worker_mesh_recv(worker_mesh_t *m, int32_t src, const worker_tag_t *tag, void *buf,
                         size_t len);
+/* Messages from now on belong to epoch (a worker serving sluiced uses the
+ * step): receives match only this epoch's messages, drop older ones (also
+ * those already kept) and keep newer ones; collective counters restart.
+ * A new mesh is at epoch 0. */
+void worker_mesh_set_epoch(worker_mesh_t *m, int64_t epoch);
+/* While *stop is non-zero every wait returns SL_ECLOSED within 100 ms
+ * (a signal handler sets it). stop may be NULL (the default: never). */
+void worker_mesh_set_stop(worker_mesh_t *m, const volatile sig_atomic_t *stop);
+/* How long closing waits for queued messages to leave (default: the
+ * timeout; worker_mesh_abandon sets 0). */
+void worker_mesh_set_linger(worker_mesh_t *m, int linger_ms);
 /* worker_boot_t's functions over the mesh (ctx is the worker_mesh_t). */
 sl_err worker_mesh_bcast(void *ctx, int32_t root, void *buf, size_t len);
 sl_err worker_mesh_barrier(void *ctx);
@@ -177,15 +200,53 @@ typedef struct worker_run_opts {
 	const char *report_path; /* write the per-slot stats JSON here (NULL: don't) */
 } worker_run_opts_t;
 
-/* Runs one rank of a plan with a backend: mesh, init, every work order
- * (begin, warmup + iters x (forward, backward), end), dump and report, final
- * barrier. Returns the first error (message names rank and slot). */
+/* Runs one rank of a plan with a backend: a session (mesh, barrier, init),
+ * every work order (worker_session_exec), dump and report, final barrier.
+ * Returns the first error (message names rank and slot). */
 sl_err worker_run(const sl_plan_t *plan, const char *plan_name, const worker_backend_ops_t *ops,
                   const worker_run_opts_t *opts);
 
+/* What a rank holds while it executes orders: its mesh socket and the
+ * initialised backend. `--plan` runs use one for their plan; a worker
+ * serving sluiced keeps one from step to step. */
+typedef struct worker_session worker_session_t;
+
+/* Binds the mesh for rank opts->rank of nranks, waits for every rank when
+ * barrier is set, and initialises the backend (collective for backends that
+ * bootstrap over the mesh, e.g. cuda). stop (may be NULL) makes waits give
+ * up (see worker_mesh_set_stop). opts is copied; its strings are borrowed
+ * for the session's life. *out is the caller's (worker_session_close). */
+sl_err worker_session_open(const worker_backend_ops_t *ops, const worker_run_opts_t *opts,
+                           int32_t nranks, const volatile sig_atomic_t *stop, int barrier,
+                           worker_session_t **out);
+int32_t worker_session_nranks(const worker_session_t *s);
+/* Sets how long closing waits for messages still queued to peers. */
+void worker_session_linger(worker_session_t *s, int linger_ms);
+/* Releases the backend and the mesh; abandon drops queued messages at once
+ * (after a failure: peers may be gone). Nulls *s. */
+void worker_session_close(worker_session_t **s, int abandon);
+
+/* What worker_session_exec measured and produced, per work of the order. */
+typedef struct worker_exec {
+	int32_t nwork;
+	worker_outputs_t *outs;    /* [nwork] when outputs were kept, else NULL */
+	worker_slot_report_t *rep; /* [nwork] */
+	double wall_ms;            /* the whole order, first begin to last end */
+} worker_exec_t;
+void worker_exec_fini(worker_exec_t *ex);
+
+/* Runs every work of order (the session's rank and nranks) in slot order:
+ * inputs from opts.seed, begin, warmup + iters x (forward, backward), end.
+ * Messages are tagged with epoch (worker_mesh_set_epoch). With keep_outputs
+ * the outputs are downloaded into ex->outs (for worker_dump_write). On
+ * success *ex is the caller's (worker_exec_fini); on error it is empty and
+ * the message names rank and slot. */
+sl_err worker_session_exec(worker_session_t *s, const worker_order_t *order, int64_t epoch,
+                           int keep_outputs, worker_exec_t *ex);
+
 /* ------------------------------------------------------- dump files --- */
 
-#define WORKER_DUMP_MAGIC "SLWOUT01"
+#define WORKER_DUMP_MAGIC "SLWOUT02"
 
 /* One rank's outputs, as read back from its dump file. */
 typedef struct worker_dump {
@@ -196,7 +257,7 @@ typedef struct worker_dump {
 	int32_t nwork;
 	struct worker_dump_work {
 		int32_t slot;
-		int64_t group;
+		int32_t slot_group; /* index of the group within its slot */
 		int64_t ntok;
 		double *out, *lse, *dq, *dk, *dv; /* layout of backend.h */
 	} *work;
@@ -208,6 +269,9 @@ sl_err worker_dump_write(const char *path, const worker_order_t *order, const ch
 /* Reads a dump and checks it against the rank's order. *out is the caller's. */
 sl_err worker_dump_read(const char *path, const worker_order_t *order, worker_dump_t **out);
 void worker_dump_free(worker_dump_t **dump);
+/* Where a worker serving sluiced with --dump DIR writes rank's outputs of
+ * a step: DIR/step<STEP>.rank<RANK>.out. */
+void worker_dump_step_path(const char *dir, uint64_t step, int32_t rank, char *buf, size_t size);
 
 /* ------------------------------------------------------------ checker --- */
 
@@ -231,6 +295,14 @@ typedef struct worker_check_result {
 sl_err worker_check(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t seed,
                     worker_order_t *const *orders, worker_dump_t *const *dumps, double tol,
                     worker_check_result_t *res);
+
+/* The whole check from files: builds every rank's order from the plan,
+ * reads paths[r] (r < plan->ranks; each rank's dump, written by a
+ * `--plan` run or by a worker serving sluiced) and runs worker_check with
+ * the largest tolerance the dumps name. Errors: a dump missing, unreadable
+ * or written for another order. */
+sl_err worker_check_dumps(const sl_plan_t *plan, const worker_shape_t *shape, uint64_t seed,
+                          const char *const *paths, worker_check_result_t *res);
 
 /* ----------------------------------------------------------- launcher --- */
 
@@ -261,6 +333,34 @@ typedef struct worker_launch_result {
  * when the workers ran (and, with check, res->check.ok says whether the
  * outputs matched), else an error naming the failing rank. */
 sl_err worker_launch(const worker_launch_opts_t *opts, worker_launch_result_t *res);
+
+/* ------------------------------------------------- serving sluiced --- */
+
+/* `sluice-worker --job J --rank R`: what the worker serving sluiced needs. */
+typedef struct worker_serve_opts {
+	const char *endpoint;        /* NULL: sl_default_endpoint */
+	const char *job;
+	int32_t rank;
+	int32_t ranks;               /* > 0: refuse plans of another size; 0: any */
+	const char *server_key;      /* tcp + CURVE (client.h's sl_client_opts_t) */
+	const char *secret_key_file;
+	const char *run_dir;         /* NULL: worker_serve_run_dir */
+	const char *dump_dir;        /* NULL: no dumps; else worker_dump_step_path files */
+	int64_t max_tokens;          /* > 0: refuse a group with more local tokens */
+	int64_t max_steps;           /* > 0: exit after this many orders */
+	int register_timeout_ms;     /* wait for sluiced's welcome */
+	worker_run_opts_t run;       /* shape, seed, iters, warmup, timeout, placement */
+} worker_serve_opts_t;
+
+/* Registers with sluiced and serves work orders until SIGTERM/SIGINT (or
+ * max_steps orders). Returns the process exit status: 0 after a clean stop,
+ * 1 when it could not register or set up. Per-step lines go to stdout. */
+int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *opts);
+
+/* The run directory the workers of one job share when none is given:
+ * /tmp/sluice-run-<uid>/job-<job, sanitised, 24 chars>-<hash of endpoint
+ * and job>, created 0700 (an existing one must be a directory of ours). */
+sl_err worker_serve_run_dir(const char *endpoint, const char *job, char *buf, size_t size);
 
 /* Monotonic clock in ms. */
 double worker_now_ms(void);

@@ -281,7 +281,7 @@ static void make_perfect_dumps(const sl_plan_t *plan, uint64_t seed, worker_orde
 			struct worker_dump_work *dw = &d->work[i];
 			size_t T = (size_t)w->ntok;
 			dw->slot = w->slot;
-			dw->group = w->group;
+			dw->slot_group = w->slot_group;
 			dw->ntok = w->ntok;
 			dw->out = calloc(T * rq + 1, sizeof(double));
 			dw->dq = calloc(T * rq + 1, sizeof(double));
