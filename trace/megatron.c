@@ -46,24 +46,6 @@ static int32_t mega_i32(const unsigned char *p)
 	return (int32_t)v;
 }
 
-/* Reports a size mismatch once the actual size is known: the stream is
- * drained to count it. */
-static sl_err mega_size_error(trace_src_t *src, uint64_t expected)
-{
-	uint64_t actual;
-
-	if (src->file_size >= 0) {
-		actual = (uint64_t)src->file_size;
-	} else {
-		actual = trace_src_tell(src);
-		SL_CHECK(trace_src_drain(src, &actual));
-	}
-	return sl_seterr(SL_EFORMAT, "%s: %s is %llu bytes, header says %llu (%s)", src->name,
-	                 src->gzip ? "decompressed data" : "file", (unsigned long long)actual,
-	                 (unsigned long long)expected,
-	                 actual < expected ? "truncated?" : "trailing data?");
-}
-
 /* Reads n bytes or fails with the size error (the stream ended early). */
 static sl_err mega_read(trace_src_t *src, void *dst, size_t n, uint64_t expected)
 {
@@ -71,7 +53,7 @@ static sl_err mega_read(trace_src_t *src, void *dst, size_t n, uint64_t expected
 
 	SL_CHECK(trace_src_read(src, dst, n, &got));
 	if (got < n)
-		return mega_size_error(src, expected);
+		return trace_src_size_error(src, expected);
 	return SL_OK;
 }
 
@@ -130,7 +112,7 @@ sl_err trace_read_megatron(trace_src_t *src, sl_lengths_t *out)
 	 * header asks for. Multimodal indexes carry one mode byte per sequence. */
 	if (src->file_size >= 0 && (uint64_t)src->file_size != expected &&
 	    (uint64_t)src->file_size != expected + nseq)
-		return mega_size_error(src, expected);
+		return trace_src_size_error(src, expected);
 
 	chunk = malloc((size_t)MEGA_CHUNK * 8);
 	if (chunk == NULL)

@@ -185,23 +185,6 @@ static sl_err npy_dict(npy_parse_t *ps)
 	return SL_OK;
 }
 
-/* Size error once the real size is known (drains a stream to count it). */
-static sl_err npy_size_error(trace_src_t *src, uint64_t expected)
-{
-	uint64_t actual;
-
-	if (src->file_size >= 0) {
-		actual = (uint64_t)src->file_size;
-	} else {
-		actual = trace_src_tell(src);
-		SL_CHECK(trace_src_drain(src, &actual));
-	}
-	return sl_seterr(SL_EFORMAT, "%s: %s is %llu bytes, header says %llu (%s)", src->name,
-	                 src->gzip ? "decompressed data" : "file", (unsigned long long)actual,
-	                 (unsigned long long)expected,
-	                 actual < expected ? "truncated?" : "trailing data?");
-}
-
 sl_err trace_read_npy(trace_src_t *src, sl_lengths_t *out)
 {
 	unsigned char pre[12], *chunk = NULL;
@@ -329,7 +312,7 @@ sl_err trace_read_npy(trace_src_t *src, sl_lengths_t *out)
 	}
 	expected = data_off + n * size;
 	if (src->file_size >= 0 && (uint64_t)src->file_size != expected) {
-		rc = npy_size_error(src, expected);
+		rc = trace_src_size_error(src, expected);
 		goto out;
 	}
 	chunk = malloc((size_t)NPY_CHUNK * 8);
@@ -344,7 +327,7 @@ sl_err trace_read_npy(trace_src_t *src, sl_lengths_t *out)
 		if (rc != SL_OK)
 			goto out;
 		if (got < m * size) {
-			rc = npy_size_error(src, expected);
+			rc = trace_src_size_error(src, expected);
 			goto out;
 		}
 		for (k = 0; k < m; k++) {

@@ -185,6 +185,22 @@ sl_err trace_src_drain(trace_src_t *src, uint64_t *count)
 	}
 }
 
+sl_err trace_src_size_error(trace_src_t *src, uint64_t expected)
+{
+	uint64_t actual;
+
+	if (src->file_size >= 0) {
+		actual = (uint64_t)src->file_size;
+	} else {
+		actual = trace_src_tell(src);
+		SL_CHECK(trace_src_drain(src, &actual));
+	}
+	return sl_seterr(SL_EFORMAT, "%s: %s is %llu bytes, header says %llu (%s)", src->name,
+	                 src->gzip ? "decompressed data" : "file", (unsigned long long)actual,
+	                 (unsigned long long)expected,
+	                 actual < expected ? "truncated?" : "trailing data?");
+}
+
 sl_err trace_src_line(trace_src_t *src, const char **line, size_t *len, int *more)
 {
 	size_t scanned = 0; /* bytes after pos already known to hold no '\n' */

@@ -64,6 +64,11 @@ sl_err trace_src_read(trace_src_t *src, void *dst, size_t n, size_t *got);
 /* Reads and discards everything left, adding its size to *count. */
 sl_err trace_src_drain(trace_src_t *src, uint64_t *count);
 
+/* Sets and returns SL_EFORMAT for binary data whose size is not the
+ * header's expected bytes, naming the actual size; a stream (no file size)
+ * is drained to count it. */
+sl_err trace_src_size_error(trace_src_t *src, uint64_t expected);
+
 /* Returns the next line (without its newline) in *line and *len, valid until the
  * next call; *more is 0 at the end of the stream. Counts src->line. */
 sl_err trace_src_line(trace_src_t *src, const char **line, size_t *len, int *more);
