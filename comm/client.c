@@ -9,6 +9,9 @@
 struct sl_client {
 	comm_peer_t peer;
 	uint64_t last_step;
+	int32_t last_dispatched;
+	int32_t nlost;
+	int32_t *lost;
 };
 
 sl_err sl_client_new(const char *endpoint, const sl_client_opts_t *opts, sl_client_t **out)
@@ -31,6 +34,7 @@ void sl_client_free(sl_client_t **c)
 	if (c == NULL || *c == NULL)
 		return;
 	comm_peer_close(&(*c)->peer);
+	free((*c)->lost);
 	free(*c);
 	*c = NULL;
 }
@@ -70,8 +74,18 @@ static sl_err take_plan(sl_client_t *c, Sluice__Envelope *env, sl_plan_t **out)
 	switch (env->body_case) {
 	case SLUICE__ENVELOPE__BODY_PLAN:
 		rc = comm_plan_from_proto(env->plan, out);
-		if (rc == SL_OK)
+		if (rc == SL_OK) {
 			c->last_step = env->plan->step;
+			c->last_dispatched = env->plan->dispatched;
+			free(c->lost);
+			c->lost = NULL;
+			c->nlost = 0;
+			size_t n = env->plan->n_lost_ranks;
+			if (n > 0 && (c->lost = malloc(sizeof(int32_t) * n)) != NULL) {
+				memcpy(c->lost, env->plan->lost_ranks, sizeof(int32_t) * n);
+				c->nlost = (int32_t)n;
+			}
+		}
 		break;
 	case SLUICE__ENVELOPE__BODY_ERROR:
 		rc = comm_error_raise(env->error, c->peer.error_field, sizeof(c->peer.error_field));
@@ -123,6 +137,17 @@ const char *sl_client_error_field(const sl_client_t *c)
 uint64_t sl_client_last_step(const sl_client_t *c)
 {
 	return c->last_step;
+}
+
+int32_t sl_client_last_dispatched(const sl_client_t *c)
+{
+	return c->last_dispatched;
+}
+
+const int32_t *sl_client_last_lost(const sl_client_t *c, int32_t *n)
+{
+	*n = c->nlost;
+	return c->lost;
 }
 
 int sl_client_next_event(sl_client_t *c, sl_event_t *ev)

@@ -96,8 +96,13 @@ sl_err sl_client_plan_json(sl_client_t *c, const sl_plan_req_t *req, int timeout
 /* The request field the daemon blamed in the last error reply ("" if none).
  * Valid until the next call on c. */
 const char *sl_client_error_field(const sl_client_t *c);
-/* The job and step of the last plan received ("" / 0 before any). */
+/* The step of the last plan received (0 before any). */
 uint64_t sl_client_last_step(const sl_client_t *c);
+/* For the last plan received: how many work orders the daemon handed to
+ * the job's workers, and the registered ranks that got none (a dead
+ * worker); *n gets their count. Valid until the next call on c. */
+int32_t sl_client_last_dispatched(const sl_client_t *c);
+const int32_t *sl_client_last_lost(const sl_client_t *c, int32_t *n);
 
 /* Asks for the daemon's status (job "" or NULL: all jobs; max_steps 0: all
  * kept) and returns it as JSON text (malloc'd, free with sl_free). */

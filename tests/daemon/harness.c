@@ -15,6 +15,27 @@
 #include "harness.h"
 
 static char tmp_root[256];
+static pid_t children[256];
+static int nchildren;
+
+/* Kills whatever children a failed test left behind. */
+static void kill_children(void)
+{
+	for (int i = 0; i < nchildren; i++)
+		if (children[i] > 0) {
+			int st;
+			kill(children[i], SIGKILL);
+			waitpid(children[i], &st, 0);
+		}
+	nchildren = 0;
+}
+
+static void forget_child(pid_t pid)
+{
+	for (int i = 0; i < nchildren; i++)
+		if (children[i] == pid)
+			children[i] = -1;
+}
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -73,6 +94,10 @@ pid_t th_spawn(char *const argv[], char *const env[], int *out_fd)
 		close(p[1]);
 		*out_fd = p[0];
 	}
+	if (nchildren == 0)
+		atexit(kill_children);
+	if (nchildren < (int)(sizeof(children) / sizeof(children[0])))
+		children[nchildren++] = pid;
 	return pid;
 }
 
@@ -108,8 +133,10 @@ int th_wait(pid_t pid, int timeout_ms, int *status)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 10) {
 		pid_t r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
+		if (r == pid) {
+			forget_child(pid);
 			return 1;
+		}
 		if (r < 0)
 			return 0;
 		usleep(10000);
@@ -124,6 +151,7 @@ void th_kill(pid_t pid)
 		return;
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
+	forget_child(pid);
 }
 
 int th_daemon_start(th_daemon_t *d, const char *const args[], char *const env[])
