@@ -1,5 +1,6 @@
 /* sluice CLI: start times of a plan's group executions under the reference
- * model's timing rule (cost-model.md, "A group execution, a slot, a step"). */
+ * model's timing rule (cost-model.md, "A group execution, a slot, a step",
+ * computed by sl_plan_timeline) and the per-rank totals the CLI shows. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,34 +35,28 @@ sl_err cli_timeline_compute(const sl_plan_t *plan, const sl_cost_t *cost, cli_ti
 		return sl_seterr(SL_ENOMEM, "out of memory for the timeline of %lld groups",
 		                 (long long)plan->ngroups);
 	}
-	/* Slots run in order; a group starts when all its ranks are free and
-	 * holds them for its whole time. Groups of a slot are disjoint, so their
-	 * order inside the slot does not matter. */
+	/* sl_plan_timeline skips ranks it cannot index; here they are an error. */
 	for (int32_t s = 0; s < plan->nslots; s++) {
 		const sl_slot_t *slot = &plan->slots[s];
 		for (int32_t k = 0; k < slot->ngroups; k++) {
-			int64_t gi = slot->group_off + k;
-			const sl_group_t *g = &plan->groups[gi];
+			const sl_group_t *g = &plan->groups[slot->group_off + k];
 			const int32_t *r = sl_group_ranks(plan, g);
-			double start = 0;
-			for (int32_t i = 0; i < g->nranks; i++) {
+			for (int32_t i = 0; i < g->nranks; i++)
 				if (r[i] < 0 || r[i] >= plan->ranks) {
 					cli_timeline_free(tl);
 					return sl_seterr(SL_ERANGE,
 					                 "slot %d group %d names rank %d (plan has %d ranks)", s,
 					                 k, r[i], plan->ranks);
 				}
-				if (tl->finish_ms[r[i]] > start)
-					start = tl->finish_ms[r[i]];
-			}
-			double dur = sl_plan_group_ms(plan, g, cost);
-			tl->start_ms[gi] = start;
-			tl->dur_ms[gi] = dur;
-			for (int32_t i = 0; i < g->nranks; i++) {
-				tl->finish_ms[r[i]] = start + dur;
-				tl->busy_ms[r[i]] += dur;
-				tl->nmicro[r[i]]++;
-			}
+		}
+	}
+	sl_plan_timeline(plan, cost, tl->start_ms, tl->dur_ms, tl->finish_ms);
+	for (int64_t gi = 0; gi < plan->ngroups; gi++) {
+		const sl_group_t *g = &plan->groups[gi];
+		const int32_t *r = sl_group_ranks(plan, g);
+		for (int32_t i = 0; i < g->nranks; i++) {
+			tl->busy_ms[r[i]] += tl->dur_ms[gi];
+			tl->nmicro[r[i]]++;
 		}
 	}
 	for (int32_t r = 0; r < plan->ranks; r++)

@@ -166,34 +166,47 @@ double sl_plan_group_ms(const sl_plan_t *plan, const sl_group_t *g, const sl_cos
 	return t;
 }
 
-/* Walks the slots in order; a group starts when all its ranks are free.
- * Out-of-range ranks are ignored here (sl_plan_validate reports them). */
-static void plan_timing(const sl_plan_t *plan, const sl_cost_t *cost, double *ready, double *step)
+void sl_plan_timeline(const sl_plan_t *plan, const sl_cost_t *cost, double *start_ms,
+                      double *group_ms, double *ready_ms)
 {
 	int32_t n = plan->ranks;
 	for (int32_t r = 0; r < n; r++)
-		ready[r] = 0;
+		ready_ms[r] = 0;
+	/* The builder appends every group to the last slot, so the groups'
+	 * array order is the slots' order. */
 	for (int64_t gi = 0; gi < plan->ngroups; gi++) {
 		const sl_group_t *g = &plan->groups[gi];
 		const int32_t *rk = sl_group_ranks(plan, g);
 		double start = 0;
 		for (int32_t i = 0; i < g->nranks; i++)
-			if (rk[i] >= 0 && rk[i] < n && ready[rk[i]] > start)
-				start = ready[rk[i]];
-		double end = start + sl_plan_group_ms(plan, g, cost);
+			if (rk[i] >= 0 && rk[i] < n && ready_ms[rk[i]] > start)
+				start = ready_ms[rk[i]];
+		double dur = sl_plan_group_ms(plan, g, cost);
+		if (start_ms != NULL)
+			start_ms[gi] = start;
+		if (group_ms != NULL)
+			group_ms[gi] = dur;
 		for (int32_t i = 0; i < g->nranks; i++)
 			if (rk[i] >= 0 && rk[i] < n)
-				ready[rk[i]] = end;
+				ready_ms[rk[i]] = start + dur;
 	}
+}
+
+sl_err planner_plan_timing(const sl_plan_t *plan, const sl_cost_t *cost, double *per_rank,
+                           double *step)
+{
+	int32_t n = plan->ranks;
+	sl_plan_timeline(plan, cost, NULL, NULL, per_rank);
 	double m = 0;
 	for (int32_t r = 0; r < n; r++) {
-		ready[r] += cost->prof.grad_sync_ms;
-		if (ready[r] > m)
-			m = ready[r];
+		per_rank[r] += cost->prof.grad_sync_ms;
+		if (per_rank[r] > m)
+			m = per_rank[r];
 	}
 	if (n == 0)
 		m = cost->prof.grad_sync_ms;
 	*step = m;
+	return SL_OK;
 }
 
 sl_err sl_plan_evaluate(sl_plan_t *plan, const sl_cost_t *cost)
@@ -210,13 +223,5 @@ sl_err sl_plan_evaluate(sl_plan_t *plan, const sl_cost_t *cost)
 	free(len);
 	if (rc != SL_OK)
 		return rc;
-	plan_timing(plan, cost, plan->per_rank_ms, &plan->step_ms);
-	return SL_OK;
-}
-
-sl_err planner_plan_timing(const sl_plan_t *plan, const sl_cost_t *cost, double *per_rank,
-                           double *step)
-{
-	plan_timing(plan, cost, per_rank, step);
-	return SL_OK;
+	return planner_plan_timing(plan, cost, plan->per_rank_ms, &plan->step_ms);
 }

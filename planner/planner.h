@@ -21,7 +21,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
                              const sl_policy_opts_t *opts, sl_plan_t **out);
 
 /* The reference timing of a plan without the ideal: per-rank finish times
- * (per_rank has plan->ranks entries) and the step time. */
+ * with grad sync (per_rank has plan->ranks entries) and the step time
+ * (sl_plan_timeline plus grad sync). Always SL_OK. */
 sl_err planner_plan_timing(const sl_plan_t *plan, const sl_cost_t *cost, double *per_rank,
                            double *step);
 

@@ -114,6 +114,16 @@ sl_err sl_plan_evaluate(sl_plan_t *plan, const sl_cost_t *cost);
 /* Time of one group execution under the reference model. */
 double sl_plan_group_ms(const sl_plan_t *plan, const sl_group_t *g, const sl_cost_t *cost);
 
+/* The reference timing rule (cost-model.md, "A group execution, a slot, a
+ * step"), the one every step time comes from: every rank walks the slots in
+ * order, a group starts when all its ranks are free. Writes each group's
+ * start and time (start_ms, group_ms: plan->ngroups entries, either may be
+ * NULL) and each rank's ready time after its last group, before grad sync
+ * (ready_ms: plan->ranks entries). Ranks outside [0, ranks) are skipped
+ * (sl_plan_validate reports them). */
+void sl_plan_timeline(const sl_plan_t *plan, const sl_cost_t *cost, double *start_ms,
+                      double *group_ms, double *ready_ms);
+
 /* Checks every rule of plan-format.md and the memory rule of cost-model.md.
  * Calls report(arg, message) once per violation (when report is non-NULL)
  * and returns the number of violations. */

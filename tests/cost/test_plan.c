@@ -75,6 +75,26 @@ static void test_timing_by_hand(void **state)
 	assert_int_equal(sl_plan_validate(fx->plan, &fx->cost, NULL, NULL), 0);
 }
 
+/* The same walk group by group: group 2 waits for rank 1 (its ring is {1, 0}). */
+static void test_timeline_by_hand(void **state)
+{
+	fixture_t *fx = *state;
+	double slot0_r1 = 10 + 200 + 100.0 / 1048576.0;
+	double start[3], group[3], ready[2];
+	sl_plan_timeline(fx->plan, &fx->cost, start, group, ready);
+	assert_true(start[0] == 0 && start[1] == 0);
+	assert_true(fabs(group[0] - (10 + 50 + 50)) < 1e-9);
+	assert_true(fabs(group[1] - slot0_r1) < 1e-9);
+	assert_true(fabs(start[2] - slot0_r1) < 1e-9);
+	assert_true(fabs(group[2] - 26) < 1e-9);
+	for (int r = 0; r < 2; r++)
+		assert_true(fabs(ready[r] - (slot0_r1 + 26)) < 1e-9);
+	/* Without the per-group arrays the ready times are the same. */
+	double again[2];
+	sl_plan_timeline(fx->plan, &fx->cost, NULL, NULL, again);
+	assert_memory_equal(again, ready, sizeof(ready));
+}
+
 static void test_json_round_trip(void **state)
 {
 	fixture_t *fx = *state;
@@ -201,6 +221,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_timing_by_hand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeline_by_hand, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse_errors, setup, teardown),
