@@ -265,6 +265,22 @@ static sl_err serve_dump(serve_t *s, uint64_t step, const worker_order_t *ord,
 	return SL_OK;
 }
 
+/* The mesh epoch of an order: the step in the high bits (so a later step
+ * is a later epoch) and, in the low 16, a hash of what every rank's order
+ * of one plan shares (ranks, slots, policy, profile, predicted step), so a
+ * different plan sent again for the same step never meets messages left
+ * over from the first. */
+static int64_t serve_epoch(const sl_work_order_t *wo)
+{
+	char key[256];
+	uint64_t bits;
+	memcpy(&bits, &wo->predicted_step_ms, sizeof bits);
+	snprintf(key, sizeof key, "%d/%d/%s/%s/%llx", (int)wo->ranks, (int)wo->nslots, wo->policy,
+	         wo->profile, (unsigned long long)bits);
+	uint32_t h = serve_hash(key, "");
+	return (int64_t)(((wo->step & ((UINT64_C(1) << 46) - 1)) << 16) | ((h ^ (h >> 16)) & 0xffff));
+}
+
 /* One work order: accept or reject, execute, dump, report. */
 static void serve_order(serve_t *s, const sl_work_order_t *wo)
 {
@@ -282,7 +298,7 @@ static void serve_order(serve_t *s, const sl_work_order_t *wo)
 		SL_WARN(SL_SUB_KERN, "ack not sent: %s", sl_errmsg());
 	worker_exec_t ex;
 	sl_slot_metrics_t *sm = NULL;
-	rc = worker_session_exec(s->session, ord, (int64_t)wo->step, s->o->dump_dir != NULL, &ex);
+	rc = worker_session_exec(s->session, ord, serve_epoch(wo), s->o->dump_dir != NULL, &ex);
 	if (rc == SL_OK && s->o->dump_dir)
 		rc = serve_dump(s, wo->step, ord, &ex);
 	if (rc == SL_OK) {
@@ -358,8 +374,22 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	rc = sl_worker_new(s.endpoint, &s.copts, o->job, o->rank, o->register_timeout_ms, &s.w);
+	/* Short tries, so SIGTERM is heard and a daemon that starts late is found. */
+	double give_up = worker_now_ms() + o->register_timeout_ms;
+	do {
+		double left = give_up - worker_now_ms();
+		rc = sl_worker_new(s.endpoint, &s.copts, o->job, o->rank,
+		                   left > 1000 ? 1000 : left > 1 ? (int)left : 1, &s.w);
+	} while (rc == SL_ETIMEOUT && !serve_stop && worker_now_ms() < give_up);
+	if (rc != SL_OK && serve_stop) {
+		serve_say("stopped (signal %d) before registering", (int)serve_stop);
+		free(s.lost);
+		return 0;
+	}
 	if (rc != SL_OK) {
+		if (rc == SL_ETIMEOUT)
+			sl_seterr(rc, "no answer within %d ms (--register-timeout-ms): is sluiced running?",
+			          o->register_timeout_ms);
 		fprintf(stderr, "%s[job %s rank %d]: error: registering with %s: %s (%s)\n", prefix,
 		        o->job, (int)o->rank, s.endpoint, sl_errmsg(), sl_errname(rc));
 		free(s.lost);

@@ -8,6 +8,7 @@
  * killed worker's job hears of it, its peers refuse orders that need the
  * dead rank at once, another job runs undisturbed, and a restarted worker
  * takes its place. SIGTERM ends a worker cleanly; --max-steps too. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -168,21 +169,52 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Whether any process left a sanitizer report in its stderr file (child
+ * processes of a sanitizer build report there, not to this test). */
+static int sanitizer_reports(void)
+{
+	int bad = 0;
+	DIR *d = opendir(tmpdir);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		size_t n = strlen(e->d_name);
+		if (n < 4 || strcmp(e->d_name + n - 4, ".err") != 0)
+			continue;
+		char *text = slurp(e->d_name);
+		if (text && (strstr(text, "Sanitizer") || strstr(text, "runtime error:"))) {
+			show(e->d_name);
+			bad = 1;
+		}
+		free(text);
+	}
+	if (d)
+		closedir(d);
+	return bad;
+}
+
 static int teardown(void **state)
 {
 	(void)state;
+	int bad = 0;
 	for (int r = 0; r < NA; r++)
-		stop_process(wa[r], 3000);
+		if (wa[r] > 0 && stop_process(wa[r], 3000) != 0) {
+			fprintf(stderr, "wd-a rank %d did not stop cleanly\n", r);
+			bad = 1;
+		}
 	for (int r = 0; r < NB; r++)
-		stop_process(wb[r], 3000);
-	int rc = stop_process(daemon_pid, 10000);
-	if (rc != 0)
+		if (wb[r] > 0 && stop_process(wb[r], 3000) != 0) {
+			fprintf(stderr, "wd-b rank %d did not stop cleanly\n", r);
+			bad = 1;
+		}
+	if (stop_process(daemon_pid, 10000) != 0) {
 		show("sluiced.err");
+		bad = 1;
+	}
+	bad |= sanitizer_reports();
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		return -1;
-	return rc == 0 ? 0 : -1;
+	return bad ? -1 : 0;
 }
 
 /* ---- requests and status ---------------------------------------------------- */
@@ -529,6 +561,54 @@ static void test_clean_exit(void **state)
 	assert_true(wait_text("wd-b-r1.out", "stopped (signal 15)", 100));
 }
 
+/* Runs sluice-worker with args (a NULL-terminated list after the binary);
+ * returns its exit status and its stderr in err. */
+static int run_plain(const char *const args[], const char *name, char *err, size_t size)
+{
+	char *argv[32] = {WORKER_BIN};
+	int n = 1;
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	pid_t pid = spawn(argv, name);
+	int st = -1;
+	waitpid(pid, &st, 0);
+	char file[80];
+	snprintf(file, sizeof file, "%s.err", name);
+	char *text = slurp(file);
+	snprintf(err, size, "%s", text ? text : "");
+	free(text);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Options of the wrong mode and a daemon that is not there are named. */
+static void test_usage_and_no_daemon(void **state)
+{
+	(void)state;
+	char err[2048], nowhere[160];
+	const char *both[] = {"--plan", "p.json", "--job", "j", "--rank", "0", NULL};
+	assert_int_equal(run_plain(both, "u1", err, sizeof err), 2);
+	assert_non_null(strstr(err, "--plan and --job exclude each other"));
+	const char *report[] = {"--job", "j", "--rank", "0", "--report", "r.json", NULL};
+	assert_int_equal(run_plain(report, "u2", err, sizeof err), 2);
+	assert_non_null(strstr(err, "--report is for --plan runs"));
+	const char *ranks[] = {"--plan", "p.json", "--rank", "0", "--max-steps", "3", NULL};
+	assert_int_equal(run_plain(ranks, "u3", err, sizeof err), 2);
+	assert_non_null(strstr(err, "--max-steps is for serving sluiced"));
+	const char *shape_bad[] = {"--job", "j", "--rank", "0", "--heads", "6", "--kv-heads", "4",
+	                           NULL};
+	assert_int_equal(run_plain(shape_bad, "u4", err, sizeof err), 2);
+	assert_non_null(strstr(err, "heads 6 is not a multiple of kv-heads 4"));
+	snprintf(nowhere, sizeof nowhere, "ipc://%s/nobody.sock", tmpdir);
+	const char *absent[] = {"--endpoint", nowhere, "--job", "j", "--rank", "0",
+	                        "--register-timeout-ms", "600", NULL};
+	double t0 = worker_now_ms();
+	assert_int_equal(run_plain(absent, "u5", err, sizeof err), 1);
+	assert_true(worker_now_ms() - t0 < 3000);
+	assert_non_null(strstr(err, "no answer within 600 ms"));
+	assert_non_null(strstr(err, "is sluiced running?"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -536,6 +616,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_lost_worker),
 		cmocka_unit_test(test_clean_exit),
+		cmocka_unit_test(test_usage_and_no_daemon),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
