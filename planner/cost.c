@@ -133,12 +133,6 @@ void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *wor
 	*work = best_work;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
-}
-
 sl_err sl_cost_ideal(const sl_cost_t *c, const int64_t *len, size_t n, double *ideal_ms)
 {
 	/* Lengths repeat a lot in real batches: bound each distinct length once. */
@@ -153,7 +147,7 @@ sl_err sl_cost_ideal(const sl_cost_t *c, const int64_t *len, size_t n, double *i
 		}
 		v[i] = len[i];
 	}
-	qsort(v, n, sizeof(int64_t), cmp_i64);
+	qsort(v, n, sizeof(int64_t), planner_cmp_i64);
 	double max_crit = 0, sum_work = 0;
 	for (size_t i = 0; i < n;) {
 		size_t j = i;

@@ -100,20 +100,6 @@ static void fx_ctx_fini(fx_ctx_t *ctx)
 	memset(ctx, 0, sizeof(*ctx));
 }
 
-/* (length, index) pairs sorted longest first, ties by lower index. */
-typedef struct fx_key {
-	int64_t len;
-	int32_t idx;
-} fx_key_t;
-
-static int fx_len_desc(const void *a, const void *b)
-{
-	const fx_key_t *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 /* Sorts the sequences that some power-of-two group holds resident and
  * tabulates their costs; the others go to over[0 .. *nover). */
 static sl_err fx_ctx_init(fx_ctx_t *ctx, const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
@@ -144,14 +130,14 @@ static sl_err fx_ctx_init(fx_ctx_t *ctx, const sl_cost_t *cost, const sl_seq_t *
 		else
 			ctx->idx[ctx->n++] = (int32_t)i;
 	}
-	fx_key_t *keys = malloc(sizeof(*keys) * (size_t)(ctx->n > 0 ? ctx->n : 1));
+	planner_len_key_t *keys = malloc(sizeof(*keys) * (size_t)(ctx->n > 0 ? ctx->n : 1));
 	if (keys == NULL)
 		return sl_seterr(SL_ENOMEM, "flexsp: out of memory (%lld sequences)", (long long)n);
 	for (int64_t k = 0; k < ctx->n; k++) {
 		keys[k].len = seqs[ctx->idx[k]].length;
 		keys[k].idx = ctx->idx[k];
 	}
-	qsort(keys, (size_t)ctx->n, sizeof(*keys), fx_len_desc);
+	qsort(keys, (size_t)ctx->n, sizeof(*keys), planner_len_key_desc);
 	for (int64_t k = 0; k < ctx->n; k++)
 		ctx->idx[k] = keys[k].idx;
 	free(keys);

@@ -396,19 +396,6 @@ static sl_err hcp_emit(hcp_t *h, sl_plan_t *plan)
 	return SL_OK;
 }
 
-typedef struct hcp_sort {
-	int64_t len;
-	int32_t seq;
-} hcp_sort_t;
-
-static int hcp_sort_cmp(const void *a, const void *b)
-{
-	const hcp_sort_t *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->seq > y->seq) - (x->seq < y->seq);
-}
-
 /* The megatron-hybrid-cp policy (sl_policy_fn contract); see the file
  * comment for the algorithm and its translation. opts is ignored. */
 sl_err planner_policy_megatron_hcp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
@@ -416,7 +403,7 @@ sl_err planner_policy_megatron_hcp(const sl_cost_t *cost, const sl_seq_t *seqs, 
 {
 	sl_err rc = SL_OK;
 	hcp_t h;
-	hcp_sort_t *sorted = NULL;
+	planner_len_key_t *sorted = NULL;
 	sl_plan_t *plan = NULL;
 	int32_t N = cost->cl.ranks;
 	int phases = 0;
@@ -465,12 +452,12 @@ sl_err planner_policy_megatron_hcp(const sl_cost_t *cost, const sl_seq_t *seqs, 
 		h.need[i] = planner_hcp_cp_size(cost, seqs[i].length);
 		h.work[i] = hcp_workload(seqs[i].length, h.need[i]);
 		sorted[i].len = seqs[i].length;
-		sorted[i].seq = (int32_t)i;
+		sorted[i].idx = (int32_t)i;
 	}
 	/* get_groups_and_subsamples sorts once, longest first (stable). */
-	qsort(sorted, sn, sizeof(*sorted), hcp_sort_cmp);
+	qsort(sorted, sn, sizeof(*sorted), planner_len_key_desc);
 	for (int64_t i = 0; i < n; i++)
-		h.list[i] = sorted[i].seq;
+		h.list[i] = sorted[i].idx;
 	h.nlist = n;
 
 	plan = sl_plan_new("megatron-hybrid-cp", cost->prof.name, N, cost->cl.ranks_per_node,

@@ -26,6 +26,17 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 sl_err planner_plan_timing(const sl_plan_t *plan, const sl_cost_t *cost, double *per_rank,
                            double *step);
 
+/* A sequence's length and index, for sorting sequences longest first. */
+typedef struct planner_len_key {
+	int64_t len;
+	int32_t idx;
+} planner_len_key_t;
+
+/* qsort comparator of planner_len_key_t: longest first, ties by lower index. */
+int planner_len_key_desc(const void *a, const void *b);
+/* qsort comparator of int64_t, ascending. */
+int planner_cmp_i64(const void *a, const void *b);
+
 /* Monotonic clock in milliseconds (for reporting planner time only). */
 double planner_now_ms(void);
 

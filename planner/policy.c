@@ -58,12 +58,6 @@ double planner_now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
-}
-
 /* Plans name sequences by the caller's id, so ids must be unique. */
 static sl_err check_unique_ids(const sl_seq_t *seqs, int64_t n)
 {
@@ -72,7 +66,7 @@ static sl_err check_unique_ids(const sl_seq_t *seqs, int64_t n)
 		return sl_seterr(SL_ENOMEM, "out of memory checking %lld ids", (long long)n);
 	for (int64_t i = 0; i < n; i++)
 		ids[i] = seqs[i].id;
-	qsort(ids, (size_t)n, sizeof(int64_t), cmp_i64);
+	qsort(ids, (size_t)n, sizeof(int64_t), planner_cmp_i64);
 	for (int64_t i = 1; i < n; i++)
 		if (ids[i] == ids[i - 1]) {
 			int64_t dup = ids[i];

@@ -396,19 +396,6 @@ static int cmp_wkey(const void *a, const void *b)
 	return (x->lead > y->lead) - (x->lead < y->lead);
 }
 
-typedef struct {
-	int64_t len;
-	int32_t idx;
-} lkey_t;
-
-static int cmp_lkey_desc(const void *a, const void *b)
-{
-	const lkey_t *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 /* Lets short sequences ride in the spare memory of wide groups whose
  * lead is not offloaded, when the extra padding and communication cost less
  * than the share of a micro-batch's fixed cost the sequence would otherwise
@@ -419,7 +406,7 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double 
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
 	int32_t n = ctx->n, m = 0;
-	lkey_t *ks = malloc(sizeof(lkey_t) * (size_t)n);
+	planner_len_key_t *ks = malloc(sizeof(planner_len_key_t) * (size_t)n);
 	if (ks == NULL)
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory");
 	for (int32_t i = 0; i < n; i++)
@@ -427,7 +414,7 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double 
 			ks[m].len = ctx->seqs[i].length;
 			ks[m++].idx = i;
 		}
-	qsort(ks, (size_t)m, sizeof(lkey_t), cmp_lkey_desc);
+	qsort(ks, (size_t)m, sizeof(planner_len_key_t), planner_len_key_desc);
 	for (int32_t w = 0; w < st->nwide; w++) {
 		planner_sluice_wide_t *wd = &st->wide[w];
 		if (!wd->ride)
@@ -605,14 +592,10 @@ out:
 
 /* --- emission ------------------------------------------------------------ */
 
-static int cmp_lkey_desc_v(const void *a, const void *b)
-{
-	return cmp_lkey_desc(a, b);
-}
-
 /* Adds bin b's sequences as one single-rank group, offloading the tokens
  * over cap from the longest sequences first. */
-static sl_err emit_bin(const planner_sluice_state_t *st, int32_t b, sl_plan_t *plan, lkey_t *tmp)
+static sl_err emit_bin(const planner_sluice_state_t *st, int32_t b, sl_plan_t *plan,
+                       planner_len_key_t *tmp)
 {
 	const planner_sluice_ctx_t *ctx = st->ctx;
 	const planner_sluice_bin_t *bn = &st->bins[b];
@@ -621,7 +604,7 @@ static sl_err emit_bin(const planner_sluice_state_t *st, int32_t b, sl_plan_t *p
 		tmp[m].len = ctx->seqs[i].length;
 		tmp[m++].idx = i;
 	}
-	qsort(tmp, (size_t)m, sizeof(lkey_t), cmp_lkey_desc_v);
+	qsort(tmp, (size_t)m, sizeof(planner_len_key_t), planner_len_key_desc);
 	int32_t r = bn->rank;
 	SL_CHECK(sl_plan_add_group(plan, &r, 1));
 	int64_t over = bn->tokens - (int64_t)ctx->cap;
@@ -653,7 +636,7 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 	sl_err rc = SL_OK;
 	sl_plan_t *plan = NULL;
 	int32_t *last = NULL, *wslot = NULL, *order = NULL, *off = NULL;
-	lkey_t *tmp = NULL;
+	planner_len_key_t *tmp = NULL;
 
 	*out = NULL;
 	plan = sl_plan_new("sluice", c->prof.name, N, ctx->G, c->cap, ctx->seqs, n);
@@ -661,7 +644,7 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 	off = malloc(sizeof(int32_t) * ((size_t)N + 1));
 	wslot = malloc(sizeof(int32_t) * (size_t)(st->nwide > 0 ? st->nwide : 1));
 	order = malloc(sizeof(int32_t) * (size_t)(st->nbins + 1));
-	tmp = malloc(sizeof(lkey_t) * (size_t)n);
+	tmp = malloc(sizeof(planner_len_key_t) * (size_t)n);
 	if (plan == NULL || last == NULL || off == NULL || wslot == NULL || order == NULL ||
 	    tmp == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory writing the plan");
@@ -712,7 +695,7 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 			}
 			/* riders longest first; their excess over cap is offloaded
 			 * from the longest */
-			qsort(tmp, (size_t)k, sizeof(lkey_t), cmp_lkey_desc);
+			qsort(tmp, (size_t)k, sizeof(planner_len_key_t), planner_len_key_desc);
 			double over = wd->res - ctx->cap;
 			for (int32_t q = 0; q < k; q++) {
 				double f = 0, res, t, oc;

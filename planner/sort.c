@@ -1,0 +1,17 @@
+/* sluice planner: the sort orders several policies share, each a total
+ * order so that qsort's result (and so every plan) is deterministic. */
+#include "planner.h"
+
+int planner_len_key_desc(const void *a, const void *b)
+{
+	const planner_len_key_t *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+int planner_cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
