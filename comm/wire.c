@@ -95,6 +95,7 @@ void comm_arena_free(comm_arena_t *a)
  * the limit, which bounds what a hostile frame can cost us. */
 typedef struct decode_budget {
 	size_t used, limit;
+	int refused; /* an allocation passed the limit */
 } decode_budget_t;
 
 typedef union budget_hdr {
@@ -106,8 +107,10 @@ static void *budget_alloc(void *data, size_t size)
 {
 	decode_budget_t *b = data;
 	if (b != NULL) {
-		if (size > b->limit || b->used > b->limit - size)
+		if (size > b->limit || b->used > b->limit - size) {
+			b->refused = 1;
 			return NULL;
+		}
 		b->used += size;
 	}
 	budget_hdr_t *h = malloc(sizeof(*h) + size);
@@ -155,11 +158,11 @@ sl_err comm_decode(const void *data, size_t len, Sluice__Envelope **out)
 	*out = NULL;
 	if (len == 0)
 		return sl_seterr(SL_EPROTO, "empty message (expected a sluice.Envelope)");
-	decode_budget_t budget = {0, len * COMM_DECODE_FACTOR + COMM_DECODE_SLACK};
+	decode_budget_t budget = {0, len * COMM_DECODE_FACTOR + COMM_DECODE_SLACK, 0};
 	ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
 	Sluice__Envelope *env = sluice__envelope__unpack(&alloc, len, data);
 	if (env == NULL) {
-		if (budget.used + 64 >= budget.limit)
+		if (budget.refused)
 			return sl_seterr(SL_EPROTO,
 			                 "message of %zu bytes needs more than %zu bytes to decode "
 			                 "(too many nested messages)",

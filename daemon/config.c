@@ -16,13 +16,22 @@
 
 #define CONFIG_FILE_MAX (1 << 20)
 
+/* Prefixes the calling thread's error message (copied first: sl_seterr
+ * writes into the buffer sl_errmsg returns). */
+static sl_err rewrap(sl_err code, const char *prefix)
+{
+	char inner[900];
+	snprintf(inner, sizeof(inner), "%s", sl_errmsg());
+	return sl_seterr(code, "%s: %s", prefix, inner);
+}
+
 static sl_err check_endpoint(const char *name, const char *v)
 {
 	int tcp;
 	if (v[0] == '\0')
 		return SL_OK; /* the default endpoint */
 	if (comm_endpoint_parse(v, &tcp, NULL, 0) != SL_OK)
-		return sl_seterr(SL_EINVAL, "%s: %s", name, sl_errmsg());
+		return rewrap(SL_EINVAL, name);
 	return SL_OK;
 }
 
@@ -207,8 +216,9 @@ sl_err daemon_config_set(daemon_config_t *c, const char *name, const char *value
 			                 (long long)iv, (long long)o->min, (long long)o->max);
 		break;
 	}
-	if (o->check != NULL && o->check(o->name, value) != SL_OK)
-		return sl_seterr(SL_EINVAL, "%s: %s", what, sl_errmsg());
+	sl_err rc;
+	if (o->check != NULL && (rc = o->check(o->name, value)) != SL_OK)
+		return rewrap(rc, what);
 	if (o->type == DCONF_STRING)
 		memcpy(base + o->off, value, strlen(value) + 1);
 	else
@@ -340,7 +350,7 @@ sl_err daemon_config_finish(daemon_config_t *c)
 		return sl_seterr(SL_ERANGE, "deadline_ms %lld is larger than max_deadline_ms %lld",
 		                 (long long)c->deadline_ms, (long long)c->max_deadline_ms);
 	if (sl_profile_resolve(c->profile, &c->default_profile) != SL_OK)
-		return sl_seterr(SL_ENOTFOUND, "profile: %s", sl_errmsg());
+		return rewrap(SL_ENOTFOUND, "profile");
 	if (c->policy[0] == '\0')
 		snprintf(c->policy, sizeof(c->policy), "%s", sl_policy_default());
 	if (c->endpoint[0] == '\0')

@@ -1176,8 +1176,16 @@ out:
 	free(s->jobs);
 	if (s->record != NULL)
 		fclose(s->record);
-	if (s->router != NULL)
+	if (s->router != NULL) {
 		zmq_close(s->router);
+		/* libzmq leaves the socket file behind; a stale one would only
+		 * confuse (clients would connect to nothing), so remove it. */
+		char path[256] = "";
+		int tcp = 0;
+		if (comm_endpoint_parse(s->bound, &tcp, path, sizeof(path)) == SL_OK && !tcp &&
+		    path[0] != '\0')
+			unlink(path);
+	}
 	comm_zap_stop(&s->zap);
 	if (s->ctx != NULL)
 		zmq_ctx_term(s->ctx);

@@ -1,0 +1,206 @@
+/* sluiced as a service: sd_notify READY/RELOADING/STOPPING over a real
+ * datagram socket (a path and an abstract '@' name), SIGHUP reloads the
+ * config file (a bad file keeps the old one), --record writes a trace that
+ * the trace reader (and so `sluice replay`) reads back, SIGTERM drains the
+ * requests in flight and exits 0. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "comm.h"
+#include "harness.h"
+#include "sluice/trace.h"
+
+/* A datagram socket standing in for systemd's notify socket. */
+static int notify_socket(const char *name, char *env, size_t size)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", name);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name));
+	if (name[0] == '@')
+		sa.sun_path[0] = '\0';
+	else
+		len++;
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
+	snprintf(env, size, "NOTIFY_SOCKET=%s", name);
+	return fd;
+}
+
+/* Waits for a datagram holding want; returns 1 when one came. */
+static int expect_notify(int fd, const char *want, char *got, size_t size)
+{
+	int64_t end = comm_now_ms() + 5000;
+	while (comm_now_ms() < end) {
+		struct timeval tv = {0, 100000};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ssize_t n = recv(fd, got, size - 1, 0);
+		if (n <= 0)
+			continue;
+		got[n] = '\0';
+		if (strstr(got, want) != NULL)
+			return 1;
+	}
+	return 0;
+}
+
+static void test_notify_abstract(void **state)
+{
+	(void)state;
+	char name[64], env[128], got[512], ep[300];
+	snprintf(name, sizeof(name), "@sluice-test-%d", (int)getpid());
+	int fd = notify_socket(name, env, sizeof(env));
+	snprintf(ep, sizeof(ep), "ipc://%s/n.sock", th_tmpdir());
+	const char *args[] = {"--endpoint", ep, "--log-level", "error", NULL};
+	char *envv[] = {env, NULL};
+	th_daemon_t d;
+	assert_true(th_daemon_start(&d, args, envv));
+	assert_true(expect_notify(fd, "READY=1", got, sizeof(got)));
+	char pid[32];
+	snprintf(pid, sizeof(pid), "MAINPID=%d", (int)d.pid);
+	assert_non_null(strstr(got, pid));
+	assert_non_null(strstr(got, "STATUS=serving on ipc://"));
+	assert_int_equal(th_daemon_stop(&d), 0);
+	assert_true(expect_notify(fd, "STOPPING=1", got, sizeof(got)));
+	close(fd);
+	/* the socket file is gone */
+	struct stat st;
+	assert_int_not_equal(stat(ep + 6, &st), 0);
+}
+
+static void test_reload_record_drain(void **state)
+{
+	(void)state;
+	char conf[300], rec[300], env[400], got[512], ep[300], nsock[300];
+	const char *dir = th_tmpdir();
+	snprintf(conf, sizeof(conf), "%s/sluiced.conf", dir);
+	snprintf(rec, sizeof(rec), "%s/requests.trace", dir);
+	snprintf(ep, sizeof(ep), "ipc://%s/r.sock", dir);
+	snprintf(nsock, sizeof(nsock), "%s/notify", dir);
+	int nfd = notify_socket(nsock, env, sizeof(env));
+	char text[1024];
+	snprintf(text, sizeof(text),
+	         "# test config\nendpoint %s\npolicy static\nthreads 1\nrecord \"%s\"\n"
+	         "log_level = error\nranks 8\nranks_per_node 8\nmax_seqs 200000\n",
+	         ep, rec);
+	assert_true(th_write_file(conf, text, 0644));
+	const char *args[] = {"--config", conf, NULL};
+	char *envv[] = {env, NULL};
+	th_daemon_t d;
+	assert_true(th_daemon_start(&d, args, envv));
+	assert_true(expect_notify(nfd, "READY=1", got, sizeof(got)));
+
+	sl_client_t *c = NULL;
+	assert_int_equal(sl_client_new(ep, NULL, &c), SL_OK);
+	int64_t len[5] = {300, 4000, 25000, 7, 1};
+	sl_plan_req_t r = th_req("rec-job", 11, len, 5);
+	r.policy = NULL; /* the daemon's default */
+	r.ranks = 0;     /* the daemon's default cluster */
+	r.ranks_per_node = 0;
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_client_plan(c, &r, 5000, &p), SL_OK);
+	assert_string_equal(p->policy, "static");
+	assert_int_equal(p->ranks, 8);
+	sl_plan_free(&p);
+
+	/* SIGHUP: a new default policy */
+	snprintf(text, sizeof(text),
+	         "endpoint %s\npolicy batch-adaptive\nthreads 1\nrecord %s\nlog_level error\n"
+	         "ranks 8\nranks_per_node 8\nmax_seqs 200000\n",
+	         ep, rec);
+	assert_true(th_write_file(conf, text, 0644));
+	kill(d.pid, SIGHUP);
+	assert_true(expect_notify(nfd, "RELOADING=1", got, sizeof(got)));
+	assert_true(expect_notify(nfd, "READY=1", got, sizeof(got)));
+	r.step = 12;
+	assert_int_equal(sl_client_plan(c, &r, 5000, &p), SL_OK);
+	assert_string_equal(p->policy, "batch-adaptive");
+	sl_plan_free(&p);
+
+	/* a broken file is refused and the running config kept */
+	assert_true(th_write_file(conf, "policy no-such-policy\n", 0644));
+	kill(d.pid, SIGHUP);
+	assert_true(expect_notify(nfd, "reload failed", got, sizeof(got)));
+	r.step = 13;
+	assert_int_equal(sl_client_plan(c, &r, 5000, &p), SL_OK);
+	assert_string_equal(p->policy, "batch-adaptive");
+	sl_plan_free(&p);
+
+	/* the record reads back as a trace: 3 requests of 5 lengths */
+	sl_lengths_t back = {0};
+	assert_int_equal(sl_trace_read(rec, NULL, &back), SL_OK);
+	assert_int_equal(back.n, 15);
+	for (size_t i = 0; i < back.n; i++)
+		assert_int_equal(back.v[i], len[i % 5]);
+	sl_lengths_free(&back);
+	char *rt = th_read_file(rec);
+	assert_non_null(strstr(rt, "# rec-job 11\n300\n4000\n"));
+	assert_non_null(strstr(rt, "# rec-job 13\n"));
+	free(rt);
+
+	/* SIGTERM while one slow and two fast requests are in flight: all
+	 * three are answered with plans, a request during the drain gets
+	 * SL_ECLOSED, and sluiced exits 0. */
+	int64_t n = 150000;
+	int64_t *big = malloc(sizeof(int64_t) * (size_t)n);
+	th_lengths(8, big, n, 60000);
+	sl_plan_req_t slow = th_req("drain", 1, big, n);
+	slow.ranks = 4096;
+	uint64_t ids[3];
+	assert_int_equal(sl_client_send(c, &slow, &ids[0]), SL_OK);
+	sl_plan_req_t fast = th_req("drain", 2, len, 5);
+	assert_int_equal(sl_client_send(c, &fast, &ids[1]), SL_OK);
+	fast.step = 3;
+	assert_int_equal(sl_client_send(c, &fast, &ids[2]), SL_OK);
+	/* once status answers, the three requests (sent before it on the
+	 * same connection) are in the daemon */
+	char *json = NULL;
+	sl_client_t *c2 = NULL;
+	assert_int_equal(sl_client_new(ep, NULL, &c2), SL_OK);
+	assert_int_equal(sl_client_status_json(c, NULL, 0, 5000, &json), SL_OK);
+	sl_free(json);
+	kill(d.pid, SIGTERM);
+	assert_true(expect_notify(nfd, "STOPPING=1", got, sizeof(got)));
+	sl_plan_req_t late = th_req("late", 1, len, 5);
+	assert_int_equal(sl_client_plan(c2, &late, 5000, &p), SL_ECLOSED);
+	assert_non_null(strstr(sl_errmsg(), "shutting down"));
+	int seen = 0;
+	for (int k = 0; k < 3; k++) {
+		uint64_t id = 0;
+		assert_int_equal(sl_client_recv(c, 30000, &id, &p), SL_OK);
+		for (int q = 0; q < 3; q++)
+			if (id == ids[q])
+				seen |= 1 << q;
+		sl_plan_free(&p);
+	}
+	assert_int_equal(seen, 7);
+	int st = 0;
+	assert_true(th_wait(d.pid, 10000, &st));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	free(big);
+	sl_client_free(&c);
+	sl_client_free(&c2);
+	close(nfd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_notify_abstract),
+		cmocka_unit_test(test_reload_record_drain),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
