@@ -34,6 +34,14 @@ typedef struct planner_len_key {
 
 /* qsort comparator of planner_len_key_t: longest first, ties by lower index. */
 int planner_len_key_desc(const void *a, const void *b);
+/* A key (a time) and the index of what it belongs to (a rank, a node). */
+typedef struct planner_key {
+	double key;
+	int32_t id;
+} planner_key_t;
+
+/* qsort comparator of planner_key_t: smallest key first, ties by lower id. */
+int planner_key_asc(const void *a, const void *b);
 /* qsort comparator of int64_t, ascending. */
 int planner_cmp_i64(const void *a, const void *b);
 

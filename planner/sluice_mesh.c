@@ -220,19 +220,6 @@ double planner_sluice_state_step(const planner_sluice_state_t *st)
 
 /* --- wide group placement ------------------------------------------------ */
 
-typedef struct {
-	double key;
-	int32_t id;
-} keyed_t;
-
-static int cmp_keyed(const void *a, const void *b)
-{
-	const keyed_t *x = a, *y = b;
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
-	return (x->id > y->id) - (x->id < y->id);
-}
-
 static int cmp_i32(const void *a, const void *b)
 {
 	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -252,7 +239,7 @@ static int32_t node_size(const planner_sluice_ctx_t *ctx, int32_t k)
  * that free up first plus the remainder from one more node, so the ring
  * crosses as few node boundaries as possible. keyed has room for N. */
 static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int32_t d,
-                       int32_t *out, keyed_t *keyed)
+                       int32_t *out, planner_key_t *keyed)
 {
 	int32_t G = ctx->G, nodes = ctx->nodes;
 	if (d <= G) {
@@ -266,7 +253,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 				keyed[q].key = ready[k * G + q];
 				keyed[q].id = k * G + q;
 			}
-			qsort(keyed, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+			qsort(keyed, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
 			double start = keyed[d - 1].key, idle = 0;
 			for (int32_t q = 0; q < d; q++)
 				idle += start - keyed[q].key;
@@ -283,7 +270,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 				keyed[q].key = ready[best_node * G + q];
 				keyed[q].id = best_node * G + q;
 			}
-			qsort(keyed, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+			qsort(keyed, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
 			for (int32_t q = 0; q < d; q++)
 				out[q] = keyed[q].id;
 			qsort(out, (size_t)d, sizeof(int32_t), cmp_i32);
@@ -294,7 +281,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 	 * nodes, then the remainder from the node whose needed ranks free up
 	 * first. Partial last nodes and odd shapes fall back to the globally
 	 * earliest ranks, grouped by node. */
-	keyed_t *nk = keyed; /* first `nodes` entries reused below */
+	planner_key_t *nk = keyed; /* first `nodes` entries reused below */
 	int32_t full = d / G, rem = d - full * G;
 	int ok = 1;
 	for (int32_t k = 0; k < nodes; k++) {
@@ -305,7 +292,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 		nk[k].key = node_size(ctx, k) == G ? m : INFINITY;
 		nk[k].id = k;
 	}
-	qsort(nk, (size_t)nodes, sizeof(keyed_t), cmp_keyed);
+	qsort(nk, (size_t)nodes, sizeof(planner_key_t), planner_key_asc);
 	int32_t cnt = 0;
 	for (int32_t q = 0; q < full; q++) {
 		if (q >= nodes || isinf(nk[q].key)) {
@@ -316,7 +303,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 	if (ok) {
 		/* remainder: the node (not among the full ones) whose rem earliest
 		 * ranks are free soonest */
-		keyed_t *kk = keyed + nodes;
+		planner_key_t *kk = keyed + nodes;
 		int32_t remnode = -1;
 		double remstart = INFINITY;
 		for (int32_t q = full; rem > 0 && q < nodes; q++) {
@@ -327,7 +314,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 				kk[z].key = ready[k * G + z];
 				kk[z].id = k * G + z;
 			}
-			qsort(kk, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+			qsort(kk, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
 			if (kk[rem - 1].key < remstart) {
 				remstart = kk[rem - 1].key;
 				remnode = k;
@@ -352,7 +339,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 						kk[z].key = ready[k * G + z];
 						kk[z].id = k * G + z;
 					}
-					qsort(kk, (size_t)sz, sizeof(keyed_t), cmp_keyed);
+					qsort(kk, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
 					int32_t *o = out + cnt;
 					for (int32_t z = 0; z < rem; z++)
 						o[z] = kk[z].id;
@@ -373,7 +360,7 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 		keyed[r].key = ready[r];
 		keyed[r].id = r;
 	}
-	qsort(keyed, (size_t)ctx->N, sizeof(keyed_t), cmp_keyed);
+	qsort(keyed, (size_t)ctx->N, sizeof(planner_key_t), planner_key_asc);
 	for (int32_t q = 0; q < d; q++)
 		out[q] = keyed[q].id;
 	qsort(out, (size_t)d, sizeof(int32_t), cmp_i32);
@@ -462,7 +449,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 	int32_t n = ctx->n, N = ctx->N;
 	sl_err rc = SL_OK;
 	wkey_t *wk = NULL;
-	keyed_t *keyed = NULL;
+	planner_key_t *keyed = NULL;
 	int64_t total = 0;
 	int32_t nw = 0;
 
@@ -480,7 +467,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		}
 	}
 	wk = malloc(sizeof(wkey_t) * (size_t)(nw > 0 ? nw : 1));
-	keyed = malloc(sizeof(keyed_t) * ((size_t)N + (size_t)ctx->nodes + (size_t)ctx->G + 1));
+	keyed = malloc(sizeof(planner_key_t) * ((size_t)N + (size_t)ctx->nodes + (size_t)ctx->G + 1));
 	int32_t *pool = realloc(st->wide_ranks, sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
 	if (wk == NULL || keyed == NULL || pool == NULL) {
 		if (pool != NULL)

@@ -91,22 +91,9 @@ static double rank_fin(const planner_sluice_state_t *st, int32_t r)
 	return f;
 }
 
-typedef struct {
-	double fin;
-	int32_t r;
-} rfin_t;
-
-static int cmp_rfin(const void *a, const void *b)
-{
-	const rfin_t *x = a, *y = b;
-	if (x->fin != y->fin)
-		return x->fin < y->fin ? -1 : 1;
-	return (x->r > y->r) - (x->r < y->r);
-}
-
 /* Scratch of one search. */
 typedef struct {
-	rfin_t *rf;      /* [N] */
+	planner_key_t *rf; /* [N] (finish time, rank) */
 	int32_t *tgt;    /* [N] target ranks */
 	char *is_tgt;    /* [N] */
 	int32_t *tbins;  /* bins of the targets */
@@ -300,38 +287,38 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 		for (int32_t r = 0; r < N; r++) {
 			if (r == rs)
 				continue;
-			rfin_t e = {st->fin[r], r};
+			planner_key_t e = {st->fin[r], r};
 			if (nt < ntgt_max) {
 				int32_t i = nt++;
 				sc->rf[i] = e;
-				while (i > 0 && cmp_rfin(&sc->rf[(i - 1) / 2], &sc->rf[i]) < 0) {
-					rfin_t t = sc->rf[i];
+				while (i > 0 && planner_key_asc(&sc->rf[(i - 1) / 2], &sc->rf[i]) < 0) {
+					planner_key_t t = sc->rf[i];
 					sc->rf[i] = sc->rf[(i - 1) / 2];
 					sc->rf[(i - 1) / 2] = t;
 					i = (i - 1) / 2;
 				}
-			} else if (cmp_rfin(&e, &sc->rf[0]) < 0) {
+			} else if (planner_key_asc(&e, &sc->rf[0]) < 0) {
 				sc->rf[0] = e;
 				int32_t i = 0;
 				for (;;) {
 					int32_t l = 2 * i + 1, rr = l + 1, m = i;
-					if (l < nt && cmp_rfin(&sc->rf[l], &sc->rf[m]) > 0)
+					if (l < nt && planner_key_asc(&sc->rf[l], &sc->rf[m]) > 0)
 						m = l;
-					if (rr < nt && cmp_rfin(&sc->rf[rr], &sc->rf[m]) > 0)
+					if (rr < nt && planner_key_asc(&sc->rf[rr], &sc->rf[m]) > 0)
 						m = rr;
 					if (m == i)
 						break;
-					rfin_t t = sc->rf[i];
+					planner_key_t t = sc->rf[i];
 					sc->rf[i] = sc->rf[m];
 					sc->rf[m] = t;
 					i = m;
 				}
 			}
 		}
-		qsort(sc->rf, (size_t)nt, sizeof(rfin_t), cmp_rfin);
+		qsort(sc->rf, (size_t)nt, sizeof(planner_key_t), planner_key_asc);
 		ctx->work += N;
 		for (int32_t q = 0; q < nt; q++)
-			sc->tgt[q] = sc->rf[q].r;
+			sc->tgt[q] = sc->rf[q].id;
 		sc->tgt[nt] = -1;
 		for (int32_t q = 0; q < nt; q++)
 			sc->is_tgt[sc->tgt[q]] = 1;
@@ -560,17 +547,17 @@ static sl_err shed_work(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs
 	double M = 0;
 	SL_CHECK(ensure_scratch(sc, st->nbins + 1));
 	for (int32_t r = 0; r < N; r++) {
-		sc->rf[r].fin = st->fin[r];
-		sc->rf[r].r = r;
+		sc->rf[r].key = st->fin[r];
+		sc->rf[r].id = r;
 		if (st->fin[r] > M)
 			M = st->fin[r];
 	}
-	qsort(sc->rf, (size_t)N, sizeof(rfin_t), cmp_rfin);
+	qsort(sc->rf, (size_t)N, sizeof(planner_key_t), planner_key_asc);
 	ctx->work += N;
 	/* micro-batches with room, ranks in order of finish */
 	int32_t nroom = 0;
 	for (int32_t q = 0; q < N; q++)
-		for (int32_t b = st->rank_head[sc->rf[q].r]; b >= 0; b = st->bins[b].rnext)
+		for (int32_t b = st->rank_head[sc->rf[q].id]; b >= 0; b = st->bins[b].rnext)
 			if (st->bins[b].count > 0 &&
 			    (double)st->bins[b].tokens < ctx->cap)
 				sc->tbins[nroom++] = b;
@@ -682,7 +669,7 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	(void)knobs;
 	memset(&sc, 0, sizeof(sc));
 	size_t nb0 = (size_t)st->bins_cap + (size_t)N + 16;
-	sc.rf = malloc(sizeof(rfin_t) * (size_t)N);
+	sc.rf = malloc(sizeof(planner_key_t) * (size_t)N);
 	sc.tgt = malloc(sizeof(int32_t) * ((size_t)N + 1));
 	sc.is_tgt = calloc((size_t)N, 1);
 	sc.tbins_cap = (int32_t)nb0;
