@@ -109,6 +109,15 @@ typedef struct cli_trace_args {
 	const char *field;
 } cli_trace_args_t;
 
+/* Flags that tune the policy (--sp, --time-limit, --work-limit, --seed); all
+ * default to 0. */
+typedef struct cli_search_args {
+	int64_t sp;
+	double time_limit_ms;
+	int64_t work_limit;
+	uint64_t seed;
+} cli_search_args_t;
+
 extern const char *const cli_trace_kinds[];
 extern const char *const cli_formats_tjc[]; /* table, json, csv */
 
@@ -132,9 +141,21 @@ extern const char *const cli_formats_tjc[]; /* table, json, csv */
 	 "input format: auto|text|jsonl|megatron|npy", "auto", 1, 0, cli_trace_kinds},            \
 	{"field", 0, CLI_OPT_STR, &(t).field, "NAME",                                              \
 	 "JSONL length field (\"input_ids\" counts an array)", "length", 1, 0, NULL}
+/* `s` is a cli_search_args_t; `per` is a string literal that follows "search
+ * time limit" and "deterministic search budget" in --help ("" or " per step"). */
+#define CLI_OPTS_SEARCH(s, per)                                                                    \
+	{"sp", 0, CLI_OPT_INT, &(s).sp, "D", "static: fixed SP degree (0 = smallest that holds)",  \
+	 "0", 0, SL_MAX_RANKS, NULL},                                                              \
+	{"time-limit", 0, CLI_OPT_DOUBLE, &(s).time_limit_ms, "MS",                                \
+	 "search time limit" per " (0 = policy default)", "0", 0, 1e9, NULL},                      \
+	{"work-limit", 0, CLI_OPT_INT, &(s).work_limit, "N",                                       \
+	 "deterministic search budget" per " (0 = policy default)", "0", 0, 9e18, NULL},           \
+	{"seed", 0, CLI_OPT_U64, &(s).seed, "SEED", "seed of randomised searches", "0", 1, 0, NULL}
 
 /* Fills the defaults of the shared flags. */
 void cli_cluster_defaults(cli_cluster_args_t *a);
+/* The policy options the search flags give (trace_max_len left 0). */
+sl_policy_opts_t cli_search_opts(const cli_search_args_t *s);
 /* Resolves the profile and builds the cost model for the cluster. Returns
  * CLI_EXIT_OK (then *cost needs sl_cost_fini), CLI_EXIT_USAGE after a
  * one-line error when --profile names nothing or the cluster shape is

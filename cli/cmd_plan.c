@@ -13,10 +13,7 @@ typedef struct plan_args {
 	int format;
 	const char *out;
 	const char *svg;
-	int64_t sp;
-	double time_limit_ms;
-	int64_t work_limit;
-	uint64_t seed;
+	cli_search_args_t search;
 } plan_args_t;
 
 /* Resident tokens per rank of group g: sum of (1 - f) p / d (the memory rule). */
@@ -129,13 +126,7 @@ int cli_cmd_plan(int argc, char **argv)
 		 NULL},
 		{"svg", 0, CLI_OPT_STR, &a.svg, "FILE", "also draw the plan as an SVG timeline", NULL, 1,
 		 0, NULL},
-		{"sp", 0, CLI_OPT_INT, &a.sp, "D", "static: fixed SP degree (0 = smallest that holds)",
-		 "0", 0, SL_MAX_RANKS, NULL},
-		{"time-limit", 0, CLI_OPT_DOUBLE, &a.time_limit_ms, "MS",
-		 "search time limit (0 = policy default)", "0", 0, 1e9, NULL},
-		{"work-limit", 0, CLI_OPT_INT, &a.work_limit, "N",
-		 "deterministic search budget (0 = policy default)", "0", 0, 9e18, NULL},
-		{"seed", 0, CLI_OPT_U64, &a.seed, "SEED", "seed of randomised searches", "0", 1, 0, NULL},
+		CLI_OPTS_SEARCH(a.search, ""),
 		{0},
 	};
 	const cli_spec_t spec = {
@@ -185,10 +176,7 @@ int cli_cmd_plan(int argc, char **argv)
 	for (size_t i = 0; i < lens.n; i++)
 		seqs[i] = (sl_seq_t){.id = (int64_t)i, .length = lens.v[i]};
 
-	sl_policy_opts_t po = {.sp = (int32_t)a.sp,
-	                       .time_limit_ms = a.time_limit_ms,
-	                       .work_limit = a.work_limit,
-	                       .seed = a.seed};
+	sl_policy_opts_t po = cli_search_opts(&a.search);
 	if (sl_plan_request(a.cl.policy, &cost, seqs, (int64_t)lens.n, &po, &plan) != SL_OK)
 		goto fail;
 	if (cli_timeline_compute(plan, &cost, &tl) != SL_OK)

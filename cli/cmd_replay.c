@@ -25,10 +25,7 @@ typedef struct replay_args {
 	const char *out;
 	const char *svg;
 	const char *per_step;
-	int64_t sp;
-	double time_limit_ms;
-	int64_t work_limit;
-	uint64_t seed;
+	cli_search_args_t search;
 } replay_args_t;
 
 /* Results of one policy over all steps. */
@@ -355,13 +352,7 @@ int cli_cmd_replay(int argc, char **argv)
 		 1, 0, NULL},
 		{"per-step", 0, CLI_OPT_STR, &a.per_step, "FILE.csv", "write one row per step and policy",
 		 NULL, 1, 0, NULL},
-		{"sp", 0, CLI_OPT_INT, &a.sp, "D", "static: fixed SP degree (0 = smallest that holds)",
-		 "0", 0, SL_MAX_RANKS, NULL},
-		{"time-limit", 0, CLI_OPT_DOUBLE, &a.time_limit_ms, "MS",
-		 "search time limit per step (0 = policy default)", "0", 0, 1e9, NULL},
-		{"work-limit", 0, CLI_OPT_INT, &a.work_limit, "N",
-		 "deterministic search budget per step (0 = policy default)", "0", 0, 9e18, NULL},
-		{"seed", 0, CLI_OPT_U64, &a.seed, "SEED", "seed of randomised searches", "0", 1, 0, NULL},
+		CLI_OPTS_SEARCH(a.search, " per step"),
 		{0},
 	};
 	const cli_spec_t spec = {
@@ -474,11 +465,8 @@ int cli_cmd_replay(int argc, char **argv)
 
 	/* Static sizes its one SP degree for the longest sequence it will ever
 	 * see, so it gets the whole trace's; the others ignore the field. */
-	sl_policy_opts_t po = {.sp = (int32_t)a.sp,
-	                       .trace_max_len = r.longest,
-	                       .time_limit_ms = a.time_limit_ms,
-	                       .work_limit = a.work_limit,
-	                       .seed = a.seed};
+	sl_policy_opts_t po = cli_search_opts(&a.search);
+	po.trace_max_len = r.longest;
 	for (size_t s = 0; s < r.nsteps; s++) {
 		for (int64_t i = 0; i < a.batch; i++) {
 			size_t at = s * (size_t)a.batch + (size_t)i;

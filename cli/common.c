@@ -23,6 +23,14 @@ void cli_cluster_defaults(cli_cluster_args_t *a)
 	a->policy = sl_policy_default();
 }
 
+sl_policy_opts_t cli_search_opts(const cli_search_args_t *s)
+{
+	return (sl_policy_opts_t){.sp = (int32_t)s->sp,
+	                          .time_limit_ms = s->time_limit_ms,
+	                          .work_limit = s->work_limit,
+	                          .seed = s->seed};
+}
+
 int cli_cost_setup(const char *cmd, const cli_cluster_args_t *a, sl_cost_t *cost)
 {
 	sl_profile_t prof;
