@@ -7,7 +7,12 @@
  * run an order says why (the daemon counts it as rejected) and goes on; a
  * killed worker's job hears of it, its peers refuse orders that need the
  * dead rank at once, another job runs undisturbed, and a restarted worker
- * takes its place. SIGTERM ends a worker cleanly; --max-steps too. */
+ * takes its place. SIGTERM ends a worker cleanly; --max-steps too.
+ *
+ * With WD_BACKEND=cuda (ctest wd_serve_cuda, GPU machines only; WD_RANKS
+ * ranks, WD_HEAD_DIM) only the steps test runs, on the cuda backend, checked
+ * against the reference within the backend's bf16 tolerance. WD_WORKER_BIN
+ * and WD_SLUICED_BIN override the binaries (a build carried elsewhere). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,14 +34,18 @@
 #include "sluice/client.h"
 #include "worker.h"
 
-static const worker_shape_t shape = {.heads = 4, .kv_heads = 2, .head_dim = 8};
+static worker_shape_t shape = {.heads = 4, .kv_heads = 2, .head_dim = 8};
 #define SEED 7
-#define NA 4 /* ranks of job wd-a */
-#define NB 2 /* ranks of job wd-b */
+#define NA na     /* ranks of job wd-a */
+#define NA_MAX 16
+#define NB 2      /* ranks of job wd-b */
+static int na = 4;
+static const char *backend = "cpu";
+static const char *worker_bin = WORKER_BIN, *sluiced_bin = SLUICED_BIN;
 
 static char tmpdir[64], endpoint[128];
 static pid_t daemon_pid = -1;
-static pid_t wa[NA], wb[NB];
+static pid_t wa[NA_MAX], wb[NB];
 
 /* ---- processes ------------------------------------------------------------ */
 
@@ -95,17 +104,19 @@ static void show(const char *name)
 /* Starts the sluice-worker of rank r of job; extra: more arguments. */
 static pid_t start_worker(const char *job, int r, const char *const extra[])
 {
-	char rank[16], name[64], rundir[128], dumpdir[128];
+	char rank[16], name[64], rundir[128], dumpdir[128], dim[16];
+	snprintf(dim, sizeof dim, "%d", (int)shape.head_dim);
 	snprintf(rank, sizeof rank, "%d", r);
 	snprintf(name, sizeof name, "%s-r%d", job, r);
 	snprintf(rundir, sizeof rundir, "%s/run-%s", tmpdir, job);
 	snprintf(dumpdir, sizeof dumpdir, "%s/dump-%s", tmpdir, job);
 	mkdir(rundir, 0700);
-	char *argv[40] = {WORKER_BIN, "--endpoint", endpoint, "--job",
-	                  (char *)job, "--rank", rank, "--run-dir", rundir, "--dump", dumpdir,
-	                  "--heads", "4", "--kv-heads", "2", "--head-dim", "8", "--seed", "7",
-	                  "--timeout-ms", "3000"};
-	int n = 21;
+	char *argv[40] = {(char *)worker_bin, "--endpoint", endpoint, "--job", (char *)job,
+	                  "--rank", rank, "--run-dir", rundir, "--dump", dumpdir, "--heads", "4",
+	                  "--kv-heads", "2", "--head-dim", dim, "--seed", "7", "--timeout-ms",
+	                  strcmp(backend, "cpu") == 0 ? "3000" : "60000", "--backend",
+	                  (char *)backend};
+	int n = 23;
 	for (int i = 0; extra && extra[i] && n < 38; i++)
 		argv[n++] = (char *)extra[i];
 	argv[n] = NULL;
@@ -155,7 +166,7 @@ static int setup(void **state)
 	if (!mkdtemp(tmpdir))
 		return -1;
 	snprintf(endpoint, sizeof endpoint, "ipc://%s/d.sock", tmpdir);
-	char *argv[] = {SLUICED_BIN, "--endpoint", endpoint, "--threads", "2",
+	char *argv[] = {(char *)sluiced_bin, "--endpoint", endpoint, "--threads", "2",
 	                "--log-level", "warn", "--heartbeat-ms", "100", NULL};
 	daemon_pid = spawn(argv, "sluiced");
 	if (!wait_text("sluiced.out", "listening on", 10000)) {
@@ -216,6 +227,8 @@ static int teardown(void **state)
 		return -1;
 	return bad ? -1 : 0;
 }
+
+static int run_plain(const char *const args[], const char *name, char *err, size_t size);
 
 /* ---- requests and status ---------------------------------------------------- */
 
@@ -339,7 +352,7 @@ static void check_outputs(const sl_plan_t *plan, const char *job, uint64_t step)
 	assert_int_equal(res.bad_coverage, 0);
 	assert_int_equal(res.bad_padding, 0);
 	for (int k = 0; k < 4; k++)
-		assert_true(res.rel_err[k] < 1e-6);
+		assert_true(res.rel_err[k] < (strcmp(backend, "cpu") == 0 ? 1e-6 : res.tol));
 	for (int32_t r = 0; r < plan->ranks; r++)
 		free(paths[r]);
 	free(paths);
@@ -371,8 +384,12 @@ static void check_metrics(const sl_plan_t *plan, json_t *st, int32_t skip_rank)
 			json_int_t kv = 2 * w->ntok * shape.kv_heads * shape.head_dim * 8;
 			json_int_t want = w->d > 1 ? (3 * w->d - 2) * kv : 0;
 			assert_int_equal(geti(sm, "slot"), w->slot);
-			assert_int_equal(geti(sm, "bytes_sent"), want);
-			assert_int_equal(geti(sm, "bytes_recv"), want);
+			if (strcmp(backend, "cpu") == 0) {
+				assert_int_equal(geti(sm, "bytes_sent"), want);
+				assert_int_equal(geti(sm, "bytes_recv"), want);
+			} else {
+				assert_true(geti(sm, "bytes_sent") > 0 || w->d == 1);
+			}
 			assert_true(json_real_value(json_object_get(sm, "compute_ms")) > 0);
 			rings += w->d > 1;
 		}
@@ -459,6 +476,38 @@ static void test_refusals(void **state)
 	sl_client_free(&c);
 	assert_int_equal(stop_process(w0, 3000), 0);
 	assert_int_equal(stop_process(w1, 3000), 0);
+}
+
+/* A backend that cannot start with the worker's shape refuses the order and
+ * says why (only in builds with the cuda backend; head_dim 8 is refused
+ * before any device is touched). */
+static void test_backend_refusal(void **state)
+{
+	(void)state;
+	char err[4096];
+	const char *help[] = {"--help", NULL};
+	run_plain(help, "help", err, sizeof err);
+	char *out = slurp("help.out");
+	int have_cuda = out && strstr(out, "backends: cpu cuda");
+	free(out);
+	if (!have_cuda) {
+		printf("  no cuda backend in this build\n");
+		return;
+	}
+	const char *cuda[] = {"--backend", "cuda", NULL};
+	pid_t w = start_worker("wd-e", 0, cuda);
+	sl_client_t *c = NULL;
+	assert_int_equal(sl_client_new(endpoint, NULL, &c), SL_OK);
+	int64_t len[] = {12, 7};
+	sl_plan_t *p = plan_step(c, "wd-e", 1, 1, "static", 1, len, 2);
+	json_t *st = wait_step(c, "wd-e", 1, 1, 0);
+	assert_int_equal(geti(st, "nacked"), 1);
+	assert_true(wait_text("wd-e-r0.out", "step 1: rejected: cannot start the cuda backend", 1000));
+	assert_true(wait_text("wd-e-r0.out", "head_dim 8 not supported", 1000));
+	json_decref(st);
+	sl_plan_free(&p);
+	sl_client_free(&c);
+	assert_int_equal(stop_process(w, 3000), 0);
 }
 
 /* A killed worker of wd-a: its job is told, orders needing it are refused
@@ -565,7 +614,7 @@ static void test_clean_exit(void **state)
  * returns its exit status and its stderr in err. */
 static int run_plain(const char *const args[], const char *name, char *err, size_t size)
 {
-	char *argv[32] = {WORKER_BIN};
+	char *argv[32] = {(char *)worker_bin};
 	int n = 1;
 	for (int i = 0; args[i] && n < 31; i++)
 		argv[n++] = (char *)args[i];
@@ -609,11 +658,47 @@ static void test_usage_and_no_daemon(void **state)
 	assert_non_null(strstr(err, "is sluiced running?"));
 }
 
+/* Number of /dev/nvidiaN devices (no CUDA call: this process forks). */
+static int gpu_count(void)
+{
+	int n = 0;
+	char path[32];
+	for (int i = 0; i < 64; i++) {
+		snprintf(path, sizeof path, "/dev/nvidia%d", i);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
+}
+
 int main(void)
 {
+	const char *e;
+	if ((e = getenv("WD_WORKER_BIN")) && *e)
+		worker_bin = e;
+	if ((e = getenv("WD_SLUICED_BIN")) && *e)
+		sluiced_bin = e;
+	if ((e = getenv("WD_BACKEND")) && *e)
+		backend = e;
+	if ((e = getenv("WD_RANKS")) && *e)
+		na = atoi(e);
+	if ((e = getenv("WD_HEAD_DIM")) && *e)
+		shape.head_dim = atoi(e);
+	if (na < 2 || na > NA_MAX) {
+		fprintf(stderr, "WD_RANKS=%d outside [2, %d]\n", na, NA_MAX);
+		return 2;
+	}
+	if (strcmp(backend, "cpu") != 0 && gpu_count() < na) {
+		printf("skipped: %d GPUs for %d ranks\n", gpu_count(), na);
+		return 77;
+	}
+	/* The other tests assume 4 CPU ranks; on cuda, a lost rank's NCCL
+	 * communicator is not rebuilt (see serve.c). */
+	if (strcmp(backend, "cpu") != 0 || na != 4)
+		cmocka_set_test_filter("test_steps_run_and_check");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_steps_run_and_check),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_backend_refusal),
 		cmocka_unit_test(test_lost_worker),
 		cmocka_unit_test(test_clean_exit),
 		cmocka_unit_test(test_usage_and_no_daemon),
