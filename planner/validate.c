@@ -33,19 +33,6 @@ static void violation(vreport_t *v, const char *fmt, ...)
 	v->fn(v->arg, msg);
 }
 
-typedef struct {
-	int64_t id;
-	int64_t idx;
-} idpair_t;
-
-static int cmp_id(const void *a, const void *b)
-{
-	const idpair_t *x = a, *y = b;
-	if (x->id != y->id)
-		return (x->id > y->id) - (x->id < y->id);
-	return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 /* Tolerance of the memory rule: offloads printed to 17 digits reproduce
  * exactly, so this only absorbs the last bit of (1 - f) * p / d. */
 #define MEM_EPS 1e-9
@@ -58,7 +45,7 @@ int64_t sl_plan_validate(const sl_plan_t *plan, const sl_cost_t *cost, sl_violat
 	int32_t *seen_slot = NULL;  /* per rank: last slot that used it */
 	int32_t *seen_group = NULL; /* per rank: group index within that slot */
 	int64_t *uses = NULL;       /* per sequence: how many groups run it */
-	idpair_t *ids = NULL;
+	int64_t *ids = NULL;        /* sequence ids, sorted to find repeats */
 	int32_t *gseen = NULL;
 
 	if (plan->ranks != cost->cl.ranks || plan->ranks_per_node != cost->cl.ranks_per_node)
@@ -75,7 +62,7 @@ int64_t sl_plan_validate(const sl_plan_t *plan, const sl_cost_t *cost, sl_violat
 	seen_group = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
 	gseen = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
 	uses = calloc((size_t)(plan->nseqs > 0 ? plan->nseqs : 1), sizeof(int64_t));
-	ids = malloc(sizeof(idpair_t) * (size_t)(plan->nseqs > 0 ? plan->nseqs : 1));
+	ids = malloc(sizeof(int64_t) * (size_t)(plan->nseqs > 0 ? plan->nseqs : 1));
 	if (!seen_slot || !seen_group || !uses || !ids || !gseen) {
 		violation(&v, "out of memory while validating");
 		goto out;
@@ -89,14 +76,13 @@ int64_t sl_plan_validate(const sl_plan_t *plan, const sl_cost_t *cost, sl_violat
 		if (plan->seqs[i].length < 1)
 			violation(&v, "sequence %lld has length %lld (must be >= 1)",
 			          (long long)plan->seqs[i].id, (long long)plan->seqs[i].length);
-		ids[i].id = plan->seqs[i].id;
-		ids[i].idx = i;
+		ids[i] = plan->seqs[i].id;
 	}
-	qsort(ids, (size_t)plan->nseqs, sizeof(idpair_t), cmp_id);
+	qsort(ids, (size_t)plan->nseqs, sizeof(int64_t), planner_cmp_i64);
 	for (int64_t i = 1; i < plan->nseqs; i++)
-		if (ids[i].id == ids[i - 1].id && (i < 2 || ids[i - 2].id != ids[i].id))
+		if (ids[i] == ids[i - 1] && (i < 2 || ids[i - 2] != ids[i]))
 			violation(&v, "sequence id %lld appears more than once in the request",
-			          (long long)ids[i].id);
+			          (long long)ids[i]);
 
 	for (int32_t s = 0; s < plan->nslots; s++) {
 		const sl_slot_t *sl = &plan->slots[s];
