@@ -92,13 +92,6 @@ static void ctx_fini(planner_sluice_ctx_t *ctx)
 	ctx->offcap = NULL;
 }
 
-/* Step time of a plan under the reference model (no ideal). */
-static sl_err plan_step(const sl_plan_t *plan, const sl_cost_t *cost, double *per_rank,
-                        double *step)
-{
-	return planner_plan_timing(plan, cost, per_rank, step);
-}
-
 /* The search state of one request: the best plan so far and the degree
  * vectors already built (so a rounding that repeats one is skipped). */
 typedef struct {
@@ -152,7 +145,7 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 		return rc;
 	SL_CHECK(planner_sluice_emit(se->st, &cand));
 	double ms;
-	rc = plan_step(cand, se->cost, se->per_rank, &ms);
+	rc = planner_plan_timing(cand, se->cost, se->per_rank, &ms);
 	if (rc != SL_OK) {
 		sl_plan_free(&cand);
 		return rc;
@@ -266,7 +259,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 			continue;
 		}
 		double ms;
-		SL_CHECK_GOTO(plan_step(cand, cost, se.per_rank, &ms), rc, out);
+		SL_CHECK_GOTO(planner_plan_timing(cand, cost, se.per_rank, &ms), rc, out);
 		SL_DEBUG(SL_SUB_PLAN, "sluice: fallback %s: %.1f ms (planned in %.2f ms)", pol->name, ms,
 		         planner_now_ms() - tf0);
 		if (ms < se.best_ms - 1e-9) {
