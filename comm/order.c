@@ -115,7 +115,8 @@ sl_err sl_work_order_from_plan(const sl_plan_t *plan, const sl_cost_t *cost, int
 			og->position = pos;
 			og->prev_rank = r[(pos + g->nranks - 1) % g->nranks];
 			og->next_rank = r[(pos + 1) % g->nranks];
-			const sl_item_t *it = sl_group_items(plan, g);
+			/* (an empty group of a parsed plan may have no items array) */
+			const sl_item_t *it = g->nitems > 0 ? sl_group_items(plan, g) : NULL;
 			for (int32_t i = 0; i < g->nitems; i++) {
 				if (it[i].seq < 0 || it[i].seq >= plan->nseqs) {
 					sl_work_order_free(&o);
