@@ -339,7 +339,8 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 						kk[z].key = ready[k * G + z];
 						kk[z].id = k * G + z;
 					}
-					qsort(kk, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
+					qsort(kk, (size_t)sz, sizeof(planner_key_t),
+					      planner_key_asc);
 					int32_t *o = out + cnt;
 					for (int32_t z = 0; z < rem; z++)
 						o[z] = kk[z].id;
@@ -467,7 +468,8 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		}
 	}
 	wk = malloc(sizeof(wkey_t) * (size_t)(nw > 0 ? nw : 1));
-	keyed = malloc(sizeof(planner_key_t) * ((size_t)N + (size_t)ctx->nodes + (size_t)ctx->G + 1));
+	keyed =
+	    malloc(sizeof(planner_key_t) * ((size_t)N + (size_t)ctx->nodes + (size_t)ctx->G + 1));
 	int32_t *pool = realloc(st->wide_ranks, sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
 	if (wk == NULL || keyed == NULL || pool == NULL) {
 		if (pool != NULL)

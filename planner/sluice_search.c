@@ -291,7 +291,8 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 			if (nt < ntgt_max) {
 				int32_t i = nt++;
 				sc->rf[i] = e;
-				while (i > 0 && planner_key_asc(&sc->rf[(i - 1) / 2], &sc->rf[i]) < 0) {
+				while (i > 0 &&
+				       planner_key_asc(&sc->rf[(i - 1) / 2], &sc->rf[i]) < 0) {
 					planner_key_t t = sc->rf[i];
 					sc->rf[i] = sc->rf[(i - 1) / 2];
 					sc->rf[(i - 1) / 2] = t;
