@@ -7,8 +7,7 @@
 
 #include "planner.h"
 
-/* Grows *arr (of elem-sized entries) so that need entries fit. */
-static sl_err grow(void **arr, int64_t *cap, int64_t need, size_t elem)
+sl_err planner_grow(void **arr, int64_t *cap, int64_t need, size_t elem)
 {
 	if (need <= *cap)
 		return SL_OK;
@@ -112,7 +111,8 @@ void sl_plan_clear(sl_plan_t *plan)
 sl_err sl_plan_add_slot(sl_plan_t *plan)
 {
 	int64_t cap = plan->slots_cap;
-	SL_CHECK(grow((void **)&plan->slots, &cap, (int64_t)plan->nslots + 1, sizeof(sl_slot_t)));
+	SL_CHECK(planner_grow((void **)&plan->slots, &cap, (int64_t)plan->nslots + 1,
+	                      sizeof(sl_slot_t)));
 	plan->slots_cap = (int32_t)(cap > INT32_MAX ? INT32_MAX : cap);
 	plan->slots[plan->nslots].group_off = plan->ngroups;
 	plan->slots[plan->nslots].ngroups = 0;
@@ -124,10 +124,10 @@ sl_err sl_plan_add_group(sl_plan_t *plan, const int32_t *ranks, int32_t nranks)
 {
 	if (plan->nslots == 0)
 		return sl_seterr(SL_EINTERNAL, "plan builder: group added before any slot");
-	SL_CHECK(grow((void **)&plan->groups, &plan->groups_cap, plan->ngroups + 1,
-	              sizeof(sl_group_t)));
-	SL_CHECK(grow((void **)&plan->rank_pool, &plan->ranks_cap, plan->nranks_used + nranks,
-	              sizeof(int32_t)));
+	SL_CHECK(planner_grow((void **)&plan->groups, &plan->groups_cap, plan->ngroups + 1,
+	                      sizeof(sl_group_t)));
+	SL_CHECK(planner_grow((void **)&plan->rank_pool, &plan->ranks_cap,
+	                      plan->nranks_used + nranks, sizeof(int32_t)));
 	sl_group_t *g = &plan->groups[plan->ngroups++];
 	g->slot = plan->nslots - 1;
 	g->nranks = nranks;
@@ -144,7 +144,8 @@ sl_err sl_plan_add_item(sl_plan_t *plan, int32_t seq, double offload)
 {
 	if (plan->ngroups == 0)
 		return sl_seterr(SL_EINTERNAL, "plan builder: item added before any group");
-	SL_CHECK(grow((void **)&plan->items, &plan->items_cap, plan->nitems + 1, sizeof(sl_item_t)));
+	SL_CHECK(planner_grow((void **)&plan->items, &plan->items_cap, plan->nitems + 1,
+	                      sizeof(sl_item_t)));
 	plan->items[plan->nitems].seq = seq;
 	plan->items[plan->nitems].offload = offload;
 	plan->nitems++;

@@ -212,14 +212,8 @@ static int32_t lookup_id(const idmap_t *m, int64_t n, int64_t id)
 
 static sl_err add_unknown(sl_plan_t *p, int64_t id, int32_t *seq)
 {
-	if (p->nunknown == p->nunknown_cap) {
-		int64_t nc = p->nunknown_cap ? p->nunknown_cap * 2 : 8;
-		int64_t *nu = realloc(p->unknown_ids, sizeof(int64_t) * (size_t)nc);
-		if (nu == NULL)
-			return sl_seterr(SL_ENOMEM, "plan: out of memory");
-		p->unknown_ids = nu;
-		p->nunknown_cap = nc;
-	}
+	SL_CHECK(planner_grow((void **)&p->unknown_ids, &p->nunknown_cap, p->nunknown + 1,
+	                      sizeof(int64_t)));
 	p->unknown_ids[p->nunknown] = id;
 	*seq = (int32_t)(-(p->nunknown + 1));
 	p->nunknown++;

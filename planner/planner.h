@@ -20,6 +20,10 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
                              const sl_policy_opts_t *opts, sl_plan_t **out);
 
+/* Grows *arr (of elem-sized entries, *cap of them) so that need entries fit,
+ * doubling; fails with SL_ENOMEM ("plan: out of memory"), *arr unchanged. */
+sl_err planner_grow(void **arr, int64_t *cap, int64_t need, size_t elem);
+
 /* The reference timing of a plan without the ideal: per-rank finish times
  * with grad sync (per_rank has plan->ranks entries) and the step time
  * (sl_plan_timeline plus grad sync). Always SL_OK. */
