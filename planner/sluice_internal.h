@@ -11,7 +11,8 @@
  *    sequences to ranks balancing predicted time, then each rank's sequences
  *    into micro-batches (sluice_pack.c);
  *  - a local search with exact incremental costs (sluice_search.c).
- * Every candidate plan is scored with sl_plan_evaluate before one is kept. */
+ * Every candidate plan is scored under the reference timing rule
+ * (planner_plan_timing) before one is kept. */
 #ifndef SLUICE_PLANNER_SLUICE_INTERNAL_H
 #define SLUICE_PLANNER_SLUICE_INTERNAL_H
 
