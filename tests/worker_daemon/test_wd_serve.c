@@ -206,13 +206,21 @@ static int teardown(void **state)
 {
 	(void)state;
 	int bad = 0;
+	/* A job's workers are stopped together: a cuda worker's NCCL teardown
+	 * was seen waiting for its peers to tear down too. */
 	for (int r = 0; r < NA; r++)
-		if (wa[r] > 0 && stop_process(wa[r], 3000) != 0) {
+		if (wa[r] > 0)
+			kill(wa[r], SIGTERM);
+	for (int r = 0; r < NB; r++)
+		if (wb[r] > 0)
+			kill(wb[r], SIGTERM);
+	for (int r = 0; r < NA; r++)
+		if (wa[r] > 0 && stop_process(wa[r], 5000) != 0) {
 			fprintf(stderr, "wd-a rank %d did not stop cleanly\n", r);
 			bad = 1;
 		}
 	for (int r = 0; r < NB; r++)
-		if (wb[r] > 0 && stop_process(wb[r], 3000) != 0) {
+		if (wb[r] > 0 && stop_process(wb[r], 5000) != 0) {
 			fprintf(stderr, "wd-b rank %d did not stop cleanly\n", r);
 			bad = 1;
 		}
