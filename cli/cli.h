@@ -37,6 +37,9 @@ int cli_cmd_score(int argc, char **argv);
 int cli_cmd_run_plan(int argc, char **argv);
 int cli_cmd_profiles(int argc, char **argv);
 int cli_cmd_policies(int argc, char **argv);
+int cli_cmd_submit(int argc, char **argv);
+int cli_cmd_status(int argc, char **argv);
+int cli_cmd_keygen(int argc, char **argv);
 int cli_cmd_version(int argc, char **argv);
 int cli_cmd_help(int argc, char **argv);
 /* Prints the list of commands (cmd_help.c). */

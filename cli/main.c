@@ -13,6 +13,9 @@ const cli_cmd_t cli_commands[] = {
 	{"run-plan", "run a plan's attention on local worker processes, check it", cli_cmd_run_plan},
 	{"profiles", "list the built-in profiles and their derived capacity", cli_cmd_profiles},
 	{"policies", "list the planning policies", cli_cmd_policies},
+	{"submit", "send a batch to sluiced and print the plan it returns", cli_cmd_submit},
+	{"status", "show sluiced's jobs, workers, recent steps and metrics", cli_cmd_status},
+	{"keygen", "write a CURVE keypair (NAME.key, NAME.pub) for tcp endpoints", cli_cmd_keygen},
 	{"version", "print the version", cli_cmd_version},
 	{"help", "show help for sluice or one command", cli_cmd_help},
 };
