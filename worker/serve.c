@@ -87,7 +87,8 @@ sl_err worker_serve_run_dir(const char *endpoint, const char *job, char *buf, si
 		                : '_';
 	name[k] = '\0';
 	SL_CHECK(serve_own_dir(base));
-	int n = snprintf(buf, size, "%s/job-%s-%08x", base, name, (unsigned)serve_hash(endpoint, job));
+	int n =
+	    snprintf(buf, size, "%s/job-%s-%08x", base, name, (unsigned)serve_hash(endpoint, job));
 	if (n < 0 || (size_t)n >= size)
 		return sl_seterr(SL_ERANGE, "run directory name too long");
 	return serve_own_dir(buf);
@@ -162,7 +163,8 @@ static void serve_refresh_lost(serve_t *s)
 			    json_is_true(json_object_get(w, "alive"))) {
 				s->lost[r] = 0;
 				s->nlost--;
-				serve_say("event joined %d: registered again (sluiced status)", (int)r);
+				serve_say("event joined %d: registered again (sluiced status)",
+				          (int)r);
 			}
 		}
 	}
@@ -193,9 +195,9 @@ static sl_err serve_accept(serve_t *s, const sl_work_order_t *wo, worker_order_t
 		return sl_seterr(SL_EINVAL, "order for rank %d reached the worker of rank %d",
 		                 (int)wo->rank, (int)o->rank);
 	if (o->ranks > 0 && wo->ranks != o->ranks)
-		return sl_seterr(SL_EINVAL,
-		                 "the plan has %d ranks but this worker was started with --ranks %d",
-		                 (int)wo->ranks, (int)o->ranks);
+		return sl_seterr(
+		    SL_EINVAL, "the plan has %d ranks but this worker was started with --ranks %d",
+		    (int)wo->ranks, (int)o->ranks);
 	worker_order_t *ord = NULL;
 	SL_CHECK(worker_order_from_wire(wo, &o->run.shape, &ord));
 	const int64_t row = (int64_t)o->run.shape.heads * o->run.shape.head_dim;
@@ -203,15 +205,17 @@ static sl_err serve_accept(serve_t *s, const sl_work_order_t *wo, worker_order_t
 		const worker_group_work_t *w = &ord->work[i];
 		sl_err rc = SL_OK;
 		if (o->max_tokens > 0 && w->ntok > o->max_tokens)
-			rc = sl_seterr(SL_ERANGE,
-			               "slot %d: %lld local tokens exceed this worker's --max-tokens %lld",
-			               (int)w->slot, (long long)w->ntok, (long long)o->max_tokens);
+			rc = sl_seterr(
+			    SL_ERANGE,
+			    "slot %d: %lld local tokens exceed this worker's --max-tokens %lld",
+			    (int)w->slot, (long long)w->ntok, (long long)o->max_tokens);
 		else if (w->ntok > INT64_MAX / 64 / row)
-			rc = sl_seterr(SL_ERANGE,
-			               "slot %d: %lld local tokens x heads %d x head-dim %d are too many "
-			               "to address",
-			               (int)w->slot, (long long)w->ntok, (int)o->run.shape.heads,
-			               (int)o->run.shape.head_dim);
+			rc = sl_seterr(
+			    SL_ERANGE,
+			    "slot %d: %lld local tokens x heads %d x head-dim %d are too many "
+			    "to address",
+			    (int)w->slot, (long long)w->ntok, (int)o->run.shape.heads,
+			    (int)o->run.shape.head_dim);
 		if (rc != SL_OK) {
 			worker_order_free(&ord);
 			return rc;
@@ -224,10 +228,11 @@ static sl_err serve_accept(serve_t *s, const sl_work_order_t *wo, worker_order_t
 	}
 	if (peer >= 0) {
 		worker_order_free(&ord);
-		return sl_seterr(SL_ECLOSED,
-		                 "slot %d needs rank %d, whose worker sluiced reported lost (and it "
-		                 "has not registered again)",
-		                 (int)slot, (int)peer);
+		return sl_seterr(
+		    SL_ECLOSED,
+		    "slot %d needs rank %d, whose worker sluiced reported lost (and it "
+		    "has not registered again)",
+		    (int)slot, (int)peer);
 	}
 	if (s->session && worker_session_nranks(s->session) != wo->ranks) {
 		SL_INFO(SL_SUB_KERN, "rank %d: the job now has %d ranks (was %d): new session",
@@ -239,7 +244,8 @@ static sl_err serve_accept(serve_t *s, const sl_work_order_t *wo, worker_order_t
 		worker_run_opts_t ro = o->run;
 		ro.rank = o->rank;
 		ro.run_dir = s->run_dir;
-		sl_err rc = worker_session_open(s->ops, &ro, wo->ranks, &serve_stop, 0, &s->session);
+		sl_err rc =
+		    worker_session_open(s->ops, &ro, wo->ranks, &serve_stop, 0, &s->session);
 		if (rc != SL_OK) {
 			char msg[512];
 			snprintf(msg, sizeof msg, "%s", sl_errmsg());
@@ -278,7 +284,8 @@ static int64_t serve_epoch(const sl_work_order_t *wo)
 	snprintf(key, sizeof key, "%d/%d/%s/%s/%llx", (int)wo->ranks, (int)wo->nslots, wo->policy,
 	         wo->profile, (unsigned long long)bits);
 	uint32_t h = serve_hash(key, "");
-	return (int64_t)(((wo->step & ((UINT64_C(1) << 46) - 1)) << 16) | ((h ^ (h >> 16)) & 0xffff));
+	return (int64_t)(((wo->step & ((UINT64_C(1) << 46) - 1)) << 16) |
+	                 ((h ^ (h >> 16)) & 0xffff));
 }
 
 /* One work order: accept or reject, execute, dump, report. */
@@ -379,7 +386,10 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 	do {
 		double left = give_up - worker_now_ms();
 		rc = sl_worker_new(s.endpoint, &s.copts, o->job, o->rank,
-		                   left > 1000 ? 1000 : left > 1 ? (int)left : 1, &s.w);
+		                   left > 1000 ? 1000
+		                   : left > 1  ? (int)left
+		                               : 1,
+		                   &s.w);
 	} while (rc == SL_ETIMEOUT && !serve_stop && worker_now_ms() < give_up);
 	if (rc != SL_OK && serve_stop) {
 		serve_say("stopped (signal %d) before registering", (int)serve_stop);
@@ -388,8 +398,10 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 	}
 	if (rc != SL_OK) {
 		if (rc == SL_ETIMEOUT)
-			sl_seterr(rc, "no answer within %d ms (--register-timeout-ms): is sluiced running?",
-			          o->register_timeout_ms);
+			sl_seterr(
+			    rc,
+			    "no answer within %d ms (--register-timeout-ms): is sluiced running?",
+			    o->register_timeout_ms);
 		fprintf(stderr, "%s[job %s rank %d]: error: registering with %s: %s (%s)\n", prefix,
 		        o->job, (int)o->rank, s.endpoint, sl_errmsg(), sl_errname(rc));
 		free(s.lost);
@@ -405,8 +417,8 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 			continue;
 		if (rc != SL_OK) {
 			if (!serve_stop) {
-				fprintf(stderr, "%s[job %s rank %d]: %s (%s)\n", prefix, o->job, (int)o->rank,
-				        sl_errmsg(), sl_errname(rc));
+				fprintf(stderr, "%s[job %s rank %d]: %s (%s)\n", prefix, o->job,
+				        (int)o->rank, sl_errmsg(), sl_errname(rc));
 				usleep(100000); /* a daemon error is no reason to spin */
 			}
 			continue;
@@ -416,7 +428,8 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 		sl_work_order_free(&wo);
 	}
 	if (serve_stop)
-		serve_say("stopped (signal %d) after %lld orders", (int)serve_stop, (long long)s.orders);
+		serve_say("stopped (signal %d) after %lld orders", (int)serve_stop,
+		          (long long)s.orders);
 	else
 		serve_say("done after %lld orders", (long long)s.orders);
 	if (s.session)

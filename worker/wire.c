@@ -21,61 +21,67 @@ static sl_err wire_check_group(const sl_work_order_t *wo, int32_t gi, int32_t la
 {
 	const sl_order_group_t *g = &wo->groups[gi];
 	if (g->slot < 0 || g->slot <= last_slot || (wo->nslots > 0 && g->slot >= wo->nslots))
-		return sl_seterr(SL_EINVAL,
-		                 "work order step %llu: group %d is in slot %d (slots must increase "
-		                 "within [0, %d))",
-		                 (unsigned long long)wo->step, (int)gi, (int)g->slot, (int)wo->nslots);
+		return sl_seterr(
+		    SL_EINVAL,
+		    "work order step %llu: group %d is in slot %d (slots must increase "
+		    "within [0, %d))",
+		    (unsigned long long)wo->step, (int)gi, (int)g->slot, (int)wo->nslots);
 	if (g->nranks < 1 || g->nranks > wo->ranks || !g->ranks)
-		return sl_seterr(SL_EINVAL, "work order step %llu slot %d: a ring of %d ranks (job has %d)",
-		                 (unsigned long long)wo->step, (int)g->slot, (int)g->nranks,
-		                 (int)wo->ranks);
+		return sl_seterr(
+		    SL_EINVAL, "work order step %llu slot %d: a ring of %d ranks (job has %d)",
+		    (unsigned long long)wo->step, (int)g->slot, (int)g->nranks, (int)wo->ranks);
 	int32_t d = g->nranks;
 	if (g->position < 0 || g->position >= d || g->ranks[g->position] != wo->rank)
-		return sl_seterr(SL_EINVAL,
-		                 "work order step %llu slot %d: ring position %d does not hold rank %d",
-		                 (unsigned long long)wo->step, (int)g->slot, (int)g->position,
-		                 (int)wo->rank);
+		return sl_seterr(
+		    SL_EINVAL,
+		    "work order step %llu slot %d: ring position %d does not hold rank %d",
+		    (unsigned long long)wo->step, (int)g->slot, (int)g->position, (int)wo->rank);
 	memcpy(scratch, g->ranks, (size_t)d * sizeof *scratch);
 	qsort(scratch, (size_t)d, sizeof *scratch, wire_cmp_i32);
 	for (int32_t k = 0; k < d; k++) {
 		if (scratch[k] < 0 || scratch[k] >= wo->ranks)
-			return sl_seterr(SL_EINVAL,
-			                 "work order step %llu slot %d: ring rank %d outside [0, %d)",
-			                 (unsigned long long)wo->step, (int)g->slot, (int)scratch[k],
-			                 (int)wo->ranks);
+			return sl_seterr(
+			    SL_EINVAL, "work order step %llu slot %d: ring rank %d outside [0, %d)",
+			    (unsigned long long)wo->step, (int)g->slot, (int)scratch[k],
+			    (int)wo->ranks);
 		if (k > 0 && scratch[k] == scratch[k - 1])
-			return sl_seterr(SL_EINVAL, "work order step %llu slot %d: rank %d twice in the ring",
-			                 (unsigned long long)wo->step, (int)g->slot, (int)scratch[k]);
+			return sl_seterr(
+			    SL_EINVAL, "work order step %llu slot %d: rank %d twice in the ring",
+			    (unsigned long long)wo->step, (int)g->slot, (int)scratch[k]);
 	}
 	if (g->prev_rank != g->ranks[(g->position + d - 1) % d] ||
 	    g->next_rank != g->ranks[(g->position + 1) % d])
-		return sl_seterr(SL_EINVAL,
-		                 "work order step %llu slot %d: prev/next rank %d/%d do not match the ring",
-		                 (unsigned long long)wo->step, (int)g->slot, (int)g->prev_rank,
-		                 (int)g->next_rank);
+		return sl_seterr(
+		    SL_EINVAL,
+		    "work order step %llu slot %d: prev/next rank %d/%d do not match the ring",
+		    (unsigned long long)wo->step, (int)g->slot, (int)g->prev_rank,
+		    (int)g->next_rank);
 	if (g->nshards < 0 || (g->nshards > 0 && !g->shards))
 		return sl_seterr(SL_EINVAL, "work order step %llu slot %d: %d shards",
 		                 (unsigned long long)wo->step, (int)g->slot, (int)g->nshards);
 	for (int32_t k = 0; k < g->nshards; k++) {
 		const sl_shard_t *sh = &g->shards[k];
 		if (sh->seq < 0)
-			return sl_seterr(SL_EINVAL, "work order step %llu slot %d: sequence index %d",
+			return sl_seterr(SL_EINVAL,
+			                 "work order step %llu slot %d: sequence index %d",
 			                 (unsigned long long)wo->step, (int)g->slot, (int)sh->seq);
 		if (sh->length < 1 || sh->length > SL_MAX_SEQ_LEN)
-			return sl_seterr(SL_EINVAL,
-			                 "work order step %llu slot %d: sequence %lld has length %lld "
-			                 "(allowed 1..%lld)",
-			                 (unsigned long long)wo->step, (int)g->slot, (long long)sh->id,
-			                 (long long)sh->length, (long long)SL_MAX_SEQ_LEN);
+			return sl_seterr(
+			    SL_EINVAL,
+			    "work order step %llu slot %d: sequence %lld has length %lld "
+			    "(allowed 1..%lld)",
+			    (unsigned long long)wo->step, (int)g->slot, (long long)sh->id,
+			    (long long)sh->length, (long long)SL_MAX_SEQ_LEN);
 		int64_t p = sl_cost_padded(sh->length, d);
 		if (sh->padded != p || sh->chunk_tokens != (d == 1 ? p : p / (2 * (int64_t)d)))
-			return sl_seterr(SL_EINVAL,
-			                 "work order step %llu slot %d: sequence %lld of %lld tokens on %d "
-			                 "ranks has padded %lld / chunk %lld, expected %lld / %lld",
-			                 (unsigned long long)wo->step, (int)g->slot, (long long)sh->id,
-			                 (long long)sh->length, (int)d, (long long)sh->padded,
-			                 (long long)sh->chunk_tokens, (long long)p,
-			                 (long long)(d == 1 ? p : p / (2 * (int64_t)d)));
+			return sl_seterr(
+			    SL_EINVAL,
+			    "work order step %llu slot %d: sequence %lld of %lld tokens on %d "
+			    "ranks has padded %lld / chunk %lld, expected %lld / %lld",
+			    (unsigned long long)wo->step, (int)g->slot, (long long)sh->id,
+			    (long long)sh->length, (int)d, (long long)sh->padded,
+			    (long long)sh->chunk_tokens, (long long)p,
+			    (long long)(d == 1 ? p : p / (2 * (int64_t)d)));
 	}
 	return SL_OK;
 }
@@ -161,7 +167,8 @@ sl_err worker_order_from_wire(const sl_work_order_t *wo, const worker_shape_t *s
 	qsort(scratch, (size_t)sh, sizeof *scratch, wire_cmp_i32);
 	for (int64_t k = 1; k < sh; k++)
 		if (scratch[k] == scratch[k - 1]) {
-			rc = sl_seterr(SL_EINVAL, "work order step %llu: sequence index %d appears twice",
+			rc = sl_seterr(SL_EINVAL,
+			               "work order step %llu: sequence index %d appears twice",
 			               (unsigned long long)wo->step, (int)scratch[k]);
 			goto fail;
 		}

@@ -36,9 +36,9 @@
 
 static worker_shape_t shape = {.heads = 4, .kv_heads = 2, .head_dim = 8};
 #define SEED 7
-#define NA na     /* ranks of job wd-a */
+#define NA na /* ranks of job wd-a */
 #define NA_MAX 16
-#define NB 2      /* ranks of job wd-b */
+#define NB 2 /* ranks of job wd-b */
 static int na = 4;
 static const char *backend = "cpu";
 static const char *worker_bin = WORKER_BIN, *sluiced_bin = SLUICED_BIN;
@@ -111,10 +111,28 @@ static pid_t start_worker(const char *job, int r, const char *const extra[])
 	snprintf(rundir, sizeof rundir, "%s/run-%s", tmpdir, job);
 	snprintf(dumpdir, sizeof dumpdir, "%s/dump-%s", tmpdir, job);
 	mkdir(rundir, 0700);
-	char *argv[40] = {(char *)worker_bin, "--endpoint", endpoint, "--job", (char *)job,
-	                  "--rank", rank, "--run-dir", rundir, "--dump", dumpdir, "--heads", "4",
-	                  "--kv-heads", "2", "--head-dim", dim, "--seed", "7", "--timeout-ms",
-	                  strcmp(backend, "cpu") == 0 ? "3000" : "60000", "--backend",
+	char *argv[40] = {(char *)worker_bin,
+	                  "--endpoint",
+	                  endpoint,
+	                  "--job",
+	                  (char *)job,
+	                  "--rank",
+	                  rank,
+	                  "--run-dir",
+	                  rundir,
+	                  "--dump",
+	                  dumpdir,
+	                  "--heads",
+	                  "4",
+	                  "--kv-heads",
+	                  "2",
+	                  "--head-dim",
+	                  dim,
+	                  "--seed",
+	                  "7",
+	                  "--timeout-ms",
+	                  strcmp(backend, "cpu") == 0 ? "3000" : "60000",
+	                  "--backend",
 	                  (char *)backend};
 	int n = 23;
 	for (int i = 0; extra && extra[i] && n < 38; i++)
@@ -166,8 +184,8 @@ static int setup(void **state)
 	if (!mkdtemp(tmpdir))
 		return -1;
 	snprintf(endpoint, sizeof endpoint, "ipc://%s/d.sock", tmpdir);
-	char *argv[] = {(char *)sluiced_bin, "--endpoint", endpoint, "--threads", "2",
-	                "--log-level", "warn", "--heartbeat-ms", "100", NULL};
+	char *argv[] = {(char *)sluiced_bin, "--endpoint", endpoint,         "--threads", "2",
+	                "--log-level",       "warn",       "--heartbeat-ms", "100",       NULL};
 	daemon_pid = spawn(argv, "sluiced");
 	if (!wait_text("sluiced.out", "listening on", 10000)) {
 		show("sluiced.err");
@@ -312,8 +330,7 @@ static json_int_t geti(json_t *o, const char *k)
 
 /* Waits until the step has acked + nacked == answers and metrics from
  * nmetrics ranks; returns the step's status entry. */
-static json_t *wait_step(sl_client_t *c, const char *job, uint64_t step, int answers,
-                         int nmetrics)
+static json_t *wait_step(sl_client_t *c, const char *job, uint64_t step, int answers, int nmetrics)
 {
 	json_t *s = NULL;
 	for (double end = worker_now_ms() + 15000; worker_now_ms() < end; usleep(30000)) {
@@ -352,10 +369,11 @@ static void check_outputs(const sl_plan_t *plan, const char *job, uint64_t step)
 	worker_check_result_t res;
 	if (worker_check_dumps(plan, &shape, SEED, (const char *const *)paths, &res) != SL_OK)
 		fail_msg("check %s step %llu: %s", job, (unsigned long long)step, sl_errmsg());
-	printf("  %s step %llu (%s, %d slots, %lld groups): rel err O %.1e dQ %.1e dK %.1e dV %.1e\n",
-	       job, (unsigned long long)step, plan->policy, (int)plan->nslots,
-	       (long long)plan->ngroups, res.rel_err[0], res.rel_err[1], res.rel_err[2],
-	       res.rel_err[3]);
+	printf(
+	    "  %s step %llu (%s, %d slots, %lld groups): rel err O %.1e dQ %.1e dK %.1e dV %.1e\n",
+	    job, (unsigned long long)step, plan->policy, (int)plan->nslots,
+	    (long long)plan->ngroups, res.rel_err[0], res.rel_err[1], res.rel_err[2],
+	    res.rel_err[3]);
 	assert_true(res.ok);
 	assert_int_equal(res.bad_coverage, 0);
 	assert_int_equal(res.bad_padding, 0);
@@ -455,8 +473,10 @@ static void test_refusals(void **state)
 	sl_plan_t *p = plan_step(c, "wd-c", 1, 1, "static", 1, small, 3);
 	json_t *st = wait_step(c, "wd-c", 1, 1, 0);
 	assert_int_equal(geti(st, "nacked"), 1);
-	assert_true(wait_text("wd-c-r0.out", "step 1: rejected: the plan has 1 ranks but this "
-	                                     "worker was started with --ranks 2", 2000));
+	assert_true(wait_text("wd-c-r0.out",
+	                      "step 1: rejected: the plan has 1 ranks but this "
+	                      "worker was started with --ranks 2",
+	                      2000));
 	json_decref(st);
 	sl_plan_free(&p);
 	/* more local tokens than --max-tokens 40: rank 0 refuses; rank 1, its
@@ -510,7 +530,8 @@ static void test_backend_refusal(void **state)
 	sl_plan_t *p = plan_step(c, "wd-e", 1, 1, "static", 1, len, 2);
 	json_t *st = wait_step(c, "wd-e", 1, 1, 0);
 	assert_int_equal(geti(st, "nacked"), 1);
-	assert_true(wait_text("wd-e-r0.out", "step 1: rejected: cannot start the cuda backend", 1000));
+	assert_true(
+	    wait_text("wd-e-r0.out", "step 1: rejected: cannot start the cuda backend", 1000));
 	assert_true(wait_text("wd-e-r0.out", "head_dim 8 not supported", 1000));
 	json_decref(st);
 	sl_plan_free(&p);
@@ -552,8 +573,8 @@ static void test_lost_worker(void **state)
 	/* refused at once: well inside the 3 s mesh timeout */
 	assert_true(worker_now_ms() - t0 < 2500);
 	assert_true(wait_text("wd-a-r2.out", "step 4: rejected: slot", 1000));
-	assert_true(wait_text("wd-a-r2.out", "needs rank 3, whose worker sluiced reported lost",
-	                      1000));
+	assert_true(
+	    wait_text("wd-a-r2.out", "needs rank 3, whose worker sluiced reported lost", 1000));
 	assert_true(wait_text("wd-a-r0.out", "step 4: done", 1000));
 	json_decref(st);
 	sl_plan_free(&p);
@@ -652,13 +673,14 @@ static void test_usage_and_no_daemon(void **state)
 	const char *ranks[] = {"--plan", "p.json", "--rank", "0", "--max-steps", "3", NULL};
 	assert_int_equal(run_plain(ranks, "u3", err, sizeof err), 2);
 	assert_non_null(strstr(err, "--max-steps is for serving sluiced"));
-	const char *shape_bad[] = {"--job", "j", "--rank", "0", "--heads", "6", "--kv-heads", "4",
-	                           NULL};
+	const char *shape_bad[] = {"--job", "j",          "--rank", "0", "--heads",
+	                           "6",     "--kv-heads", "4",      NULL};
 	assert_int_equal(run_plain(shape_bad, "u4", err, sizeof err), 2);
 	assert_non_null(strstr(err, "heads 6 is not a multiple of kv-heads 4"));
 	snprintf(nowhere, sizeof nowhere, "ipc://%s/nobody.sock", tmpdir);
-	const char *absent[] = {"--endpoint", nowhere, "--job", "j", "--rank", "0",
-	                        "--register-timeout-ms", "600", NULL};
+	const char *absent[] = {
+	    "--endpoint", nowhere, "--job", "j", "--rank", "0", "--register-timeout-ms",
+	    "600",        NULL};
 	double t0 = worker_now_ms();
 	assert_int_equal(run_plain(absent, "u5", err, sizeof err), 1);
 	assert_true(worker_now_ms() - t0 < 3000);
@@ -704,12 +726,9 @@ int main(void)
 	if (strcmp(backend, "cpu") != 0 || na != 4)
 		cmocka_set_test_filter("test_steps_run_and_check");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_steps_run_and_check),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_backend_refusal),
-		cmocka_unit_test(test_lost_worker),
-		cmocka_unit_test(test_clean_exit),
-		cmocka_unit_test(test_usage_and_no_daemon),
+	    cmocka_unit_test(test_steps_run_and_check), cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_backend_refusal),     cmocka_unit_test(test_lost_worker),
+	    cmocka_unit_test(test_clean_exit),          cmocka_unit_test(test_usage_and_no_daemon),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -261,10 +261,10 @@ static void test_run_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_wire_matches_plan),
-		cmocka_unit_test(test_wire_refuses_malformed),
-		cmocka_unit_test(test_mesh_epochs),
-		cmocka_unit_test(test_run_dir),
+	    cmocka_unit_test(test_wire_matches_plan),
+	    cmocka_unit_test(test_wire_refuses_malformed),
+	    cmocka_unit_test(test_mesh_epochs),
+	    cmocka_unit_test(test_run_dir),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
