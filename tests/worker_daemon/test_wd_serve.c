@@ -457,6 +457,28 @@ static void test_steps_run_and_check(void **state)
 		assert_true(wait_text(name, "step 3: done", 1000));
 	}
 	sl_client_free(&c);
+#ifdef SLUICE_CLI_BIN
+	/* and `sluice status` shows them: every rank's metrics of step 3 (where
+	 * the build's CLI is at hand: not in a carried copy) */
+	if (access(SLUICE_CLI_BIN, X_OK) != 0)
+		return;
+	char *argv[] = {SLUICE_CLI_BIN, "status", "--endpoint", endpoint, "--job", "wd-a",
+	                "--steps",      "1",      "--format",   "json",   NULL};
+	pid_t pid = spawn(argv, "status");
+	int st = -1;
+	waitpid(pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char *text = slurp("status.out");
+	json_t *root = json_loads(text ? text : "", 0, NULL);
+	free(text);
+	json_t *steps = json_object_get(json_array_get(json_object_get(root, "jobs"), 0), "steps");
+	assert_int_equal(json_array_size(steps), 1);
+	json_t *s3 = json_array_get(steps, 0);
+	assert_int_equal(geti(s3, "step"), 3);
+	assert_int_equal(geti(s3, "acked"), NA);
+	assert_int_equal(json_array_size(json_object_get(s3, "metrics")), NA);
+	json_decref(root);
+#endif
 }
 
 /* Orders a worker cannot run are refused with the reason, and the worker
