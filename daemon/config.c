@@ -368,6 +368,31 @@ sl_err daemon_config_finish(daemon_config_t *c)
 	return SL_OK;
 }
 
+/* Prints "  FLAG  text" with text wrapped at 100 columns under itself. */
+static void help_wrapped(FILE *f, const char *flag, const char *text)
+{
+	const int col = 32, width = 100 - col;
+	fprintf(f, "  %-*s", col - 2, flag);
+	if ((int)strlen(flag) > col - 3)
+		fprintf(f, "\n%*s", col, "");
+	while (*text != '\0') {
+		int n = (int)strlen(text);
+		if (n > width) {
+			n = width;
+			while (n > 0 && text[n] != ' ')
+				n--;
+			if (n == 0)
+				n = width;
+		}
+		fprintf(f, "%.*s\n", n, text);
+		text += n;
+		while (*text == ' ')
+			text++;
+		if (*text != '\0')
+			fprintf(f, "%*s", col, "");
+	}
+}
+
 void daemon_config_help(FILE *f)
 {
 	fprintf(f,
@@ -392,10 +417,13 @@ void daemon_config_help(FILE *f)
 		for (char *p = flag + 2; *p && *p != ' '; p++)
 			if (*p == '_')
 				*p = '-';
-		fprintf(f, "  %-28s %s%s", flag, o->reload ? "* " : "", o->help);
+		char text[600], extra[96] = "";
 		if (o->type == DCONF_INT || o->type == DCONF_BYTES)
-			fprintf(f, " [%lld..%lld]", (long long)o->min, (long long)o->max);
-		fprintf(f, " (default: %s)\n", o->def[0] ? o->def : "\"\"");
+			snprintf(extra, sizeof(extra), " [%lld..%lld]", (long long)o->min,
+			         (long long)o->max);
+		snprintf(text, sizeof(text), "%s%s%s (default: %s)", o->reload ? "* " : "", o->help,
+		         extra, o->def[0] ? o->def : "\"\"");
+		help_wrapped(f, flag, text);
 	}
 }
 
