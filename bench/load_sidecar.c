@@ -302,7 +302,7 @@ static int run_transport(const bench_opts_t *o, const char *transport, const cha
 int main(int argc, char **argv)
 {
 	bench_opts_t o = {"daemon/sluiced", "both", "static", 16, 500, 4, 512, 2, 60};
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (v == NULL)
 			return fprintf(stderr, "%s needs a value\n", a), 2;
@@ -327,7 +327,6 @@ int main(int argc, char **argv)
 		else
 			return fprintf(stderr, "unknown option %s (see the comment atop load_sidecar.c)\n",
 			               a), 2;
-		i++;
 	}
 	if (o.clients < 1 || o.clients > 1024 || o.requests < 1 || o.window < 1 || o.seqs < 1 ||
 	    o.threads < 1 || o.seconds <= 0)
