@@ -15,6 +15,8 @@ struct sl_worker {
 	int32_t rank;
 	uint32_t heartbeat_ms;
 	uint64_t reregistered;
+	int64_t last_rx_ms;    /* last message from the daemon */
+	int64_t last_probe_ms; /* last heartbeat we sent unasked */
 };
 
 static sl_err send_hello(sl_worker_t *w, uint64_t *id)
@@ -38,6 +40,7 @@ static sl_err send_hello(sl_worker_t *w, uint64_t *id)
 static int worker_hook(comm_peer_t *p, Sluice__Envelope *env, void *arg)
 {
 	sl_worker_t *w = arg;
+	w->last_rx_ms = comm_now_ms();
 	if (env->body_case == SLUICE__ENVELOPE__BODY_HEARTBEAT) {
 		Sluice__Envelope r = SLUICE__ENVELOPE__INIT;
 		Sluice__Heartbeat hb = SLUICE__HEARTBEAT__INIT;
@@ -58,7 +61,7 @@ static int worker_hook(comm_peer_t *p, Sluice__Envelope *env, void *arg)
 		comm_envelope_free(&env);
 		return 1;
 	}
-	if (env->body_case == SLUICE__ENVELOPE__BODY_HELLO_REPLY && env->request_id == 0) {
+	if (env->body_case == SLUICE__ENVELOPE__BODY_HELLO_REPLY) { /* a re-registration's */
 		comm_envelope_free(&env);
 		return 1;
 	}
@@ -91,6 +94,7 @@ sl_err sl_worker_new(const char *endpoint, const sl_client_opts_t *opts, const c
 	Sluice__Envelope *r = comm_peer_take(&w->peer, id);
 	if (r->body_case == SLUICE__ENVELOPE__BODY_HELLO_REPLY) {
 		w->heartbeat_ms = r->hello_reply->heartbeat_ms;
+		w->last_rx_ms = comm_now_ms();
 	} else if (r->body_case == SLUICE__ENVELOPE__BODY_ERROR) {
 		rc = comm_error_raise(r->error, w->peer.error_field, sizeof(w->peer.error_field));
 	} else {
@@ -117,17 +121,44 @@ void sl_worker_free(sl_worker_t **w)
 	*w = NULL;
 }
 
+/* The daemon pings registered workers every heartbeat_ms. After three
+ * silent intervals it may have restarted and forgotten us: a heartbeat of
+ * ours makes it answer "send hello" (see worker_hook), and we register. */
+static void probe_daemon(sl_worker_t *w)
+{
+	int64_t now = comm_now_ms(), hb = w->heartbeat_ms ? w->heartbeat_ms : 1000;
+	if (now - w->last_rx_ms < 3 * hb || now - w->last_probe_ms < hb)
+		return;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__Heartbeat h = SLUICE__HEARTBEAT__INIT;
+	env.body_case = SLUICE__ENVELOPE__BODY_HEARTBEAT;
+	env.heartbeat = &h;
+	w->last_probe_ms = now;
+	if (comm_peer_send(&w->peer, &env, NULL) != SL_OK)
+		SL_DEBUG(SL_SUB_COMM, "probe not sent: %s", sl_errmsg());
+}
+
 sl_err sl_worker_recv(sl_worker_t *w, int timeout_ms, sl_work_order_t **out)
 {
 	*out = NULL;
 	int64_t deadline = timeout_ms < 0 ? -1 : comm_now_ms() + timeout_ms;
+	int64_t hb = w->heartbeat_ms ? w->heartbeat_ms : 1000;
 	for (;;) {
-		int left = -1;
+		probe_daemon(w);
+		/* wait in slices of one heartbeat interval so probes go out */
+		int left = (int)hb;
 		if (deadline >= 0) {
 			int64_t l = deadline - comm_now_ms();
-			left = l > 0 ? (int)l : 0;
+			left = l > 0 ? (int)(l < hb ? l : hb) : 0;
 		}
-		SL_CHECK(comm_peer_wait(&w->peer, left, 0, worker_hook, w));
+		sl_err wrc = comm_peer_wait(&w->peer, left, 0, worker_hook, w);
+		if (wrc == SL_ETIMEOUT && (deadline < 0 || comm_now_ms() < deadline))
+			continue;
+		if (wrc == SL_ETIMEOUT)
+			return sl_seterr(SL_ETIMEOUT, "no work order from %s within %d ms",
+			                 w->peer.endpoint, timeout_ms);
+		if (wrc != SL_OK)
+			return wrc;
 		Sluice__Envelope *env = comm_peer_take(&w->peer, 0);
 		if (env->body_case == SLUICE__ENVELOPE__BODY_WORK_ORDER) {
 			sl_err rc = comm_order_from_proto(env->work_order, out);

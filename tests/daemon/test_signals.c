@@ -196,10 +196,53 @@ static void test_reload_record_drain(void **state)
 	close(nfd);
 }
 
+/* A worker outlives a daemon restart: it notices the silence, is told to
+ * register again and gets the new daemon's work orders. */
+static void test_worker_survives_restart(void **state)
+{
+	(void)state;
+	char ep[300];
+	snprintf(ep, sizeof(ep), "ipc://%s/restart.sock", th_tmpdir());
+	const char *args[] = {"--endpoint", ep, "--log-level", "error", "--heartbeat-ms", "100",
+	                      NULL};
+	th_daemon_t d;
+	assert_true(th_daemon_start(&d, args, NULL));
+	int fd;
+	pid_t w = th_worker_start(ep, "phoenix", 0, NULL, &fd);
+	assert_true(w > 0);
+	assert_int_equal(th_daemon_stop(&d), 0);
+	assert_true(th_daemon_start(&d, args, NULL));
+	sl_client_t *c = NULL;
+	assert_int_equal(sl_client_new(ep, NULL, &c), SL_OK);
+	int64_t len[4] = {10, 20, 30, 40};
+	sl_plan_req_t r = th_req("phoenix", 1, len, 4);
+	int dispatched = 0;
+	for (int k = 0; k < 100 && !dispatched; k++) {
+		sl_plan_t *p = NULL;
+		r.step = (uint64_t)k;
+		assert_int_equal(sl_client_plan(c, &r, 5000, &p), SL_OK);
+		sl_plan_free(&p);
+		dispatched = sl_client_last_dispatched(c);
+		if (!dispatched)
+			usleep(50000);
+	}
+	assert_int_equal(dispatched, 1);
+	char line[256];
+	int got = 0;
+	while (!got && th_read_line(fd, line, sizeof(line), 3000))
+		got = strncmp(line, "order ", 6) == 0;
+	assert_true(got);
+	sl_client_free(&c);
+	th_kill(w);
+	close(fd);
+	assert_int_equal(th_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_notify_abstract),
+		cmocka_unit_test(test_worker_survives_restart),
 		cmocka_unit_test(test_reload_record_drain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

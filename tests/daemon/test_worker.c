@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "sluice/client.h"
+#include "sluice/log.h"
 
 static volatile uint64_t sink; /* keeps the checksum loop */
 
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	sl_log_init_from_env();
 	opts.heartbeat_ms = 200;
 	sl_worker_t *w = NULL;
 	if (sl_worker_new(argv[1], &opts, argv[2], atoi(argv[3]), timeout_ms, &w) != SL_OK) {
