@@ -38,8 +38,12 @@ sl_err sl_cost_init(sl_cost_t *c, const sl_profile_t *p, const sl_cluster_t *cl)
 	if (c->a2a_gbps == NULL)
 		return sl_seterr(SL_ENOMEM, "cost model: out of memory");
 	c->a2a_gbps[0] = INFINITY;
-	for (int32_t d = 1; d <= cl->ranks; d++)
+	c->comm_monotone = p->sp_comm == SL_SP_ULYSSES || p->p2p_gbps_inter <= p->p2p_gbps_intra;
+	for (int32_t d = 1; d <= cl->ranks; d++) {
 		c->a2a_gbps[d] = p->sp_comm == SL_SP_ULYSSES ? bw_lookup(p, d) : INFINITY;
+		if (d > 1 && c->a2a_gbps[d] > c->a2a_gbps[d - 1])
+			c->comm_monotone = 0;
+	}
 	return SL_OK;
 }
 
@@ -117,7 +121,15 @@ int sl_cost_one_node(const sl_cost_t *c, const int32_t *ranks, int32_t n)
 void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *work)
 {
 	double best_crit = INFINITY, best_work = INFINITY;
-	for (int32_t d = 1; d <= c->cl.ranks; d++) {
+	/* Once 2d >= s the padded length is 2d: compute 4 alpha1 d + 2 alpha2
+	 * grows with d, nothing is offloaded (cap >= 2), and the communication
+	 * of 2 tokens per rank cannot shrink when bandwidth never grows with the
+	 * degree. So no larger degree beats d = ceil(s / 2) on either bound;
+	 * stopping there gives exactly the spec's minimum over 1..N. */
+	int32_t dmax = c->cl.ranks;
+	if (c->comm_monotone && c->cap >= 2 && (s + 1) / 2 < dmax)
+		dmax = (int32_t)((s + 1) / 2 > 1 ? (s + 1) / 2 : 1);
+	for (int32_t d = 1; d <= dmax; d++) {
 		int64_t p = sl_cost_padded(s, d);
 		double f = 1.0 - (double)c->cap * d / (double)p;
 		if (f < 0)

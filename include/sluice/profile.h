@@ -83,6 +83,7 @@ typedef struct sl_cost {
 	double model_state_bytes; /* per rank, resolved */
 	int64_t cap;              /* tokens one rank holds */
 	double *a2a_gbps;         /* [ranks + 1]: ulysses bandwidth for degree d */
+	int comm_monotone;        /* bandwidth never grows with the degree (see sl_cost_seq_bounds) */
 } sl_cost_t;
 
 sl_err sl_cost_init(sl_cost_t *c, const sl_profile_t *p, const sl_cluster_t *cl);

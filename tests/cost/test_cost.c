@@ -123,6 +123,30 @@ static void test_infeasible(void **state)
 	sl_cost_fini(&c);
 }
 
+/* The ideal's bounds stop early for short sequences; they must equal the
+ * spec's minimum over every degree 1..N. */
+static void test_bounds_brute_force(void **state)
+{
+	(void)state;
+	sl_cost_t c = cost_for("gpt-7b-flexsp", 1024, 8);
+	int64_t lens[] = {1, 2, 3, 7, 100, 777, 2047, 2048, 2049, 6000, 40000, 196608, 1000000};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		double crit = INFINITY, work = INFINITY, fc, fw;
+		for (int32_t d = 1; d <= c.cl.ranks; d++) {
+			double f = sl_cost_min_offload(&c, lens[i], d);
+			double t = sl_cost_seq_ms(&c, lens[i], d, f, d <= c.cl.ranks_per_node);
+			double w = d * t + c.prof.beta * (1 - f) * (double)sl_cost_padded(lens[i], d) /
+			                           (double)c.cap;
+			crit = fmin(crit, t);
+			work = fmin(work, w);
+		}
+		sl_cost_seq_bounds(&c, lens[i], &fc, &fw);
+		assert_true(fc == crit);
+		assert_true(fw == work);
+	}
+	sl_cost_fini(&c);
+}
+
 static void test_profile_json(void **state)
 {
 	(void)state;
@@ -155,7 +179,7 @@ int main(void)
 		cmocka_unit_test(test_cap),          cmocka_unit_test(test_padding),
 		cmocka_unit_test(test_seq_time),     cmocka_unit_test(test_ideal_by_hand),
 		cmocka_unit_test(test_offload),      cmocka_unit_test(test_infeasible),
-		cmocka_unit_test(test_profile_json),
+		cmocka_unit_test(test_profile_json), cmocka_unit_test(test_bounds_brute_force),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

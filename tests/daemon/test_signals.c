@@ -179,7 +179,7 @@ static void test_reload_record_drain(void **state)
 	int seen = 0;
 	for (int k = 0; k < 3; k++) {
 		uint64_t id = 0;
-		assert_int_equal(sl_client_recv(c, 30000, &id, &p), SL_OK);
+		assert_int_equal(sl_client_recv(c, 180000, &id, &p), SL_OK);
 		for (int q = 0; q < 3; q++)
 			if (id == ids[q])
 				seen |= 1 << q;
