@@ -201,6 +201,11 @@ typedef struct cli_timeline {
 sl_err cli_timeline_compute(const sl_plan_t *plan, const sl_cost_t *cost, cli_timeline_t *tl);
 void cli_timeline_free(cli_timeline_t *tl);
 
+/* Prints a plan to path (NULL or "-": stdout) the way `sluice plan` does:
+ * format 0 a table, 1 plan-format JSON, 2 CSV (cli_formats_tjc order). */
+sl_err cli_plan_output(const char *path, const sl_plan_t *plan, const sl_cost_t *cost,
+                       const cli_timeline_t *tl, int format);
+
 /* ---- SVG (svg.c) -------------------------------------------------------------- */
 
 /* The deterministic palette: colour i as "#rrggbb" (static string). */

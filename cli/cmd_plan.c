@@ -101,6 +101,27 @@ static void write_csv(FILE *f, const sl_plan_t *p, const cli_timeline_t *tl)
 	}
 }
 
+sl_err cli_plan_output(const char *path, const sl_plan_t *plan, const sl_cost_t *cost,
+                       const cli_timeline_t *tl, int format)
+{
+	FILE *out = NULL;
+	int must_close = 0;
+	sl_err e = SL_OK;
+
+	SL_CHECK(cli_open_out(path, &out, &must_close));
+	switch (format) {
+	case 0: write_table(out, plan, cost, tl); break;
+	case 1: e = sl_plan_write_json(plan, out); break;
+	default: write_csv(out, plan, tl); break;
+	}
+	if (e != SL_OK) {
+		if (must_close)
+			fclose(out);
+		return e;
+	}
+	return cli_close_out(path, out, must_close);
+}
+
 int cli_cmd_plan(int argc, char **argv)
 {
 	plan_args_t a = {0};
@@ -181,21 +202,7 @@ int cli_cmd_plan(int argc, char **argv)
 		goto fail;
 	if (cli_timeline_compute(plan, &cost, &tl) != SL_OK)
 		goto fail;
-
-	if (cli_open_out(a.out, &out, &must_close) != SL_OK)
-		goto fail;
-	switch (a.format) {
-	case 0: write_table(out, plan, &cost, &tl); break;
-	case 1:
-		if (sl_plan_write_json(plan, out) != SL_OK) {
-			if (must_close)
-				fclose(out);
-			goto fail;
-		}
-		break;
-	default: write_csv(out, plan, &tl); break;
-	}
-	if (cli_close_out(a.out, out, must_close) != SL_OK)
+	if (cli_plan_output(a.out, plan, &cost, &tl, a.format) != SL_OK)
 		goto fail;
 
 	if (a.svg != NULL) {

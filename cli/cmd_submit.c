@@ -1,15 +1,12 @@
 /* sluice submit: one batch of sequence lengths -> a plan from sluiced (the
- * same request `sluice plan` computes locally, answered by the daemon).
- * The plan is printed as plan-format JSON, byte for byte what
- * `sluice plan --format json` prints for the same flags. */
+ * same request `sluice plan` computes locally, answered by the daemon),
+ * printed exactly as `sluice plan` prints it (table, JSON or CSV). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "sluice/client.h"
-
-static const char *const submit_formats[] = {"json", NULL};
 
 int cli_cmd_submit(int argc, char **argv)
 {
@@ -20,15 +17,15 @@ int cli_cmd_submit(int argc, char **argv)
 	           *out_path = NULL;
 	int64_t deadline_ms = 0, timeout_ms = 60000;
 	uint64_t step = 0;
-	int format = 0, no_dispatch = 0;
+	int format = 0, no_dispatch = 0, have_cost = 0;
+	sl_cost_t cost;
+	cli_timeline_t tl = {0};
 	char **args;
 	int nargs, rc;
 	sl_lengths_t lens = {0};
 	sl_profile_t prof;
 	sl_client_t *c = NULL;
 	sl_plan_t *plan = NULL;
-	FILE *out = NULL;
-	int must_close = 0;
 
 	cli_cluster_defaults(&cl);
 	const cli_opt_t opts[] = {
@@ -52,8 +49,8 @@ int cli_cmd_submit(int argc, char **argv)
 		 86400000, NULL},
 		{"no-dispatch", 0, CLI_OPT_FLAG, &no_dispatch, NULL,
 		 "do not push work orders to the job's workers", NULL, 1, 0, NULL},
-		{"format", 0, CLI_OPT_CHOICE, &format, "FMT", "output: json (plan-format.md)", "json", 1, 0,
-		 submit_formats},
+		{"format", 0, CLI_OPT_CHOICE, &format, "FMT", "output: table|json|csv", "table", 1, 0,
+		 cli_formats_tjc},
 		{"output", 'o', CLI_OPT_STR, &out_path, "FILE", "write the plan to FILE", "stdout", 1, 0,
 		 NULL},
 		{0},
@@ -90,6 +87,11 @@ int cli_cmd_submit(int argc, char **argv)
 			                       sl_errmsg());
 		req.inline_profile = &prof;
 	}
+	/* The local cost model prints the table and CSV as `sluice plan` does. */
+	rc = cli_cost_setup("submit", &cl, &cost);
+	if (rc != CLI_EXIT_OK)
+		goto done;
+	have_cost = 1;
 	rc = CLI_EXIT_FAIL;
 	if (strcmp(path, "-") == 0 && isatty(STDIN_FILENO))
 		fprintf(stderr, "sluice submit: reading lengths from stdin (end with Ctrl-D)\n");
@@ -122,21 +124,18 @@ int cli_cmd_submit(int argc, char **argv)
 		}
 		goto fail;
 	}
-	if (cli_open_out(out_path, &out, &must_close) != SL_OK)
+	if (cli_timeline_compute(plan, &cost, &tl) != SL_OK)
 		goto fail;
-	(void)format; /* json: the one format for now */
-	if (sl_plan_write_json(plan, out) != SL_OK) {
-		if (must_close)
-			fclose(out);
-		goto fail;
-	}
-	if (cli_close_out(out_path, out, must_close) != SL_OK)
+	if (cli_plan_output(out_path, plan, &cost, &tl, format) != SL_OK)
 		goto fail;
 	rc = CLI_EXIT_OK;
 	goto done;
 fail:
 	cli_fail("submit");
 done:
+	cli_timeline_free(&tl);
+	if (have_cost)
+		sl_cost_fini(&cost);
 	sl_plan_free(&plan);
 	sl_client_free(&c);
 	sl_lengths_free(&lens);

@@ -73,19 +73,25 @@ static void test_submit_matches_plan(void **state)
 	assert_true(th_write_file(lens, text, 0644));
 	free(text);
 	const char *policies[] = {"static", "batch-adaptive", NULL};
+	const char *formats[] = {"json", "table", "csv"};
 	for (int k = 0; policies[k] != NULL; k++) {
-		const char *sub[] = {"submit", "-e",        endpoint, "--policy", policies[k],
-		                     "--ranks", "32", "--job", "cli-job", "--step", "4", lens, NULL};
-		assert_int_equal(run_cli(sub, out1, err), 0);
-		const char *pl[] = {"plan", "--format", "json", "--policy", policies[k], "--ranks", "32",
-		                    lens, NULL};
-		assert_int_equal(run_cli(pl, out2, err), 0);
-		char *a = th_read_file(out1), *b = th_read_file(out2);
-		assert_non_null(strstr(a, "\"format\": \"sluice.plan/1\""));
-		assert_string_equal(a, b);
-		free(a);
-		free(b);
+		for (int f = 0; f < 3; f++) {
+			const char *sub[] = {"submit",  "-e",       endpoint,   "--policy", policies[k],
+			                     "--ranks", "32",       "--job",    "cli-job",  "--step",
+			                     "4",       "--format", formats[f], lens,       NULL};
+			assert_int_equal(run_cli(sub, out1, err), 0);
+			const char *pl[] = {"plan",  "--format", formats[f], "--policy", policies[k],
+			                    "--ranks", "32",     lens,       NULL};
+			assert_int_equal(run_cli(pl, out2, err), 0);
+			char *a = th_read_file(out1), *b = th_read_file(out2);
+			if (f == 0)
+				assert_non_null(strstr(a, "\"format\": \"sluice.plan/1\""));
+			assert_string_equal(a, b); /* printed exactly as `sluice plan` prints it */
+			free(a);
+			free(b);
+		}
 	}
+	/* two policies x three formats = 6 plans for test_status */
 	/* a bad request: exit 1 and the daemon's message with its field */
 	const char *bad[] = {"submit", "-e", endpoint, "--policy", "no-such", lens, NULL};
 	assert_int_equal(run_cli(bad, out1, err), 1);
@@ -112,7 +118,7 @@ static void test_status(void **state)
 	const char *st[] = {"status", "-e", endpoint, NULL};
 	assert_int_equal(run_cli(st, out, err), 0);
 	char *t = th_read_file(out);
-	assert_non_null(strstr(t, "job cli-job: 2 plans"));
+	assert_non_null(strstr(t, "job cli-job: 6 plans"));
 	assert_non_null(strstr(t, "batch-adaptive"));
 	free(t);
 	const char *js[] = {"status", "-e", endpoint, "--format", "json", "--job", "cli-job", NULL};
