@@ -134,7 +134,8 @@ sl_err sl_plan_add_group(sl_plan_t *plan, const int32_t *ranks, int32_t nranks)
 	g->rank_off = plan->nranks_used;
 	g->nitems = 0;
 	g->item_off = plan->nitems;
-	memcpy(plan->rank_pool + plan->nranks_used, ranks, sizeof(int32_t) * (size_t)nranks);
+	if (nranks > 0)
+		memcpy(plan->rank_pool + plan->nranks_used, ranks, sizeof(int32_t) * (size_t)nranks);
 	plan->nranks_used += nranks;
 	plan->slots[plan->nslots - 1].ngroups++;
 	return SL_OK;

@@ -98,13 +98,15 @@ sl_err sl_plan_add_group(sl_plan_t *plan, const int32_t *ranks, int32_t nranks);
 /* Appends sequence index seq (into plan->seqs) to the last group. */
 sl_err sl_plan_add_item(sl_plan_t *plan, int32_t seq, double offload);
 
+/* A group's ranks and items; NULL when the plan holds none at all (adding
+ * an offset to a NULL pointer is undefined, even a zero one). */
 static inline const int32_t *sl_group_ranks(const sl_plan_t *p, const sl_group_t *g)
 {
-	return p->rank_pool + g->rank_off;
+	return p->rank_pool != NULL ? p->rank_pool + g->rank_off : NULL;
 }
 static inline const sl_item_t *sl_group_items(const sl_plan_t *p, const sl_group_t *g)
 {
-	return p->items + g->item_off;
+	return p->items != NULL ? p->items + g->item_off : NULL;
 }
 
 /* Recomputes predicted.step_ms, per_rank_ms and ideal_ms under the
