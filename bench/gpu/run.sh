@@ -14,6 +14,7 @@
 #   ring    ring forward/backward on groups of 1, 2, 4 ranks, same sequence
 #   plans   the sluice and static plans of bench/gpu/batch4.txt on 4 ranks,
 #           executed by sluice-worker with the cuda backend, side by side
+#   profile Nsight Compute sections of the default D=128 kernels (into kernel.log)
 # env: BIN  folder with sluice, sluice-worker, gpu_host, gpu_kernel, gpu_ring,
 #           gpu_bench (default .gpubin, else build-cuda's places)
 #      OUT  log folder (default ./gpu-out); at most 8 files are written
@@ -139,6 +140,20 @@ for p in sys.argv[2:]:
         out[p] = str(e)
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 EOF
+		fi
+		;;
+	profile)
+		# Nsight Compute on the default forward (variant 3) and backward
+		# (variant 4) kernels of D = 128 at 16K tokens, 3 launches per variant
+		if command -v ncu >/dev/null; then
+			step kernel ncu --clock-control none -k regex:fwd_kernel --launch-skip 9 \
+				--launch-count 1 --section SpeedOfLight --section WarpStateStats \
+				--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+				"$BIN/gpu_bench" kernel 128 16384 1 16 16 1
+			step kernel ncu --clock-control none -k regex:bwd_kernel --launch-skip 12 \
+				--launch-count 1 --section SpeedOfLight --section WarpStateStats \
+				--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+				"$BIN/gpu_bench" kernel 128 16384 1 16 16 1
 		fi
 		;;
 	*) echo "unknown stage $st" ;;
