@@ -22,6 +22,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 if [ -x tests/fuzz/run.sh ]; then
 	echo "== 3/3 fuzzing (${FUZZ_SECONDS:-20} s per target)"
-	FUZZ_SECONDS=${FUZZ_SECONDS:-20} tests/fuzz/run.sh
+	tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 fi
 echo "== all tests passed"
