@@ -78,7 +78,9 @@ static void push_event(comm_peer_t *p, const Sluice__JobEvent *e)
 	memset(ev, 0, sizeof(*ev));
 	ev->kind = (e->kind == SLUICE__EVENT_KIND__EVENT_WORKER_LOST)     ? SL_EVENT_WORKER_LOST
 	           : (e->kind == SLUICE__EVENT_KIND__EVENT_WORKER_JOINED) ? SL_EVENT_WORKER_JOINED
+	           : (e->kind == SLUICE__EVENT_KIND__EVENT_STEP_FAILED)   ? SL_EVENT_STEP_FAILED
 	                                                                  : SL_EVENT_NONE;
+	ev->step = e->step;
 	comm_sanitize(ev->job, sizeof(ev->job), e->job);
 	ev->rank = e->rank;
 	comm_sanitize(ev->message, sizeof(ev->message), e->message);

@@ -51,6 +51,23 @@ static json_t *step_json(const Sluice__StepStatus *s)
 	put_int(o, "dispatched", s->dispatched);
 	put_int(o, "acked", s->acked);
 	put_int(o, "nacked", s->nacked);
+	put_int(o, "completed", s->completed);
+	put_int(o, "failed", s->failed);
+	static const char *const states[] = {"pending", "accepted", "rejected", "completed",
+	                                     "failed"};
+	json_t *oc = json_array();
+	for (size_t i = 0; i < s->n_outcomes; i++) {
+		const Sluice__RankOutcome *r = s->outcomes[i];
+		json_t *x = json_object();
+		put_int(x, "rank", r->rank);
+		put_str(x, "state",
+		        r->state >= 0 && (size_t)r->state < sizeof(states) / sizeof(states[0])
+		            ? states[r->state]
+		            : "unknown");
+		put_str(x, "error", r->error);
+		json_array_append_new(oc, x);
+	}
+	json_object_set_new(o, "outcomes", oc);
 	json_t *lost = json_array();
 	for (size_t i = 0; i < s->n_lost_ranks; i++)
 		json_array_append_new(lost, json_integer(s->lost_ranks[i]));

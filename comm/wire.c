@@ -143,6 +143,7 @@ static const char *const body_names[] = {
 	[SLUICE__ENVELOPE__BODY_ACK] = "ack",
 	[SLUICE__ENVELOPE__BODY_METRICS] = "metrics",
 	[SLUICE__ENVELOPE__BODY_EVENT] = "event",
+	[SLUICE__ENVELOPE__BODY_STEP_FAILED] = "step_failed",
 };
 
 const char *comm_body_name(int body_case)

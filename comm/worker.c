@@ -1,6 +1,6 @@
 /* sluice comm: the worker side of libsluice (sl_worker_*): a rank registers
  * with sluiced for its job, receives work orders, acknowledges them and
- * reports per-slot metrics. */
+ * reports per-slot metrics (or that an accepted step failed). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +192,25 @@ sl_err sl_worker_ack(sl_worker_t *w, const sl_work_order_t *o, sl_err status, co
 	}
 	env.body_case = SLUICE__ENVELOPE__BODY_ACK;
 	env.ack = &ack;
+	return comm_peer_send(&w->peer, &env, NULL);
+}
+
+sl_err sl_worker_step_failed(sl_worker_t *w, uint64_t step, sl_err status, const char *message)
+{
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__StepFailed f = SLUICE__STEP_FAILED__INIT;
+	Sluice__Error err = SLUICE__ERROR__INIT;
+	if (status == SL_OK)
+		return sl_seterr(SL_EINVAL, "sl_worker_step_failed: status SL_OK is not a failure");
+	f.job = w->job;
+	f.step = step;
+	f.rank = w->rank;
+	err.code = (int32_t)status;
+	err.code_name = (char *)sl_errname(status);
+	err.message = (char *)(message ? message : sl_strerror(status));
+	f.error = &err;
+	env.body_case = SLUICE__ENVELOPE__BODY_STEP_FAILED;
+	env.step_failed = &f;
 	return comm_peer_send(&w->peer, &env, NULL);
 }
 

@@ -39,12 +39,21 @@ typedef struct d_rank_metrics {
 	sl_slot_metrics_t *slots;
 } d_rank_metrics_t;
 
+/* What became of one rank's order of a step (Sluice__RankState values). */
+typedef struct d_outcome {
+	int32_t rank;
+	int32_t state;
+	char error[200];
+} d_outcome_t;
+
 typedef struct d_step {
 	uint64_t step;
 	char policy[COMM_POLICY_MAX + 1];
 	int64_t nseqs, tokens;
 	double predicted_ms, ideal_ms, planner_ms;
-	int32_t dispatched, acked, nacked;
+	int32_t dispatched, acked, nacked, completed, failed;
+	int32_t noutcomes, outcomes_cap;
+	d_outcome_t *outcomes; /* at most max_workers, unordered */
 	int32_t nlost;
 	int32_t *lost;
 	int32_t nmetrics, metrics_cap;
@@ -139,6 +148,7 @@ static void step_clear(d_step_t *st)
 	for (int32_t i = 0; i < st->nmetrics; i++)
 		free(st->metrics[i].slots);
 	free(st->metrics);
+	free(st->outcomes);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -276,15 +286,17 @@ static d_worker_t *worker_by_rid(server_t *s, const uint8_t *rid, size_t len, d_
 	return NULL;
 }
 
-/* Tells a job's live workers and its last client about a change. */
+/* Tells a job's live workers (but rank's own) and its last client about a
+ * change; step is set for EVENT_STEP_FAILED. */
 static void job_event(server_t *s, d_job_t *j, Sluice__EventKind kind, int32_t rank,
-                      const char *msg)
+                      uint64_t step, const char *msg)
 {
 	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
 	Sluice__JobEvent ev = SLUICE__JOB_EVENT__INIT;
 	ev.kind = kind;
 	ev.job = j->name;
 	ev.rank = rank;
+	ev.step = step;
 	ev.message = (char *)msg;
 	env.body_case = SLUICE__ENVELOPE__BODY_EVENT;
 	env.event = &ev;
@@ -302,7 +314,7 @@ static void worker_lost(server_t *s, d_job_t *j, d_worker_t *w, const char *why)
 	snprintf(msg, sizeof(msg), "worker rank %d (pid %u on %s) of job %s lost: %s", w->rank,
 	         w->pid, w->host, j->name, why);
 	SL_WARN(SL_SUB_DAEMON, "%s", msg);
-	job_event(s, j, SLUICE__EVENT_KIND__EVENT_WORKER_LOST, w->rank, msg);
+	job_event(s, j, SLUICE__EVENT_KIND__EVENT_WORKER_LOST, w->rank, 0, msg);
 }
 
 /* ---- recording ---------------------------------------------------------------------- */
@@ -616,6 +628,12 @@ static void on_hello(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t i
 		SL_WARN(SL_SUB_DAEMON, "job %s rank %d registered again by a new peer (pid %u)", j->name,
 		        h->rank, h->pid);
 	}
+	/* a hello repeated on the same connection is no news; anything else
+	 * (first registration, a lost rank back, a new process) is */
+	const char *joined = w->rid_len == 0      ? "joined"
+	                     : !w->alive            ? "registered again after being lost"
+	                     : !rid_eq(w, rid, rid_len) ? "registered again from a new connection"
+	                                            : NULL;
 	memcpy(w->rid, rid, rid_len);
 	w->rid_len = rid_len;
 	comm_sanitize(w->host, sizeof(w->host), h->host);
@@ -634,6 +652,12 @@ static void on_hello(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t i
 	env.body_case = SLUICE__ENVELOPE__BODY_HELLO_REPLY;
 	env.hello_reply = &r;
 	send_to(s, rid, rid_len, &env, id);
+	if (joined != NULL) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "worker rank %d (pid %u on %s) of job %s %s", w->rank, w->pid,
+		         w->host, j->name, joined);
+		job_event(s, j, SLUICE__EVENT_KIND__EVENT_WORKER_JOINED, w->rank, 0, msg);
+	}
 }
 
 /* The registered worker that sent a message about job/rank, or NULL after
@@ -656,6 +680,49 @@ static d_worker_t *sender_worker(server_t *s, const uint8_t *rid, size_t rid_len
 	return w;
 }
 
+/* The outcome entry of rank in st (created PENDING), or NULL when the step
+ * already tracks max_workers ranks or memory is short. */
+static d_outcome_t *step_outcome(server_t *s, d_step_t *st, int32_t rank)
+{
+	for (int32_t i = 0; i < st->noutcomes; i++)
+		if (st->outcomes[i].rank == rank)
+			return &st->outcomes[i];
+	if (st->noutcomes >= s->cfg.max_workers)
+		return NULL;
+	if (st->noutcomes == st->outcomes_cap) {
+		int32_t nc = st->outcomes_cap ? st->outcomes_cap * 2 : 8;
+		d_outcome_t *no = realloc(st->outcomes, sizeof(*no) * (size_t)nc);
+		if (no == NULL)
+			return NULL;
+		st->outcomes = no;
+		st->outcomes_cap = nc;
+	}
+	d_outcome_t *o = &st->outcomes[st->noutcomes++];
+	memset(o, 0, sizeof(*o));
+	o->rank = rank;
+	return o;
+}
+
+/* Moves rank's outcome of st to state (with the sanitised error text),
+ * keeping the completed/failed counters in step with it. */
+static void step_set_outcome(server_t *s, d_step_t *st, int32_t rank, int32_t state,
+                             const char *error)
+{
+	d_outcome_t *o = step_outcome(s, st, rank);
+	if (o == NULL)
+		return;
+	if (o->state == SLUICE__RANK_STATE__RANK_COMPLETED)
+		st->completed--;
+	if (o->state == SLUICE__RANK_STATE__RANK_FAILED)
+		st->failed--;
+	o->state = state;
+	if (state == SLUICE__RANK_STATE__RANK_COMPLETED)
+		st->completed++;
+	if (state == SLUICE__RANK_STATE__RANK_FAILED)
+		st->failed++;
+	comm_sanitize(o->error, sizeof(o->error), error ? error : "");
+}
+
 static void on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
                    const Sluice__WorkAck *m)
 {
@@ -674,11 +741,38 @@ static void on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
 		char msg[200];
 		comm_sanitize(msg, sizeof(msg), m->error->message);
 		st->nacked++;
+		step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_REJECTED, msg);
 		SL_WARN(SL_SUB_DAEMON, "job %s step %" PRIu64 ": rank %d rejected its order: %s",
 		        j->name, m->step, m->rank, msg);
 	} else {
 		st->acked++;
+		d_outcome_t *o = step_outcome(s, st, m->rank);
+		/* a repeated ack must not undo a completed or failed outcome */
+		if (o != NULL && o->state == SLUICE__RANK_STATE__RANK_PENDING)
+			step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_ACCEPTED, NULL);
 	}
+}
+
+/* An accepted order that failed: recorded in the step's outcomes, logged,
+ * and told to the job's client and other workers (EVENT_STEP_FAILED). */
+static void on_step_failed(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                           const Sluice__StepFailed *m)
+{
+	d_job_t *j;
+	d_worker_t *w = sender_worker(s, rid, rid_len, id, m->job, m->rank, &j);
+	if (w == NULL)
+		return;
+	char why[200], msg[512];
+	comm_sanitize(why, sizeof(why),
+	              m->error != NULL && m->error->message[0] != '\0' ? m->error->message
+	                                                              : "(no reason given)");
+	snprintf(msg, sizeof(msg), "rank %d of job %s failed step %" PRIu64 ": %s", m->rank,
+	         j->name, m->step, why);
+	SL_WARN(SL_SUB_DAEMON, "%s", msg);
+	d_step_t *st = job_find_step(j, m->step);
+	if (st != NULL)
+		step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_FAILED, why);
+	job_event(s, j, SLUICE__EVENT_KIND__EVENT_STEP_FAILED, m->rank, m->step, msg);
 }
 
 static void on_metrics(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
@@ -732,6 +826,7 @@ static void on_metrics(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t
 		}
 	}
 	rm->nslots = (int32_t)n;
+	step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_COMPLETED, NULL);
 }
 
 /* Pings every live worker; a ping that cannot be routed means its
@@ -832,6 +927,27 @@ static void on_status(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t 
 			ss->dispatched = st->dispatched;
 			ss->acked = st->acked;
 			ss->nacked = st->nacked;
+			ss->completed = st->completed;
+			ss->failed = st->failed;
+			ss->outcomes =
+			    comm_arena_alloc(&a, sizeof(*ss->outcomes) * (size_t)(st->noutcomes + 1));
+			Sluice__RankOutcome *oc =
+			    comm_arena_alloc(&a, sizeof(*oc) * (size_t)(st->noutcomes + 1));
+			for (int32_t q = 0; ss->outcomes != NULL && oc != NULL && q < st->noutcomes; q++) {
+				/* by rank: insertion into the sorted prefix (max_workers entries) */
+				const d_outcome_t *src = &st->outcomes[q];
+				sluice__rank_outcome__init(&oc[q]);
+				oc[q].rank = src->rank;
+				oc[q].state = (Sluice__RankState)src->state;
+				oc[q].error = (char *)src->error;
+				size_t at = ss->n_outcomes;
+				while (at > 0 && ss->outcomes[at - 1]->rank > src->rank) {
+					ss->outcomes[at] = ss->outcomes[at - 1];
+					at--;
+				}
+				ss->outcomes[at] = &oc[q];
+				ss->n_outcomes++;
+			}
 			ss->n_lost_ranks = (size_t)st->nlost;
 			ss->lost_ranks = st->lost;
 			ss->error = st->error;
@@ -925,11 +1041,14 @@ static void on_message(server_t *s, const uint8_t *rid, size_t rid_len, const vo
 	case SLUICE__ENVELOPE__BODY_METRICS:
 		on_metrics(s, rid, rid_len, id, env->metrics);
 		break;
+	case SLUICE__ENVELOPE__BODY_STEP_FAILED:
+		on_step_failed(s, rid, rid_len, id, env->step_failed);
+		break;
 	default:
 		s->requests++;
 		reply_error(s, rid, rid_len, id, SL_EPROTO, "envelope.body",
 		            "sluiced does not accept %s messages (it takes plan_request, "
-		            "status_request, hello, heartbeat, ack and metrics)",
+		            "status_request, hello, heartbeat, ack, metrics and step_failed)",
 		            comm_body_name(env->body_case));
 	}
 	comm_envelope_free(&env);

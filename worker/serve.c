@@ -2,17 +2,17 @@
  * work orders step by step. Each order is checked and converted into the
  * worker's descriptors (wire.c), acknowledged (or rejected with the reason),
  * executed through the same session code as a `--plan` run (run.c), and its
- * per-slot times and bytes go back with sl_worker_metrics. Job events
+ * per-slot times and bytes go back with sl_worker_metrics (or, when an
+ * accepted order fails, the reason with sl_worker_step_failed). Job events
  * (a worker of the job lost or joined) decide which orders can run at all.
  *
  * One line per step and event goes to stdout (for operators and tests):
  *   registered job J rank R at ENDPOINT (run dir D, backend B)
  *   step S: done, G groups, T tokens, X ms
  *   step S: rejected: WHY          step S: failed: WHY
- *   event lost|joined R: MESSAGE
+ *   event lost|joined R: MESSAGE    event failed R step S: MESSAGE
  *   stopped (signal N) after K orders       done after K orders        */
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -40,7 +40,6 @@ typedef struct serve {
 	char run_dir[PATH_MAX];
 	sl_client_opts_t copts;
 	sl_worker_t *w;
-	sl_client_t *status; /* opened when lost ranks need checking */
 	uint8_t *lost;       /* [SL_MAX_RANKS]: sluiced said this rank's worker is lost */
 	int32_t nlost;
 	worker_session_t *session;
@@ -126,49 +125,11 @@ static void serve_events(serve_t *s)
 				s->nlost--;
 			}
 			serve_say("event joined %d: %s", (int)ev.rank, ev.message);
+		} else if (ev.kind == SL_EVENT_STEP_FAILED) {
+			serve_say("event failed %d step %llu: %s", (int)ev.rank,
+			          (unsigned long long)ev.step, ev.message);
 		}
 	}
-}
-
-/* Asks sluiced which of the job's workers are alive and forgets the lost
- * marks of ranks that registered again (a daemon that sends no "joined"
- * event still lets a restarted worker back in). Best effort: on any error
- * the marks stay. */
-static void serve_refresh_lost(serve_t *s)
-{
-	char *text = NULL;
-	if (!s->status && sl_client_new(s->endpoint, &s->copts, &s->status) != SL_OK) {
-		SL_WARN(SL_SUB_KERN, "status connection: %s", sl_errmsg());
-		return;
-	}
-	if (sl_client_status_json(s->status, s->o->job, 1, 2000, &text) != SL_OK) {
-		SL_WARN(SL_SUB_KERN, "status of job %s: %s", s->o->job, sl_errmsg());
-		/* a reply may still come later: start over with a fresh connection */
-		sl_client_free(&s->status);
-		return;
-	}
-	json_t *root = json_loads(text, 0, NULL);
-	sl_free(text);
-	json_t *jobs = json_object_get(root, "jobs");
-	for (size_t j = 0; j < json_array_size(jobs); j++) {
-		json_t *job = json_array_get(jobs, j);
-		if (!json_is_string(json_object_get(job, "job")) ||
-		    strcmp(json_string_value(json_object_get(job, "job")), s->o->job) != 0)
-			continue;
-		json_t *ws = json_object_get(job, "workers");
-		for (size_t k = 0; k < json_array_size(ws); k++) {
-			json_t *w = json_array_get(ws, k);
-			json_int_t r = json_integer_value(json_object_get(w, "rank"));
-			if (r >= 0 && r < SL_MAX_RANKS && s->lost[r] &&
-			    json_is_true(json_object_get(w, "alive"))) {
-				s->lost[r] = 0;
-				s->nlost--;
-				serve_say("event joined %d: registered again (sluiced status)",
-				          (int)r);
-			}
-		}
-	}
-	json_decref(root);
 }
 
 /* The first peer of the order sluiced reported lost, or -1. */
@@ -221,11 +182,10 @@ static sl_err serve_accept(serve_t *s, const sl_work_order_t *wo, worker_order_t
 			return rc;
 		}
 	}
+	/* sluiced sends WORKER_JOINED before any order that follows the
+	 * registration, on the same connection, so serve_events has already
+	 * cleared the mark of a rank that came back */
 	int32_t slot = -1, peer = s->nlost > 0 ? serve_lost_peer(s, ord, &slot) : -1;
-	if (peer >= 0) {
-		serve_refresh_lost(s);
-		peer = serve_lost_peer(s, ord, &slot);
-	}
 	if (peer >= 0) {
 		worker_order_free(&ord);
 		return sl_seterr(
@@ -319,10 +279,10 @@ static void serve_order(serve_t *s, const sl_work_order_t *wo)
 		snprintf(why, sizeof why, "%s", sl_errmsg());
 		snprintf(msg, sizeof msg, "execution failed: %s", why);
 		serve_say("step %llu: failed: %s", (unsigned long long)wo->step, why);
-		/* The protocol has no "step failed" message: a second ack carrying
-		 * the error makes sluiced count and log the failure. */
-		if (!serve_stop && sl_worker_ack(s->w, wo, rc, msg) != SL_OK)
-			SL_WARN(SL_SUB_KERN, "failure ack not sent: %s", sl_errmsg());
+		/* instead of metrics: sluiced records the step as failed for this
+		 * rank and tells the job's client and other workers */
+		if (!serve_stop && sl_worker_step_failed(s->w, wo->step, rc, msg) != SL_OK)
+			SL_WARN(SL_SUB_KERN, "step failure not sent: %s", sl_errmsg());
 		worker_order_free(&ord);
 		return;
 	}
@@ -435,7 +395,6 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 	if (s.session)
 		worker_session_linger(s.session, serve_stop || s.last_failed ? 0 : 1000);
 	worker_session_close(&s.session, 0);
-	sl_client_free(&s.status);
 	sl_worker_free(&s.w);
 	free(s.lost);
 	return 0;

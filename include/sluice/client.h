@@ -109,13 +109,20 @@ const int32_t *sl_client_last_lost(const sl_client_t *c, int32_t *n);
 sl_err sl_client_status_json(sl_client_t *c, const char *job, uint32_t max_steps, int timeout_ms,
                              char **json);
 
-/* An unsolicited event the daemon sent about a job (a worker lost or joined). */
-typedef enum sl_event_kind { SL_EVENT_NONE = 0, SL_EVENT_WORKER_LOST = 1, SL_EVENT_WORKER_JOINED = 2 } sl_event_kind;
+/* An unsolicited event the daemon sent about a job: a worker lost, a rank
+ * registered (again), or a rank failed executing a step it had accepted. */
+typedef enum sl_event_kind {
+	SL_EVENT_NONE = 0,
+	SL_EVENT_WORKER_LOST = 1,
+	SL_EVENT_WORKER_JOINED = 2,
+	SL_EVENT_STEP_FAILED = 3
+} sl_event_kind;
 typedef struct sl_event {
 	sl_event_kind kind;
 	char job[129];
 	int32_t rank;
 	char message[256];
+	uint64_t step; /* SL_EVENT_STEP_FAILED: the step that failed */
 } sl_event_t;
 
 /* Pops the oldest event received so far (events arrive while waiting for
@@ -190,6 +197,11 @@ sl_err sl_worker_recv(sl_worker_t *w, int timeout_ms, sl_work_order_t **out);
 /* Acknowledges an order: status SL_OK accepts it, anything else rejects it
  * with message (may be NULL). */
 sl_err sl_worker_ack(sl_worker_t *w, const sl_work_order_t *o, sl_err status, const char *message);
+/* Reports that an order acknowledged with SL_OK could not be executed
+ * (status != SL_OK, message may be NULL): sent instead of the step's
+ * metrics; sluiced records the rank's step as failed and tells the job's
+ * client and other workers (SL_EVENT_STEP_FAILED). */
+sl_err sl_worker_step_failed(sl_worker_t *w, uint64_t step, sl_err status, const char *message);
 /* Reports a step's measurements (slots[0..n)) and its wall time. */
 sl_err sl_worker_metrics(sl_worker_t *w, uint64_t step, double step_ms,
                          const sl_slot_metrics_t *slots, int32_t n);

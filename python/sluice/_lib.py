@@ -102,10 +102,11 @@ class Event(ctypes.Structure):
         ("job", ctypes.c_char * (JOB_MAX + 1)),
         ("rank", ctypes.c_int32),
         ("message", ctypes.c_char * 256),
+        ("step", ctypes.c_uint64),
     ]
 
 
-EVENT_KINDS = {0: "none", 1: "worker_lost", 2: "worker_joined"}
+EVENT_KINDS = {0: "none", 1: "worker_lost", 2: "worker_joined", 3: "step_failed"}
 
 _P = ctypes.c_void_p
 _PP = ctypes.POINTER(ctypes.c_void_p)

@@ -5,9 +5,11 @@
  * line per event on stdout for the test to read:
  *   ready JOB RANK
  *   order STEP groups G shards K tokens T
- *   event lost|joined RANK MESSAGE
+ *   event lost|joined|failed RANK STEP MESSAGE
+ * --fail accepts each order and then reports it failed (sl_worker_step_failed)
+ * instead of sending metrics.
  * usage: daemon_test_worker ENDPOINT JOB RANK [--server-key K --secret-key F]
- *        [--reject] [--no-metrics] [--orders N] [--timeout MS]                          */
+ *        [--reject] [--fail] [--no-metrics] [--orders N] [--timeout MS]                 */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@ static double now_ms(void)
 int main(int argc, char **argv)
 {
 	sl_client_opts_t opts = {0};
-	int reject = 0, metrics = 1;
+	int reject = 0, fail = 0, metrics = 1;
 	long max_orders = -1;
 	int timeout_ms = 5000;
 	if (argc < 4) {
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
 			opts.secret_key_file = argv[++i];
 		else if (strcmp(argv[i], "--reject") == 0)
 			reject = 1;
+		else if (strcmp(argv[i], "--fail") == 0)
+			fail = 1;
 		else if (strcmp(argv[i], "--no-metrics") == 0)
 			metrics = 0;
 		else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
@@ -68,8 +72,12 @@ int main(int argc, char **argv)
 		sl_err rc = sl_worker_recv(w, 100, &o);
 		sl_event_t ev;
 		while (sl_worker_next_event(w, &ev)) {
-			printf("event %s %d %s\n", ev.kind == SL_EVENT_WORKER_LOST ? "lost" : "joined",
-			       ev.rank, ev.message);
+			printf("event %s %d %llu %s\n",
+			       ev.kind == SL_EVENT_WORKER_LOST     ? "lost"
+			       : ev.kind == SL_EVENT_WORKER_JOINED ? "joined"
+			       : ev.kind == SL_EVENT_STEP_FAILED   ? "failed"
+			                                           : "none",
+			       ev.rank, (unsigned long long)ev.step, ev.message);
 			fflush(stdout);
 		}
 		if (rc == SL_ETIMEOUT)
@@ -108,7 +116,9 @@ int main(int argc, char **argv)
 			sl_worker_ack(w, o, SL_ECHECK, bad ? "shard outside its sequence" : "told to reject");
 		else
 			sl_worker_ack(w, o, SL_OK, NULL);
-		if (metrics)
+		if (fail && !reject && !bad)
+			sl_worker_step_failed(w, o->step, SL_EIO, "told to fail");
+		else if (metrics)
 			sl_worker_metrics(w, o->step, 1.0, sm, o->ngroups);
 		printf("order %llu groups %d shards %ld tokens %ld\n", (unsigned long long)o->step,
 		       o->ngroups, shards, tokens);

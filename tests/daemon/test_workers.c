@@ -212,6 +212,20 @@ static void test_worker_death_tells_its_job_only(void **state)
 	assert_int_equal(sl_client_plan(ca, &ra, 5000, &p), SL_OK);
 	sl_plan_free(&p);
 	assert_int_equal(sl_client_last_dispatched(ca), NA);
+	/* its peers and the job's client are told it joined; job B is not */
+	assert_true(read_until(fa[0], "event joined 3 ", rest, sizeof(rest), 3000));
+	assert_non_null(strstr(rest, "registered again after being lost"));
+	got = 0;
+	end = comm_now_ms() + 3000;
+	while (!got && comm_now_ms() < end) {
+		sl_client_poll(ca, 50);
+		while (!got && sl_client_next_event(ca, &ev))
+			got = ev.kind == SL_EVENT_WORKER_JOINED && ev.rank == 3;
+	}
+	assert_true(got);
+	assert_string_equal(ev.job, "job-a");
+	sl_client_poll(cb, 50);
+	assert_int_equal(sl_client_next_event(cb, &ev), 0);
 	sl_client_free(&ca);
 	sl_client_free(&cb);
 }
@@ -236,7 +250,9 @@ static void test_rejecting_worker(void **state)
 	for (int k = 0; k < 100 && !ok; k++) {
 		char *json = NULL;
 		assert_int_equal(sl_client_status_json(c, "job-c", 1, 2000, &json), SL_OK);
-		ok = strstr(json, "\"nacked\": 1,") != NULL;
+		ok = strstr(json, "\"nacked\": 1,") != NULL &&
+		     strstr(json, "\"state\": \"rejected\"") != NULL &&
+		     strstr(json, "told to reject") != NULL;
 		sl_free(json);
 		usleep(20000);
 	}
@@ -251,6 +267,61 @@ static void test_rejecting_worker(void **state)
 	sl_client_free(&c);
 	th_kill(w);
 	close(fd);
+}
+
+/* A worker that accepts its order and then fails it: the job's client gets
+ * EVENT_STEP_FAILED (rank, step, why), the other worker of the job hears it
+ * too, and status lists the rank's step as failed, the other as completed. */
+static void test_failing_worker(void **state)
+{
+	(void)state;
+	int fd0, fd1;
+	const char *extra[] = {"--fail", NULL};
+	pid_t w0 = th_worker_start(endpoint, "job-f", 0, extra, &fd0);
+	pid_t w1 = th_worker_start(endpoint, "job-f", 1, NULL, &fd1);
+	assert_true(w0 > 0 && w1 > 0);
+	sl_client_t *c = NULL;
+	assert_int_equal(sl_client_new(endpoint, NULL, &c), SL_OK);
+	int64_t len[4] = {50, 6, 7, 8}; /* 8 ranks; only 0 and 1 have workers */
+	sl_plan_req_t r = th_req("job-f", 7, len, 4);
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_client_plan(c, &r, 5000, &p), SL_OK);
+	sl_plan_free(&p);
+	assert_int_equal(sl_client_last_dispatched(c), 2);
+	sl_event_t ev;
+	int got = 0;
+	int64_t end = comm_now_ms() + 5000;
+	while (!got && comm_now_ms() < end) {
+		sl_client_poll(c, 50);
+		while (!got && sl_client_next_event(c, &ev))
+			got = ev.kind == SL_EVENT_STEP_FAILED;
+	}
+	assert_true(got);
+	assert_string_equal(ev.job, "job-f");
+	assert_int_equal(ev.rank, 0);
+	assert_int_equal(ev.step, 7);
+	assert_non_null(strstr(ev.message, "told to fail"));
+	char rest[256];
+	assert_true(read_until(fd1, "event failed 0 7 ", rest, sizeof(rest), 3000));
+	int ok = 0;
+	for (int k = 0; k < 100 && !ok; k++) {
+		char *json = NULL;
+		assert_int_equal(sl_client_status_json(c, "job-f", 1, 2000, &json), SL_OK);
+		ok = strstr(json, "\"acked\": 2,") && strstr(json, "\"failed\": 1,") &&
+		     strstr(json, "\"completed\": 1,") && strstr(json, "\"state\": \"failed\"") &&
+		     strstr(json, "\"state\": \"completed\"") && strstr(json, "told to fail");
+		if (!ok && k == 99)
+			printf("%s\n", json);
+		sl_free(json);
+		if (!ok)
+			usleep(20000);
+	}
+	assert_true(ok);
+	sl_client_free(&c);
+	th_kill(w0);
+	th_kill(w1);
+	close(fd0);
+	close(fd1);
 }
 
 /* Job D's slow plan occupies one planner thread; job E is served by the
@@ -296,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_orders_cover_every_token),
 		cmocka_unit_test(test_worker_death_tells_its_job_only),
 		cmocka_unit_test(test_rejecting_worker),
+		cmocka_unit_test(test_failing_worker),
 		cmocka_unit_test(test_slow_plan_does_not_block_others),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

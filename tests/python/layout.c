@@ -41,7 +41,8 @@ int main(void)
 	FIELD(sl_event_t, kind, 0);
 	FIELD(sl_event_t, job, 0);
 	FIELD(sl_event_t, rank, 0);
-	FIELD(sl_event_t, message, 1);
+	FIELD(sl_event_t, message, 0);
+	FIELD(sl_event_t, step, 1);
 	printf("}},\n \"sl_profile_t_size\": %zu, \"sl_err_count\": %d}\n", sizeof(sl_profile_t),
 	       (int)SL_ERR_COUNT_);
 	return 0;

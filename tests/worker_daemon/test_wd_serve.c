@@ -502,15 +502,39 @@ static void test_refusals(void **state)
 	json_decref(st);
 	sl_plan_free(&p);
 	/* more local tokens than --max-tokens 40: rank 0 refuses; rank 1, its
-	 * ring partner, waits for it in vain and reports the failure */
+	 * ring partner, waits for it in vain and reports the step failed: the
+	 * client and rank 0 hear of it, status shows it */
 	int64_t big[] = {120, 20};
 	p = plan_step(c, "wd-c", 2, 2, "static", 2, big, 2);
-	st = wait_step(c, "wd-c", 2, 3, 0);
-	assert_int_equal(geti(st, "nacked"), 2);
+	sl_event_t ev;
+	int got = 0;
+	for (double end = worker_now_ms() + 10000; !got && worker_now_ms() < end;) {
+		sl_client_poll(c, 50);
+		while (!got && sl_client_next_event(c, &ev))
+			got = ev.kind == SL_EVENT_STEP_FAILED;
+	}
+	assert_true(got);
+	assert_int_equal(ev.rank, 1);
+	assert_int_equal(ev.step, 2);
+	assert_string_equal(ev.job, "wd-c");
+	assert_non_null(strstr(ev.message, "no message from rank 0"));
+	st = wait_step(c, "wd-c", 2, 2, 0);
+	assert_int_equal(geti(st, "nacked"), 1);
 	assert_int_equal(geti(st, "acked"), 1);
+	assert_int_equal(geti(st, "failed"), 1);
+	assert_int_equal(geti(st, "completed"), 0);
+	json_t *oc = json_object_get(st, "outcomes");
+	assert_int_equal(json_array_size(oc), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(oc, 0), "state")),
+	                    "rejected");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(oc, 1), "state")),
+	                    "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(oc, 1), "error")),
+	                       "no message from rank 0"));
 	assert_true(wait_text("wd-c-r0.out", "exceed this worker's --max-tokens 40", 1000));
 	assert_true(wait_text("wd-c-r1.out", "step 2: failed: rank 1, slot", 1000));
 	assert_true(wait_text("wd-c-r1.out", "no message from rank 0", 1000));
+	assert_true(wait_text("wd-c-r0.out", "event failed 1 step 2: rank 1 of job wd-c", 1000));
 	json_decref(st);
 	sl_plan_free(&p);
 	/* and both run the next step that fits */
@@ -613,12 +637,29 @@ static void test_lost_worker(void **state)
 	check_outputs(p, "wd-b", 1);
 	json_decref(st);
 	sl_plan_free(&p);
-	assert_false(wait_text("wd-b-r0.out", "event", 100));
+	assert_false(wait_text("wd-b-r0.out", "event lost", 100));
 
-	/* rank 3 comes back: the next step runs whole and checks */
+	/* rank 3 comes back: its peers and the client are told (WORKER_JOINED),
+	 * and the next step runs whole and checks */
 	wa[3] = start_worker("wd-a", 3, NULL);
+	for (int r = 0; r < 3; r++) {
+		char name[32];
+		snprintf(name, sizeof name, "wd-a-r%d.out", r);
+		if (!wait_text(name, "of job wd-a registered again after being lost", 5000)) {
+			show(name);
+			fail_msg("rank %d did not hear that rank 3 joined", r);
+		}
+	}
 	p = plan_step(ca, "wd-a", 5, NA, "static", 2, lens_a, 10);
 	assert_int_equal(sl_client_last_dispatched(ca), NA);
+	int joined = 0;
+	for (double end = worker_now_ms() + 3000; !joined && worker_now_ms() < end;) {
+		sl_client_poll(ca, 50);
+		while (!joined && sl_client_next_event(ca, &ev))
+			joined = ev.kind == SL_EVENT_WORKER_JOINED && ev.rank == 3;
+	}
+	assert_true(joined);
+	assert_false(wait_text("wd-b-r0.out", "of job wd-a", 50)); /* job wd-b: not its news */
 	st = wait_step(ca, "wd-a", 5, NA, NA);
 	assert_int_equal(geti(st, "acked"), NA);
 	assert_int_equal(geti(st, "nacked"), 0);
