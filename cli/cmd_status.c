@@ -45,8 +45,9 @@ static void print_job(FILE *f, json_t *job)
 	}
 	if (json_array_size(steps) == 0)
 		return;
-	fprintf(f, "  %8s %-18s %7s %10s %10s %10s %8s %5s %5s %5s %5s\n", "step", "policy", "seqs",
-	        "tokens", "pred ms", "ideal ms", "plan ms", "sent", "ack", "nack", "lost");
+	fprintf(f, "  %8s %-18s %7s %10s %10s %10s %8s %5s %5s %5s %5s %5s %5s\n", "step", "policy",
+	        "seqs", "tokens", "pred ms", "ideal ms", "plan ms", "sent", "ack", "nack", "done",
+	        "fail", "lost");
 	json_array_foreach(steps, i, st) {
 		const char *err = jstr(st, "error");
 		if (err[0] != '\0') {
@@ -54,11 +55,23 @@ static void print_job(FILE *f, json_t *job)
 			        jstr(st, "policy"), jint(st, "nseqs"), err);
 			continue;
 		}
-		fprintf(f, "  %8lld %-18.18s %7lld %10lld %10.1f %10.1f %8.1f %5lld %5lld %5lld %5zu\n",
+		fprintf(f,
+		        "  %8lld %-18.18s %7lld %10lld %10.1f %10.1f %8.1f %5lld %5lld %5lld %5lld %5lld "
+		        "%5zu\n",
 		        jint(st, "step"), jstr(st, "policy"), jint(st, "nseqs"), jint(st, "tokens"),
 		        jnum(st, "predicted_step_ms"), jnum(st, "ideal_ms"), jnum(st, "planner_ms"),
 		        jint(st, "dispatched"), jint(st, "acked"), jint(st, "nacked"),
+		        jint(st, "completed"), jint(st, "failed"),
 		        json_array_size(json_object_get(st, "lost_ranks")));
+		/* why a rank rejected or failed its work order */
+		size_t k;
+		json_t *o;
+		json_array_foreach(json_object_get(st, "outcomes"), k, o) {
+			const char *state = jstr(o, "state");
+			if (strcmp(state, "rejected") == 0 || strcmp(state, "failed") == 0)
+				fprintf(f, "  %8s rank %lld %s: %s\n", "", jint(o, "rank"), state,
+				        jstr(o, "error"));
+		}
 	}
 	/* the newest step's measurements, one line per reporting rank */
 	st = json_array_get(steps, json_array_size(steps) - 1);

@@ -298,8 +298,9 @@ class Client:
         return json.loads(_lib.take_string(self._lib, out))
 
     def events(self) -> List[Dict[str, Any]]:
-        """Job events received so far (a worker lost or joined), oldest
-        first, as dicts with kind, job, rank, message. Does not wait."""
+        """Job events received so far (a worker lost or joined, a step
+        failed), oldest first, as dicts with kind, job, rank, step, message.
+        Does not wait."""
         h = self._handle()
         self._lib.sl_client_poll(h, 0)
         out = []
@@ -310,6 +311,7 @@ class Client:
                     "kind": _lib.EVENT_KINDS.get(ev.kind, str(ev.kind)),
                     "job": _lib.decode(ev.job),
                     "rank": ev.rank,
+                    "step": ev.step,
                     "message": _lib.decode(ev.message),
                 }
             )
