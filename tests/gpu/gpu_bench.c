@@ -19,25 +19,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include "gpu_check.h"
 #include "kern.h"
 #include "mp.h"
-
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        cudaGetErrorString(e_));                                           \
-			exit(2);                                                                   \
-		}                                                                                  \
-	} while (0)
-#define SK(call)                                                                                   \
-	do {                                                                                       \
-		if ((call) != SL_OK) {                                                             \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, sl_errmsg()); \
-			exit(2);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static int cmpd(const void *a, const void *b)
 {

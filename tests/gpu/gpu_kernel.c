@@ -13,6 +13,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "gpu_check.h"
 #include "kern.h"
 #include "kern_math.h"
 #include "ref.h"
@@ -33,23 +34,6 @@ static double bfrand(double scale)
 {
 	return (double)((int)(urand() * 257.0) - 128) / scale;
 }
-
-#define CK(call)                                                                                   \
-	do {                                                                                       \
-		cudaError_t e_ = (call);                                                           \
-		if (e_ != cudaSuccess) {                                                           \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-			        cudaGetErrorString(e_));                                           \
-			exit(2);                                                                   \
-		}                                                                                  \
-	} while (0)
-#define SK(call)                                                                                   \
-	do {                                                                                       \
-		if ((call) != SL_OK) {                                                             \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, sl_errmsg()); \
-			exit(2);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 typedef struct cfg {
 	int D, H, KH, d, causal;
