@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sluice/client.h"
@@ -41,13 +40,6 @@ typedef struct client_res {
 	long ok, errors, lost, dups, wrong;
 	long nlat;
 } client_res_t;
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static long rss_kb(pid_t pid)
 {
@@ -81,10 +73,10 @@ static void *client_main(void *arg)
 	uint64_t *ids = calloc((size_t)o->requests, sizeof(uint64_t));
 	double *sent_at = calloc((size_t)o->requests, sizeof(double));
 	char *got = calloc((size_t)o->requests, 1);
-	double end = now_ms() + o->seconds * 1e3;
+	double end = sl_now_ms() + o->seconds * 1e3;
 	int sent = 0, inflight = 0;
-	while ((sent < o->requests && now_ms() < end) || inflight > 0) {
-		while (inflight < o->window && sent < o->requests && now_ms() < end) {
+	while ((sent < o->requests && sl_now_ms() < end) || inflight > 0) {
+		while (inflight < o->window && sent < o->requests && sl_now_ms() < end) {
 			sl_plan_req_t q;
 			memset(&q, 0, sizeof(q));
 			q.job = job;
@@ -95,7 +87,7 @@ static void *client_main(void *arg)
 			q.ranks = 64;
 			q.ranks_per_node = 8;
 			q.no_dispatch = 1;
-			sent_at[sent] = now_ms();
+			sent_at[sent] = sl_now_ms();
 			if (sl_client_send(c, &q, &ids[sent]) != SL_OK) {
 				r->errors++;
 				sent++;
@@ -122,7 +114,7 @@ static void *client_main(void *arg)
 			r->dups++;
 		} else {
 			got[k] = 1;
-			r->lat_ms[r->nlat++] = now_ms() - sent_at[k];
+			r->lat_ms[r->nlat++] = sl_now_ms() - sent_at[k];
 			if (rc == SL_OK && sl_client_last_step(c) == (uint64_t)k &&
 			    p->nseqs == o->seqs)
 				r->ok++;
@@ -252,7 +244,7 @@ static int run_transport(const bench_opts_t *o, const char *transport, const cha
 
 	client_res_t *res = calloc((size_t)o->clients, sizeof(*res));
 	pthread_t *th = calloc((size_t)o->clients, sizeof(*th));
-	double t0 = now_ms();
+	double t0 = sl_now_ms();
 	for (int i = 0; i < o->clients; i++) {
 		res[i] = (client_res_t){.idx = i, .endpoint = endpoint, .o = o, .copts = copts,
 		                        .lengths = lengths, .nbatches = nbatches};
@@ -268,7 +260,7 @@ static int run_transport(const bench_opts_t *o, const char *transport, const cha
 		dups += res[i].dups;
 		wrong += res[i].wrong;
 	}
-	double wall = (now_ms() - t0) / 1e3;
+	double wall = (sl_now_ms() - t0) / 1e3;
 	long rss1 = rss_kb(pid);
 	long nlat = 0;
 	for (int i = 0; i < o->clients; i++)

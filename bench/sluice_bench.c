@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "sluice/sluice.h"
 
@@ -33,13 +32,6 @@ typedef struct {
 	int invalid;
 	int failed;
 } pol_stats_t;
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -145,9 +137,9 @@ static int replay(const sl_profile_t *prof, const int64_t *len, size_t nlen, int
 		bound[s] = NAN;
 		for (size_t p = 0; p < npol; p++) {
 			sl_plan_t *plan = NULL;
-			double t0 = now_ms();
+			double t0 = sl_now_ms();
 			sl_err rc = sl_plan_request(ps[p].name, &cost, seqs, batch, &opts, &plan);
-			double t1 = now_ms();
+			double t1 = sl_now_ms();
 			if (rc != SL_OK) {
 				fprintf(stderr, "step %d: %s failed: %s\n", s, ps[p].name, sl_errmsg());
 				ps[p].failed++;

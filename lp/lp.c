@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "sluice/clock.h"
 #include "sluice/log.h"
 #include "lp.h"
 
@@ -583,13 +583,6 @@ sl_err lp_check_point(const lp_t *clp, const double *x, double tol)
 
 /* ---- solving ------------------------------------------------------- */
 
-static double lp_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Clamps a limit to GLPK's int; 0 or negative means none. */
 static int lp_int_lim(double v)
 {
@@ -644,7 +637,7 @@ static sl_err lp_simplex_body(lp_t *lp, void *arg)
 	parm.msg_lev = o->verbose ? GLP_MSG_ON : GLP_MSG_ERR;
 	parm.it_lim = lp_int_lim((double)o->it_lim);
 	if (o->tm_lim_ms > 0) {
-		double left = o->tm_lim_ms - (lp_now_ms() - a->t0);
+		double left = o->tm_lim_ms - (sl_now_ms() - a->t0);
 		parm.tm_lim = left < 1 ? 1 : lp_int_lim(left);
 	}
 	parm.presolve = o->presolve && !a->from_mip ? GLP_ON : GLP_OFF;
@@ -742,7 +735,7 @@ sl_err lp_solve(lp_t *lp, const lp_opts_t *opts, lp_result_t *res)
 		opts = &defaults;
 	lp_forget(lp);
 	SL_CHECK(lp_cache_alloc(lp));
-	struct lp_solve_arg a = {.o = opts, .res = res, .t0 = lp_now_ms()};
+	struct lp_solve_arg a = {.o = opts, .res = res, .t0 = sl_now_ms()};
 	tls.verbose = opts->verbose;
 	sl_err rc = lp_guard(lp, lp_simplex_body, &a);
 	tls.verbose = 0;
@@ -831,7 +824,7 @@ static sl_err lp_intopt_body(lp_t *lp, void *arg)
 		parm.clq_cuts = GLP_ON;
 	}
 	if (o->tm_lim_ms > 0) {
-		double left = o->tm_lim_ms - (lp_now_ms() - a->t0);
+		double left = o->tm_lim_ms - (sl_now_ms() - a->t0);
 		parm.tm_lim = left < 1 ? 1 : lp_int_lim(left);
 	}
 	parm.cb_func = lp_mip_callback;
@@ -947,7 +940,7 @@ sl_err lp_solve_mip(lp_t *lp, const lp_opts_t *opts, lp_result_t *res)
 			warm1[j + 1] = opts->warm[j];
 	}
 	struct lp_solve_arg a = {
-	    .o = opts, .res = res, .t0 = lp_now_ms(), .from_mip = 1, .warm1 = warm1};
+	    .o = opts, .res = res, .t0 = sl_now_ms(), .from_mip = 1, .warm1 = warm1};
 	tls.verbose = opts->verbose;
 	sl_err rc = lp_guard(lp, lp_intopt_body, &a);
 	tls.verbose = 0;

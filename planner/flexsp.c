@@ -395,7 +395,7 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	SL_CHECK_GOTO(fx_ctx_init(&ctx, cost, seqs, n, over, &nover), rc, out);
 	ctx.lp_budget = opts->work_limit > 0 ? opts->work_limit : FX_DEFAULT_LP_BUDGET;
 	ctx.mb_lp_cap = FX_WALK_LPS;
-	ctx.deadline_ms = opts->time_limit_ms > 0 ? planner_now_ms() + opts->time_limit_ms : 0;
+	ctx.deadline_ms = opts->time_limit_ms > 0 ? sl_now_ms() + opts->time_limit_ms : 0;
 	SL_CHECK_GOTO(planner_flexsp_configs(&ctx, FX_CFG_CAP), rc, out);
 
 	/* Warm start and floor: the homogeneous best-fit-decreasing plans. */

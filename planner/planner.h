@@ -2,6 +2,7 @@
 #ifndef SLUICE_PLANNER_INTERNAL_H
 #define SLUICE_PLANNER_INTERNAL_H
 
+#include "sluice/clock.h"
 #include "sluice/err.h"
 #include "sluice/log.h"
 #include "sluice/plan.h"
@@ -49,7 +50,5 @@ int planner_key_asc(const void *a, const void *b);
 /* qsort comparator of int64_t, ascending. */
 int planner_cmp_i64(const void *a, const void *b);
 
-/* Monotonic clock in milliseconds (for reporting planner time only). */
-double planner_now_ms(void);
 
 #endif

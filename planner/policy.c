@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "lp.h"
 #include "planner.h"
@@ -49,13 +48,6 @@ const sl_policy_t *sl_policy_find(const char *name)
 const char *sl_policy_default(void)
 {
 	return sl_policy_count() > 0 ? policies[0].name : "static";
-}
-
-double planner_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Plans name sequences by the caller's id, so ids must be unique. */
@@ -121,11 +113,11 @@ sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t
 
 	SL_CHECK(check_unique_ids(seqs, n));
 
-	double t0 = planner_now_ms();
+	double t0 = sl_now_ms();
 	rc = pol->fn(cost, seqs, n, opts, &plan);
 	if (rc != SL_OK)
 		return rc;
-	double t1 = planner_now_ms();
+	double t1 = sl_now_ms();
 	snprintf(plan->policy, sizeof(plan->policy), "%s", pol->name);
 	snprintf(plan->profile, sizeof(plan->profile), "%s", cost->prof.name);
 	rc = sl_plan_evaluate(plan, cost);

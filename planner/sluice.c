@@ -132,14 +132,14 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 	int64_t limit = ctx->work + se->share;
 	if (limit < saved)
 		ctx->work_limit = limit;
-	double t0 = planner_now_ms();
+	double t0 = sl_now_ms();
 	sl_err rc = planner_sluice_build(se->st, deg, off, knobs);
-	double t1 = planner_now_ms();
+	double t1 = sl_now_ms();
 	int64_t w1 = ctx->work;
 	if (rc == SL_OK)
 		rc = planner_sluice_search(se->st, knobs);
 	SL_DEBUG(SL_SUB_PLAN, "sluice: build %.2f ms, search %.2f ms (%lld work)", t1 - t0,
-	         planner_now_ms() - t1, (long long)(ctx->work - w1));
+	         sl_now_ms() - t1, (long long)(ctx->work - w1));
 	ctx->work_limit = saved;
 	if (rc != SL_OK)
 		return rc;
@@ -210,10 +210,10 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %lld sequences", (long long)n);
 		goto out;
 	}
-	double tl0 = planner_now_ms();
+	double tl0 = sl_now_ms();
 	SL_CHECK_GOTO(planner_sluice_lp_solve(&ctx, &lp), rc, out);
 	SL_DEBUG(SL_SUB_PLAN, "sluice: LP %.2f ms (%d long sequences, %lld candidates)",
-	         planner_now_ms() - tl0, lp.nlong, (long long)lp.cand_off[lp.nlong]);
+	         sl_now_ms() - tl0, lp.nlong, (long long)lp.cand_off[lp.nlong]);
 	SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
 	se.share = ctx.work_limit / SLUICE_MAX_BUILDS;
 
@@ -253,7 +253,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		const sl_policy_t *pol = sl_policy_find(fallbacks[k]);
 		if (pol == NULL)
 			continue;
-		double tf0 = planner_now_ms();
+		double tf0 = sl_now_ms();
 		if (pol->fn(cost, seqs, n, opts, &cand) != SL_OK) {
 			sl_clearerr();
 			continue;
@@ -261,7 +261,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		double ms;
 		SL_CHECK_GOTO(planner_plan_timing(cand, cost, se.per_rank, &ms), rc, out);
 		SL_DEBUG(SL_SUB_PLAN, "sluice: fallback %s: %.1f ms (planned in %.2f ms)", pol->name, ms,
-		         planner_now_ms() - tf0);
+		         sl_now_ms() - tf0);
 		if (ms < se.best_ms - 1e-9) {
 			sl_plan_free(&se.best);
 			se.best = cand;

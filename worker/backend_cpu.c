@@ -187,7 +187,7 @@ static sl_err cpu_forward(void *state, const worker_group_work_t *w, worker_pass
 	const size_t kvbytes = 2 * (size_t)w->ntok * (size_t)w->kv_heads * (size_t)w->head_dim *
 	                       sizeof(double);
 	memset(st, 0, sizeof *st);
-	double t_start = worker_now_ms();
+	double t_start = sl_now_ms();
 	memset(s->out, 0, nq * sizeof(double));
 	for (size_t i = 0; i < nh; i++)
 		s->lse[i] = -INFINITY;
@@ -197,26 +197,26 @@ static sl_err cpu_forward(void *state, const worker_group_work_t *w, worker_pass
 		int32_t owner = (w->ring_pos - h + w->d) % w->d;
 		worker_tag_t tag = {.kind = WORKER_MSG_KV_FWD, .slot = w->slot, .hop = h, .seq = 0};
 		int more = h < w->d - 1;
-		double t0 = worker_now_ms();
+		double t0 = sl_now_ms();
 		if (more) {
 			/* Queued before computing, so the transfer overlaps the block. */
 			SL_CHECK(worker_mesh_send(s->mesh, w->next_rank, &tag, s->kv[cur], kvbytes));
 			st->bytes_sent += (int64_t)kvbytes;
 		}
-		double t1 = worker_now_ms();
+		double t1 = sl_now_ms();
 		cpu_block(s, w, owner, s->kv[cur], NULL, 0);
-		double t2 = worker_now_ms();
+		double t2 = sl_now_ms();
 		if (more) {
 			SL_CHECK(worker_mesh_recv(s->mesh, w->prev_rank, &tag, s->kv[1 - cur], kvbytes));
 			st->bytes_recv += (int64_t)kvbytes;
 			st->hops++;
 			cur = 1 - cur;
 		}
-		double t3 = worker_now_ms();
+		double t3 = sl_now_ms();
 		st->compute_ms += t2 - t1;
 		st->comm_ms += (t1 - t0) + (t3 - t2);
 	}
-	st->wall_ms = worker_now_ms() - t_start;
+	st->wall_ms = sl_now_ms() - t_start;
 	s->have_out = 1;
 	return SL_OK;
 }
@@ -233,7 +233,7 @@ static sl_err cpu_backward(void *state, const worker_group_work_t *w, worker_pas
 	const size_t kvbytes = 2 * (size_t)w->ntok * (size_t)w->kv_heads * (size_t)D *
 	                       sizeof(double);
 	memset(st, 0, sizeof *st);
-	double t_start = worker_now_ms();
+	double t_start = sl_now_ms();
 	for (size_t i = 0; i < nh; i++) {
 		double acc = 0;
 		for (int32_t e = 0; e < D; e++)
@@ -249,14 +249,14 @@ static sl_err cpu_backward(void *state, const worker_group_work_t *w, worker_pas
 		worker_tag_t kt = {.kind = WORKER_MSG_KV_BWD, .slot = w->slot, .hop = h, .seq = 0};
 		worker_tag_t dt = {.kind = WORKER_MSG_DKV_BWD, .slot = w->slot, .hop = h, .seq = 0};
 		int more_kv = h < w->d - 1, ring = w->d > 1;
-		double t0 = worker_now_ms();
+		double t0 = sl_now_ms();
 		if (more_kv) {
 			SL_CHECK(worker_mesh_send(s->mesh, w->next_rank, &kt, s->kv[cur], kvbytes));
 			st->bytes_sent += (int64_t)kvbytes;
 		}
-		double t1 = worker_now_ms();
+		double t1 = sl_now_ms();
 		cpu_block(s, w, owner, s->kv[cur], s->dkv[dcur], 1);
-		double t2 = worker_now_ms();
+		double t2 = sl_now_ms();
 		if (ring) {
 			/* dK|dV of owner's shard go on with it; after d hops they are home. */
 			SL_CHECK(worker_mesh_send(s->mesh, w->next_rank, &dt, s->dkv[dcur], kvbytes));
@@ -273,12 +273,12 @@ static sl_err cpu_backward(void *state, const worker_group_work_t *w, worker_pas
 			st->hops++;
 			dcur = 1 - dcur;
 		}
-		double t3 = worker_now_ms();
+		double t3 = sl_now_ms();
 		st->compute_ms += t2 - t1;
 		st->comm_ms += (t1 - t0) + (t3 - t2);
 	}
 	memcpy(s->dmine, s->dkv[dcur], kvbytes);
-	st->wall_ms = worker_now_ms() - t_start;
+	st->wall_ms = sl_now_ms() - t_start;
 	return SL_OK;
 }
 

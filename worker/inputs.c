@@ -1,7 +1,6 @@
 /* sluice worker: deterministic inputs. Each value is a hash of its
  * coordinates, so a rank generates exactly its shard and the checker the full
  * sequence, without any process holding the whole batch. */
-#include <time.h>
 
 #include "worker.h"
 
@@ -50,9 +49,3 @@ void worker_inputs_fill(const worker_group_work_t *w, uint64_t seed, double *q, 
 	}
 }
 
-double worker_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}

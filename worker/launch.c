@@ -398,7 +398,7 @@ sl_err worker_launch(const worker_launch_opts_t *o, worker_launch_result_t *res)
 	made_dir = 1;
 	/* The workplace requires NVLink multicast off in every NCCL process. */
 	setenv("NCCL_NVLS_ENABLE", "0", 1);
-	double t0 = worker_now_ms();
+	double t0 = sl_now_ms();
 	for (int32_t r = 0; r < plan->ranks; r++) {
 		rc = launch_spawn(exe, &opts, dir, r, plan->ranks, &pids[r]);
 		if (rc != SL_OK) {
@@ -410,7 +410,7 @@ sl_err worker_launch(const worker_launch_opts_t *o, worker_launch_result_t *res)
 	}
 	SL_CHECK_GOTO(launch_wait(pids, plan->ranks), rc, out);
 	SL_DEBUG(SL_SUB_CLI, "run-plan: %d workers done in %.1f ms", (int)plan->ranks,
-	         worker_now_ms() - t0);
+	         sl_now_ms() - t0);
 	if (opts.check) {
 		double tol = 0;
 		for (int32_t r = 0; r < plan->ranks; r++) {

@@ -255,9 +255,9 @@ sl_err worker_mesh_recv(worker_mesh_t *m, int32_t src, const worker_tag_t *tag, 
 			free(p);
 			return rc;
 		}
-	double deadline = worker_now_ms() + m->timeout_ms;
+	double deadline = sl_now_ms() + m->timeout_ms;
 	for (;;) {
-		double left = deadline - worker_now_ms();
+		double left = deadline - sl_now_ms();
 		if (left <= 0)
 			return sl_seterr(SL_ETIMEOUT,
 			                 "rank %d: no message from rank %d (kind %d, slot %d, hop %d) "

@@ -231,7 +231,7 @@ sl_err worker_session_exec(worker_session_t *s, const worker_order_t *order, int
 		return sl_seterr(SL_ENOMEM, "rank %d: out of memory", (int)o->rank);
 	}
 	worker_mesh_set_epoch(s->mesh, epoch);
-	double t0 = worker_now_ms();
+	double t0 = sl_now_ms();
 	worker_outputs_t none = {0};
 	sl_err rc = SL_OK;
 	for (int32_t i = 0; i < nw; i++) {
@@ -265,7 +265,7 @@ sl_err worker_session_exec(worker_session_t *s, const worker_order_t *order, int
 		SL_DEBUG(SL_SUB_KERN, "rank %d slot %d: fwd %.3f ms, bwd %.3f ms", (int)o->rank,
 		         (int)w->slot, ex->rep[i].fwd.wall_ms, ex->rep[i].bwd.wall_ms);
 	}
-	ex->wall_ms = worker_now_ms() - t0;
+	ex->wall_ms = sl_now_ms() - t0;
 	if (rc != SL_OK)
 		worker_exec_fini(ex);
 	return rc;

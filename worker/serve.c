@@ -342,15 +342,15 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *o)
 	sigaction(SIGINT, &sa, NULL);
 
 	/* Short tries, so SIGTERM is heard and a daemon that starts late is found. */
-	double give_up = worker_now_ms() + o->register_timeout_ms;
+	double give_up = sl_now_ms() + o->register_timeout_ms;
 	do {
-		double left = give_up - worker_now_ms();
+		double left = give_up - sl_now_ms();
 		rc = sl_worker_new(s.endpoint, &s.copts, o->job, o->rank,
 		                   left > 1000 ? 1000
 		                   : left > 1  ? (int)left
 		                               : 1,
 		                   &s.w);
-	} while (rc == SL_ETIMEOUT && !serve_stop && worker_now_ms() < give_up);
+	} while (rc == SL_ETIMEOUT && !serve_stop && sl_now_ms() < give_up);
 	if (rc != SL_OK && serve_stop) {
 		serve_say("stopped (signal %d) before registering", (int)serve_stop);
 		free(s.lost);

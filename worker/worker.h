@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "sluice/clock.h"
 #include "sluice/err.h"
 #include "sluice/log.h"
 #include "sluice/plan.h"
@@ -362,7 +363,5 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *opt
  * and job>, created 0700 (an existing one must be a directory of ours). */
 sl_err worker_serve_run_dir(const char *endpoint, const char *job, char *buf, size_t size);
 
-/* Monotonic clock in ms. */
-double worker_now_ms(void);
 
 #endif

@@ -2,6 +2,7 @@
 #ifndef SLUICE_SLUICE_H
 #define SLUICE_SLUICE_H
 
+#include "sluice/clock.h"
 #include "sluice/err.h"
 #include "sluice/log.h"
 #include "sluice/plan.h"

@@ -84,7 +84,7 @@ static char *slurp(const char *name)
 /* Waits until file `name` contains text; 1 when it did within timeout_ms. */
 static int wait_text(const char *name, const char *text, int timeout_ms)
 {
-	for (double end = worker_now_ms() + timeout_ms; worker_now_ms() < end; usleep(20000)) {
+	for (double end = sl_now_ms() + timeout_ms; sl_now_ms() < end; usleep(20000)) {
 		char *s = slurp(name);
 		int ok = s && strstr(s, text);
 		free(s);
@@ -147,7 +147,7 @@ static pid_t start_worker(const char *job, int r, const char *const extra[])
 		had++;
 	free(before);
 	pid_t pid = spawn(argv, name);
-	for (double end = worker_now_ms() + 10000; worker_now_ms() < end; usleep(20000)) {
+	for (double end = sl_now_ms() + 10000; sl_now_ms() < end; usleep(20000)) {
 		char *s = slurp(out);
 		int now = 0;
 		for (const char *p = s; p && (p = strstr(p, "registered job")); p++)
@@ -169,7 +169,7 @@ static int stop_process(pid_t pid, int timeout_ms)
 	if (pid <= 0)
 		return -1;
 	kill(pid, SIGTERM);
-	for (double end = worker_now_ms() + timeout_ms; worker_now_ms() < end; usleep(10000))
+	for (double end = sl_now_ms() + timeout_ms; sl_now_ms() < end; usleep(10000))
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	kill(pid, SIGKILL);
@@ -333,7 +333,7 @@ static json_int_t geti(json_t *o, const char *k)
 static json_t *wait_step(sl_client_t *c, const char *job, uint64_t step, int answers, int nmetrics)
 {
 	json_t *s = NULL;
-	for (double end = worker_now_ms() + 15000; worker_now_ms() < end; usleep(30000)) {
+	for (double end = sl_now_ms() + 15000; sl_now_ms() < end; usleep(30000)) {
 		json_decref(s);
 		s = step_status(c, job, step);
 		if (s && geti(s, "acked") + geti(s, "nacked") >= answers &&
@@ -508,7 +508,7 @@ static void test_refusals(void **state)
 	p = plan_step(c, "wd-c", 2, 2, "static", 2, big, 2);
 	sl_event_t ev;
 	int got = 0;
-	for (double end = worker_now_ms() + 10000; !got && worker_now_ms() < end;) {
+	for (double end = sl_now_ms() + 10000; !got && sl_now_ms() < end;) {
 		sl_client_poll(c, 50);
 		while (!got && sl_client_next_event(c, &ev))
 			got = ev.kind == SL_EVENT_STEP_FAILED;
@@ -606,7 +606,7 @@ static void test_lost_worker(void **state)
 		}
 	}
 	/* static --sp 2 on 4 ranks: rings {0,1} and {2,3} */
-	double t0 = worker_now_ms();
+	double t0 = sl_now_ms();
 	sl_plan_t *p = plan_step(ca, "wd-a", 4, NA, "static", 2, lens_a, 10);
 	int32_t nlost = 0;
 	const int32_t *lost = sl_client_last_lost(ca, &nlost);
@@ -617,7 +617,7 @@ static void test_lost_worker(void **state)
 	assert_int_equal(geti(st, "acked"), 2);
 	assert_int_equal(geti(st, "nacked"), 1);
 	/* refused at once: well inside the 3 s mesh timeout */
-	assert_true(worker_now_ms() - t0 < 2500);
+	assert_true(sl_now_ms() - t0 < 2500);
 	assert_true(wait_text("wd-a-r2.out", "step 4: rejected: slot", 1000));
 	assert_true(
 	    wait_text("wd-a-r2.out", "needs rank 3, whose worker sluiced reported lost", 1000));
@@ -653,7 +653,7 @@ static void test_lost_worker(void **state)
 	p = plan_step(ca, "wd-a", 5, NA, "static", 2, lens_a, 10);
 	assert_int_equal(sl_client_last_dispatched(ca), NA);
 	int joined = 0;
-	for (double end = worker_now_ms() + 3000; !joined && worker_now_ms() < end;) {
+	for (double end = sl_now_ms() + 3000; !joined && sl_now_ms() < end;) {
 		sl_client_poll(ca, 50);
 		while (!joined && sl_client_next_event(ca, &ev))
 			joined = ev.kind == SL_EVENT_WORKER_JOINED && ev.rank == 3;
@@ -683,7 +683,7 @@ static void test_clean_exit(void **state)
 	int64_t len[] = {12, 7};
 	sl_plan_t *p = plan_step(c, "wd-d", 1, 1, "static", 1, len, 2);
 	int st = -1;
-	for (double end = worker_now_ms() + 5000; worker_now_ms() < end; usleep(10000))
+	for (double end = sl_now_ms() + 5000; sl_now_ms() < end; usleep(10000))
 		if (waitpid(w, &st, WNOHANG) == w)
 			break;
 	assert_true(WIFEXITED(st));
@@ -695,9 +695,9 @@ static void test_clean_exit(void **state)
 	sl_plan_free(&p);
 	sl_client_free(&c);
 
-	double t0 = worker_now_ms();
+	double t0 = sl_now_ms();
 	assert_int_equal(stop_process(wb[1], 3000), 0);
-	assert_true(worker_now_ms() - t0 < 1500);
+	assert_true(sl_now_ms() - t0 < 1500);
 	wb[1] = -1;
 	assert_true(wait_text("wd-b-r1.out", "stopped (signal 15)", 100));
 }
@@ -744,9 +744,9 @@ static void test_usage_and_no_daemon(void **state)
 	const char *absent[] = {
 	    "--endpoint", nowhere, "--job", "j", "--rank", "0", "--register-timeout-ms",
 	    "600",        NULL};
-	double t0 = worker_now_ms();
+	double t0 = sl_now_ms();
 	assert_int_equal(run_plain(absent, "u5", err, sizeof err), 1);
-	assert_true(worker_now_ms() - t0 < 3000);
+	assert_true(sl_now_ms() - t0 < 3000);
 	assert_non_null(strstr(err, "no answer within 600 ms"));
 	assert_non_null(strstr(err, "is sluiced running?"));
 }
