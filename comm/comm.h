@@ -195,7 +195,18 @@ typedef struct comm_server_opts {
 	int64_t max_msg_bytes; /* hard transport limit (ZMQ_MAXMSGSIZE) */
 	int heartbeat_ms;
 	int linger_ms;
+	unsigned ipc_mode; /* ipc socket file mode: 0600 (0: 0600) or 0660; never "other" bits */
+	long ipc_gid;      /* ipc socket file group (-1 or 0 with ipc_mode 0600: unchanged) */
 } comm_server_opts_t;
+
+/* The system daemon's socket (deploy/systemd/sluiced.service.in). */
+#define COMM_SYSTEM_SOCKET "/run/sluice/sluiced.sock"
+
+/* Where a daemon listens when told nothing: $SLUICE_ENDPOINT, else
+ * ipc://$XDG_RUNTIME_DIR/sluiced.sock, else ipc:///tmp/sluiced-<uid>.sock
+ * (sl_default_endpoint is the clients' view: it falls back to the system
+ * socket when the user runs no daemon of their own). Returns buf. */
+char *comm_own_endpoint(char *buf, size_t size);
 
 /* Parses an endpoint: *is_tcp set for tcp://, the ipc path copied to
  * ipc_path (may be NULL) for ipc://. Other transports: SL_EINVAL. */
@@ -203,7 +214,8 @@ sl_err comm_endpoint_parse(const char *endpoint, int *is_tcp, char *ipc_path, si
 
 /* Opens the daemon's ROUTER: ROUTER_MANDATORY, bounded HWMs, finite linger,
  * ZMTP heartbeats, CURVE server + ZAP domain on tcp; an ipc socket file is
- * created owner-only (0600) and checked. *bound gets the endpoint actually
+ * created owner-only, then given o->ipc_gid and o->ipc_mode (so members of
+ * one group may connect) and checked. *bound gets the endpoint actually
  * bound (tcp port 0 -> the ephemeral port), size bytes. */
 sl_err comm_server_open(void *ctx, const comm_server_opts_t *o, void **sock, char *bound,
                         size_t size);

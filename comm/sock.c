@@ -13,7 +13,7 @@
 
 #include "comm.h"
 
-char *sl_default_endpoint(char *buf, size_t size)
+char *comm_own_endpoint(char *buf, size_t size)
 {
 	const char *e = getenv("SLUICE_ENDPOINT");
 	const char *rt = getenv("XDG_RUNTIME_DIR");
@@ -23,6 +23,20 @@ char *sl_default_endpoint(char *buf, size_t size)
 		snprintf(buf, size, "ipc://%s/sluiced.sock", rt);
 	else
 		snprintf(buf, size, "ipc:///tmp/sluiced-%u.sock", (unsigned)getuid());
+	return buf;
+}
+
+char *sl_default_endpoint(char *buf, size_t size)
+{
+	comm_own_endpoint(buf, size);
+	const char *e = getenv("SLUICE_ENDPOINT");
+	if (e != NULL && e[0] != '\0')
+		return buf;
+	/* No daemon of the user's own: the system one (the systemd unit's). */
+	struct stat st;
+	if (stat(buf + strlen("ipc://"), &st) != 0 && stat(COMM_SYSTEM_SOCKET, &st) == 0 &&
+	    S_ISSOCK(st.st_mode))
+		snprintf(buf, size, "ipc://%s", COMM_SYSTEM_SOCKET);
 	return buf;
 }
 
@@ -127,16 +141,25 @@ sl_err comm_server_open(void *ctx, const comm_server_opts_t *o, void **sockp, ch
 			sl_seterr(rc, "cannot bind %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
 			goto fail;
 		}
+		mode_t mode = o->ipc_mode ? (mode_t)o->ipc_mode : 0600;
+		if ((mode & ~(mode_t)0660) != 0 || (mode & 0600) != 0600) {
+			rc = sl_seterr(SL_EINVAL, "%s: socket mode %03o not allowed (0600 or 0660)",
+			               ipc_path, (unsigned)mode);
+			goto fail;
+		}
 		struct stat st;
-		if (chmod(ipc_path, 0600) != 0 || stat(ipc_path, &st) != 0) {
+		if ((o->ipc_gid >= 0 && chown(ipc_path, (uid_t)-1, (gid_t)o->ipc_gid) != 0) ||
+		    chmod(ipc_path, mode) != 0 || stat(ipc_path, &st) != 0) {
 			rc = sl_seterr(SL_EIO, "%s: %s", ipc_path, strerror(errno));
 			goto fail;
 		}
-		if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+		if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0777) != mode ||
+		    (o->ipc_gid >= 0 && st.st_gid != (gid_t)o->ipc_gid)) {
 			rc = sl_seterr(SL_EDENIED,
-			               "%s: socket file is not owner-only (mode %03o, uid %u); refusing "
-			               "to serve on it",
-			               ipc_path, (unsigned)(st.st_mode & 0777), (unsigned)st.st_uid);
+			               "%s: socket file is not what was asked (mode %03o, uid %u, gid "
+			               "%u; wanted mode %03o); refusing to serve on it",
+			               ipc_path, (unsigned)(st.st_mode & 0777), (unsigned)st.st_uid,
+			               (unsigned)st.st_gid, (unsigned)mode);
 			goto fail;
 		}
 	} else if (zmq_bind(s, o->endpoint) != 0) {

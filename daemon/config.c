@@ -4,6 +4,7 @@
  * static_configs[] in src/config.c). */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -66,6 +67,42 @@ static sl_err check_dir(const char *name, const char *v)
 	return SL_OK;
 }
 
+/* A group name or numeric id; -1 when v is empty; -2 when unknown. */
+long daemon_group_id(const char *v)
+{
+	if (v[0] == '\0')
+		return -1;
+	char *end = NULL;
+	errno = 0;
+	long id = strtol(v, &end, 10);
+	if (errno == 0 && end != v && *end == '\0' && id >= 0)
+		return id;
+	struct group *g = getgrnam(v);
+	return g != NULL ? (long)g->gr_gid : -2;
+}
+
+static sl_err check_group(const char *name, const char *v)
+{
+	if (daemon_group_id(v) == -2)
+		return sl_seterr(SL_ENOTFOUND, "%s: no group named '%s'", name, v);
+	return SL_OK;
+}
+
+/* Octal socket file mode: 0600 or 0660 (never world access). */
+unsigned daemon_socket_mode(const char *v)
+{
+	char *end = NULL;
+	unsigned long m = strtoul(v, &end, 8);
+	return (end != v && *end == '\0' && (m == 0600 || m == 0660)) ? (unsigned)m : 0;
+}
+
+static sl_err check_mode(const char *name, const char *v)
+{
+	if (daemon_socket_mode(v) == 0)
+		return sl_seterr(SL_EINVAL, "%s: '%s' is not 0600 or 0660", name, v);
+	return SL_OK;
+}
+
 #define OFF(f) offsetof(daemon_config_t, f)
 #define SZ(f) sizeof(((daemon_config_t *)0)->f)
 
@@ -80,6 +117,10 @@ const daemon_opt_t daemon_opts[] = {
 	 1, "tcp: file of client/worker public keys allowed in (one per line)"},
 	{"allow_plain_tcp", DCONF_BOOL, OFF(allow_plain_tcp), 0, "no", 0, 1, NULL, 0,
 	 "serve tcp without CURVE (anyone who can connect may use the daemon)"},
+	{"socket_group", DCONF_STRING, OFF(socket_group), SZ(socket_group), "", 0, 0, check_group, 0,
+	 "ipc: group (name or id) that owns the socket file (empty: the daemon's own)"},
+	{"socket_mode", DCONF_STRING, OFF(socket_mode), SZ(socket_mode), "0600", 0, 0, check_mode, 0,
+	 "ipc: socket file mode, 0600 (owner only) or 0660 (members of socket_group too)"},
 	{"threads", DCONF_INT, OFF(threads), 0, "2", 1, 64, NULL, 0,
 	 "planner threads (one slow plan never blocks the others)"},
 	{"queue_max", DCONF_INT, OFF(queue_max), 0, "256", 1, 1 << 20, NULL, 1,
@@ -354,7 +395,7 @@ sl_err daemon_config_finish(daemon_config_t *c)
 	if (c->policy[0] == '\0')
 		snprintf(c->policy, sizeof(c->policy), "%s", sl_policy_default());
 	if (c->endpoint[0] == '\0')
-		sl_default_endpoint(c->endpoint, sizeof(c->endpoint));
+		comm_own_endpoint(c->endpoint, sizeof(c->endpoint));
 	int tcp = 0;
 	SL_CHECK(comm_endpoint_parse(c->endpoint, &tcp, NULL, 0));
 	if (tcp && c->curve_secret_key[0] == '\0' && !c->allow_plain_tcp)

@@ -38,6 +38,8 @@ typedef struct daemon_config {
 	char curve_secret_key[DAEMON_STR_MAX];
 	char authorized_keys[DAEMON_STR_MAX];
 	int64_t allow_plain_tcp;
+	char socket_group[64];
+	char socket_mode[8];
 	char record[DAEMON_STR_MAX];
 	char log_level[16];
 	/* derived by daemon_config_finish */
@@ -84,6 +86,10 @@ sl_err daemon_config_parse_text(daemon_config_t *c, const char *text, size_t len
 sl_err daemon_config_load_file(daemon_config_t *c, const char *path);
 /* Cross-option checks and derived values (the default profile). */
 sl_err daemon_config_finish(daemon_config_t *c);
+/* socket_group as a gid: -1 when empty, -2 when no such group. */
+long daemon_group_id(const char *v);
+/* socket_mode as a mode (0600 or 0660), 0 when invalid. */
+unsigned daemon_socket_mode(const char *v);
 /* Formats an option's current value into buf. */
 void daemon_config_format(const daemon_config_t *c, const daemon_opt_t *o, char *buf,
                           size_t size);

@@ -1261,6 +1261,8 @@ int daemon_run(const daemon_args_t *args, daemon_config_t *cfg)
 		.max_msg_bytes = s->cfg.max_request_bytes * 2 + (1 << 20),
 		.heartbeat_ms = (int)s->cfg.heartbeat_ms,
 		.linger_ms = 1000,
+		.ipc_mode = daemon_socket_mode(s->cfg.socket_mode),
+		.ipc_gid = daemon_group_id(s->cfg.socket_group),
 	};
 	if (comm_server_open(s->ctx, &so, &s->router, s->bound, sizeof(s->bound)) != SL_OK)
 		goto out;

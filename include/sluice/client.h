@@ -20,9 +20,11 @@
 extern "C" {
 #endif
 
-/* The endpoint used when none is given: $SLUICE_ENDPOINT, else
- * ipc://$XDG_RUNTIME_DIR/sluiced.sock, else ipc:///tmp/sluiced-<uid>.sock.
- * Writes into buf (NUL-terminated) and returns buf. */
+/* The endpoint used when none is given: $SLUICE_ENDPOINT, else the user's
+ * own daemon's socket (ipc://$XDG_RUNTIME_DIR/sluiced.sock, else
+ * ipc:///tmp/sluiced-<uid>.sock) when that file exists, else the system
+ * daemon's ipc:///run/sluice/sluiced.sock when that exists, else the user's
+ * path. Writes into buf (NUL-terminated) and returns buf. */
 char *sl_default_endpoint(char *buf, size_t size);
 
 /* ---- CURVE keys ---------------------------------------------------------- */

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -44,6 +46,53 @@ static void test_socket_owner_only(void **state)
 	assert_true(S_ISSOCK(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_string_equal(daemon_.endpoint, endpoint);
+}
+
+/* socket_group/socket_mode let members of one group connect (0660); any
+ * mode with "other" bits, or an unknown group, is refused at start. */
+static void test_socket_group_mode(void **state)
+{
+	(void)state;
+	char ep[300], gid[32];
+	snprintf(ep, sizeof(ep), "ipc://%s/g.sock", th_tmpdir());
+	snprintf(gid, sizeof(gid), "%u", (unsigned)getegid());
+	const char *args[] = {"--endpoint", ep, "--threads", "1", "--socket-group", gid,
+	                      "--socket-mode", "0660", NULL};
+	th_daemon_t d;
+	assert_true(th_daemon_start(&d, args, NULL));
+	struct stat st;
+	assert_int_equal(stat(ep + 6, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	assert_int_equal(st.st_gid, getegid());
+	sl_client_t *c = NULL;
+	char *json = NULL;
+	assert_int_equal(sl_client_new(ep, NULL, &c), SL_OK);
+	assert_int_equal(sl_client_status_json(c, NULL, 0, 5000, &json), SL_OK);
+	sl_free(json);
+	sl_client_free(&c);
+	assert_int_equal(th_daemon_stop(&d), 0);
+
+	const char *bad[][2] = {{"--socket-mode", "0666"},
+	                        {"--socket-group", "no-such-group-sluice-test"}};
+	const char *why[] = {"socket_mode: '0666' is not 0600 or 0660",
+	                     "socket_group: no group named 'no-such-group-sluice-test'"};
+	for (int k = 0; k < 2; k++) {
+		/* through sh for its stderr (where the error goes) on the pipe */
+		char *argv[] = {"/bin/sh", "-c", "exec \"$0\" --endpoint \"$1\" \"$2\" \"$3\" 2>&1",
+		                (char *)SLUICED_BIN, ep, (char *)bad[k][0], (char *)bad[k][1], NULL};
+		int fd = -1, status = 0;
+		pid_t pid = th_spawn(argv, NULL, &fd);
+		assert_true(pid > 0);
+		char line[512], all[4096] = "";
+		while (th_read_line(fd, line, sizeof(line), 5000) > 0)
+			strncat(all, line, sizeof(all) - strlen(all) - 1);
+		assert_true(th_wait(pid, 5000, &status));
+		close(fd);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 2);
+		if (strstr(all, why[k]) == NULL)
+			fail_msg("sluiced said '%s', not '%s'", all, why[k]);
+	}
 }
 
 static void test_plan_matches_local(void **state)
@@ -195,6 +244,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_socket_owner_only),
+		cmocka_unit_test(test_socket_group_mode),
 		cmocka_unit_test(test_plan_matches_local),
 		cmocka_unit_test(test_concurrent_clients),
 		cmocka_unit_test(test_pipelined),
