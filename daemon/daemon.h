@@ -168,6 +168,59 @@ void daemon_pool_stop(daemon_pool_t **p);
 /* Frees a task and everything it holds. */
 void daemon_task_free(daemon_task_t **t);
 
+/* ---- Prometheus metrics (metrics.c, docs/metrics.md) ------------------------------- */
+
+typedef enum daemon_msg_kind {
+	DAEMON_MSG_PLAN = 0,
+	DAEMON_MSG_STATUS,
+	DAEMON_MSG_HELLO,
+	DAEMON_MSG_ACK,
+	DAEMON_MSG_METRICS,
+	DAEMON_MSG_STEP_FAILED,
+	DAEMON_MSG_PONG,
+	DAEMON_MSG_OTHER,
+	DAEMON_MSG_COUNT_
+} daemon_msg_kind;
+
+typedef enum daemon_reply_kind {
+	DAEMON_REPLY_PLAN = 0,
+	DAEMON_REPLY_ERROR,
+	DAEMON_REPLY_STATUS,
+	DAEMON_REPLY_ORDER,
+	DAEMON_REPLY_EVENT,
+	DAEMON_REPLY_COUNT_
+} daemon_reply_kind;
+
+typedef enum daemon_outcome_kind {
+	DAEMON_OUTCOME_ACCEPTED = 0,
+	DAEMON_OUTCOME_REJECTED,
+	DAEMON_OUTCOME_COMPLETED,
+	DAEMON_OUTCOME_FAILED,
+	DAEMON_OUTCOME_COUNT_
+} daemon_outcome_kind;
+
+typedef struct daemon_metrics daemon_metrics_t;
+
+/* Serves GET /metrics on hostport (HOST:PORT, port 0: any free one, written
+ * to *port) from libmicrohttpd's own thread; pool (may be NULL) is read for
+ * queue depth and busy threads. *out is freed by daemon_metrics_stop. */
+sl_err daemon_metrics_start(const char *hostport, daemon_pool_t *pool, int threads,
+                            daemon_metrics_t **out, int *port);
+/* Stops serving, frees everything and nulls *m. */
+void daemon_metrics_stop(daemon_metrics_t **m);
+/* The exposition text as a scrape gets it (malloc'd; NULL on ENOMEM). */
+char *daemon_metrics_text(daemon_metrics_t *m, size_t *len);
+/* Recording, from the server loop; every call accepts m == NULL (metrics
+ * off) and does nothing then. */
+void daemon_metrics_request(daemon_metrics_t *m, daemon_msg_kind k);
+void daemon_metrics_reply(daemon_metrics_t *m, daemon_reply_kind k, sl_err code);
+void daemon_metrics_undeliverable(daemon_metrics_t *m);
+void daemon_metrics_plan_time(daemon_metrics_t *m, double seconds);
+void daemon_metrics_job_step(daemon_metrics_t *m, const char *job, double predicted_ms);
+void daemon_metrics_job_workers(daemon_metrics_t *m, const char *job, int64_t connected);
+void daemon_metrics_job_outcome(daemon_metrics_t *m, const char *job, daemon_outcome_kind k);
+void daemon_metrics_job_forget(daemon_metrics_t *m, const char *job);
+
 /* ---- the server (server.c) -------------------------------------------------------- */
 
 /* Runs sluiced until SIGTERM/SIGINT has drained the queue. args are kept
