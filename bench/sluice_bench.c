@@ -8,8 +8,8 @@
  *                [--batch B] [--steps S] [--max-len L] [--no-scaling]
  *                [--scaling-only] [--csv FILE]
  *
- * TRACE defaults to ../shared/traces/wikipedia-flexsp.txt.gz relative to the
- * repository (found from this source file's location at build time).
+ * TRACE defaults to data/traces/wikipedia-flexsp.txt.gz of the source tree
+ * it was built from (data/README.md).
  * Sequences longer than --max-len are dropped, as FlexSP's evaluation does;
  * batches are consecutive runs of --batch sequences. */
 #include <math.h>
@@ -21,7 +21,7 @@
 #include "sluice/sluice.h"
 
 #ifndef SLUICE_BENCH_DEFAULT_TRACE
-#define SLUICE_BENCH_DEFAULT_TRACE "../shared/traces/wikipedia-flexsp.txt.gz"
+#define SLUICE_BENCH_DEFAULT_TRACE "data/traces/wikipedia-flexsp.txt.gz"
 #endif
 
 typedef struct {

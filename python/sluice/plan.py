@@ -1,5 +1,5 @@
 """sluice.plan/1 plans as Python objects (docs/python.md,
-shared spec plan-format.md). Pure Python: no library, no daemon.
+docs/plan-format.md). Pure Python: no library, no daemon.
 
 A plan is an ordered list of slots; each slot holds disjoint groups; a group
 runs some sequences together on a ring of ranks, each sequence sharded in
