@@ -429,7 +429,7 @@ sl_err sl_calib_fit(const sl_calib_meas_t *m, const sl_calib_opts_t *o, sl_calib
 	if (o->name[0])
 		snprintf(pr->name, sizeof(pr->name), "%s", o->name);
 	else
-		snprintf(pr->name, sizeof(pr->name), "calibrated-%s",
+		snprintf(pr->name, sizeof(pr->name), "calibrated-%.52s",
 		         m->model.name[0] ? m->model.name : "model");
 	pr->alpha1 = L * f.hop[0] / 2;
 	pr->alpha2 = L * (f.gemm[0] + f.hop[1] + f.hop[0] / 2) + f.head[0];
