@@ -35,6 +35,7 @@ int cli_cmd_plan(int argc, char **argv);
 int cli_cmd_replay(int argc, char **argv);
 int cli_cmd_score(int argc, char **argv);
 int cli_cmd_run_plan(int argc, char **argv);
+int cli_cmd_profile(int argc, char **argv);
 int cli_cmd_profiles(int argc, char **argv);
 int cli_cmd_policies(int argc, char **argv);
 int cli_cmd_submit(int argc, char **argv);

@@ -11,6 +11,7 @@ const cli_cmd_t cli_commands[] = {
 	{"replay", "replay a trace step by step and compare policies", cli_cmd_replay},
 	{"score", "check a JSON plan against every rule and report its step time", cli_cmd_score},
 	{"run-plan", "run a plan's attention on local worker processes, check it", cli_cmd_run_plan},
+	{"profile", "measure the cost model's constants on this GPU, write a profile", cli_cmd_profile},
 	{"profiles", "list the built-in profiles and their derived capacity", cli_cmd_profiles},
 	{"policies", "list the planning policies", cli_cmd_policies},
 	{"submit", "send a batch to sluiced and print the plan it returns", cli_cmd_submit},

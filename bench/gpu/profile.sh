@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `sluice profile` on the GPU machine in one device call (docs/fidelity.md):
+# measures the gpt-7b shape and a smaller one (profiles/shape-gpt-1.3b.json),
+# writing the profile files and logs under $OUT. Runs a prebuilt `sluice`
+# (BIN, default .gpubin) with Debian's runtime libraries from .debs/ (the
+# GPU machine lacks ZeroMQ, GLPK, protobuf-c and jansson).
+# usage: OUT=DIR [BIN=DIR] [REPS=7] bash bench/gpu/profile.sh [MODEL...]
+set -u
+cd "$(dirname "$0")/../.."
+export NCCL_NVLS_ENABLE=0
+OUT=${OUT:-$PWD/gpu-out}
+BIN=${BIN:-$PWD/.gpubin}
+REPS=${REPS:-7}
+mkdir -p "$OUT"
+if [ -d .debs ]; then
+	mkdir -p /tmp/deb
+	for f in .debs/*.deb; do dpkg -x "$f" /tmp/deb; done
+	export LD_LIBRARY_PATH=/tmp/deb/usr/lib/x86_64-linux-gnu:/tmp/deb/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
+# cuBLASLt comes with the CUDA toolkit there; find it when the loader does not
+if ! ldconfig -p | grep -q libcublasLt.so.13; then
+	lt=$(find /usr/local/cuda* /usr/lib /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
+	[ -n "$lt" ] && export LD_LIBRARY_PATH=$(dirname "$lt"):$LD_LIBRARY_PATH
+fi
+{
+	nvidia-smi --query-gpu=index,name,memory.total,driver_version,clocks.max.sm --format=csv
+	date -u +%FT%TZ
+	ldd "$BIN/sluice" | grep -E 'not found|cublas|nccl'
+} 2>&1 | tee "$OUT/gpu.txt"
+models=${*:-gpt-7b profiles/shape-gpt-1.3b.json}
+for m in $models; do
+	tag=$(basename "$m" .json)
+	tag=${tag#shape-}
+	echo "### sluice profile --model $m" | tee -a "$OUT/profile.log"
+	timeout -k 5 240 "$BIN/sluice" profile --model "$m" --reps "$REPS" --name "gpu-$tag" \
+		-o "$OUT/$tag.json" 2>&1 | tee -a "$OUT/profile.log"
+	echo "### rc=${PIPESTATUS[0]}" | tee -a "$OUT/profile.log"
+done
