@@ -247,6 +247,25 @@ static void test_profile_limits(void **state)
 	assert_int_equal(parse_with("gpu_mem_bytes", "\"gpu_mem_bytes\": 3.3e20", &p), SL_OK);
 }
 
+/* sl_cost_init refuses capacities beyond int64's comfort: it once converted
+ * 1e310 tokens to int64 (clang's -fsanitize=float-cast-overflow reports it). */
+static void test_cost_init_limits(void **state)
+{
+	(void)state;
+	sl_cluster_t cl = {64, 8};
+	sl_cost_t c;
+	sl_profile_t p = *sl_profile_preset("gpt-7b-flexsp");
+	p.act_bytes_per_token = 1e-300;
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "act_bytes_per_token = 1e-300"));
+	p = *sl_profile_preset("gpt-7b-flexsp");
+	p.params = 0;
+	p.act_bytes_per_token = 1;
+	p.gpu_mem_bytes = 9.3e18;
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "gpu_mem_bytes = 9.3e+18"));
+}
+
 /* A profile at the limits keeps every derived number finite and in range on
  * the largest cluster, for the longest sequence: the capacity converts to
  * int64 exactly, sequence times and bounds are finite, and the message of an
@@ -305,7 +324,7 @@ int main(void)
 		cmocka_unit_test(test_seq_time),     cmocka_unit_test(test_ideal_by_hand),
 		cmocka_unit_test(test_offload),      cmocka_unit_test(test_infeasible),
 		cmocka_unit_test(test_profile_json), cmocka_unit_test(test_bounds_brute_force),
-		cmocka_unit_test(test_profile_limits), cmocka_unit_test(test_profile_extremes_finite),
+		cmocka_unit_test(test_cost_init_limits), cmocka_unit_test(test_profile_limits), cmocka_unit_test(test_profile_extremes_finite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
