@@ -260,11 +260,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, ")\n");
 		return SL_EXIT_USAGE;
 	}
+	if (worker_shape_check(&o.shape) != SL_OK) {
+		fprintf(stderr, "sluice-worker: %s\n", sl_errmsg());
+		return SL_EXIT_USAGE;
+	}
 	if (so.job) {
-		if (worker_shape_check(&o.shape) != SL_OK) {
-			fprintf(stderr, "sluice-worker: %s\n", sl_errmsg());
-			return SL_EXIT_USAGE;
-		}
 		/* Progress lines reach a pipe or file as they happen. */
 		setvbuf(stdout, NULL, _IOLBF, 0);
 		so.rank = (int32_t)rank;
