@@ -70,7 +70,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G] "
 	           "[--batch B] [--steps S] [--max-len L] [--no-scaling] [--scaling-only] "
-	           "[--csv FILE]\n");
+	           "[--csv FILE] [--version]\n\n%s",
+	        SL_EXIT_HELP);
 }
 
 static void count_violation(void *arg, const char *msg)
@@ -302,14 +303,17 @@ int main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
-			return 0;
+			return SL_EXIT_OK;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("sluice-bench %s\n", SLUICE_VERSION);
+			return SL_EXIT_OK;
 		} else if (strcmp(a, "--no-scaling") == 0) {
 			do_scaling = 0;
 		} else if (strcmp(a, "--scaling-only") == 0) {
 			do_replay = 0;
 		} else if (a[0] == '-' && a[1] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-bench: %s needs a value\n", a);
-			return 2;
+			return SL_EXIT_USAGE;
 		} else if (strcmp(a, "--profile") == 0) {
 			profname = argv[++i];
 		} else if (strcmp(a, "--ranks") == 0) {
@@ -327,7 +331,7 @@ int main(int argc, char **argv)
 		} else if (a[0] == '-') {
 			fprintf(stderr, "sluice-bench: unknown option %s\n", a);
 			usage(stderr);
-			return 2;
+			return SL_EXIT_USAGE;
 		} else {
 			trace = a;
 		}
@@ -335,18 +339,20 @@ int main(int argc, char **argv)
 	if (ranks < 1 || per_node < 1 || batch < 1 || steps < 1 || max_len < 1) {
 		fprintf(stderr, "sluice-bench: --ranks, --per-node, --batch, --steps and --max-len "
 		                "must be positive\n");
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	sl_log_init_from_env();
 	sl_profile_t prof;
-	if (sl_profile_resolve(profname, &prof) != SL_OK) {
+	sl_err e = sl_profile_resolve(profname, &prof);
+	if (e != SL_OK) {
 		fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
-		return 1;
+		return e == SL_ENOMEM ? SL_EXIT_FAIL : SL_EXIT_USAGE; /* unreadable input */
 	}
 	sl_lengths_t all = {0}, kept = {0};
-	if (sl_trace_read(trace, NULL, &all) != SL_OK) {
+	e = sl_trace_read(trace, NULL, &all);
+	if (e != SL_OK) {
 		fprintf(stderr, "sluice-bench: %s\n", sl_errmsg());
-		return 1;
+		return e == SL_ENOMEM ? SL_EXIT_FAIL : SL_EXIT_USAGE;
 	}
 	size_t dropped = 0;
 	for (size_t i = 0; i < all.n; i++) {

@@ -10,11 +10,12 @@
 
 #include "sluice/sluice.h"
 
-/* Exit statuses shared by every command. */
+/* Exit statuses shared by every command: the table of sluice/exit.h, which
+ * every --help prints (SL_EXIT_HELP). */
 enum {
-	CLI_EXIT_OK = 0,
-	CLI_EXIT_FAIL = 1,  /* runtime error (message from sl_errmsg) or a failed check */
-	CLI_EXIT_USAGE = 2, /* bad flag, bad value, bad argument count, unreadable input */
+	CLI_EXIT_OK = SL_EXIT_OK,
+	CLI_EXIT_FAIL = SL_EXIT_FAIL,   /* runtime error (message from sl_errmsg) or a failed check */
+	CLI_EXIT_USAGE = SL_EXIT_USAGE, /* bad flag, bad value, bad argument count, unreadable input */
 };
 
 /* A subcommand: argv[0] is the command's name; returns an exit status. */
@@ -43,6 +44,8 @@ int cli_cmd_status(int argc, char **argv);
 int cli_cmd_keygen(int argc, char **argv);
 int cli_cmd_version(int argc, char **argv);
 int cli_cmd_help(int argc, char **argv);
+/* Prints what `sluice version` prints (cmd_version.c). */
+void cli_print_version(FILE *f);
 /* Prints the list of commands (cmd_help.c). */
 void cli_print_overview(FILE *f);
 
@@ -83,7 +86,7 @@ typedef struct cli_spec {
 /* Parses argv[1..] against spec. Positionals are collected in argv order into
  * *args (a pointer array into argv, owned by the caller's argv, which this
  * rearranges in place) and counted in *nargs. Returns CLI_EXIT_OK to go on,
- * -1 when --help was printed (the caller returns 0), or CLI_EXIT_USAGE after
+ * -1 when --help or --version was printed (the caller returns 0), or CLI_EXIT_USAGE after
  * printing a one-line error that names the flag and the value. */
 int cli_parse(const cli_spec_t *spec, int argc, char **argv, char ***args, int *nargs);
 /* Prints the command's --help to f. */
@@ -96,6 +99,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	;
 /* Prints "sluice NAME: error: <sl_errmsg()>" on stderr and returns CLI_EXIT_FAIL. */
 int cli_fail(const char *cmd);
+/* For an input that could not be read (missing, malformed, out of range):
+ * prints as cli_fail does and returns CLI_EXIT_USAGE, or CLI_EXIT_FAIL when
+ * e is SL_ENOMEM (the input may be fine). */
+int cli_input_error(const char *cmd, sl_err e);
 
 /* ---- common arguments (common.c) -------------------------------------------- */
 
@@ -163,10 +170,12 @@ sl_policy_opts_t cli_search_opts(const cli_search_args_t *s);
 /* Resolves the profile and builds the cost model for the cluster. Returns
  * CLI_EXIT_OK (then *cost needs sl_cost_fini), CLI_EXIT_USAGE after a
  * one-line error when --profile names nothing or the cluster shape is
- * impossible, or CLI_EXIT_FAIL after printing sl_errmsg (a profile file that
- * does not parse, no memory). */
+ * impossible, CLI_EXIT_USAGE after printing sl_errmsg when the profile file
+ * does not parse or fails sl_profile_check, or CLI_EXIT_FAIL after printing
+ * it (the cluster cannot hold the model state, no memory). */
 int cli_cost_setup(const char *cmd, const cli_cluster_args_t *a, sl_cost_t *cost);
-/* Reads every length of path ("-" = stdin) with the trace flags. */
+/* Reads every length of path ("-" = stdin) with the trace flags; no length
+ * at all is an SL_EFORMAT error. */
 sl_err cli_read_lengths(const char *path, const cli_trace_args_t *t, sl_lengths_t *out);
 
 /* Opens path for writing ("-" or NULL = stdout). *must_close says whether

@@ -11,8 +11,8 @@ void cli_print_overview(FILE *f)
 	for (size_t i = 0; i < cli_ncommands; i++)
 		fprintf(f, "  %-12s %s\n", cli_commands[i].name, cli_commands[i].summary);
 	fprintf(f, "\nRun 'sluice COMMAND --help' or 'sluice help COMMAND' for a command's options.\n"
-	           "Exit status: 0 success, 1 runtime error or failed check, 2 usage error or\n"
-	           "unreadable input. SLUICE_LOG=error|warn|info|debug|trace sets the log level.\n");
+	           "SLUICE_LOG=error|warn|info|debug|trace sets the log level.\n\n%s",
+	        SL_EXIT_HELP);
 }
 
 int cli_cmd_help(int argc, char **argv)

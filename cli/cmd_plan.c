@@ -182,12 +182,10 @@ int cli_cmd_plan(int argc, char **argv)
 	rc = CLI_EXIT_FAIL;
 	if (strcmp(path, "-") == 0 && isatty(STDIN_FILENO))
 		fprintf(stderr, "sluice plan: reading lengths from stdin (end with Ctrl-D)\n");
-	if (cli_read_lengths(path, &a.tr, &lens) != SL_OK)
-		goto fail;
-	if (lens.n == 0) {
-		sl_seterr(SL_EFORMAT, "%s: no sequence lengths found",
-		          strcmp(path, "-") == 0 ? "stdin" : path);
-		goto fail;
+	sl_err re = cli_read_lengths(path, &a.tr, &lens);
+	if (re != SL_OK) {
+		rc = cli_input_error("plan", re);
+		goto done;
 	}
 	seqs = malloc(lens.n * sizeof(*seqs));
 	if (seqs == NULL) {

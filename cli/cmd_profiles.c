@@ -41,7 +41,8 @@ int cli_cmd_profiles(int argc, char **argv)
 
 	sl_cluster_t cl = {.ranks = (int32_t)a.ranks, .ranks_per_node = (int32_t)a.rpn};
 	if (sl_cluster_check(&cl) != SL_OK)
-		return cli_fail("profiles");
+		return cli_usage_error("profiles", "invalid values --ranks %d --ranks-per-node %d: %s",
+		                       cl.ranks, cl.ranks_per_node, sl_errmsg());
 	json_t *arr = a.format == 1 ? json_array() : NULL;
 	if (a.format == 0)
 		printf("%-18s %-8s %10s %8s %9s %9s %8s %10s\n", "profile", "sp comm", "alpha1",

@@ -414,8 +414,11 @@ int cli_cmd_replay(int argc, char **argv)
 	rc = CLI_EXIT_FAIL;
 	if (nargs > 0) {
 		r.trace_name = args[0];
-		if (cli_read_lengths(args[0], &a.tr, &lens) != SL_OK)
-			goto fail;
+		sl_err re = cli_read_lengths(args[0], &a.tr, &lens);
+		if (re != SL_OK) {
+			rc = cli_input_error("replay", re);
+			goto done;
+		}
 	} else {
 		r.trace_name = "synthetic";
 		size_t n = (size_t)a.batch * (size_t)(a.steps > 0 ? a.steps : REPLAY_DEFAULT_STEPS);

@@ -56,8 +56,8 @@ int cli_cmd_run_plan(int argc, char **argv)
 			"inputs of the plan's lengths drawn from --seed. Prints per group the reference\n"
 			"model's predicted time next to the measured one (slowest rank).\n"
 			"With --check, every output and gradient is compared with a single-process fp64\n"
-			"reference; the tolerance is 1e-6 (cpu) or 1e-2 (cuda, bf16).\n"
-			"exit status: 0 ran (and passed), 1 a worker or the check failed, 2 bad input.",
+			"reference; the tolerance is 1e-6 (cpu) or 1e-2 (cuda, bf16); a failed check\n"
+			"or worker exits 1, a plan that cannot be read or checked 2.",
 		.opts = opts,
 		.min_args = 1,
 		.max_args = 1,

@@ -139,8 +139,9 @@ int cli_cmd_score(int argc, char **argv)
 			"Checks a plan (sluice.plan/1 JSON) against every rule of the plan format and the\n"
 			"memory rule of the reference cost model, under the plan's own profile, ranks and\n"
 			"ranks_per_node, and prints its step time, the ideal, step/ideal and every\n"
-			"violation. The times are recomputed, not taken from the file.\n"
-			"exit status: 0 valid, 1 violations (or a runtime error), 2 unreadable input.",
+			"violation. The times are recomputed, not taken from the file. The plan's profile\n"
+			"must be a built-in one unless --profile names a file. Exits 1 when the plan has\n"
+			"violations.",
 		.opts = opts,
 		.min_args = 1,
 		.max_args = 1,
@@ -169,15 +170,23 @@ int cli_cmd_score(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	rc = CLI_EXIT_FAIL;
-	sl_err e = sl_profile_resolve(a.profile ? a.profile : plan->profile, &prof);
-	if (e == SL_ENOTFOUND) {
-		fprintf(stderr, "sluice score: error: %s%s\n", sl_errmsg(),
-		        a.profile ? "" : " (name a profile file with --profile)");
-		rc = CLI_EXIT_USAGE;
+	/* A plan's "profile" is only ever a preset name: score never opens a
+	 * path named inside its input, only one the user gives with --profile. */
+	const sl_profile_t *preset = a.profile ? NULL : sl_profile_preset(plan->profile);
+	sl_err e = SL_OK;
+	if (a.profile != NULL)
+		e = sl_profile_resolve(a.profile, &prof);
+	else if (preset != NULL)
+		prof = *preset;
+	else
+		e = sl_seterr(SL_ENOTFOUND,
+		              "the plan's profile '%.64s' is not a built-in profile (see 'sluice "
+		              "profiles'); give its file with --profile FILE",
+		              plan->profile);
+	if (e != SL_OK) {
+		rc = cli_input_error("score", e);
 		goto done;
 	}
-	if (e != SL_OK)
-		goto fail;
 	sl_cluster_t cl = {.ranks = plan->ranks, .ranks_per_node = plan->ranks_per_node};
 	if (sl_cluster_check(&cl) != SL_OK || sl_cost_init(&cost, &prof, &cl) != SL_OK)
 		goto fail;

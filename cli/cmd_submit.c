@@ -95,12 +95,10 @@ int cli_cmd_submit(int argc, char **argv)
 	rc = CLI_EXIT_FAIL;
 	if (strcmp(path, "-") == 0 && isatty(STDIN_FILENO))
 		fprintf(stderr, "sluice submit: reading lengths from stdin (end with Ctrl-D)\n");
-	if (cli_read_lengths(path, &tr, &lens) != SL_OK)
-		goto fail;
-	if (lens.n == 0) {
-		sl_seterr(SL_EFORMAT, "%s: no sequence lengths found",
-		          strcmp(path, "-") == 0 ? "stdin" : path);
-		goto fail;
+	sl_err re = cli_read_lengths(path, &tr, &lens);
+	if (re != SL_OK) {
+		rc = cli_input_error("submit", re);
+		goto done;
 	}
 	req.job = job;
 	req.step = step;

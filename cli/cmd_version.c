@@ -1,6 +1,12 @@
 /* sluice version: the program, plan format and cost model versions. */
 #include "cli.h"
 
+void cli_print_version(FILE *f)
+{
+	fprintf(f, "sluice %s\nplan format %s\ncost model sluice.cost/1\n", SLUICE_VERSION,
+	        SL_PLAN_FORMAT);
+}
+
 int cli_cmd_version(int argc, char **argv)
 {
 	const cli_opt_t opts[] = {{0}};
@@ -17,7 +23,6 @@ int cli_cmd_version(int argc, char **argv)
 	int rc = cli_parse(&spec, argc, argv, &args, &nargs);
 	if (rc != CLI_EXIT_OK)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	printf("sluice %s\nplan format %s\ncost model sluice.cost/1\n", SLUICE_VERSION,
-	       SL_PLAN_FORMAT);
+	cli_print_version(stdout);
 	return CLI_EXIT_OK;
 }

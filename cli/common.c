@@ -40,7 +40,7 @@ int cli_cost_setup(const char *cmd, const cli_cluster_args_t *a, sl_cost_t *cost
 		return cli_usage_error(cmd, "invalid value '%s' for --profile: %s", a->profile,
 		                       sl_errmsg());
 	if (e != SL_OK)
-		return cli_fail(cmd);
+		return cli_input_error(cmd, e);
 	if (sl_cluster_check(&cl) != SL_OK)
 		return cli_usage_error(cmd, "invalid values --ranks %d --ranks-per-node %d: %s",
 		                       cl.ranks, cl.ranks_per_node, sl_errmsg());
@@ -52,7 +52,11 @@ int cli_cost_setup(const char *cmd, const cli_cluster_args_t *a, sl_cost_t *cost
 sl_err cli_read_lengths(const char *path, const cli_trace_args_t *t, sl_lengths_t *out)
 {
 	sl_trace_opts_t o = {.kind = (sl_trace_kind)t->kind, .field = t->field};
-	return sl_trace_read(path, &o, out);
+	SL_CHECK(sl_trace_read(path, &o, out));
+	if (out->n == 0)
+		return sl_seterr(SL_EFORMAT, "%s: no sequence lengths found",
+		                 strcmp(path, "-") == 0 ? "stdin" : path);
+	return SL_OK;
 }
 
 sl_err cli_open_out(const char *path, FILE **f, int *must_close)

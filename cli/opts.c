@@ -25,6 +25,12 @@ int cli_fail(const char *cmd)
 	return CLI_EXIT_FAIL;
 }
 
+int cli_input_error(const char *cmd, sl_err e)
+{
+	fprintf(stderr, "sluice %s: error: %s\n", cmd, sl_errmsg());
+	return e == SL_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+}
+
 /* Finds a long option by name (len bytes of name, not NUL-terminated). */
 static const cli_opt_t *find_long(const cli_opt_t *opts, const char *name, size_t len)
 {
@@ -142,6 +148,10 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, char ***args, int *
 			cli_print_help(spec, stdout);
 			return -1;
 		}
+		if (strcmp(a, "--version") == 0) {
+			cli_print_version(stdout);
+			return -1;
+		}
 		const cli_opt_t *o;
 		const char *value = NULL;
 		char shown[80];
@@ -222,6 +232,8 @@ void cli_print_help(const cli_spec_t *spec, FILE *f)
 		fputc('\n', f);
 	}
 	fprintf(f, "  %-26s %s\n", "-h, --help", "show this help");
+	fprintf(f, "  %-26s %s\n", "    --version", "print the version (as `sluice version`)");
 	if (spec->epilog != NULL)
 		fprintf(f, "\n%s\n", spec->epilog);
+	fprintf(f, "\n%s", SL_EXIT_HELP);
 }

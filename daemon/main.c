@@ -15,22 +15,23 @@ int main(int argc, char **argv)
 	if (daemon_args_parse(argc, argv, &args) != SL_OK) {
 		fprintf(stderr, "sluiced: %s\n", sl_errmsg());
 		daemon_args_fini(&args);
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (args.help) {
 		daemon_config_help(stdout);
+		printf("\n%s", SL_EXIT_HELP);
 		daemon_args_fini(&args);
-		return 0;
+		return SL_EXIT_OK;
 	}
 	if (args.version) {
 		printf("sluiced %s\n", SLUICE_VERSION);
 		daemon_args_fini(&args);
-		return 0;
+		return SL_EXIT_OK;
 	}
 	if (daemon_config_build(&args, &cfg) != SL_OK) {
 		fprintf(stderr, "sluiced: %s\n", sl_errmsg());
 		daemon_args_fini(&args);
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (args.check) {
 		for (size_t i = 0; i < daemon_nopts; i++) {
@@ -39,7 +40,7 @@ int main(int argc, char **argv)
 			printf("%s \"%s\"\n", daemon_opts[i].name, v);
 		}
 		daemon_args_fini(&args);
-		return 0;
+		return SL_EXIT_OK;
 	}
 	int status = daemon_run(&args, &cfg);
 	daemon_args_fini(&args);

@@ -228,6 +228,9 @@ sl_err kern_ctx_barrier(kern_ctx_t *c);
 sl_err kern_ring_p2p_ms(kern_ctx_t *c, kern_group_t *g, size_t bytes, int reps, double *ms);
 
 /* Error translation. */
+/* Translates a failed CUDA call's code to SL_ECUDA with file:line and what;
+ * also takes the error off CUDA's last-error slot (cudaGetLastError), so a
+ * later KERN_LAUNCHED does not blame an innocent kernel for it. */
 sl_err kern_cuda_err(int code, const char *what, const char *file, int line);
 sl_err kern_nccl_err(int code, const char *what, const char *file, int line);
 
@@ -247,8 +250,14 @@ sl_err kern_nccl_err(int code, const char *what, const char *file, int line);
 		}                                                                                  \
 	} while (0)
 
-/* After a kernel launch: the launch's own error (bad configuration, ...). */
-#define KERN_LAUNCHED(what) KERN_CUDA(cudaGetLastError())
+/* After a kernel launch: the launch's own error (bad configuration, ...),
+ * reported as "launching WHAT"; `what` must be a string literal. */
+#define KERN_LAUNCHED(what)                                                                        \
+	do {                                                                                       \
+		cudaError_t kern_e_ = cudaGetLastError();                                          \
+		if (kern_e_ != cudaSuccess)                                                        \
+			return kern_cuda_err((int)kern_e_, "launching " what, __FILE__, __LINE__);  \
+	} while (0)
 
 #ifdef __cplusplus
 }

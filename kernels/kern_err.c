@@ -6,6 +6,10 @@
 
 sl_err kern_cuda_err(int code, const char *what, const char *file, int line)
 {
+	/* A failed runtime call leaves its (non-sticky) error as the last error
+	 * until someone reads it; read it here, where it is reported. A sticky
+	 * error (a broken context) stays: every later call returns it anyway. */
+	(void)cudaGetLastError();
 	return sl_seterr(SL_ECUDA, "%s:%d: %s failed: %s (%s, CUDA error %d)", file, line, what,
 	                 cudaGetErrorString((cudaError_t)code), cudaGetErrorName((cudaError_t)code),
 	                 code);

@@ -33,6 +33,8 @@ sl_err sl_cost_init(sl_cost_t *c, const sl_profile_t *p, const sl_cluster_t *cl)
 		                 "profile %s on %d ranks: model state (%.0f bytes per rank) leaves no "
 		                 "room for activations in %.0f bytes",
 		                 p->name, cl->ranks, c->model_state_bytes, p->gpu_mem_bytes);
+	/* sl_profile_check bounded gpu_mem_bytes / act_bytes_per_token, so room
+	 * <= SL_PROFILE_MAX_CAP and the conversion is exact. */
 	c->cap = (int64_t)room;
 	c->a2a_gbps = malloc(sizeof(double) * ((size_t)cl->ranks + 1));
 	if (c->a2a_gbps == NULL)

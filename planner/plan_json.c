@@ -295,9 +295,11 @@ sl_err sl_plan_parse_json(const char *text, const char *what, sl_plan_t **out)
 		}
 		SL_CHECK_GOTO(get_int(e, "id", what, where, INT64_MIN, INT64_MAX, &p->seqs[i].id), rc,
 		              out);
+		/* Lengths below 1 parse (sl_plan_validate reports them); above
+		 * SL_MAX_SEQ_LEN they would overflow the cost model's arithmetic. */
 		SL_CHECK_GOTO(
-			get_int(e, "length", what, where, INT64_MIN, INT64_MAX, &p->seqs[i].length), rc,
-			out);
+			get_int(e, "length", what, where, INT64_MIN, SL_MAX_SEQ_LEN, &p->seqs[i].length),
+			rc, out);
 		map[i].id = p->seqs[i].id;
 		map[i].idx = (int32_t)i;
 	}

@@ -59,11 +59,78 @@ static int finite_nonneg(double v)
 	return isfinite(v) && v >= 0.0;
 }
 
+/* The longest padded length SL_MAX_SEQ_LEN can take on any group size
+ * (sl_cost_padded rounds up to a multiple of 2d). */
+#define LONGEST ((double)SL_MAX_SEQ_LEN + 2.0 * SL_MAX_RANKS)
+
+/* Checks that one term of a sequence's time, `ms` for the longest sequence
+ * on any group size, is within SL_PROFILE_MAX_MS; NaN fails too. `field`
+ * and `value` name the profile field to blame, `what` the term. */
+static sl_err check_term(const char *n, const char *field, double value, const char *what,
+                         double ms)
+{
+	if (ms <= SL_PROFILE_MAX_MS)
+		return SL_OK;
+	return sl_seterr(SL_ERANGE,
+	                 "%s: %s = %g is out of range: %s for one sequence of %lld tokens "
+	                 "(SL_MAX_SEQ_LEN) would take %g ms, more than the limit %g ms",
+	                 n, field, value, what, (long long)SL_MAX_SEQ_LEN, ms, SL_PROFILE_MAX_MS);
+}
+
+/* The bounds that hold for every cluster: each term of sl_cost_seq_ms is at
+ * most its value at the longest padded length on one rank (compute and
+ * offload shrink with d; communication moves at most p / d * (d - 1) / d
+ * <= p tokens' bytes at the slowest bandwidth listed). */
+static sl_err check_derived(const sl_profile_t *p, const char *n)
+{
+	double L = LONGEST;
+	SL_CHECK(check_term(n, "alpha1", p->alpha1, "the quadratic compute", p->alpha1 * L * L));
+	SL_CHECK(check_term(n, "alpha2", p->alpha2, "the linear compute", p->alpha2 * L));
+	SL_CHECK(check_term(n, "beta", p->beta, "one group execution", p->beta));
+	SL_CHECK(check_term(n, "grad_sync_ms", p->grad_sync_ms, "the gradient sync",
+	                    p->grad_sync_ms));
+	SL_CHECK(check_term(n, "pcie_gbps", p->pcie_gbps, "offloading the activations",
+	                    p->act_bytes_per_token * L / MIB / p->pcie_gbps));
+	if (p->sp_comm == SL_SP_ULYSSES) {
+		for (int i = 0; i < p->n_bw; i++) {
+			char f[48];
+			snprintf(f, sizeof(f), "sp_bandwidth_gbps[%d]", p->bw_degree[i]);
+			SL_CHECK(check_term(n, f, p->bw_gbps[i], "the all-to-all",
+			                    p->a2a_bytes_per_token * L / MIB / p->bw_gbps[i]));
+		}
+	} else {
+		SL_CHECK(check_term(n, "p2p_gbps_intra", p->p2p_gbps_intra, "the ring exchange",
+		                    p->kv_bytes_per_token * L / MIB / p->p2p_gbps_intra));
+		SL_CHECK(check_term(n, "p2p_gbps_inter", p->p2p_gbps_inter, "the ring exchange",
+		                    p->kv_bytes_per_token * L / MIB / p->p2p_gbps_inter));
+	}
+	/* One token on one rank takes at least alpha1 + alpha2 and every group
+	 * beta more, so the ideal is at least their sum: step / ideal is finite. */
+	double least = p->alpha1 + p->alpha2 + p->beta;
+	if (!(least >= SL_PROFILE_MIN_MS))
+		return sl_seterr(SL_ERANGE,
+		                 "%s: alpha1 + alpha2 + beta = %g ms is out of range: one token on one "
+		                 "rank must take at least %g ms",
+		                 n, least, SL_PROFILE_MIN_MS);
+	/* The model state only lowers the capacity, so this bounds it on any
+	 * number of ranks. */
+	double cap = floor(p->gpu_mem_bytes / p->act_bytes_per_token);
+	if (!(cap <= (double)SL_PROFILE_MAX_CAP))
+		return sl_seterr(SL_ERANGE,
+		                 "%s: gpu_mem_bytes = %g with act_bytes_per_token = %g is out of range: "
+		                 "%g tokens per rank, more than the limit %lld",
+		                 n, p->gpu_mem_bytes, p->act_bytes_per_token, cap,
+		                 (long long)SL_PROFILE_MAX_CAP);
+	return SL_OK;
+}
+
 sl_err sl_profile_check(const sl_profile_t *p)
 {
 	const char *n = p->name[0] ? p->name : "profile";
 	if (!finite_nonneg(p->alpha1) || !finite_nonneg(p->alpha2) || !finite_nonneg(p->beta))
-		return sl_seterr(SL_ERANGE, "%s: alpha1, alpha2 and beta must be finite and >= 0", n);
+		return sl_seterr(SL_ERANGE,
+		                 "%s: alpha1, alpha2 and beta must be finite and >= 0 (got %g, %g, %g)",
+		                 n, p->alpha1, p->alpha2, p->beta);
 	if (!(p->alpha1 > 0 || p->alpha2 > 0))
 		return sl_seterr(SL_ERANGE, "%s: alpha1 and alpha2 are both 0 (no cost at all)", n);
 	if (!(isfinite(p->act_bytes_per_token) && p->act_bytes_per_token > 0))
@@ -74,7 +141,8 @@ sl_err sl_profile_check(const sl_profile_t *p)
 	if (!finite_nonneg(p->model_state_bytes) || !finite_nonneg(p->params))
 		return sl_seterr(SL_ERANGE, "%s: model_state_bytes and params must be >= 0", n);
 	if (!finite_nonneg(p->grad_sync_ms))
-		return sl_seterr(SL_ERANGE, "%s: grad_sync_ms must be finite and >= 0", n);
+		return sl_seterr(SL_ERANGE, "%s: grad_sync_ms must be finite and >= 0 (got %g)", n,
+		                 p->grad_sync_ms);
 	if (!(p->pcie_gbps > 0))
 		return sl_seterr(SL_ERANGE, "%s: pcie_gbps must be > 0 (got %g)", n, p->pcie_gbps);
 	if (!(p->max_offload >= 0 && p->max_offload < 1))
@@ -82,9 +150,11 @@ sl_err sl_profile_check(const sl_profile_t *p)
 		                 p->max_offload);
 	if (p->sp_comm == SL_SP_ULYSSES) {
 		if (!finite_nonneg(p->a2a_bytes_per_token))
-			return sl_seterr(SL_ERANGE, "%s: a2a_bytes_per_token must be >= 0", n);
-		if (p->n_bw < 1)
-			return sl_seterr(SL_ERANGE, "%s: sp_bandwidth_gbps needs at least one degree", n);
+			return sl_seterr(SL_ERANGE, "%s: a2a_bytes_per_token must be finite and >= 0 (got %g)",
+			                 n, p->a2a_bytes_per_token);
+		if (p->n_bw < 1 || p->n_bw > SL_PROFILE_MAX_BW)
+			return sl_seterr(SL_ERANGE, "%s: sp_bandwidth_gbps needs 1 to %d degrees (got %d)",
+			                 n, SL_PROFILE_MAX_BW, p->n_bw);
 		for (int i = 0; i < p->n_bw; i++) {
 			if (p->bw_degree[i] < 1 || (i > 0 && p->bw_degree[i] <= p->bw_degree[i - 1]))
 				return sl_seterr(SL_ERANGE,
@@ -96,13 +166,16 @@ sl_err sl_profile_check(const sl_profile_t *p)
 		}
 	} else if (p->sp_comm == SL_SP_RING) {
 		if (!finite_nonneg(p->kv_bytes_per_token))
-			return sl_seterr(SL_ERANGE, "%s: kv_bytes_per_token must be >= 0", n);
+			return sl_seterr(SL_ERANGE, "%s: kv_bytes_per_token must be finite and >= 0 (got %g)",
+			                 n, p->kv_bytes_per_token);
 		if (!(p->p2p_gbps_intra > 0) || !(p->p2p_gbps_inter > 0))
-			return sl_seterr(SL_ERANGE, "%s: p2p_gbps_intra and p2p_gbps_inter must be > 0", n);
+			return sl_seterr(SL_ERANGE,
+			                 "%s: p2p_gbps_intra and p2p_gbps_inter must be > 0 (got %g, %g)", n,
+			                 p->p2p_gbps_intra, p->p2p_gbps_inter);
 	} else {
 		return sl_seterr(SL_ERANGE, "%s: sp_comm must be \"ulysses\" or \"ring\"", n);
 	}
-	return SL_OK;
+	return check_derived(p, n);
 }
 
 sl_err sl_cluster_check(const sl_cluster_t *c)

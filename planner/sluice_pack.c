@@ -176,6 +176,15 @@ static void rindex_fini(rindex_t *ix)
 	free(ix->stamp);
 }
 
+/* Whether rank r finishing at f beats the best so far (rank best at best_f;
+ * best < 0 when none yet). The first candidate always wins: with inf or NaN
+ * finish times no comparison holds, and best must still name a rank rather
+ * than stay -1 and index L[-1]. */
+static int better_rank(double f, int32_t r, double best_f, int32_t best)
+{
+	return best < 0 || f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best);
+}
+
 /* Tokens a rank can still take without a new micro-batch or offloading. */
 static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 {
@@ -279,7 +288,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 				int32_t r = cand[k];
 				double f = st->ready[r] + S[r] + t +
 				           rank_overhead(ctx, L[r] + s, knobs->offload);
-				if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
+				if (better_rank(f, r, best_f, best)) {
 					best_f = f;
 					best = r;
 				}
@@ -289,7 +298,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			for (int32_t r = 0; r < N; r++) {
 				double f = st->ready[r] + S[r] + t +
 				           rank_overhead(ctx, L[r] + s, knobs->offload);
-				if (f < best_f - 1e-9 || (f < best_f + 1e-9 && r < best)) {
+				if (better_rank(f, r, best_f, best)) {
 					best_f = f;
 					best = r;
 				}

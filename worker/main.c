@@ -4,7 +4,8 @@
  *   --plan PLAN.json --rank r: one plan file (`sluice run-plan` starts one
  *     per rank; by hand, give every rank the same --run-dir).
  * Both execute through the same session code (worker/run.c).
- * Exit status: 0 done (or stopped by SIGTERM/SIGINT), 1 failed, 2 usage. */
+ * Exit status: SL_EXIT_HELP's table; done or stopped by SIGTERM/SIGINT is 0,
+ * a plan file that cannot be read or checked is 2. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sluice/sluice.h"
 #include "worker.h"
 
 #ifdef WORKER_HAVE_CUDA
@@ -70,10 +72,11 @@ static void main_usage(FILE *f)
 	        "  --profile NAME|FILE --plan: check it under this profile [the plan's own]\n"
 	        "  --structure-only    --plan: check only what execution needs (a launcher checked\n"
 	        "                      the rest)\n"
+	        "  --help, --version\n"
 	        "backends:");
 	for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
 		fprintf(f, " %s", worker_backends[i]->name);
-	fprintf(f, "\n");
+	fprintf(f, "\n\n%s", SL_EXIT_HELP);
 }
 
 /* Parses a whole decimal integer in [lo, hi]; 0 on success. */
@@ -107,7 +110,7 @@ int main(int argc, char **argv)
 	                       .shape = {.heads = 4, .kv_heads = 2, .head_dim = 16},
 	                       .seed = 1, .iters = 1, .warmup = 0, .timeout_ms = 60000};
 	enum { O_PLAN = 1, O_RANK, O_BACKEND, O_RUNDIR, O_HEADS, O_KV, O_DIM, O_SEED, O_ITERS,
-	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_PROFILE, O_STRUCT, O_HELP,
+	       O_WARM, O_TO, O_LRANK, O_LSIZE, O_DUMP, O_REPORT, O_PROFILE, O_STRUCT, O_HELP, O_VERSION,
 	       O_JOB, O_ENDPOINT, O_RANKS, O_SKEY, O_SECRET, O_MAXSTEPS, O_MAXTOK, O_REGTO };
 	static const struct option lopts[] = {
 		{"plan", required_argument, 0, O_PLAN},       {"rank", required_argument, 0, O_RANK},
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
 		{"timeout-ms", required_argument, 0, O_TO},   {"local-rank", required_argument, 0, O_LRANK},
 		{"local-size", required_argument, 0, O_LSIZE}, {"dump", required_argument, 0, O_DUMP},
 		{"report", required_argument, 0, O_REPORT},   {"help", no_argument, 0, O_HELP},
+		{"version", no_argument, 0, O_VERSION},
 		{"profile", required_argument, 0, O_PROFILE}, {"structure-only", no_argument, 0, O_STRUCT},
 		{"job", required_argument, 0, O_JOB},         {"endpoint", required_argument, 0, O_ENDPOINT},
 		{"ranks", required_argument, 0, O_RANKS},     {"server-key", required_argument, 0, O_SKEY},
@@ -133,7 +137,7 @@ int main(int argc, char **argv)
 		case O_PLAN: plan_path = optarg; break;
 		case O_RANK:
 			if (main_int("--rank", optarg, 0, SL_MAX_RANKS - 1, &rank))
-				return 2;
+				return SL_EXIT_USAGE;
 			break;
 		case O_BACKEND: backend = optarg; break;
 		case O_RUNDIR:
@@ -142,47 +146,47 @@ int main(int argc, char **argv)
 			break;
 		case O_HEADS:
 			if (main_int("--heads", optarg, 1, WORKER_MAX_HEADS, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.shape.heads = (int32_t)v;
 			break;
 		case O_KV:
 			if (main_int("--kv-heads", optarg, 1, WORKER_MAX_HEADS, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.shape.kv_heads = (int32_t)v;
 			break;
 		case O_DIM:
 			if (main_int("--head-dim", optarg, 1, WORKER_MAX_HEAD_DIM, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.shape.head_dim = (int32_t)v;
 			break;
 		case O_SEED:
 			if (main_int("--seed", optarg, 0, LLONG_MAX, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.seed = (uint64_t)v;
 			break;
 		case O_ITERS:
 			if (main_int("--iters", optarg, 1, 1000000, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.iters = (int)v;
 			break;
 		case O_WARM:
 			if (main_int("--warmup", optarg, 0, 1000000, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.warmup = (int)v;
 			break;
 		case O_TO:
 			if (main_int("--timeout-ms", optarg, 1, 86400000, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.timeout_ms = (int)v;
 			break;
 		case O_LRANK:
 			if (main_int("--local-rank", optarg, 0, SL_MAX_RANKS - 1, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.local_rank = (int32_t)v;
 			break;
 		case O_LSIZE:
 			if (main_int("--local-size", optarg, 1, SL_MAX_RANKS, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			o.local_size = (int32_t)v;
 			break;
 		case O_DUMP: o.dump_path = optarg; break;
@@ -193,7 +197,7 @@ int main(int argc, char **argv)
 		case O_ENDPOINT: so.endpoint = optarg; serve_only = "--endpoint"; break;
 		case O_RANKS:
 			if (main_int("--ranks", optarg, 1, SL_MAX_RANKS, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			so.ranks = (int32_t)v;
 			serve_only = "--ranks";
 			break;
@@ -201,51 +205,52 @@ int main(int argc, char **argv)
 		case O_SECRET: so.secret_key_file = optarg; serve_only = "--secret-key"; break;
 		case O_MAXSTEPS:
 			if (main_int("--max-steps", optarg, 1, LLONG_MAX, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			so.max_steps = v;
 			serve_only = "--max-steps";
 			break;
 		case O_MAXTOK:
 			if (main_int("--max-tokens", optarg, 1, LLONG_MAX, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			so.max_tokens = v;
 			serve_only = "--max-tokens";
 			break;
 		case O_REGTO:
 			if (main_int("--register-timeout-ms", optarg, 1, 86400000, &v))
-				return 2;
+				return SL_EXIT_USAGE;
 			so.register_timeout_ms = (int)v;
 			serve_only = "--register-timeout-ms";
 			break;
-		case O_HELP: main_usage(stdout); return 0;
-		default: main_usage(stderr); return 2;
+		case O_HELP: main_usage(stdout); return SL_EXIT_OK;
+		case O_VERSION: printf("sluice-worker %s\n", SLUICE_VERSION); return SL_EXIT_OK;
+		default: main_usage(stderr); return SL_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "sluice-worker: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (plan_path && so.job) {
 		fprintf(stderr, "sluice-worker: --plan and --job exclude each other (see --help)\n");
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (!plan_path && !so.job) {
 		fprintf(stderr, "sluice-worker: --plan is required (or --job, to serve sluiced; "
 		                "see --help)\n");
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (rank < 0) {
 		fprintf(stderr, "sluice-worker: --rank is required (see --help)\n");
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (so.job && plan_only) {
 		fprintf(stderr, "sluice-worker: %s is for --plan runs, not with --job\n", plan_only);
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	if (plan_path && serve_only) {
 		fprintf(stderr, "sluice-worker: %s is for serving sluiced (--job), not with --plan\n",
 		        serve_only);
-		return 2;
+		return SL_EXIT_USAGE;
 	}
 	const worker_backend_ops_t *ops = main_find_backend(backend);
 	if (!ops) {
@@ -253,13 +258,13 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < sizeof worker_backends / sizeof worker_backends[0]; i++)
 			fprintf(stderr, " %s", worker_backends[i]->name);
 		fprintf(stderr, ")\n");
-		return 2;
+		return SL_EXIT_USAGE;
+	}
+	if (worker_shape_check(&o.shape) != SL_OK) {
+		fprintf(stderr, "sluice-worker: %s\n", sl_errmsg());
+		return SL_EXIT_USAGE;
 	}
 	if (so.job) {
-		if (worker_shape_check(&o.shape) != SL_OK) {
-			fprintf(stderr, "sluice-worker: %s\n", sl_errmsg());
-			return 2;
-		}
 		/* Progress lines reach a pipe or file as they happen. */
 		setvbuf(stdout, NULL, _IOLBF, 0);
 		so.rank = (int32_t)rank;
@@ -272,19 +277,21 @@ int main(int argc, char **argv)
 	if (!have_dir && mkdir(run_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "sluice-worker: cannot create run directory %s: %s\n", run_dir,
 		        strerror(errno));
-		return 1;
+		return SL_EXIT_FAIL;
 	}
 	o.rank = (int32_t)rank;
 	o.run_dir = run_dir;
 	sl_plan_t *plan = NULL;
 	sl_err rc = worker_plan_load(plan_path, &rules, &plan, NULL, NULL);
+	/* a plan that cannot be read or checked is bad input */
+	int status = rc == SL_OK || rc == SL_ENOMEM ? SL_EXIT_FAIL : SL_EXIT_USAGE;
 	if (rc == SL_OK)
 		rc = worker_run(plan, plan_path, ops, &o);
 	sl_plan_free(&plan);
 	if (rc != SL_OK) {
 		fprintf(stderr, "sluice-worker[rank %lld]: error: %s (%s)\n", rank, sl_errmsg(),
 		        sl_errname(rc));
-		return 1;
+		return status;
 	}
-	return 0;
+	return SL_EXIT_OK;
 }

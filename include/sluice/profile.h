@@ -54,6 +54,16 @@ typedef struct sl_cluster {
 #define SL_MAX_RANKS 65536
 #define SL_MAX_SEQ_LEN ((int64_t)1 << 40)
 
+/* Limits on what a profile may imply (sl_profile_check), so that every
+ * derived quantity stays finite and in range: the activation capacity of one
+ * rank (cap * SL_MAX_RANKS still fits in int64), the most any one term of a
+ * sequence's time may reach for SL_MAX_SEQ_LEN tokens on any group size (sums
+ * over a batch stay far from inf), and the least time one token on one rank
+ * may take (step / ideal stays finite). */
+#define SL_PROFILE_MAX_CAP ((int64_t)1 << 46)
+#define SL_PROFILE_MAX_MS 1e60
+#define SL_PROFILE_MIN_MS 1e-30
+
 /* Built-in presets (gpt-7b-flexsp, gpt-13b-flexsp, gpt-30b-flexsp). */
 size_t sl_profile_preset_count(void);
 const sl_profile_t *sl_profile_preset_at(size_t i);
@@ -70,7 +80,11 @@ sl_err sl_profile_parse_json(const char *text, const char *what, sl_profile_t *o
  * malloc'd string the caller frees, or NULL on ENOMEM. */
 char *sl_profile_to_json(const sl_profile_t *p);
 
-/* Checks a profile's values (positive, finite, ...) and a cluster's shape. */
+/* Checks a profile's values (positive, finite, ...) and what they imply for
+ * any cluster: capacity <= SL_PROFILE_MAX_CAP tokens, every term of a
+ * sequence's time <= SL_PROFILE_MAX_MS for SL_MAX_SEQ_LEN tokens on any group
+ * size, alpha1 + alpha2 + beta >= SL_PROFILE_MIN_MS. The SL_ERANGE message
+ * names the field, its value and the limit. Also checks a cluster's shape. */
 sl_err sl_profile_check(const sl_profile_t *p);
 sl_err sl_cluster_check(const sl_cluster_t *c);
 

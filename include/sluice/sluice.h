@@ -4,6 +4,7 @@
 
 #include "sluice/clock.h"
 #include "sluice/err.h"
+#include "sluice/exit.h"
 #include "sluice/log.h"
 #include "sluice/plan.h"
 #include "sluice/policy.h"

@@ -2,9 +2,10 @@
 """Tests of the `sluice` command: run the real binary on generated inputs and
 check its output, its files and its exit statuses.
 
-usage: cli_test.py --sluice PATH --tmp DIR GROUP
-GROUP is one of: help, list, plan, replay, score, errors (ctest runs each as
-cli_<group>). Python standard library only.
+usage: cli_test.py --sluice PATH [--sluiced PATH] [--worker PATH] [--bench PATH]
+                   --tmp DIR GROUP
+GROUP is one of: help, list, plan, replay, score, errors, exits (ctest runs each
+as cli_<group>). Python standard library only.
 """
 import argparse
 import csv
@@ -20,20 +21,23 @@ import sys
 import xml.etree.ElementTree as ET
 
 SLUICE = None
+OTHER = {}  # the other binaries: "sluiced", "worker", "bench" -> path
 TMP = None
 FAILURES = []
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
-def run(*args, stdin=None, expect=None, timeout=60):
-    """Runs sluice with args; checks the exit status when expect is given."""
-    p = subprocess.run([SLUICE, *map(str, args)], input=stdin, capture_output=True,
+def run(*args, stdin=None, expect=None, timeout=60, exe=None):
+    """Runs sluice (or exe) with args; checks the exit status when expect is given."""
+    exe = exe or SLUICE
+    p = subprocess.run([exe, *map(str, args)], input=stdin, capture_output=True,
                        text=True, timeout=timeout)
+    shown = f"{os.path.basename(exe)} {' '.join(map(str, args))}"
     # under SLUICE_SANITIZE a report exits 1, which some checks expect: look for it
     if "Sanitizer" in p.stderr or "runtime error:" in p.stderr:
-        fail(f"sluice {' '.join(map(str, args))}: sanitizer report\n{p.stderr[:4000]}")
+        fail(f"{shown}: sanitizer report\n{p.stderr[:4000]}")
     if expect is not None and p.returncode != expect:
-        fail(f"sluice {' '.join(map(str, args))}: exit {p.returncode}, expected {expect}\n"
+        fail(f"{shown}: exit {p.returncode}, expected {expect}\n"
              f"  stdout: {p.stdout[:2000]}\n  stderr: {p.stderr[:2000]}")
     return p
 
@@ -445,6 +449,25 @@ def test_score():
     d["profile"] = "no-such-profile"
     p = run("score", write("unknown_profile.json", json.dumps(d)), expect=2)
     check("no-such-profile" in p.stderr, f"unknown profile message: {p.stderr!r}")
+    # a plan's profile is a preset name, never a path score opens: a readable file
+    # named there (even a valid profile) is refused without reading it
+    secret = write("secret.txt", "TOPSECRET-BYTES\n")
+    prof_file = write("prof_in_plan.json",
+                      json.dumps(json.loads(run("profiles", "--format", "json").stdout)[0]
+                                 ["profile"]))
+    for named in (secret, prof_file):
+        d = hand_plan(cap, groups, seqs)
+        d["profile"] = named
+        p = run("score", write("path_profile.json", json.dumps(d)), expect=2)
+        check("TOPSECRET" not in p.stderr and "--profile" in p.stderr,
+              f"score must not open the plan's profile path: {p.stderr!r}")
+    # ...but the user may name a file with --profile
+    run("score", "--profile", prof_file, path("valid.json"), expect=0)
+    # lengths beyond SL_MAX_SEQ_LEN are refused before any arithmetic
+    d = hand_plan(cap, groups, seqs)
+    d["sequences"][0]["length"] = 2 ** 63 - 1
+    p = run("score", write("huge_len.json", json.dumps(d)), expect=2)
+    check("1099511627776" in p.stderr, f"huge length message: {p.stderr!r}")
 
 
 def test_errors():
@@ -482,36 +505,132 @@ def test_errors():
         p = run(*args, expect=2)
         if needles:
             one_line_error(p, *needles)
-    # missing input file: runtime error naming the path
+    # missing input file: unreadable input (exit 2) naming the path
     for cmd in ("plan", "replay"):
-        p = run(cmd, "--ranks", 8, path("nope/missing.txt"), expect=1)
+        p = run(cmd, "--ranks", 8, path("nope/missing.txt"), expect=2)
         check(path("nope/missing.txt") in p.stderr, f"{cmd}: missing file message {p.stderr!r}")
-    # a garbage lengths file: the message names the file and the line
+    # a garbage lengths file is unreadable input too: the message names the file and line
     g = write("garbage.txt", "100\n200\nabc\n400\n")
-    p = run("plan", "--ranks", 8, g, expect=1)
+    p = run("plan", "--ranks", 8, g, expect=2)
     check("garbage.txt" in p.stderr and re.search(r"(:3\b|line 3\b)", p.stderr),
           f"garbage file message lacks the line: {p.stderr!r}")
-    p = run("plan", "--ranks", 8, write("zero.txt", "100\n0\n"), expect=1)
+    p = run("plan", "--ranks", 8, write("zero.txt", "100\n0\n"), expect=2)
     check("zero.txt" in p.stderr or "length 0" in p.stderr, f"zero length: {p.stderr!r}")
-    p = run("plan", "--ranks", 8, write("empty.txt", "# nothing\n"), expect=1)
+    p = run("plan", "--ranks", 8, write("empty.txt", "# nothing\n"), expect=2)
     check("empty.txt" in p.stderr, f"empty input: {p.stderr!r}")
+    # attack profiles: refused as unreadable input, naming field, value and limit,
+    # by every policy (the sluice policy once overflowed its heap on alpha1 = 1e308)
+    base = json.loads(run("profiles", "--format", "json", expect=0).stdout)[0]["profile"]
+    attacks = [({"alpha1": 1e308}, ["alpha1", "1e+308", "1e+60"]),
+               ({"gpu_mem_bytes": 9.3e18, "act_bytes_per_token": 1},
+                ["gpu_mem_bytes", "9.3e+18", "70368744177664"]),
+               ({"act_bytes_per_token": 1e-300}, ["act_bytes_per_token", "1e-300"]),
+               ({"pcie_gbps": 5e-324}, ["pcie_gbps", "4.94066e-324", "1e+60"])]
+    for k, (change, needles) in enumerate(attacks):
+        prof = write(f"attack{k}.json", json.dumps({**base, **change}))
+        for pol in [n for n, _ in policies()]:
+            p = run("plan", "--ranks", 8, "--policy", pol, "--profile", prof, f, expect=2)
+            for n in needles:
+                check(n in p.stderr, f"attack {change} ({pol}): {p.stderr!r} lacks {n!r}")
     # output file that cannot be written
     p = run("plan", "--ranks", 8, "-o", path("nope/out.txt"), f, expect=1)
     check(path("nope/out.txt") in p.stderr, f"unwritable output: {p.stderr!r}")
 
 
+EXIT_TABLE = ("exit status: 0 success; 1 failure", "2 usage error or unreadable input")
+
+
+def exit_paragraph(text, what):
+    """The exit-status paragraph of a --help text, whitespace normalised."""
+    at = text.find("exit status:")
+    if not check(at >= 0, f"{what} --help does not state the exit statuses"):
+        return ""
+    para = " ".join(text[at:].split("\n\n")[0].split())
+    for piece in EXIT_TABLE:
+        check(piece in para, f"{what} --help: {piece!r} not in {para!r}")
+    return para
+
+
+def test_exits():
+    """One exit-status table for every binary and command: --help exits 0 and
+    states it (the same text everywhere), --version exits 0, an unknown option
+    exits 2, a nonexistent input file exits 2 and a failure exits 1."""
+    f = write("ok.txt", "100\n200\n300\n")
+    plan_json = path("exits_plan.json")
+    run("plan", "--ranks", 8, "--format", "json", "-o", plan_json, f, expect=0)
+    bad_plan = dict(json.load(open(plan_json)), cap_tokens=1)  # a violation
+    bad_plan_file = write("exits_bad_plan.json", json.dumps(bad_plan))
+    missing = path("nope/missing.txt")
+    dead = "ipc://" + path("nope/no-daemon.sock")
+    # command -> (args reading a nonexistent input, args that fail) or None
+    sluice_cases = {
+        "plan": ([missing], ["--ranks", 1, "--ranks-per-node", 1, "--profile",
+                             "gpt-30b-flexsp", f]),
+        "replay": ([missing], ["--ranks", 1, "--ranks-per-node", 1, "--profile",
+                               "gpt-30b-flexsp", f]),
+        "score": ([missing], [bad_plan_file]),
+        "run-plan": ([missing], ["--worker", path("nope/sluice-worker"), plan_json]),
+        "submit": ([missing], ["--endpoint", dead, "--timeout", 300, f]),
+        "status": (None, ["--endpoint", dead, "--timeout", 300]),
+        "keygen": (None, [path("nope/key")]),
+        "profiles": (None, None),
+        "policies": (None, None),
+        "version": (None, None),
+        "help": (None, None),
+    }
+    names = commands()
+    check(set(names) == set(sluice_cases), f"commands {names} vs the cases {set(sluice_cases)}")
+    paras = {"sluice": exit_paragraph(run("--help", expect=0).stdout, "sluice")}
+    for name in names:
+        paras[f"sluice {name}"] = exit_paragraph(run(name, "--help", expect=0).stdout, name)
+        v = run(name, "--version", expect=0).stdout
+        check(v.startswith("sluice "), f"sluice {name} --version: {v!r}")
+        run(name, "--no-such-option", expect=2)
+        nofile, failing = sluice_cases.get(name, (None, None))
+        if nofile:
+            p = run(name, *nofile, expect=2)
+            check(missing in p.stderr, f"sluice {name}: missing file not named: {p.stderr!r}")
+        if failing:
+            run(name, *failing, expect=1)
+    # the other binaries
+    others = {
+        "sluiced": (["--config", missing], ["--endpoint", dead]),
+        "worker": (["--plan", missing, "--rank", 0],
+                   ["--plan", plan_json, "--rank", 0, "--run-dir", path("nope/run")]),
+        "bench": ([missing], ["--ranks", 1, "--per-node", 1, "--profile", "gpt-30b-flexsp", f]),
+    }
+    for key, (nofile, failing) in others.items():
+        exe = OTHER.get(key)
+        if exe is None:
+            continue
+        what = os.path.basename(exe)
+        paras[what] = exit_paragraph(run("--help", exe=exe, expect=0).stdout, what)
+        v = run("--version", exe=exe, expect=0).stdout
+        check(v.startswith(what + " "), f"{what} --version: {v!r}")
+        run("--no-such-option", exe=exe, expect=2)
+        p = run(*nofile, exe=exe, expect=2)
+        check(missing in p.stderr, f"{what}: missing file not named: {p.stderr!r}")
+        run(*failing, exe=exe, expect=1, timeout=60)
+    # one text, not copies that drift
+    texts = set(paras.values())
+    check(len(texts) == 1, f"exit-status paragraphs differ: {paras}")
+
+
 GROUPS = {"help": test_help, "list": test_list, "plan": test_plan, "replay": test_replay,
-          "score": test_score, "errors": test_errors}
+          "score": test_score, "errors": test_errors, "exits": test_exits}
 
 
 def main():
     global SLUICE, TMP
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
+    for key in ("sluiced", "worker", "bench"):
+        ap.add_argument("--" + key)
     ap.add_argument("--tmp", required=True)
     ap.add_argument("group", choices=sorted(GROUPS))
     a = ap.parse_args()
     SLUICE, TMP = a.sluice, a.tmp
+    OTHER.update({k: getattr(a, k) for k in ("sluiced", "worker", "bench") if getattr(a, k)})
     shutil.rmtree(TMP, ignore_errors=True)
     os.makedirs(TMP)
     GROUPS[a.group]()

@@ -173,6 +173,150 @@ static void test_profile_json(void **state)
 	assert_non_null(strstr(sl_errmsg(), "gpt-7b-flexsp"));
 }
 
+/* Parses the 7B preset's JSON with one field's text replaced: `field` is a
+ * JSON member ("\"alpha1\": ...") put in place of the member named `key`.
+ * Returns what sl_profile_parse_json returns. */
+static sl_err parse_with(const char *key, const char *member, sl_profile_t *p)
+{
+	char *s = sl_profile_to_json(sl_profile_preset("gpt-7b-flexsp"));
+	assert_non_null(s);
+	char text[4096], pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	char *at = strstr(s, pat);
+	assert_non_null(at);
+	char *end = at + strcspn(at, ",}");
+	/* a bandwidth object ends at its own '}' */
+	if (strcmp(key, "sp_bandwidth_gbps") == 0)
+		end = strchr(at, '}') + 1;
+	snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - s), s, member, end);
+	free(s);
+	return sl_profile_parse_json(text, "p.json", p);
+}
+
+/* Expects parse_with to fail with SL_ERANGE and a message naming every
+ * needle (the field, its value, the limit). */
+static void expect_range(const char *key, const char *member, const char *n1, const char *n2,
+                         const char *n3)
+{
+	sl_profile_t p;
+	sl_err rc = parse_with(key, member, &p);
+	if (rc != SL_ERANGE)
+		fail_msg("%s: got %s (%s), expected SL_ERANGE", member, sl_errname(rc), sl_errmsg());
+	const char *need[] = {n1, n2, n3};
+	for (int i = 0; i < 3; i++)
+		if (need[i] && strstr(sl_errmsg(), need[i]) == NULL)
+			fail_msg("%s: message '%s' lacks '%s'", member, sl_errmsg(), need[i]);
+}
+
+/* Attack inputs: values that pass "finite and positive" but make a derived
+ * quantity inf, NaN or overflow int64 are refused, naming field, value and
+ * limit. */
+static void test_profile_limits(void **state)
+{
+	(void)state;
+	expect_range("alpha1", "\"alpha1\": 1e308", "alpha1", "1e+308", "1e+60 ms");
+	expect_range("alpha2", "\"alpha2\": 1e300", "alpha2", "1e+300", "1e+60 ms");
+	expect_range("beta", "\"beta\": 1e200", "beta", "1e+200", "1e+60 ms");
+	expect_range("grad_sync_ms", "\"grad_sync_ms\": 1e100", "grad_sync_ms", "1e+100", "1e+60");
+	expect_range("pcie_gbps", "\"pcie_gbps\": 5e-324", "pcie_gbps", "4.94066e-324", "1e+60");
+	expect_range("gpu_mem_bytes", "\"gpu_mem_bytes\": 1e21", "gpu_mem_bytes", "1e+21",
+	             "70368744177664");
+	expect_range("act_bytes_per_token", "\"act_bytes_per_token\": 1e-300",
+	             "act_bytes_per_token", "1e-300", "70368744177664");
+	expect_range("sp_bandwidth_gbps", "\"sp_bandwidth_gbps\": {\"1\": \"inf\", \"8\": 1e-310}",
+	             "sp_bandwidth_gbps[8]", "1e-310", "1e+60");
+	/* ring bandwidths */
+	sl_profile_t p;
+	const char *ring = "{\"alpha1\": 1e-6, \"alpha2\": 0.1, \"beta\": 1, \"act_bytes_per_token\": "
+	                   "1e6, \"model_state_bytes\": 0, \"gpu_mem_bytes\": 1e10, \"sp_comm\": "
+	                   "\"ring\", \"kv_bytes_per_token\": 1e5, \"p2p_gbps_intra\": 100, "
+	                   "\"p2p_gbps_inter\": 1e-320, \"pcie_gbps\": 10}";
+	assert_int_equal(sl_profile_parse_json(ring, "r.json", &p), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "p2p_gbps_inter"));
+	/* the least time: step / ideal must stay finite */
+	p = *sl_profile_preset("gpt-7b-flexsp");
+	p.alpha1 = 0;
+	p.alpha2 = 1e-320;
+	p.beta = 0;
+	assert_int_equal(sl_profile_check(&p), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "alpha1 + alpha2 + beta = 9.99989e-321 ms"));
+	assert_non_null(strstr(sl_errmsg(), "1e-30 ms"));
+	/* The presets and a profile just inside every limit are accepted. */
+	for (size_t i = 0; i < sl_profile_preset_count(); i++)
+		assert_int_equal(sl_profile_check(sl_profile_preset_at(i)), SL_OK);
+	assert_int_equal(parse_with("gpu_mem_bytes", "\"gpu_mem_bytes\": 3.3e20", &p), SL_OK);
+}
+
+/* sl_cost_init refuses capacities beyond int64's comfort: it once converted
+ * 1e310 tokens to int64 (clang's -fsanitize=float-cast-overflow reports it). */
+static void test_cost_init_limits(void **state)
+{
+	(void)state;
+	sl_cluster_t cl = {64, 8};
+	sl_cost_t c;
+	sl_profile_t p = *sl_profile_preset("gpt-7b-flexsp");
+	p.act_bytes_per_token = 1e-300;
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "act_bytes_per_token = 1e-300"));
+	p = *sl_profile_preset("gpt-7b-flexsp");
+	p.params = 0;
+	p.act_bytes_per_token = 1;
+	p.gpu_mem_bytes = 9.3e18;
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "gpu_mem_bytes = 9.3e+18"));
+}
+
+/* A profile at the limits keeps every derived number finite and in range on
+ * the largest cluster, for the longest sequence: the capacity converts to
+ * int64 exactly, sequence times and bounds are finite, and the message of an
+ * infeasible sequence prints sane numbers. Built once with clang's
+ * -fsanitize=float-cast-overflow this shows no conversion overflows. */
+static void test_profile_extremes_finite(void **state)
+{
+	(void)state;
+	sl_profile_t p = *sl_profile_preset("gpt-7b-flexsp");
+	double L = (double)SL_MAX_SEQ_LEN + 2.0 * SL_MAX_RANKS;
+	p.params = 0;
+	p.model_state_bytes = 0;
+	p.act_bytes_per_token = 1;
+	p.gpu_mem_bytes = (double)SL_PROFILE_MAX_CAP; /* the largest capacity */
+	p.alpha1 = SL_PROFILE_MAX_MS / (L * L);
+	p.alpha2 = SL_PROFILE_MAX_MS / L;
+	p.beta = SL_PROFILE_MAX_MS;
+	p.grad_sync_ms = SL_PROFILE_MAX_MS;
+	assert_int_equal(sl_profile_check(&p), SL_OK);
+	sl_cluster_t cl = {SL_MAX_RANKS, 8};
+	sl_cost_t c;
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_OK);
+	assert_true(c.cap == SL_PROFILE_MAX_CAP);
+	int32_t ds[] = {1, 2, 3, 8, 9, 64, 1000, SL_MAX_RANKS};
+	for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++) {
+		double t = sl_cost_seq_ms(&c, SL_MAX_SEQ_LEN, ds[i], 0.875, 0);
+		assert_true(isfinite(t) && t > 0);
+	}
+	double crit, work;
+	sl_cost_seq_bounds(&c, SL_MAX_SEQ_LEN, &crit, &work);
+	assert_true(isfinite(crit) && isfinite(work));
+	int64_t len[] = {1, SL_MAX_SEQ_LEN};
+	double ideal;
+	assert_int_equal(sl_cost_ideal(&c, len, 2, &ideal), SL_OK);
+	assert_true(isfinite(ideal));
+	sl_cost_fini(&c);
+
+	/* the smallest capacity on one rank: an infeasible sequence's message */
+	p = *sl_profile_preset("gpt-7b-flexsp");
+	p.params = 0;
+	p.model_state_bytes = 0;
+	p.gpu_mem_bytes = p.act_bytes_per_token * 1.5;
+	cl = (sl_cluster_t){1, 1};
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_OK);
+	assert_true(c.cap == 1);
+	assert_int_equal(sl_cost_check_seq(&c, 7, SL_MAX_SEQ_LEN), SL_EINFEASIBLE);
+	assert_non_null(strstr(sl_errmsg(), "at most 8 tokens")); /* 1 / (1 - 0.875) */
+	assert_null(strstr(sl_errmsg(), "-"));
+	sl_cost_fini(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_seq_time),     cmocka_unit_test(test_ideal_by_hand),
 		cmocka_unit_test(test_offload),      cmocka_unit_test(test_infeasible),
 		cmocka_unit_test(test_profile_json), cmocka_unit_test(test_bounds_brute_force),
+		cmocka_unit_test(test_cost_init_limits), cmocka_unit_test(test_profile_limits), cmocka_unit_test(test_profile_extremes_finite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

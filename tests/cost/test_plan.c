@@ -217,6 +217,48 @@ static void test_dup(void **state)
 	sl_plan_free(&d);
 }
 
+/* The sluice policy given a cost model whose times are all inf (a profile
+ * that bypassed sl_profile_check: alpha1 = 1e308) must still place every
+ * sequence on a real rank: its "earliest finishing rank" search once kept
+ * rank -1 when no inf compared less than inf and wrote before its arrays
+ * (found by an attack on sluiced). Any result is fine; memory safety is
+ * the point (the address sanitizer build catches the old write). */
+static void test_sluice_inf_costs(void **state)
+{
+	(void)state;
+	sl_cost_t c;
+	sl_cluster_t cl = {64, 8};
+	assert_int_equal(sl_cost_init(&c, sl_profile_preset("gpt-7b-flexsp"), &cl), SL_OK);
+	c.prof.alpha1 = 1e308;
+	sl_seq_t seqs[64];
+	for (int i = 0; i < 64; i++)
+		seqs[i] = (sl_seq_t){.id = i, .length = 1000 * (i + 1)};
+	sl_policy_opts_t o = {0};
+	sl_plan_t *plan = NULL;
+	sl_err rc = sl_plan_request("sluice", &c, seqs, 64, &o, &plan);
+	if (rc == SL_OK) {
+		assert_non_null(plan);
+		assert_int_equal(plan->nseqs, 64);
+	}
+	sl_plan_free(&plan);
+	sl_cost_fini(&c);
+}
+
+/* Plan lengths above SL_MAX_SEQ_LEN are refused by the parser, before any
+ * cost arithmetic (sl_cost_padded of INT64_MAX overflowed). */
+static void test_parse_length_limit(void **state)
+{
+	(void)state;
+	sl_plan_t *q = NULL;
+	const char *big = "{\"format\": \"sluice.plan/1\", \"policy\": \"x\", \"profile\": \"toy\","
+	                  " \"ranks\": 2, \"ranks_per_node\": 2, \"cap_tokens\": 100, \"sequences\":"
+	                  " [{\"id\": 1, \"length\": 9223372036854775807}], \"slots\": []}";
+	assert_int_equal(sl_plan_parse_json(big, "p.json", &q), SL_ERANGE);
+	assert_null(q);
+	assert_non_null(strstr(sl_errmsg(), "9223372036854775807"));
+	assert_non_null(strstr(sl_errmsg(), "1099511627776"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +268,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dup, setup, teardown),
+		cmocka_unit_test(test_sluice_inf_costs),
+		cmocka_unit_test(test_parse_length_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

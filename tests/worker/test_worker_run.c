@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "sluice/policy.h"
+#include "sluice/sluice.h"
 #include "worker.h"
 
 #define WORKER_EXE SL_BUILD_DIR "/worker/sluice-worker"
@@ -223,9 +224,11 @@ static void test_bad_input(void **state)
 
 	assert_int_equal(run_worker("", out, sizeof out), 2);
 	assert_non_null(strstr(out, "--plan is required"));
+	assert_int_equal(run_worker("--version", out, sizeof out), 0);
+	assert_non_null(strstr(out, "sluice-worker " SLUICE_VERSION));
 
 	snprintf(args, sizeof args, "--plan %s/missing.json --rank 0 --run-dir %s", tmpdir, tmpdir);
-	assert_int_equal(run_worker(args, out, sizeof out), 1);
+	assert_int_equal(run_worker(args, out, sizeof out), 2); /* unreadable input */
 	assert_non_null(strstr(out, "missing.json: cannot open plan"));
 
 	snprintf(args, sizeof args, "--plan %s --rank 4 --run-dir %s", good, tmpdir);
@@ -238,7 +241,7 @@ static void test_bad_input(void **state)
 
 	snprintf(args, sizeof args, "--plan %s --rank 0 --heads 6 --kv-heads 4 --run-dir %s", good,
 	         tmpdir);
-	assert_int_equal(run_worker(args, out, sizeof out), 1);
+	assert_int_equal(run_worker(args, out, sizeof out), 2);
 	assert_non_null(strstr(out, "heads 6 is not a multiple of kv-heads 4"));
 
 	snprintf(args, sizeof args, "--plan %s --rank x", good);
@@ -257,7 +260,7 @@ static void test_bad_input(void **state)
 	        (long long)cost.cap);
 	fclose(f);
 	snprintf(args, sizeof args, "--plan %s --rank 0 --run-dir %s", bad, tmpdir);
-	assert_int_equal(run_worker(args, out, sizeof out), 1);
+	assert_int_equal(run_worker(args, out, sizeof out), 2); /* a plan that fails its checks */
 	assert_non_null(strstr(out, "twice.json: plan: slot 0: rank 0 is in more than one group"));
 
 	/* a plan that breaks a rule of the format (memory): invalid, named */
@@ -268,7 +271,7 @@ static void test_bad_input(void **state)
 	snprintf(bigp, sizeof bigp, "%s", write_plan(big, &bcost, "toobig.json"));
 	sl_cost_fini(&bcost);
 	snprintf(args, sizeof args, "--plan %s --rank 0 --run-dir %s", bigp, tmpdir);
-	assert_int_equal(run_worker(args, out, sizeof out), 1);
+	assert_int_equal(run_worker(args, out, sizeof out), 2);
 	assert_non_null(strstr(out, "toobig.json: invalid plan"));
 	assert_non_null(strstr(out, "exceed the capacity"));
 	sl_plan_free(&big);
