@@ -231,9 +231,22 @@ sl_err worker_plan_check(const sl_plan_t *plan, const char *what, const worker_p
 	}
 	if (rules && rules->structure_only)
 		return SL_OK;
-	const char *pname = rules && rules->profile ? rules->profile : plan->profile;
+	/* A plan's "profile" is only ever looked up as a preset: a worker never
+	 * opens a path named inside a plan (which may come over the wire), only
+	 * one its own command line gives. */
 	sl_profile_t prof;
-	if (sl_profile_resolve(pname, &prof) != SL_OK) {
+	const sl_profile_t *preset = NULL;
+	sl_err prc;
+	if (rules && rules->profile) {
+		prc = sl_profile_resolve(rules->profile, &prof);
+	} else if ((preset = sl_profile_preset(plan->profile)) != NULL) {
+		prof = *preset;
+		prc = SL_OK;
+	} else {
+		prc = sl_seterr(SL_ENOTFOUND, "the plan's profile '%.64s' is not a built-in one",
+		                plan->profile);
+	}
+	if (prc != SL_OK) {
 		snprintf(msg, sizeof msg, "%s", sl_errmsg());
 		if (rules && rules->profile)
 			return sl_seterr(SL_ENOTFOUND, "%s: %s", what, msg);
@@ -249,7 +262,8 @@ sl_err worker_plan_check(const sl_plan_t *plan, const char *what, const worker_p
 	if (rc != SL_OK) {
 		snprintf(msg, sizeof msg, "%s", sl_errmsg());
 		return sl_seterr(rc, "%s: profile '%s' with ranks %d, ranks_per_node %d: %s", what,
-		                 pname, (int)plan->ranks, (int)plan->ranks_per_node, msg);
+		                 rules && rules->profile ? rules->profile : plan->profile,
+		                 (int)plan->ranks, (int)plan->ranks_per_node, msg);
 	}
 	order_violations_t v = {.len = 0, .n = 0};
 	v.buf[0] = '\0';

@@ -573,6 +573,9 @@ def test_exits():
         "submit": ([missing], ["--endpoint", dead, "--timeout", 300, f]),
         "status": (None, ["--endpoint", dead, "--timeout", 300]),
         "keygen": (None, [path("nope/key")]),
+        # without a GPU (CI) measuring fails; on one, writing into a missing folder does
+        "profile": (["--from", missing], ["--model", "gpt-7b", "--reps", 1, "-o",
+                                          path("nope/p.json")]),
         "profiles": (None, None),
         "policies": (None, None),
         "version": (None, None),

@@ -141,6 +141,37 @@ static void test_order_errors(void **state)
 	sl_plan_free(&plan);
 }
 
+/* A plan's "profile" naming a file is never opened (it may come over the
+ * wire): the check falls back to the structure; --profile FILE still works. */
+static void test_plan_profile_not_opened(void **state)
+{
+	(void)state;
+	int64_t len[] = {10, 20};
+	sl_plan_t *plan = new_plan(4, len, 2);
+	int32_t g0[] = {0, 1};
+	assert_int_equal(sl_plan_add_slot(plan), SL_OK);
+	assert_int_equal(sl_plan_add_group(plan, g0, 2), SL_OK);
+	assert_int_equal(sl_plan_add_item(plan, 0, 0.0), SL_OK);
+	assert_int_equal(sl_plan_add_item(plan, 1, 0.0), SL_OK);
+	/* a profile file under which this plan is refused (no room at all) */
+	sl_profile_t p = *sl_profile_preset("gpt-7b-flexsp");
+	p.gpu_mem_bytes = 1e6;
+	char *text = sl_profile_to_json(&p);
+	assert_non_null(text);
+	char path[] = "/tmp/sluice-worker-profile-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	free(text);
+	snprintf(plan->profile, sizeof(plan->profile), "%s", path);
+	assert_int_equal(worker_plan_check(plan, "p.json", NULL, NULL, NULL), SL_OK);
+	worker_plan_rules_t rules = {.profile = path};
+	assert_int_not_equal(worker_plan_check(plan, "p.json", &rules, NULL, NULL), SL_OK);
+	unlink(path);
+	sl_plan_free(&plan);
+}
+
 static void test_inputs(void **state)
 {
 	(void)state;
@@ -444,6 +475,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_zigzag_cover),      cmocka_unit_test(test_zigzag_chunks),
 		cmocka_unit_test(test_order_errors),      cmocka_unit_test(test_inputs),
+		cmocka_unit_test(test_plan_profile_not_opened),
 		cmocka_unit_test(test_reference_gradients), cmocka_unit_test(test_lse_merge),
 		cmocka_unit_test(test_checker_catches),   cmocka_unit_test(test_dump_roundtrip),
 	};
