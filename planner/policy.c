@@ -153,6 +153,12 @@ sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t
 	}
 	if (rc != SL_OK)
 		return rc;
+	if (opts->cancel != NULL && atomic_load(opts->cancel)) {
+		/* evaluating a huge plan takes a while: not for nobody */
+		sl_plan_free(&plan);
+		return sl_seterr(SL_ETIMEOUT, "%s: planning cancelled (the request was abandoned)",
+		                 pol->name);
+	}
 	double t1 = sl_now_ms();
 	snprintf(plan->policy, sizeof(plan->policy), "%s", used);
 	snprintf(plan->profile, sizeof(plan->profile), "%s", cost->prof.name);
