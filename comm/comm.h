@@ -123,6 +123,7 @@ typedef struct comm_request {
 	uint32_t deadline_ms;          /* 0: daemon default */
 	sl_policy_opts_t opts;
 	int no_dispatch;
+	uint32_t debug_delay_ms; /* PlanOptions.debug_delay_ms (tests only) */
 } comm_request_t;
 
 typedef struct comm_limits {

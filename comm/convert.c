@@ -227,6 +227,7 @@ sl_err comm_request_from_proto(const Sluice__PlanRequest *m, const comm_limits_t
 		out->opts.work_limit = o->work_limit;
 		out->opts.seed = o->seed;
 		out->no_dispatch = o->no_dispatch;
+		out->debug_delay_ms = o->debug_delay_ms;
 	}
 
 	out->seqs = malloc(sizeof(sl_seq_t) * n);
@@ -289,6 +290,7 @@ sl_err comm_request_to_proto(const sl_plan_req_t *r, comm_arena_t *a, Sluice__Pl
 	m->options->work_limit = r->opts.work_limit;
 	m->options->seed = r->opts.seed;
 	m->options->no_dispatch = r->no_dispatch != 0;
+	m->options->debug_delay_ms = r->debug_delay_ms;
 	return SL_OK;
 }
 

@@ -146,7 +146,8 @@ const daemon_opt_t daemon_opts[] = {
 	{"ranks_per_node", DCONF_INT, OFF(ranks_per_node), 0, "8", 1, SL_MAX_RANKS, NULL, 1,
 	 "ranks per node for requests that give none"},
 	{"deadline_ms", DCONF_INT, OFF(deadline_ms), 0, "10000", 1, 86400000, NULL, 1,
-	 "planning deadline of requests that give none (expired: SL_ETIMEOUT reply)"},
+	 "planning deadline of requests that give none; planning stops min(20%, 100 ms) "
+	 "before it with the best plan so far (none: fallback static), past it SL_ETIMEOUT"},
 	{"max_deadline_ms", DCONF_INT, OFF(max_deadline_ms), 0, "600000", 1, 86400000, NULL, 1,
 	 "longest deadline a request may ask for"},
 	{"heartbeat_ms", DCONF_INT, OFF(heartbeat_ms), 0, "1000", 10, 600000, NULL, 0,
@@ -154,7 +155,11 @@ const daemon_opt_t daemon_opts[] = {
 	{"hwm", DCONF_INT, OFF(hwm), 0, "4096", 16, 1 << 20, NULL, 0,
 	 "ZeroMQ high-water mark (messages queued per peer)"},
 	{"drain_timeout_ms", DCONF_INT, OFF(drain_timeout_ms), 0, "30000", 0, 86400000, NULL, 1,
-	 "on SIGTERM, how long to let in-flight plans finish"},
+	 "on SIGTERM, how long to let in-flight plans finish; then they are cancelled and "
+	 "answered SL_ECLOSED, and sluiced exits (a hard cap)"},
+	{"debug_plan_delay", DCONF_BOOL, OFF(debug_plan_delay), 0, "no", 0, 1, NULL, 0,
+	 "for tests only: let a request stall its planner thread before planning "
+	 "(PlanOptions.debug_delay_ms; the stall ends at the deadline or shutdown)"},
 	{"record", DCONF_STRING, OFF(record), SZ(record), "", 0, 0, NULL, 1,
 	 "append every request's lengths to this trace file (`# job step` headers; read by "
 	 "`sluice replay`); reopened on SIGHUP"},

@@ -35,6 +35,7 @@ typedef struct daemon_config {
 	int64_t heartbeat_ms;
 	int64_t hwm;
 	int64_t drain_timeout_ms;
+	int64_t debug_plan_delay;
 	char curve_secret_key[DAEMON_STR_MAX];
 	char authorized_keys[DAEMON_STR_MAX];
 	int64_t allow_plain_tcp;
@@ -132,7 +133,8 @@ typedef struct daemon_task {
 	uint64_t request_id;
 	comm_request_t req;
 	int64_t received_ms, deadline_ms; /* monotonic */
-	atomic_int cancelled;             /* main thread answered already */
+	int64_t plan_deadline_ms;         /* planning stops here (before deadline_ms) */
+	sl_cancel_t cancelled;            /* answered already, or shutting down: stop */
 	int answered;
 	/* inputs resolved by the main thread from the config snapshot */
 	char policy[COMM_POLICY_MAX + 1];

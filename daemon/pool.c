@@ -1,12 +1,15 @@
 /* sluiced: the planner pool. A few pthreads take plan requests from a
  * bounded FIFO and run the policy; finished tasks go to a done list and an
- * eventfd wakes the server loop, which alone touches the sockets. So one
- * slow plan occupies one thread and never blocks requests of other jobs. */
+ * eventfd wakes the server loop, which alone touches the sockets. A task
+ * plans under its planning deadline and its cancel flag (set by the server
+ * at the request's deadline and at the drain cap), so a slow plan holds a
+ * thread at most until its own deadline and never past it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -60,7 +63,59 @@ static sl_err resolve_profile(daemon_task_t *t)
 	                 t->profile_dir[0] ? t->profile_dir : "");
 }
 
-/* Plans one task; fills rc, msg, field, plan and cost. */
+/* 1 when the task must stop: the main thread answered it (deadline, drain
+ * cap) or its planning deadline has passed. */
+static int task_stopped(daemon_task_t *t)
+{
+	return atomic_load(&t->cancelled) || comm_now_ms() >= t->plan_deadline_ms;
+}
+
+/* The test-only stall (PlanOptions.debug_delay_ms): sleeps in short steps
+ * so that the task's cancel flag and planning deadline cut it exactly as
+ * they cut a policy's search. Returns 0 when it ran to its end, 1 when cut
+ * (t->rc/msg/field then say SL_ETIMEOUT). */
+static int debug_stall(daemon_task_t *t)
+{
+	int64_t end = comm_now_ms() + (int64_t)t->req.debug_delay_ms;
+	while (comm_now_ms() < end) {
+		if (task_stopped(t)) {
+			t->rc = SL_ETIMEOUT;
+			snprintf(t->msg, sizeof(t->msg),
+			         "deadline of %lld ms passed while planning (debug_delay_ms %u stall "
+			         "cut%s)",
+			         (long long)(t->deadline_ms - t->received_ms), t->req.debug_delay_ms,
+			         atomic_load(&t->cancelled) ? " by cancel" : "");
+			snprintf(t->field, sizeof(t->field), "plan_request.deadline_ms");
+			return 1;
+		}
+		int64_t left = end - comm_now_ms();
+		struct timespec ts = {0, (left < 5 ? (left > 0 ? left : 0) : 5) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* The request field to blame for a planner error (the planner's errors do
+ * not name wire fields; its messages name the values). */
+static const char *planner_field(sl_err rc)
+{
+	switch (rc) {
+	case SL_ENOTFOUND:
+		return "plan_request.policy";
+	case SL_EINFEASIBLE:
+	case SL_ERANGE:
+	case SL_EINVAL:
+		return "plan_request.lengths";
+	case SL_ETIMEOUT:
+		return "plan_request.deadline_ms";
+	default:
+		return "";
+	}
+}
+
+/* Plans one task; fills rc, msg, field, plan and cost. The policy gets the
+ * task's planning deadline and cancel flag, so a request whose deadline
+ * passed never keeps this thread. */
 static void plan_task(daemon_task_t *t)
 {
 	sl_clearerr();
@@ -86,19 +141,31 @@ static void plan_task(daemon_task_t *t)
 		return;
 	}
 	t->cost_ok = 1;
+	/* Errors of options and ids name their own fields, not the lengths. */
+	if (t->req.opts.sp > t->cluster.ranks) {
+		t->rc = SL_ERANGE;
+		snprintf(t->msg, sizeof(t->msg),
+		         "sequence-parallel degree %d is larger than the cluster's %d ranks",
+		         t->req.opts.sp, t->cluster.ranks);
+		snprintf(t->field, sizeof(t->field), "plan_request.options.sp");
+		return;
+	}
+	if ((t->rc = sl_seqs_check_unique_ids(t->req.seqs, t->req.n)) != SL_OK) {
+		snprintf(t->msg, sizeof(t->msg), "%s", sl_errmsg());
+		snprintf(t->field, sizeof(t->field), "plan_request.ids");
+		return;
+	}
 	int64_t t0 = comm_now_ms();
-	t->rc = sl_plan_request(t->policy, &t->cost, t->req.seqs, t->req.n, &t->req.opts, &t->plan);
+	if (t->req.debug_delay_ms > 0 && debug_stall(t))
+		return;
+	sl_policy_opts_t opts = t->req.opts;
+	opts.deadline_ms = (double)t->plan_deadline_ms; /* comm_now_ms is sl_now_ms's clock */
+	opts.cancel = &t->cancelled;
+	t->rc = sl_plan_request(t->policy, &t->cost, t->req.seqs, t->req.n, &opts, &t->plan);
 	t->plan_wall_ms = (double)(comm_now_ms() - t0);
 	if (t->rc != SL_OK) {
 		snprintf(t->msg, sizeof(t->msg), "%s", sl_errmsg());
-		const char *f = "";
-		if (t->rc == SL_ENOTFOUND)
-			f = "plan_request.policy";
-		else if (t->rc == SL_EINFEASIBLE || t->rc == SL_ERANGE || t->rc == SL_EINVAL)
-			f = "plan_request.lengths";
-		else if (t->rc == SL_ETIMEOUT)
-			f = "plan_request.options.time_limit_ms";
-		snprintf(t->field, sizeof(t->field), "%s", f);
+		snprintf(t->field, sizeof(t->field), "%s", planner_field(t->rc));
 	}
 }
 

@@ -373,6 +373,13 @@ static void on_plan_request(server_t *s, const uint8_t *rid, size_t rid_len, uin
 		daemon_task_free(&t);
 		return;
 	}
+	if (t->req.debug_delay_ms > 0 && !s->cfg.debug_plan_delay) {
+		reply_error(s, rid, rid_len, id, SL_EINVAL, "plan_request.options.debug_delay_ms",
+		            "debug_delay_ms %u is for tests: sluiced must run with debug_plan_delay yes",
+		            t->req.debug_delay_ms);
+		daemon_task_free(&t);
+		return;
+	}
 	if ((int64_t)s->ninflight >= s->cfg.queue_max) {
 		reply_error(s, rid, rid_len, id, SL_EBUSY, "",
 		            "%u plan requests are queued or planning (queue_max=%lld); retry later",
@@ -399,6 +406,9 @@ static void on_plan_request(server_t *s, const uint8_t *rid, size_t rid_len, uin
 	if (dl > s->cfg.max_deadline_ms)
 		dl = s->cfg.max_deadline_ms;
 	t->deadline_ms = t->received_ms + dl;
+	/* Planning stops a reserve before the deadline (min(20%, 100 ms)), so
+	 * that a truncated plan can still be evaluated and sent in time. */
+	t->plan_deadline_ms = t->deadline_ms - (dl / 5 < 100 ? dl / 5 : 100);
 	snprintf(t->policy, sizeof(t->policy), "%s", t->req.policy[0] ? t->req.policy : s->cfg.policy);
 	if (t->req.has_inline_profile) {
 		t->profile = t->req.profile;
@@ -1153,7 +1163,8 @@ static void take_done(server_t *s)
 	}
 }
 
-/* Answers whatever is still unanswered at the end of a drain. */
+/* Answers whatever is still unanswered at the end of a drain (the drain cap)
+ * and cancels it, so the planner threads stop and can be joined at once. */
 static void abandon_inflight(server_t *s)
 {
 	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next)
@@ -1286,6 +1297,9 @@ int daemon_run(const daemon_args_t *args, daemon_config_t *cfg)
 out:
 	if (status != 0 && sl_errmsg()[0] != '\0')
 		fprintf(stderr, "sluiced: %s\n", sl_errmsg());
+	/* Whatever still plans is cancelled, so joining the threads is quick. */
+	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next)
+		atomic_store(&t->cancelled, 1);
 	daemon_pool_stop(&s->pool);
 	while (s->inflight != NULL) {
 		daemon_task_t *t = s->inflight;

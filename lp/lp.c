@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,30 @@ static _Thread_local struct {
 	char line[512]; /* partial terminal line */
 	size_t len;
 	char tail[512]; /* last lines written (what GLPK said before failing) */
+	double stop_deadline_ms;        /* lp_set_thread_stop: 0 = none */
+	const sl_cancel_t *stop_cancel; /* NULL = none */
 } tls;
+
+void lp_set_thread_stop(double deadline_ms, const sl_cancel_t *cancel)
+{
+	tls.stop_deadline_ms = deadline_ms;
+	tls.stop_cancel = cancel;
+}
+
+/* Wall-clock ms a solve that started at t0 may still run: the least of the
+ * caller's tm_lim_ms and the thread's stop; INFINITY when neither is set,
+ * <= 0 when the time is up or the thread's cancel flag is set. */
+static double lp_time_left(const lp_opts_t *o, double t0)
+{
+	double now = sl_now_ms(), left = INFINITY;
+	if (tls.stop_cancel != NULL && atomic_load_explicit(tls.stop_cancel, memory_order_relaxed))
+		return 0;
+	if (o->tm_lim_ms > 0)
+		left = o->tm_lim_ms - (now - t0);
+	if (tls.stop_deadline_ms > 0 && tls.stop_deadline_ms - now < left)
+		left = tls.stop_deadline_ms - now;
+	return left;
+}
 
 /* Collects GLPK's terminal output line by line into our log and keeps the
  * last lines so an error can quote them. Returns 1: GLPK must not print. */
@@ -636,10 +660,15 @@ static sl_err lp_simplex_body(lp_t *lp, void *arg)
 	glp_init_smcp(&parm);
 	parm.msg_lev = o->verbose ? GLP_MSG_ON : GLP_MSG_ERR;
 	parm.it_lim = lp_int_lim((double)o->it_lim);
-	if (o->tm_lim_ms > 0) {
-		double left = o->tm_lim_ms - (sl_now_ms() - a->t0);
-		parm.tm_lim = left < 1 ? 1 : lp_int_lim(left);
+	double left = lp_time_left(o, a->t0);
+	if (left <= 0) {
+		a->res->status = LP_NO_SOLUTION;
+		a->res->truncated = 1;
+		return sl_seterr(SL_ETIMEOUT, "lp '%s': not solved: the planning deadline has passed",
+		                 lp->name);
 	}
+	if (isfinite(left))
+		parm.tm_lim = left < 1 ? 1 : lp_int_lim(left);
 	parm.presolve = o->presolve && !a->from_mip ? GLP_ON : GLP_OFF;
 	if (o->dual)
 		parm.meth = GLP_DUALP;
@@ -763,6 +792,12 @@ static void lp_mip_callback(glp_tree *T, void *info)
 		a->stopped = 1;
 		glp_ios_terminate(T);
 	}
+	/* The thread's stop (cancel or deadline): GLPK's tm_lim only sees the
+	 * clock, so the cancel flag is checked here. */
+	if (!a->stopped && lp_time_left(a->o, a->t0) <= 0) {
+		a->stopped = 1;
+		glp_ios_terminate(T);
+	}
 }
 
 /* Objective value of the point x (0-based, lp_ncols values). */
@@ -823,10 +858,9 @@ static sl_err lp_intopt_body(lp_t *lp, void *arg)
 		parm.cov_cuts = GLP_ON;
 		parm.clq_cuts = GLP_ON;
 	}
-	if (o->tm_lim_ms > 0) {
-		double left = o->tm_lim_ms - (sl_now_ms() - a->t0);
+	double left = lp_time_left(o, a->t0);
+	if (isfinite(left))
 		parm.tm_lim = left < 1 ? 1 : lp_int_lim(left);
-	}
 	parm.cb_func = lp_mip_callback;
 	parm.cb_info = a;
 	if (isnan(res->bound))

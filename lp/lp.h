@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "sluice/err.h"
+#include "sluice/policy.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +148,15 @@ const char *lp_status_name(lp_status st);
  * Exceeding it fails the running call with SL_ENOMEM (and kills the thread's
  * problems, see the top of this file). */
 sl_err lp_set_mem_limit_mb(int mb);
+
+/* Sets a stop for every solve of the calling thread from now on: none runs
+ * past deadline_ms (absolute, sl_now_ms() clock; 0 = none; simplex and
+ * branch-and-cut get the time left as their tm_lim), and branch-and-cut ends
+ * at its next callback once *cancel is nonzero (NULL = none); a solve
+ * started after either returns SL_ETIMEOUT at once. The planner sets it
+ * around a policy run and clears it (0, NULL) afterwards. A solve cut this
+ * way is reported as truncated, like one cut by tm_lim_ms. */
+void lp_set_thread_stop(double deadline_ms, const sl_cancel_t *cancel);
 
 /* Frees the calling thread's GLPK environment. Call at thread end; an lp_t
  * of this thread still alive becomes dead (calls fail, lp_free works). */

@@ -17,6 +17,11 @@
 /* Default LP budget of one plan: enough to visit every configuration that
  * its bound does not rule out for 64 ranks; cut deterministically beyond. */
 #define FX_DEFAULT_LP_BUDGET 20000
+/* Configuration LPs per millisecond of opts->time_limit_ms: time_limit_ms is
+ * a deterministic budget, turned into LPs at this fixed rate (measured on a
+ * 2-core x86 box: about 10 LPs/ms on 64-4096 ranks; deliberately not
+ * measured at run time, so the same limits give the same plan anywhere). */
+#define FX_LPS_PER_MS 10
 /* LPs of the bound-ordered walk per micro-batch before hill-climbing. */
 #define FX_WALK_LPS 400
 /* Configurations enumerated at most (all of them up to 128 ranks). */
@@ -166,8 +171,8 @@ static sl_err fx_ctx_init(fx_ctx_t *ctx, const sl_cost_t *cost, const sl_seq_t *
  * the sorted order, each holding at most the cluster's tokens, minimising
  * the largest piece's estimated time beta + max(longest's least time,
  * least rank-time / N). Fills cut[0 .. k] (cut[0] = 0, cut[k] = n);
- * returns 0 when no split fits. */
-static int fx_blast(const fx_ctx_t *ctx, int32_t k, int sum_obj, const double *crit,
+ * returns 0 when no split fits or the deadline stopped it. */
+static int fx_blast(fx_ctx_t *ctx, int32_t k, int sum_obj, const double *crit,
                     const double *wpre, const double *tpre, int64_t *cut)
 {
 	int64_t n = ctx->n;
@@ -182,6 +187,9 @@ static int fx_blast(const fx_ctx_t *ctx, int32_t k, int sum_obj, const double *c
 	for (int64_t j = 0; j <= n; j++)
 		f[j] = j == 0 ? 0 : INFINITY;
 	for (int32_t q = 1; q <= k; q++) {
+		/* a row is O(n * piece) work: the deadline is checked per row */
+		if (planner_flexsp_stopped(ctx))
+			goto out;
 		double *fq = f + (size_t)q * (n + 1), *fp = f + (size_t)(q - 1) * (n + 1);
 		int64_t *aq = arg + (size_t)q * (n + 1);
 		for (int64_t j = 0; j <= n; j++) {
@@ -359,9 +367,12 @@ out:
 }
 
 /* The flexsp policy (sl_policy_fn contract). opts->work_limit is the LP
- * budget (default FX_DEFAULT_LP_BUDGET); opts->time_limit_ms, when set, may
- * stop the configuration walk early (the plan then says so in
- * search_truncated and its note and is no longer reproducible). */
+ * budget (default FX_DEFAULT_LP_BUDGET); opts->time_limit_ms, when set,
+ * lowers it to time_limit_ms * FX_LPS_PER_MS LPs (deterministic). Only
+ * opts->deadline_ms and opts->cancel stop on the clock: the walk, the
+ * micro-batch counts and the warm start stop there, and the best plan so
+ * far is returned marked truncated ("cut by the deadline"); SL_ETIMEOUT
+ * when there was none yet. */
 sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
                              const sl_policy_opts_t *opts, sl_plan_t **out)
 {
@@ -395,14 +406,21 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	SL_CHECK_GOTO(fx_ctx_init(&ctx, cost, seqs, n, over, &nover), rc, out);
 	ctx.lp_budget = opts->work_limit > 0 ? opts->work_limit : FX_DEFAULT_LP_BUDGET;
 	ctx.mb_lp_cap = FX_WALK_LPS;
-	ctx.deadline_ms = opts->time_limit_ms > 0 ? sl_now_ms() + opts->time_limit_ms : 0;
+	if (opts->time_limit_ms > 0) {
+		double lps = opts->time_limit_ms * FX_LPS_PER_MS;
+		if (lps < (double)ctx.lp_budget)
+			ctx.lp_budget = lps < 1 ? 1 : (int64_t)lps;
+	}
+	ctx.opts = opts;
 	SL_CHECK_GOTO(planner_flexsp_configs(&ctx, FX_CFG_CAP), rc, out);
 
 	/* Warm start and floor: the homogeneous best-fit-decreasing plans. */
-	for (int32_t d = 1; d <= ctx.N; d *= 2) {
+	for (int32_t d = 1; d <= ctx.N && !planner_flexsp_stopped(&ctx); d *= 2) {
 		rc = planner_fixed_sp_plan(cost, seqs, n, d, "flexsp", &cand);
+		/* the step alone (the caller evaluates the plan kept): the ideal
+		 * costs far more than the comparison needs on thousands of ranks */
 		if (rc == SL_OK)
-			rc = sl_plan_evaluate(cand, cost);
+			rc = planner_plan_timing(cand, cost, cand->per_rank_ms, &cand->step_ms);
 		if (rc == SL_EINFEASIBLE || rc == SL_EINVAL) {
 			sl_clearerr();
 			rc = SL_OK;
@@ -449,18 +467,18 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		if (kmin < 1)
 			kmin = 1;
 		for (int32_t k = kmin; k <= kmin + FX_EXTRA_K && k <= ctx.n; k++)
-			for (int sum_obj = 0; sum_obj < 2; sum_obj++) {
+			for (int sum_obj = 0; sum_obj < 2 && !planner_flexsp_stopped(&ctx); sum_obj++) {
 				if (!fx_blast(&ctx, k, sum_obj, crit, wpre, tpre, cut))
 					continue;
 				int ok = 1;
-				for (int32_t q = 0; q < k && ok; q++) {
+				for (int32_t q = 0; q < k && ok && !planner_flexsp_stopped(&ctx); q++) {
 					mbs[q] =
 					    fx_cache_get(&cache, &ctx, cut[q], cut[q + 1], &rc);
 					if (rc != SL_OK)
 						goto out;
 					ok = mbs[q] != NULL;
 				}
-				if (!ok)
+				if (!ok || planner_flexsp_stopped(&ctx))
 					continue;
 				for (int rev = 0; rev < 2; rev++) {
 					if (rev)
@@ -472,7 +490,9 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 					SL_CHECK_GOTO(
 					    fx_build(&ctx, seqs, n, over, nover, mbs, k, &cand), rc,
 					    out);
-					SL_CHECK_GOTO(sl_plan_evaluate(cand, cost), rc, out);
+					SL_CHECK_GOTO(planner_plan_timing(cand, cost, cand->per_rank_ms,
+					                                  &cand->step_ms),
+					              rc, out);
 					SL_DEBUG(SL_SUB_PLAN, "flexsp: k=%d %s%s step %.1f ms", k,
 					         sum_obj ? "sum" : "max", rev ? " reversed" : "",
 					         cand->step_ms);
@@ -488,6 +508,10 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 					sl_plan_free(&cand);
 				}
 			}
+	}
+	if (best == NULL && ctx.time_cut) {
+		rc = sl_seterr(SL_ETIMEOUT, "flexsp: stopped by the deadline before any plan was built");
+		goto out;
 	}
 	if (best == NULL) {
 		rc = sl_seterr(
@@ -506,14 +530,14 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		snprintf(best->note, sizeof(best->note),
 		         "%d micro-batches; %lld configurations, %lld LPs%s%s%s", best_k,
 		         (long long)tried, (long long)ctx.lp_used,
-		         ctx.time_cut ? "; cut by the time limit" : "",
+		         ctx.time_cut ? "; cut by the deadline" : "",
 		         ctx.budget_cut ? "; cut by the work limit" : "",
 		         ctx.cfg_cap_hit ? "; configurations capped" : "");
 	else
 		snprintf(best->note, sizeof(best->note),
 		         "homogeneous sp=%d best; %lld configurations, %lld LPs%s%s%s", best_sp,
 		         (long long)tried, (long long)ctx.lp_used,
-		         ctx.time_cut ? "; cut by the time limit" : "",
+		         ctx.time_cut ? "; cut by the deadline" : "",
 		         ctx.budget_cut ? "; cut by the work limit" : "",
 		         ctx.cfg_cap_hit ? "; configurations capped" : "");
 	SL_DEBUG(SL_SUB_PLAN, "flexsp: %s (step %.1f ms)", best->note, best->step_ms);

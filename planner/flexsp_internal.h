@@ -43,10 +43,19 @@ typedef struct fx_ctx {
 	int64_t lp_budget, lp_used, lp_iters;
 	int64_t mb_lp_cap;   /* LPs of the bound-ordered walk per micro-batch */
 	int64_t cfg_cap_hit; /* configurations dropped by the enumeration cap */
-	double deadline_ms;  /* 0 = none */
-	int time_cut;        /* the wall-clock limit cut the search */
+	const sl_policy_opts_t *opts; /* deadline_ms, cancel: the wall-clock stops */
+	int time_cut;        /* the deadline or cancel flag cut the search (sticky) */
 	int budget_cut;      /* the work limit cut the search */
 } fx_ctx_t;
+
+/* 1 once the request's deadline or cancel flag stops the search (sticky:
+ * sets ctx->time_cut). */
+static inline int planner_flexsp_stopped(fx_ctx_t *ctx)
+{
+	if (!ctx->time_cut && ctx->opts != NULL && sl_policy_stopped(ctx->opts))
+		ctx->time_cut = 1;
+	return ctx->time_cut;
+}
 
 /* One solved micro-batch: sequences [lo, hi) of the sorted order, groups
  * with their sizes and predicted times, and each sequence's group. */

@@ -835,8 +835,7 @@ static sl_err fx_try(fx_ws_t *w, fx_cand_t *top, const int32_t *cnt, double lb, 
 		*st = FX_TRY_STOP;
 		return SL_OK;
 	}
-	if (ctx->deadline_ms > 0 && sl_now_ms() > ctx->deadline_ms) {
-		ctx->time_cut = 1;
+	if (planner_flexsp_stopped(ctx)) {
 		*st = FX_TRY_STOP;
 		return SL_OK;
 	}

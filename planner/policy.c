@@ -1,5 +1,6 @@
 /* sluice planner: the policy registry and the checked entry point. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,8 +51,17 @@ const char *sl_policy_default(void)
 	return sl_policy_count() > 0 ? policies[0].name : "static";
 }
 
+int sl_policy_stopped(const sl_policy_opts_t *opts)
+{
+	if (opts == NULL)
+		return 0;
+	if (opts->cancel != NULL && atomic_load_explicit(opts->cancel, memory_order_relaxed))
+		return 1;
+	return opts->deadline_ms > 0 && sl_now_ms() >= opts->deadline_ms;
+}
+
 /* Plans name sequences by the caller's id, so ids must be unique. */
-static sl_err check_unique_ids(const sl_seq_t *seqs, int64_t n)
+sl_err sl_seqs_check_unique_ids(const sl_seq_t *seqs, int64_t n)
 {
 	int64_t *ids = malloc(sizeof(int64_t) * (size_t)n);
 	if (ids == NULL)
@@ -111,14 +121,46 @@ sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t
 			return rc;
 	}
 
-	SL_CHECK(check_unique_ids(seqs, n));
+	SL_CHECK(sl_seqs_check_unique_ids(seqs, n));
 
 	double t0 = sl_now_ms();
-	rc = pol->fn(cost, seqs, n, opts, &plan);
+	/* GLPK solves of this thread honour the same stop. */
+	lp_set_thread_stop(opts->deadline_ms, opts->cancel);
+	rc = sl_policy_stopped(opts) ? sl_seterr(SL_ETIMEOUT, "%s: the deadline passed before "
+	                                         "planning began", pol->name)
+	                             : pol->fn(cost, seqs, n, opts, &plan);
+	lp_set_thread_stop(0, NULL);
+	if (opts->cancel != NULL && atomic_load(opts->cancel)) {
+		/* The caller gave up on this request: no fallback, no plan. */
+		sl_plan_free(&plan);
+		return sl_seterr(SL_ETIMEOUT, "%s: planning cancelled (the request was abandoned)",
+		                 pol->name);
+	}
+	const char *used = pol->name;
+	if (rc != SL_OK && sl_policy_stopped(opts)) {
+		/* The deadline came before the policy had any plan: the fallback
+		 * has no search to cut, so it answers in time. */
+		sl_policy_opts_t fb = *opts;
+		fb.deadline_ms = 0;
+		sl_clearerr();
+		rc = planner_policy_static(cost, seqs, n, &fb, &plan);
+		if (rc != SL_OK)
+			return rc;
+		used = "static";
+		plan->search_truncated = 1;
+		snprintf(plan->note, sizeof(plan->note),
+		         "deadline reached before %s had a plan; fallback static", pol->name);
+	}
 	if (rc != SL_OK)
 		return rc;
+	if (opts->cancel != NULL && atomic_load(opts->cancel)) {
+		/* evaluating a huge plan takes a while: not for nobody */
+		sl_plan_free(&plan);
+		return sl_seterr(SL_ETIMEOUT, "%s: planning cancelled (the request was abandoned)",
+		                 pol->name);
+	}
 	double t1 = sl_now_ms();
-	snprintf(plan->policy, sizeof(plan->policy), "%s", pol->name);
+	snprintf(plan->policy, sizeof(plan->policy), "%s", used);
 	snprintf(plan->profile, sizeof(plan->profile), "%s", cost->prof.name);
 	rc = sl_plan_evaluate(plan, cost);
 	if (rc != SL_OK) {

@@ -81,6 +81,7 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 			ctx->work_limit = w < 1 ? 1 : (int64_t)w;
 	}
 	ctx->milp_left = SLUICE_MILP_PER_REQUEST;
+	ctx->opts = opts;
 	return SL_OK;
 }
 
@@ -122,7 +123,7 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 		if (se->seen_riders[u] == knobs->riders &&
 		    memcmp(se->seen + (size_t)u * n, deg, sizeof(int32_t) * n) == 0)
 			return SL_OK;
-	if (se->nseen == SLUICE_MAX_BUILDS)
+	if (se->nseen == SLUICE_MAX_BUILDS || planner_sluice_stopped(ctx))
 		return SL_OK;
 	memcpy(se->seen + (size_t)se->nseen * n, deg, sizeof(int32_t) * n);
 	se->seen_riders[se->nseen++] = knobs->riders;
@@ -251,7 +252,9 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	/* The baselines as a safety net. */
 	for (size_t k = 0; k < sizeof(fallbacks) / sizeof(fallbacks[0]); k++) {
 		const sl_policy_t *pol = sl_policy_find(fallbacks[k]);
-		if (pol == NULL)
+		/* once stopped, the plan in hand is the answer (none: the caller's
+		 * fallback answers) */
+		if (pol == NULL || planner_sluice_stopped(&ctx))
 			continue;
 		double tf0 = sl_now_ms();
 		if (pol->fn(cost, seqs, n, opts, &cand) != SL_OK) {
@@ -272,6 +275,10 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 			sl_plan_free(&cand);
 		}
 	}
+	if (se.best == NULL && ctx.stopped) {
+		rc = sl_seterr(SL_ETIMEOUT, "sluice: stopped by the deadline before any plan was built");
+		goto out;
+	}
 	if (se.best == NULL) {
 		rc = sl_seterr(SL_EINTERNAL, "sluice: no candidate plan was built");
 		goto out;
@@ -279,9 +286,13 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	sl_plan_t *best = se.best;
 	snprintf(best->policy, sizeof(best->policy), "sluice");
 	best->lp_bound_ms = lp.bound_ms;
-	best->search_truncated = ctx.truncated;
+	best->search_truncated = ctx.truncated || ctx.stopped;
 	best->note[0] = '\0';
-	if (ctx.truncated)
+	if (ctx.stopped)
+		snprintf(best->note, sizeof(best->note), "search cut by the deadline (%lld units)%s%s",
+		         (long long)ctx.work, winner ? "; kept the plan of " : "",
+		         winner ? winner : "");
+	else if (ctx.truncated)
 		snprintf(best->note, sizeof(best->note),
 		         "search cut by the work limit (%lld units)%s%s", (long long)ctx.work_limit,
 		         winner ? "; kept the plan of " : "", winner ? winner : "");

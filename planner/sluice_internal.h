@@ -16,6 +16,7 @@
 #ifndef SLUICE_PLANNER_SLUICE_INTERNAL_H
 #define SLUICE_PLANNER_SLUICE_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "planner.h"
@@ -38,16 +39,43 @@ typedef struct planner_sluice_ctx {
 	int64_t *offcap; /* [n] tokens of it that may be offloaded on one rank */
 	int64_t work;   /* work units spent so far (deterministic) */
 	int64_t work_limit;
-	int truncated;  /* 1 once the work limit cut a stage short */
+	int truncated;  /* 1 once the work limit (or a stop) cut a stage short */
+	const sl_policy_opts_t *opts; /* the request's limits: deadline_ms, cancel */
+	int stopped;        /* 1 once opts' deadline or cancel stopped the search */
+	int64_t next_check; /* work count at which the clock is read next */
 	int milp_left;  /* exact micro-batch MILPs still allowed for this request */
 	int milp_used;  /* how many were solved */
 } planner_sluice_ctx_t;
 
-/* How many work units a stage may still spend; 0 marks the search as
- * truncated. Every loop that can run long charges ctx->work. */
+/* Work units between two reads of the clock for the deadline (well under a
+ * millisecond of search at SLUICE_WORK_PER_MS). */
+#define SLUICE_STOP_CHECK_WORK ((int64_t)50 * 1000)
+
+/* 1 once the request's deadline or cancel flag stops the search (sticky).
+ * The cancel flag is read every call, the clock every SLUICE_STOP_CHECK_WORK
+ * units of work, so the check stays cheap in inner loops. */
+static inline int planner_sluice_stopped(planner_sluice_ctx_t *ctx)
+{
+	if (ctx->stopped)
+		return 1;
+	if (ctx->opts == NULL)
+		return 0;
+	if (ctx->opts->cancel != NULL &&
+	    atomic_load_explicit(ctx->opts->cancel, memory_order_relaxed))
+		ctx->stopped = 1;
+	else if (ctx->opts->deadline_ms > 0 && ctx->work >= ctx->next_check) {
+		ctx->next_check = ctx->work + SLUICE_STOP_CHECK_WORK;
+		ctx->stopped = sl_policy_stopped(ctx->opts);
+	}
+	return ctx->stopped;
+}
+
+/* Whether a stage may still spend work units: 0 once the work limit is
+ * spent or the request's deadline/cancel stopped the search (either marks
+ * it truncated). Every loop that can run long charges ctx->work. */
 static inline int planner_sluice_budget_ok(planner_sluice_ctx_t *ctx)
 {
-	if (ctx->work < ctx->work_limit)
+	if (ctx->work < ctx->work_limit && !planner_sluice_stopped(ctx))
 		return 1;
 	ctx->truncated = 1;
 	return 0;

@@ -65,8 +65,11 @@ typedef struct sl_plan_req {
 	const sl_profile_t *inline_profile; /* overrides profile when set */
 	int32_t ranks, ranks_per_node;
 	uint32_t deadline_ms;         /* planning deadline (0: the daemon's default) */
-	sl_policy_opts_t opts;
+	sl_policy_opts_t opts;        /* its deadline_ms and cancel stay here: the
+	                                 request's deadline is deadline_ms above */
 	int no_dispatch;              /* do not push work orders to the job's workers */
+	uint32_t debug_delay_ms;      /* tests only: the planner thread stalls this long first
+	                                 (sluiced must run with debug_plan_delay yes) */
 } sl_plan_req_t;
 
 /* Connects (lazily, as ZeroMQ does) to endpoint (NULL: the default). opts

@@ -60,6 +60,8 @@ class PolicyOpts(ctypes.Structure):
         ("time_limit_ms", ctypes.c_double),
         ("work_limit", ctypes.c_int64),
         ("seed", ctypes.c_uint64),
+        ("deadline_ms", ctypes.c_double),
+        ("cancel", ctypes.c_void_p),
     ]
 
 
@@ -80,6 +82,7 @@ class PlanReq(ctypes.Structure):
         ("deadline_ms", ctypes.c_uint32),
         ("opts", PolicyOpts),
         ("no_dispatch", ctypes.c_int),
+        ("debug_delay_ms", ctypes.c_uint32),
     ]
 
 

@@ -4,7 +4,10 @@
  * unknown policy/profile, invalid profiles and clusters, an infeasible
  * batch, oversized messages, expired deadlines and a client leaving
  * mid-request. Every bad request gets exactly one error reply naming the
- * field; afterwards the daemon still serves, and nothing was lost. */
+ * field; afterwards the daemon still serves, and nothing was lost. "Slow"
+ * plans are small batches whose planner thread stalls for a set time
+ * (PlanOptions.debug_delay_ms, enabled by --debug-plan-delay), so no
+ * outcome depends on how fast the machine plans. */
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -32,7 +35,7 @@ static int setup(void **state)
 	snprintf(endpoint, sizeof(endpoint), "ipc://%s/bad.sock", th_tmpdir());
 	const char *args[] = {"--endpoint", endpoint, "--threads", "1", "--log-level", "error",
 	                      "--policy", "static", "--max-seqs", "300000",
-	                      "--max-request-bytes", "4m", NULL};
+	                      "--max-request-bytes", "4m", "--debug-plan-delay", NULL};
 	if (!th_daemon_start(&daemon_, args, NULL))
 		return -1;
 	ctx = zmq_ctx_new();
@@ -384,6 +387,18 @@ static void test_bad_profile_cluster_options(void **state)
 	expect_still_serving();
 }
 
+/* A small batch whose planner thread stalls delay_ms first: a slow plan
+ * whose duration the test sets, not the machine. */
+static void make_slow(Sluice__PlanRequest *r, Sluice__Cluster *cl, Sluice__PlanOptions *o,
+                      int64_t *len, uint32_t delay_ms)
+{
+	th_lengths(77, len, 16, 30000);
+	make_request(r, cl, len, 16);
+	sluice__plan_options__init(o);
+	o->debug_delay_ms = delay_ms;
+	r->options = o;
+}
+
 /* With one planner thread busy on a slow plan, a request whose deadline
  * passes while it waits gets SL_ETIMEOUT at its deadline, not after the
  * slow plan; a slow plan past its own deadline does too, and its late
@@ -391,13 +406,11 @@ static void test_bad_profile_cluster_options(void **state)
 static void test_deadlines(void **state)
 {
 	(void)state;
-	size_t n = 250000;
-	int64_t *big = malloc(sizeof(int64_t) * n);
-	th_lengths(77, big, (int64_t)n, 60000);
+	int64_t big[16];
 	Sluice__PlanRequest slow;
 	Sluice__Cluster cl;
-	make_request(&slow, &cl, big, n);
-	cl.ranks = 4096;
+	Sluice__PlanOptions so;
+	make_slow(&slow, &cl, &so, big, 3000);
 	slow.deadline_ms = 60000;
 	uint64_t slow_id = send_request(&slow);
 
@@ -422,12 +435,57 @@ static void test_deadlines(void **state)
 		         (long long)slow_ms);
 
 	/* a slow plan past its own deadline */
+	so.debug_delay_ms = 60000;
 	slow.deadline_ms = 20;
 	slow_id = send_request(&slow);
 	expect_error(slow_id, SL_ETIMEOUT, "plan_request.deadline_ms", NULL);
 	/* its late result is not sent: the next reply is the next request's */
 	expect_serving_within(60000);
-	free(big);
+}
+
+/* A request whose deadline passes while its planner thread is stalled
+ * (60 s) frees the thread at once: with the only planner thread, the next
+ * good request is answered long before the stall would have ended. */
+static void test_stalled_thread_freed(void **state)
+{
+	(void)state;
+	int64_t big[16];
+	Sluice__PlanRequest slow;
+	Sluice__Cluster cl;
+	Sluice__PlanOptions so;
+	make_slow(&slow, &cl, &so, big, 60000);
+	slow.deadline_ms = 50;
+	int64_t t0 = comm_now_ms();
+	uint64_t slow_id = send_request(&slow);
+	expect_error(slow_id, SL_ETIMEOUT, "plan_request.deadline_ms", NULL);
+	expect_serving_within(20000);
+	int64_t took = comm_now_ms() - t0;
+	if (took >= 20000)
+		fail_msg("the next request was answered after %lld ms", (long long)took);
+}
+
+/* Options and ids the planner refuses are blamed on their own fields, not
+ * on the lengths; debug_delay_ms is refused by a daemon not started with
+ * debug_plan_delay (see test_signals.c). */
+static void test_option_fields(void **state)
+{
+	(void)state;
+	int64_t len[3] = {10, 20, 30};
+	Sluice__PlanRequest r;
+	Sluice__Cluster cl;
+	make_request(&r, &cl, len, 3);
+	Sluice__PlanOptions o = SLUICE__PLAN_OPTIONS__INIT;
+	o.sp = 65536;
+	r.options = &o;
+	uint64_t id = send_request(&r);
+	expect_error(id, SL_ERANGE, "plan_request.options.sp", "65536");
+	o.sp = 0;
+	int64_t ids[3] = {7, 8, 7};
+	r.ids = ids;
+	r.n_ids = 3;
+	id = send_request(&r);
+	expect_error(id, SL_EINVAL, "plan_request.ids", "sequence id 7 appears more than once");
+	expect_still_serving();
 }
 
 /* A client that sends a request and leaves: the reply is undeliverable,
@@ -435,9 +493,7 @@ static void test_deadlines(void **state)
 static void test_client_leaves(void **state)
 {
 	(void)state;
-	size_t n = 100000;
-	int64_t *big = malloc(sizeof(int64_t) * n);
-	th_lengths(3, big, (int64_t)n, 60000);
+	int64_t big[16];
 	for (int k = 0; k < 3; k++) {
 		void *s = zmq_socket(ctx, ZMQ_DEALER);
 		int linger = 0;
@@ -445,8 +501,9 @@ static void test_client_leaves(void **state)
 		assert_int_equal(zmq_connect(s, endpoint), 0);
 		Sluice__PlanRequest r;
 		Sluice__Cluster cl;
-		make_request(&r, &cl, big, n);
-		cl.ranks = 1024;
+		Sluice__PlanOptions o;
+		make_slow(&r, &cl, &o, big, 300);
+		r.deadline_ms = 60000;
 		Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
 		env.version = 1;
 		env.request_id = 1;
@@ -457,10 +514,11 @@ static void test_client_leaves(void **state)
 		assert_int_equal(comm_encode(&env, &buf, &len), SL_OK);
 		assert_int_equal(zmq_send(s, buf, len, 0), (int)len);
 		free(buf);
-		usleep(20000); /* the request is in; the plan is not yet */
+		usleep(20000); /* the request is in; the plan is not yet (it stalls 300 ms) */
 		zmq_close(s);
 	}
-	free(big);
+	/* after the three stalls (the only planner thread takes them in turn);
+	 * its deadline leaves room for them on any machine */
 	expect_serving_within(60000);
 	/* status counts what could not be delivered */
 	sl_client_t *c = NULL;
@@ -496,6 +554,8 @@ int main(void)
 		cmocka_unit_test(test_unknown_names),
 		cmocka_unit_test(test_bad_profile_cluster_options),
 		cmocka_unit_test(test_deadlines),
+		cmocka_unit_test(test_stalled_thread_freed),
+		cmocka_unit_test(test_option_fields),
 		cmocka_unit_test(test_client_leaves),
 		cmocka_unit_test(test_no_stray_replies),
 	};

@@ -93,7 +93,8 @@ static void test_reload_record_drain(void **state)
 	char text[1024];
 	snprintf(text, sizeof(text),
 	         "# test config\nendpoint %s\npolicy static\nthreads 1\nrecord \"%s\"\n"
-	         "log_level = error\nranks 8\nranks_per_node 8\nmax_seqs 200000\n",
+	         "log_level = error\nranks 8\nranks_per_node 8\nmax_seqs 200000\n"
+	         "debug_plan_delay yes\n",
 	         ep, rec);
 	assert_true(th_write_file(conf, text, 0644));
 	const char *args[] = {"--config", conf, NULL};
@@ -118,7 +119,7 @@ static void test_reload_record_drain(void **state)
 	/* SIGHUP: a new default policy */
 	snprintf(text, sizeof(text),
 	         "endpoint %s\npolicy batch-adaptive\nthreads 1\nrecord %s\nlog_level error\n"
-	         "ranks 8\nranks_per_node 8\nmax_seqs 200000\n",
+	         "ranks 8\nranks_per_node 8\nmax_seqs 200000\ndebug_plan_delay yes\n",
 	         ep, rec);
 	assert_true(th_write_file(conf, text, 0644));
 	kill(d.pid, SIGHUP);
@@ -152,12 +153,10 @@ static void test_reload_record_drain(void **state)
 
 	/* SIGTERM while one slow and two fast requests are in flight: all
 	 * three are answered with plans, a request during the drain gets
-	 * SL_ECLOSED, and sluiced exits 0. */
-	int64_t n = 150000;
-	int64_t *big = malloc(sizeof(int64_t) * (size_t)n);
-	th_lengths(8, big, n, 60000);
-	sl_plan_req_t slow = th_req("drain", 1, big, n);
-	slow.ranks = 4096;
+	 * SL_ECLOSED, and sluiced exits 0. The slow one is a small batch whose
+	 * planner thread stalls 1.5 s (well inside the 30 s drain). */
+	sl_plan_req_t slow = th_req("drain", 1, len, 5);
+	slow.debug_delay_ms = 1500;
 	uint64_t ids[3];
 	assert_int_equal(sl_client_send(c, &slow, &ids[0]), SL_OK);
 	sl_plan_req_t fast = th_req("drain", 2, len, 5);
@@ -190,7 +189,6 @@ static void test_reload_record_drain(void **state)
 	assert_true(th_wait(d.pid, 10000, &st));
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
-	free(big);
 	sl_client_free(&c);
 	sl_client_free(&c2);
 	close(nfd);
@@ -238,12 +236,111 @@ static void test_worker_survives_restart(void **state)
 	assert_int_equal(th_daemon_stop(&d), 0);
 }
 
+/* The drain timeout is a hard cap: SIGTERM with --drain-timeout-ms 1000
+ * while a plan stalls for 60 s answers that client (SL_ECLOSED) and exits 0
+ * about a second later, not after the stall. */
+static void test_drain_cap(void **state)
+{
+	(void)state;
+	char ep[300];
+	snprintf(ep, sizeof(ep), "ipc://%s/cap.sock", th_tmpdir());
+	const char *args[] = {"--endpoint", ep, "--log-level", "error", "--threads", "1",
+	                      "--drain-timeout-ms", "1000", "--debug-plan-delay", NULL};
+	th_daemon_t d;
+	assert_true(th_daemon_start(&d, args, NULL));
+	sl_client_t *c = NULL;
+	assert_int_equal(sl_client_new(ep, NULL, &c), SL_OK);
+	int64_t len[3] = {10, 20, 30};
+	sl_plan_req_t r = th_req("capped", 1, len, 3);
+	r.debug_delay_ms = 60000;
+	r.deadline_ms = 120000;
+	uint64_t id = 0;
+	assert_int_equal(sl_client_send(c, &r, &id), SL_OK);
+	char *json = NULL;
+	assert_int_equal(sl_client_status_json(c, NULL, 0, 5000, &json), SL_OK);
+	sl_free(json);
+	int64_t t0 = comm_now_ms();
+	kill(d.pid, SIGTERM);
+	uint64_t got = 0;
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_client_recv(c, 30000, &got, &p), SL_ECLOSED);
+	assert_int_equal(got, id);
+	assert_null(p);
+	int st = 0;
+	assert_true(th_wait(d.pid, 30000, &st));
+	int64_t took = comm_now_ms() - t0;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	if (took >= 30000)
+		fail_msg("sluiced exited %lld ms after SIGTERM (drain cap 1000 ms)", (long long)took);
+	sl_client_free(&c);
+}
+
+/* Slow plans do not starve other jobs: two requests stalled for 60 s with
+ * 1 s deadlines on a 2-thread pool time out at their deadlines and free
+ * both threads, so a third job's small request (generous deadline) gets a
+ * plan. A daemon without debug_plan_delay refuses the stall, naming it. */
+static void test_slow_plans_do_not_starve(void **state)
+{
+	(void)state;
+	char ep[300];
+	snprintf(ep, sizeof(ep), "ipc://%s/starve.sock", th_tmpdir());
+	const char *args[] = {"--endpoint", ep, "--log-level", "error", "--threads", "2",
+	                      "--debug-plan-delay", NULL};
+	th_daemon_t d;
+	assert_true(th_daemon_start(&d, args, NULL));
+	int64_t len[3] = {10, 20, 30};
+	sl_client_t *slow[2] = {NULL, NULL};
+	uint64_t ids[2];
+	const char *jobs[2] = {"hog-a", "hog-b"};
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(sl_client_new(ep, NULL, &slow[k]), SL_OK);
+		sl_plan_req_t r = th_req(jobs[k], 1, len, 3);
+		r.debug_delay_ms = 60000;
+		r.deadline_ms = 1000;
+		assert_int_equal(sl_client_send(slow[k], &r, &ids[k]), SL_OK);
+		char *json = NULL; /* once status answers, the request is in */
+		assert_int_equal(sl_client_status_json(slow[k], NULL, 0, 5000, &json), SL_OK);
+		sl_free(json);
+	}
+	sl_client_t *c = NULL;
+	assert_int_equal(sl_client_new(ep, NULL, &c), SL_OK);
+	sl_plan_req_t r = th_req("victim", 1, len, 3);
+	r.deadline_ms = 30000;
+	sl_plan_t *p = NULL;
+	if (sl_client_plan(c, &r, 40000, &p) != SL_OK)
+		fail_msg("the third job's request failed: %s", sl_errmsg());
+	assert_int_equal(p->nseqs, 3);
+	sl_plan_free(&p);
+	for (int k = 0; k < 2; k++) {
+		uint64_t got = 0;
+		assert_int_equal(sl_client_recv(slow[k], 30000, &got, &p), SL_ETIMEOUT);
+		assert_int_equal(got, ids[k]);
+		assert_string_equal(sl_client_error_field(slow[k]), "plan_request.deadline_ms");
+		sl_client_free(&slow[k]);
+	}
+	sl_client_free(&c);
+	assert_int_equal(th_daemon_stop(&d), 0);
+
+	/* without --debug-plan-delay the option is refused, naming the field */
+	const char *plain[] = {"--endpoint", ep, "--log-level", "error", NULL};
+	assert_true(th_daemon_start(&d, plain, NULL));
+	assert_int_equal(sl_client_new(ep, NULL, &c), SL_OK);
+	r.debug_delay_ms = 10;
+	assert_int_equal(sl_client_plan(c, &r, 5000, &p), SL_EINVAL);
+	assert_non_null(strstr(sl_errmsg(), "debug_plan_delay"));
+	sl_client_free(&c);
+	assert_int_equal(th_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_notify_abstract),
 		cmocka_unit_test(test_worker_survives_restart),
 		cmocka_unit_test(test_reload_record_drain),
+		cmocka_unit_test(test_drain_cap),
+		cmocka_unit_test(test_slow_plans_do_not_starve),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * sequences. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,12 +325,31 @@ static void flexsp_limits(void **state)
 	assert_int_equal(d->search_truncated, 0);
 	assert_non_null(strstr(d->note, "micro-batches"));
 	assert_true(d->step_ms <= a->step_ms * (1 + 1e-12));
-	/* a wall-clock limit that has already passed still gives a valid plan */
+	/* time_limit_ms is a deterministic budget too: a tiny one gives a
+	 * valid, flagged and reproducible plan */
 	sl_policy_opts_t t = {.time_limit_ms = 1e-6};
 	sl_plan_t *e = plan_of("flexsp", &c, s, 512, &t);
 	assert_valid(e, &c);
 	assert_int_equal(e->search_truncated, 1);
-	assert_non_null(strstr(e->note, "time limit"));
+	assert_non_null(strstr(e->note, "work limit"));
+	sl_plan_t *e2 = plan_of("flexsp", &c, s, 512, &t);
+	ja = sl_plan_to_json(e);
+	jb = sl_plan_to_json(e2);
+	assert_string_equal(ja, jb);
+	free(ja);
+	free(jb);
+	sl_plan_free(&e2);
+	/* and so is a generous one: same plan on every run */
+	sl_policy_opts_t t2 = {.time_limit_ms = 50};
+	e2 = plan_of("flexsp", &c, s, 512, &t2);
+	sl_plan_t *e3 = plan_of("flexsp", &c, s, 512, &t2);
+	ja = sl_plan_to_json(e2);
+	jb = sl_plan_to_json(e3);
+	assert_string_equal(ja, jb);
+	free(ja);
+	free(jb);
+	sl_plan_free(&e2);
+	sl_plan_free(&e3);
 	/* bad options */
 	sl_plan_t *x = NULL;
 	sl_policy_opts_t neg = {.work_limit = -1};
@@ -341,6 +361,53 @@ static void flexsp_limits(void **state)
 	sl_plan_free(&b);
 	sl_plan_free(&d);
 	sl_plan_free(&e);
+	free(s);
+	sl_cost_fini(&c);
+}
+
+/* The wall-clock stops: a cancelled request gets SL_ETIMEOUT and no plan; a
+ * deadline already passed gives the fallback's valid plan, marked truncated;
+ * a huge batch (65,536 sequences on 4,096 ranks, which used to plan for
+ * minutes) with a 200 ms deadline returns long before 30 s. */
+static void flexsp_deadline(void **state)
+{
+	(void)state;
+	sl_cost_t c;
+	cost_for(&c, "gpt-7b-flexsp", 64, 8);
+	sl_seq_t *s = batch(778, 512, 196608);
+	sl_plan_t *p = NULL;
+	sl_cancel_t cancel;
+	atomic_init(&cancel, 1);
+	sl_policy_opts_t o = {.cancel = &cancel};
+	assert_int_equal(sl_plan_request("flexsp", &c, s, 512, &o, &p), SL_ETIMEOUT);
+	assert_null(p);
+	assert_non_null(strstr(sl_errmsg(), "cancelled"));
+
+	sl_policy_opts_t d = {.deadline_ms = sl_now_ms() - 1};
+	assert_int_equal(sl_plan_request("flexsp", &c, s, 512, &d, &p), SL_OK);
+	assert_int_equal(sl_plan_validate(p, &c, report, NULL), 0);
+	assert_int_equal(p->search_truncated, 1);
+	assert_non_null(strstr(p->note, "deadline"));
+	sl_plan_free(&p);
+	free(s);
+	sl_cost_fini(&c);
+
+	cost_for(&c, "gpt-7b-flexsp", 4096, 8);
+	int64_t n = 65536;
+	s = batch(779, n, 60000);
+	double t0 = sl_now_ms();
+	sl_policy_opts_t h = {.deadline_ms = t0 + 200};
+	sl_err rc = sl_plan_request("flexsp", &c, s, n, &h, &p);
+	double took = sl_now_ms() - t0;
+	if (rc == SL_OK) {
+		assert_int_equal(sl_plan_validate(p, &c, report, NULL), 0);
+		assert_int_equal(p->search_truncated, 1);
+	} else {
+		assert_int_equal(rc, SL_ETIMEOUT);
+	}
+	if (took > 30000)
+		fail_msg("a 200 ms deadline returned after %.0f ms", took);
+	sl_plan_free(&p);
 	free(s);
 	sl_cost_fini(&c);
 }
@@ -386,7 +453,7 @@ int main(void)
 	    cmocka_unit_test(flexsp_buckets_hand), cmocka_unit_test(flexsp_buckets_brute),
 	    cmocka_unit_test(flexsp_valid_shapes), cmocka_unit_test(flexsp_determinism),
 	    cmocka_unit_test(flexsp_never_worse),  cmocka_unit_test(flexsp_limits),
-	    cmocka_unit_test(flexsp_edges),
+	    cmocka_unit_test(flexsp_edges),        cmocka_unit_test(flexsp_deadline),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	sl_planner_thread_end();

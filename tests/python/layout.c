@@ -17,7 +17,9 @@ int main(void)
 	FIELD(sl_policy_opts_t, trace_max_len, 0);
 	FIELD(sl_policy_opts_t, time_limit_ms, 0);
 	FIELD(sl_policy_opts_t, work_limit, 0);
-	FIELD(sl_policy_opts_t, seed, 1);
+	FIELD(sl_policy_opts_t, seed, 0);
+	FIELD(sl_policy_opts_t, deadline_ms, 0);
+	FIELD(sl_policy_opts_t, cancel, 1);
 	printf("}},\n \"sl_plan_req_t\": {\"size\": %zu, \"fields\": {", sizeof(sl_plan_req_t));
 	FIELD(sl_plan_req_t, job, 0);
 	FIELD(sl_plan_req_t, step, 0);
@@ -31,7 +33,8 @@ int main(void)
 	FIELD(sl_plan_req_t, ranks_per_node, 0);
 	FIELD(sl_plan_req_t, deadline_ms, 0);
 	FIELD(sl_plan_req_t, opts, 0);
-	FIELD(sl_plan_req_t, no_dispatch, 1);
+	FIELD(sl_plan_req_t, no_dispatch, 0);
+	FIELD(sl_plan_req_t, debug_delay_ms, 1);
 	printf("}},\n \"sl_client_opts_t\": {\"size\": %zu, \"fields\": {", sizeof(sl_client_opts_t));
 	FIELD(sl_client_opts_t, identity, 0);
 	FIELD(sl_client_opts_t, server_key, 0);

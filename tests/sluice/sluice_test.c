@@ -5,6 +5,7 @@
  * the fallbacks). */
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -450,6 +451,48 @@ static void sluice_offload_saves_microbatch(void **state)
 	sl_cost_fini(&c);
 }
 
+/* The wall-clock stops: a cancelled request gets SL_ETIMEOUT and no plan; a
+ * deadline already passed gives the fallback's valid plan, marked truncated
+ * with a note naming both policies; a big batch with a 100 ms deadline
+ * returns a valid plan long before 30 s. */
+static void sluice_deadline(void **state)
+{
+	(void)state;
+	sl_cost_t c;
+	cost_for("gpt-7b-flexsp", 64, 8, &c);
+	sl_seq_t *s = lognormal_batch(31, 512, longest_placeable(&c));
+	sl_plan_t *p = NULL;
+	sl_cancel_t cancel;
+	atomic_init(&cancel, 1);
+	sl_policy_opts_t o = {.cancel = &cancel};
+	assert_int_equal(sl_plan_request("sluice", &c, s, 512, &o, &p), SL_ETIMEOUT);
+	assert_null(p);
+	sl_policy_opts_t d = {.deadline_ms = sl_now_ms() - 1};
+	assert_int_equal(sl_plan_request("sluice", &c, s, 512, &d, &p), SL_OK);
+	assert_int_equal(sl_plan_validate(p, &c, report, "passed deadline"), 0);
+	assert_int_equal(p->search_truncated, 1);
+	assert_string_equal(p->policy, "static");
+	assert_non_null(strstr(p->note, "deadline reached before sluice had a plan"));
+	sl_plan_free(&p);
+	free(s);
+	sl_cost_fini(&c);
+
+	cost_for("gpt-7b-flexsp", 1024, 8, &c);
+	int64_t n = 50000;
+	s = lognormal_batch(32, n, longest_placeable(&c));
+	double t0 = sl_now_ms();
+	sl_policy_opts_t h = {.deadline_ms = t0 + 100};
+	assert_int_equal(sl_plan_request("sluice", &c, s, n, &h, &p), SL_OK);
+	double took = sl_now_ms() - t0;
+	assert_int_equal(sl_plan_validate(p, &c, report, "100 ms deadline"), 0);
+	assert_int_equal(p->search_truncated, 1);
+	if (took > 30000)
+		fail_msg("a 100 ms deadline returned after %.0f ms", took);
+	sl_plan_free(&p);
+	free(s);
+	sl_cost_fini(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +505,7 @@ int main(void)
 		cmocka_unit_test(sluice_node_local),
 		cmocka_unit_test(sluice_exact_microbatches),
 		cmocka_unit_test(sluice_offload_saves_microbatch),
+		cmocka_unit_test(sluice_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
