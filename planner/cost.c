@@ -138,6 +138,13 @@ void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *wor
 			f = 0;
 		double t = sl_cost_seq_ms(c, s, d, f, d <= c->cl.ranks_per_node);
 		double w = d * t + c->prof.beta * (1.0 - f) * (double)p / (double)c->cap;
+		/* work is linear in f, so its least over f_d <= f < 1 is at an
+		 * end: f = 1 (no fixed-cost share, everything offloaded) is below
+		 * f_d where offloading a token costs less than the fixed cost it
+		 * frees (docs/cost-model.md, "The ideal"). */
+		double w1 = d * sl_cost_seq_ms(c, s, d, 1.0, d <= c->cl.ranks_per_node);
+		if (w1 < w)
+			w = w1;
 		if (t < best_crit)
 			best_crit = t;
 		if (w < best_work)

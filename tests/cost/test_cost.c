@@ -83,17 +83,30 @@ static void test_ideal_by_hand(void **state)
 	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_OK);
 	assert_int_equal(c.cap, 100);
 	double crit, work;
+	/* Offloading a token (1 byte over 1 GB/s: 1/2^20 ms) costs far less
+	 * than the fixed cost it frees (beta / cap = 0.1 ms), so work(s) takes
+	 * f = 1: s ms of compute plus s/2^20 ms of offload, no fixed-cost share
+	 * (the rule before 2026-12, f = f_d only, gave 55 and 210 + to here). */
+	double mib = 1048576.0;
 	sl_cost_seq_bounds(&c, 50, &crit, &work);
 	NEAR(crit, 26.0); /* d = 2 pads to 52: 52 / 2 */
-	NEAR(work, 55.0); /* d = 1: 50 + 10 * 50 / 100 */
+	NEAR(work, 50.0 + 50.0 / mib); /* d = 1, f = 1 */
 	sl_cost_seq_bounds(&c, 200, &crit, &work);
 	NEAR(crit, 100.0);
-	double to = 100.0 / 1048576.0; /* offload half of 200 bytes over 1 GB/s */
-	NEAR(work, 200.0 + to + 10.0);
+	NEAR(work, 200.0 + 200.0 / mib); /* d = 1 or 2, f = 1 */
 	int64_t len[] = {50, 50, 200};
 	double ideal;
 	assert_int_equal(sl_cost_ideal(&c, len, 3, &ideal), SL_OK);
-	NEAR(ideal, (55.0 + 55.0 + 210.0 + to) / 2.0);
+	NEAR(ideal, (2 * (50.0 + 50.0 / mib) + 200.0 + 200.0 / mib) / 2.0);
+	/* Where offloading costs more than the share it frees, f_d stays the
+	 * least: 1 byte/token over 1e-6 GB/s is 0.95 ms a token > 0.1 ms. */
+	sl_cost_fini(&c);
+	p.pcie_gbps = 1e-6;
+	assert_int_equal(sl_cost_init(&c, &p, &cl), SL_OK);
+	sl_cost_seq_bounds(&c, 50, &crit, &work);
+	NEAR(work, 55.0); /* d = 1: 50 + 10 * 50 / 100 */
+	sl_cost_seq_bounds(&c, 200, &crit, &work);
+	NEAR(work, 220.0); /* d = 2 holds it unoffloaded: 2 x 100 + 10 x 200 / 100 */
 	sl_cost_fini(&c);
 }
 
