@@ -1,5 +1,5 @@
 /* sluice planner: the reference cost model sluice.cost/1
- * (../shared/spec/cost-model.md). Every number here must match the spec
+ * (docs/cost-model.md). Every number here must match the spec
  * exactly: outside checkers recompute plans with the same formulas. */
 #include <math.h>
 #include <stdlib.h>

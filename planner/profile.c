@@ -1,5 +1,5 @@
 /* sluice planner: built-in FlexSP profiles and JSON profile files
- * (../shared/spec/cost-model.md, "Reference profiles"). */
+ * (docs/cost-model.md, "Reference profiles"). */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>

@@ -5,7 +5,7 @@
  * GEMMs of the linear parts through cuBLASLt, our attention kernels per ring
  * hop, the fixed cost of one group execution, host offload bandwidth, ...);
  * sl_calib_fit turns them into the reference cost model's constants
- * (sl_profile_t, ../shared/spec/cost-model.md) by non-negative least squares
+ * (sl_profile_t, docs/cost-model.md) by non-negative least squares
  * on relative error, and sl_calib_to_json writes a profile file that
  * `sluice plan --profile FILE` reads, with the measurements, the fit's
  * coefficients and residuals, and provenance. docs/fidelity.md says how each

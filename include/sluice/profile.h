@@ -1,5 +1,5 @@
 /* sluice: hardware/model profiles, the cluster shape and the reference cost
- * model (sluice.cost/1, ../shared/spec/cost-model.md). */
+ * model (sluice.cost/1, docs/cost-model.md). */
 #ifndef SLUICE_PROFILE_H
 #define SLUICE_PROFILE_H
 

@@ -1,5 +1,5 @@
 /* The reference cost model against hand-computed cases from
- * ../shared/spec/cost-model.md. */
+ * docs/cost-model.md. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
