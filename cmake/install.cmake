@@ -33,7 +33,7 @@ install(CODE "
     set(sl_etc \"\${sl_prefix}/etc/sluice\")
   endif()
   set(SLUICE_CONF_FILE \"\${sl_etc}/sluiced.conf\")
-  set(sl_unit \"\$ENV{DESTDIR}\${sl_prefix}/${CMAKE_INSTALL_LIBDIR}/systemd/system/sluiced.service\")
+  set(sl_unit \"\$ENV{DESTDIR}\${sl_prefix}/lib/systemd/system/sluiced.service\")
   message(STATUS \"Installing: \${sl_unit}\")
   configure_file(\"${PROJECT_SOURCE_DIR}/deploy/systemd/sluiced.service.in\" \"\${sl_unit}\" @ONLY)
   file(INSTALL \"${PROJECT_SOURCE_DIR}/deploy/sluiced.conf\" DESTINATION \"\${sl_etc}\")

@@ -126,13 +126,13 @@ double sl_cost_offload_for(const sl_cost_t *c, int64_t s, int32_t d, double budg
 /* Whether the ranks all live on one node (floor(r / G) equal). */
 int sl_cost_one_node(const sl_cost_t *c, const int32_t *ranks, int32_t n);
 
-/* Per-sequence lower bounds of the spec's ideal: crit = min_d T_d and
- * work = min_d (d T_d + beta (1 - f_d) p_d / cap), over 1 <= d <= ranks. */
+/* Per-sequence lower bounds of the ideal (docs/cost-model.md): crit = min_d
+ * T_d and work = min over d and f in {f_d, 1} of (d T(s, d, f) + beta (1 -
+ * f) p_d / cap), over 1 <= d <= ranks. */
 void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *work);
 
-/* The spec's ideal step time for a batch; lengths must be positive.
- * Returns SL_EINFEASIBLE (with a message naming the sequence) when a
- * sequence cannot fit on the whole cluster even with offloading. */
+/* The ideal step time for a batch (docs/cost-model.md). Returns SL_ERANGE
+ * naming the position of a length below 1, SL_ENOMEM when out of memory. */
 sl_err sl_cost_ideal(const sl_cost_t *c, const int64_t *len, size_t n, double *ideal_ms);
 
 /* Checks that a sequence can be placed at all (on <= ranks ranks with an
