@@ -49,7 +49,9 @@ for c in "$tmp/client-pc" "$tmp/consumer/client"; do
 	case "$out" in "plan 8 "*) echo "$(basename "$(dirname "$c")")/$(basename "$c"): $out" ;;
 	*) fail "$c printed '$out'" ;; esac
 done
-ldd "$tmp/client-pc" | grep -q "$prefix/lib/libsluice.so.0" || fail "client-pc not linked to the installed library"
+# (ldd's output taken whole: grep -q closing the pipe early would fail it under pipefail)
+libs=$(ldd "$tmp/client-pc")
+case "$libs" in *"$prefix/lib/libsluice.so.0"*) ;; *) fail "client-pc not linked to the installed library: $libs" ;; esac
 
 # 3. the installed unit
 if command -v systemd-analyze >/dev/null; then
