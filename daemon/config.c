@@ -163,6 +163,9 @@ const daemon_opt_t daemon_opts[] = {
 	{"record", DCONF_STRING, OFF(record), SZ(record), "", 0, 0, NULL, 1,
 	 "append every request's lengths to this trace file (`# job step` headers; read by "
 	 "`sluice replay`); reopened on SIGHUP"},
+	{"metrics", DCONF_STRING, OFF(metrics), SZ(metrics), "", 0, 0, NULL, 0,
+	 "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off; keep it on loopback "
+	 "or a monitoring network: it has no authentication)"},
 	{"log_level", DCONF_STRING, OFF(log_level), SZ(log_level), "info", 0, 0, check_log_level, 1,
 	 "none, error, warn, info, debug or trace"},
 };

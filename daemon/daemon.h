@@ -42,6 +42,7 @@ typedef struct daemon_config {
 	char socket_group[64];
 	char socket_mode[8];
 	char record[DAEMON_STR_MAX];
+	char metrics[DAEMON_STR_MAX];
 	char log_level[16];
 	/* derived by daemon_config_finish */
 	sl_profile_t default_profile;
