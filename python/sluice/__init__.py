@@ -17,8 +17,14 @@ from .megatron import MegatronSchedule, MicroBatch, megatron_schedule
 from .plan import PLAN_FORMAT, Group, Plan, as_plan, cumulative, load_plan, padded_length
 from .verl import VerlBalance, verl_balance
 from ._lib import ERROR_NAMES, find_library
+from .hf import flattening_batch
 
-__version__ = "0.1.0"
+try:  # written by python/setup.py or the CMake build from include/sluice/sluice.h
+    from ._version import __version__
+except ImportError:  # the source tree itself: read the header it sits beside
+    from ._lib import version_from_header as _vfh
+
+    __version__ = _vfh()
 
 __all__ = [
     "Client",
@@ -38,4 +44,5 @@ __all__ = [
     "MicroBatch",
     "verl_balance",
     "VerlBalance",
+    "flattening_batch",
 ]
