@@ -13,7 +13,7 @@ plans from `sluice plan --format json` without a daemon. See docs/python.md.
 """
 
 from .client import Client, SluiceError, keygen
-from .megatron import MegatronSchedule, MicroBatch, megatron_schedule
+from .megatron import MegatronSchedule, MicroBatch, megatron_check, megatron_schedule
 from .plan import PLAN_FORMAT, Group, Plan, as_plan, cumulative, load_plan, padded_length
 from .verl import VerlBalance, verl_balance
 from ._lib import ERROR_NAMES, find_library
@@ -40,6 +40,7 @@ __all__ = [
     "padded_length",
     "cumulative",
     "megatron_schedule",
+    "megatron_check",
     "MegatronSchedule",
     "MicroBatch",
     "verl_balance",
