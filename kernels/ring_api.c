@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "sluice/log.h"
 #include "kern.h"
 
 typedef struct kern_ring_api {

@@ -5,7 +5,7 @@ whole sequences (sluice.torch.reference_attention, autograd for the
 gradients). Exits 0 when every value matches within TOL, 1 otherwise
 (printing the worst error). argv: rank world run_dir plan.json"""
 
-import json
+import os
 import sys
 
 import torch
@@ -42,7 +42,11 @@ def main():
                     t = full[k_][j]
                     rows.append(t[p_] if p_ < t.shape[0] else torch.full_like(t[0], 0.5))
                 return torch.stack(rows)
-            q, k, v, w = (take(j).requires_grad_(j < 3) for j in range(4))
+            q, k, v, w = (take(j) for j in range(4))
+            # SLUICE_TEST_PERTURB: an error the check must catch (test_torch)
+            q[0, 0, 0] += float(os.environ.get("SLUICE_TEST_PERTURB", "0"))
+            for t in (q, k, v):
+                t.requires_grad_()
             o = st.ring_attention(q, k, v, work, ring)
             (o * w).sum().backward()
             for n, (fq, fk, fv, fw) in enumerate(full):
