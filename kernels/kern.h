@@ -259,6 +259,23 @@ sl_err kern_nccl_err(int code, const char *what, const char *file, int line);
 			return kern_cuda_err((int)kern_e_, "launching " what, __FILE__, __LINE__);  \
 	} while (0)
 
+/* ---------------------------------------------------- framework API --- */
+
+/* include/sluice/ring.h's CUDA engine (kernels/ring_api.c): a kern_ctx_t
+ * and, per call, a group whose inputs are copied device to device from the
+ * caller's tensors, ordered after the caller's stream. */
+struct worker_group_work;
+sl_err kern_ring_api_new(int32_t rank, int32_t nranks, int32_t device, const void *nccl_id,
+                         void **out);
+void kern_ring_api_free(void **api);
+/* q, k, v, o bf16; lse float; stream a cudaStream_t (may be NULL). */
+sl_err kern_ring_api_forward(void *api, const struct worker_group_work *w, const void *q,
+                             const void *k, const void *v, void *o, void *lse, void *stream);
+/* q, k, v, o, dout bf16; lse, dq, dk, dv float. */
+sl_err kern_ring_api_backward(void *api, const struct worker_group_work *w, const void *q,
+                              const void *k, const void *v, const void *o, const void *lse,
+                              const void *dout, void *dq, void *dk, void *dv, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

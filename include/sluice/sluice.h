@@ -11,6 +11,8 @@
 #include "sluice/profile.h"
 #include "sluice/trace.h"
 
+/* The one place the version is written (CMakeLists.txt and python/setup.py
+ * read it from here). */
 #define SLUICE_VERSION "0.1.0"
 
 #endif

@@ -13,12 +13,18 @@ plans from `sluice plan --format json` without a daemon. See docs/python.md.
 """
 
 from .client import Client, SluiceError, keygen
-from .megatron import MegatronSchedule, MicroBatch, megatron_schedule
+from .megatron import MegatronSchedule, MicroBatch, megatron_check, megatron_schedule
 from .plan import PLAN_FORMAT, Group, Plan, as_plan, cumulative, load_plan, padded_length
 from .verl import VerlBalance, verl_balance
 from ._lib import ERROR_NAMES, find_library
+from .hf import flattening_batch
 
-__version__ = "0.1.0"
+try:  # written by python/setup.py or the CMake build from include/sluice/sluice.h
+    from ._version import __version__
+except ImportError:  # the source tree itself: read the header it sits beside
+    from ._lib import version_from_header as _vfh
+
+    __version__ = _vfh()
 
 __all__ = [
     "Client",
@@ -34,8 +40,10 @@ __all__ = [
     "padded_length",
     "cumulative",
     "megatron_schedule",
+    "megatron_check",
     "MegatronSchedule",
     "MicroBatch",
     "verl_balance",
     "VerlBalance",
+    "flattening_batch",
 ]

@@ -3,10 +3,18 @@
 The library is loaded lazily, on the first Client, so the pure plan helpers
 work on machines without it. Where it is looked for, in order:
 
-1. ``$SLUICE_LIB`` (a path to the .so; when set it must load),
+1. ``$SLUICE_LIB`` (a path to the .so; when set it must load; an explicit
+   choice wins over everything found),
 2. next to this package (the build tree copies libsluice.so into
    ``<build>/python/sluice/``),
-3. ``ctypes.util.find_library("sluice")`` (an installed libsluice).
+3. the system's loader: ``ctypes.util.find_library("sluice")`` (ld.so.cache,
+   e.g. after ``cmake --install`` to /usr/local and ``ldconfig``), then the
+   plain ``libsluice.so.0`` name given to dlopen, which also searches
+   ``$LD_LIBRARY_PATH`` (an install under another prefix:
+   ``LD_LIBRARY_PATH=PREFIX/lib``).
+
+libsluice_ring (sluice.torch's ring attention, include/sluice/ring.h) is
+found the same way, with ``$SLUICE_RING_LIB`` as its override.
 
 The struct layouts below mirror the C headers by hand; the test suite
 compares them with the compiler's offsets (tests/python/layout.c), so a
@@ -148,27 +156,88 @@ _lib = None
 _lib_path = None
 
 
-def _candidates():
-    """Yields (path, where) pairs in search order (see the module doc)."""
-    env = os.environ.get("SLUICE_LIB")
+def version_from_header():
+    """SLUICE_VERSION from include/sluice/sluice.h of the source tree this
+    package sits in (python/sluice/ -> include/sluice/sluice.h); "unknown"
+    when there is none (an installed package has sluice/_version.py)."""
+    import re
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    header = os.path.join(here, "..", "..", "include", "sluice", "sluice.h")
+    try:
+        with open(header, encoding="utf-8") as f:
+            m = re.search(r'^#define SLUICE_VERSION "([0-9.]+)"$', f.read(), re.M)
+    except OSError:
+        return "unknown"
+    return m.group(1) if m else "unknown"
+
+
+def _candidates(base="sluice", env_var="SLUICE_LIB"):
+    """Yields (path, where) pairs in search order (see the module doc) for
+    lib<base>.so."""
+    env = os.environ.get(env_var)
     if env:
-        yield env, "$SLUICE_LIB"
+        yield env, "$" + env_var
         return
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("libsluice.so", "libsluice.so.0", "libsluice.dylib"):
+    for name in ("lib%s.so" % base, "lib%s.so.0" % base, "lib%s.dylib" % base):
         path = os.path.join(here, name)
         if os.path.exists(path):
             yield path, "the package directory"
-    found = ctypes.util.find_library("sluice")
+    found = ctypes.util.find_library(base)
     if found:
         yield found, "ctypes.util.find_library"
+    yield "lib%s.so.0" % base, "the dynamic loader's search path"
 
 
-def find_library():
-    """Returns the path libsluice would be loaded from, or None."""
-    for path, _ in _candidates():
-        return path
+def find_library(base="sluice", env_var="SLUICE_LIB"):
+    """Returns the path (or loader name) lib<base> would be loaded from: the
+    first candidate that loads, or None when none does."""
+    for path, _ in _candidates(base, env_var):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if os.path.sep in path:
+            return path
+        return _loaded_file(lib) or path
     return None
+
+
+def _loaded_file(lib):
+    """The file a CDLL came from (Linux: its link map), or None."""
+    try:
+        dlinfo = ctypes.CDLL(None).dlinfo
+    except AttributeError:
+        return None
+
+    class LinkMap(ctypes.Structure):
+        _fields_ = [("l_addr", ctypes.c_void_p), ("l_name", ctypes.c_char_p)]
+
+    lm = ctypes.POINTER(LinkMap)()
+    RTLD_DI_LINKMAP = 2
+    if dlinfo(ctypes.c_void_p(lib._handle), RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0:
+        return None
+    return lm.contents.l_name.decode() if lm and lm.contents.l_name else None
+
+
+def load_named(base, env_var, signatures):
+    """Loads lib<base> from the first candidate that loads and types the
+    functions in signatures (name: (restype, argtypes)). Raises OSError
+    naming every place tried."""
+    tried = []
+    for path, where in _candidates(base, env_var):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            tried.append("%s (%s): %s" % (path, where, e))
+            continue
+        for name, (res, args) in signatures.items():
+            fn = getattr(lib, name)
+            fn.restype = res
+            fn.argtypes = args
+        return lib, path
+    raise OSError("lib%s could not be loaded: %s" % (base, "; ".join(tried)))
 
 
 def load():
@@ -181,26 +250,8 @@ def load():
     with _lock:
         if _lib is not None:
             return _lib
-        tried = []
-        for path, where in _candidates():
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError as e:
-                tried.append("%s (%s): %s" % (path, where, e))
-                continue
-            for name, (res, args) in _SIGNATURES.items():
-                fn = getattr(lib, name)
-                fn.restype = res
-                fn.argtypes = args
-            _lib, _lib_path = lib, path
-            return lib
-        if not tried:
-            tried.append(
-                "$SLUICE_LIB is not set, no libsluice.so next to %s, "
-                "ctypes.util.find_library('sluice') found nothing"
-                % os.path.dirname(os.path.abspath(__file__))
-            )
-        raise OSError("libsluice could not be loaded: " + "; ".join(tried))
+        _lib, _lib_path = load_named("sluice", "SLUICE_LIB", _SIGNATURES)
+        return _lib
 
 
 def loaded_path():

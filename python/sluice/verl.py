@@ -17,6 +17,21 @@ with sp_size = 1 (plain data parallelism) every group must be a single rank.
 Plans made with `policy="static"` and `sp=sp_size` have that shape; plans of
 the other policies (variable group sizes) are refused with the offending
 group named.
+
+Upstream rules enforced (verl main):
+
+* `_balance_batch` reorders the batch by `global_idx` and the dispatcher then
+  hands every data-parallel rank an EQUAL chunk: with equal_size=True (the
+  default) unequal partitions are refused, since verl would silently give
+  ranks other sequences than the plan says (pass equal_size=False only with
+  a dispatch that splits by `partition_sizes`).
+* `get_seqlen_balanced_partitions` fails on an empty partition ("partition
+  empty" / fewer items than partitions): every rank must get a sequence.
+* `rearrange_micro_batches` all-reduces the micro-batch count with MAX over
+  the data-parallel group (same_micro_num_in_dp) and then splits each rank's
+  sequences into that many non-empty micro-batches: here every rank gets
+  `num_micro_batches_dp` micro-batches (a rank with fewer groups splits its
+  largest ones), refused when a rank has fewer sequences than that count.
 """
 
 from __future__ import annotations
@@ -61,6 +76,11 @@ class VerlBalance:
     def num_micro_batches(self) -> List[int]:
         return [len(m) for m in self.micro_batches]
 
+    @property
+    def num_micro_batches_dp(self) -> int:
+        """The count verl uses on every rank (the MAX over the group)."""
+        return max(self.num_micro_batches) if self.micro_batches else 0
+
     def micro_batches_global(self, dp_rank: int) -> List[List[int]]:
         """Rank dp_rank's micro-batches as batch indices."""
         part = self.partitions[dp_rank]
@@ -76,11 +96,26 @@ class VerlBalance:
         return rev
 
 
-def verl_balance(plan: PlanLike, sp_size: int = 1) -> VerlBalance:
+def _split_to(mbs: List[List[int]], count: int) -> List[List[int]]:
+    """Splits the largest micro-batches (by count, first first) in two until
+    there are `count` of them; the caller guarantees enough items."""
+    out = [list(m) for m in mbs]
+    while len(out) < count:
+        k = max(range(len(out)), key=lambda i: (len(out[i]), -i))
+        m = out[k]
+        half = (len(m) + 1) // 2
+        out[k:k + 1] = [m[:half], m[half:]]
+    return out
+
+
+def verl_balance(plan: PlanLike, sp_size: int = 1, equal_size: bool = True,
+                 same_micro_num_in_dp: bool = True) -> VerlBalance:
     """Turns a plan (Plan, dict, JSON text or file) into verl-style
     partitions and micro-batches over ranks / sp_size data-parallel ranks.
-    Raises ValueError when sp_size does not divide the plan's ranks or a
-    group is not one aligned block of sp_size ranks."""
+    Raises ValueError when sp_size does not divide the plan's ranks, a group
+    is not one aligned block of sp_size ranks, a partition is empty, the
+    partitions differ in size (equal_size) or a rank has fewer sequences
+    than the data-parallel group's micro-batch count (same_micro_num_in_dp)."""
     p = as_plan(plan)
     sp = int(sp_size)
     if sp < 1 or p.ranks % sp != 0:
@@ -108,6 +143,34 @@ def verl_balance(plan: PlanLike, sp_size: int = 1) -> VerlBalance:
         micro.append([[local[i] for i in g.indices] for g in groups_of[r]])
         slots.append([g.slot for g in groups_of[r]])
         tokens.append(sum(s for g in groups_of[r] for s in g.lengths))
+    for r, part in enumerate(partitions):
+        if not part:
+            raise ValueError(
+                "plan: data-parallel rank %d gets no sequence; verl's balanced partitions "
+                "must not be empty (partition sizes %s)" % (r, [len(x) for x in partitions])
+            )
+    if equal_size and len({len(x) for x in partitions}) > 1:
+        raise ValueError(
+            "plan: partition sizes %s differ; verl dispatches equal chunks of the reordered "
+            "batch, so ranks would get other sequences than the plan says (make the plan "
+            "with equal counts per rank, or pass equal_size=False and split by "
+            "partition_sizes)" % [len(x) for x in partitions]
+        )
+    if same_micro_num_in_dp:
+        count = max(len(m) for m in micro)
+        for r in range(dp):
+            if len(partitions[r]) < count:
+                raise ValueError(
+                    "plan: data-parallel rank %d has %d sequences but verl runs %d micro-batches "
+                    "on every rank (the MAX over the group), each non-empty"
+                    % (r, len(partitions[r]), count)
+                )
+            if len(micro[r]) < count:
+                split = _split_to(micro[r], count)
+                # a split micro-batch keeps its group's slot
+                slots[r] = [s_ for m, s_ in zip(micro[r], slots[r])
+                            for _ in range(sum(1 for x in split if x and set(x) <= set(m)))]
+                micro[r] = split
     return VerlBalance(
         dp_size=dp,
         sp_size=sp,

@@ -137,7 +137,7 @@ class PlanParseTest(unittest.TestCase):
 
 class MegatronTest(unittest.TestCase):
     def test_hand_plan(self):
-        s = sluice.megatron_schedule(hand_plan())
+        s = sluice.megatron_schedule(hand_plan(), strict=False)
         self.assertEqual(s.num_micro_batches, 2)
         self.assertEqual(
             s.sample_id_groups,
@@ -157,19 +157,18 @@ class MegatronTest(unittest.TestCase):
         self.assertEqual(mb.max_seqlen, 5004)
         self.assertEqual(mb.local_tokens, 2554)
         self.assertEqual(mb.offload, [0.0, 0.25])
-        self.assertEqual(
-            mb.packed_seq_params(),
-            {
-                "qkv_format": "thd",
-                "cu_seqlens_q": [0, 5001, 5102],
-                "cu_seqlens_kv": [0, 5001, 5102],
-                "cu_seqlens_q_padded": [0, 5004, 5108],
-                "cu_seqlens_kv_padded": [0, 5004, 5108],
-                "max_seqlen_q": 5004,
-                "max_seqlen_kv": 5004,
-                "local_cp_size": 2,
-            },
-        )
+        try:
+            import torch  # noqa: F401  (packed_seq_params builds int32 tensors)
+        except ImportError:
+            return  # test_upstream (run with a torch python) covers the rest
+        with self.assertRaises(ValueError) as cm:  # TE: local_cp_size > 1 needs cp_group
+            mb.packed_seq_params()
+        self.assertIn("local_cp_size must be == 1 if provided without cp_group", str(cm.exception))
+        psp = mb.packed_seq_params(cp_group="group-of-2")
+        self.assertEqual(psp["cp_group"], "group-of-2")
+        self.assertEqual(psp["cu_seqlens_q_padded"].tolist(), [0, 5004, 5108])
+        self.assertEqual(psp["cu_seqlens_kv"].tolist(), [0, 5001, 5102])
+        self.assertEqual((psp["max_seqlen_q"], psp["local_cp_size"], psp["qkv_format"]), (5004, 2, "thd"))
         one = s.micro_batches[0][1]
         self.assertEqual((one.padded_lengths, one.local_cp_size, one.cu_seqlens_padded), ([700], 1, [0, 700]))
         idle = s.micro_batches[0][3]
@@ -187,13 +186,13 @@ class MegatronTest(unittest.TestCase):
         raw = hand_plan()
         raw["slots"][0]["groups"][1]["ranks"] = [0]
         with self.assertRaises(ValueError) as cm:
-            sluice.megatron_schedule(raw)
+            sluice.megatron_schedule(raw, strict=False)
         self.assertIn("rank 0 is in groups 0 and 1", str(cm.exception))
 
 
 class VerlTest(unittest.TestCase):
     def test_dp_plan(self):
-        b = sluice.verl_balance(dp_plan())
+        b = sluice.verl_balance(dp_plan(), equal_size=False, same_micro_num_in_dp=False)
         self.assertEqual((b.dp_size, b.sp_size), (3, 1))
         self.assertEqual(b.partitions, [[3, 5], [1, 4], [0, 2, 6]])
         self.assertEqual(b.global_idx, [3, 5, 1, 4, 0, 2, 6])
@@ -218,7 +217,7 @@ class VerlTest(unittest.TestCase):
             {"ranks": [2, 3], "sequences": [{"id": 11}]},
         ]
         raw["slots"][1]["groups"] = [{"ranks": [3, 2], "sequences": [{"id": 13}]}]
-        b = sluice.verl_balance(raw, sp_size=2)
+        b = sluice.verl_balance(raw, sp_size=2, same_micro_num_in_dp=False)
         self.assertEqual(b.dp_size, 2)
         self.assertEqual(b.partitions, [[0, 2], [1, 3]])
         self.assertEqual(b.micro_batches, [[[1, 0]], [[0], [1]]])
@@ -244,7 +243,7 @@ class CliPlanTest(unittest.TestCase):
 
     def check_megatron(self, raw, csv_rows):
         p = sluice.Plan(raw)
-        s = sluice.megatron_schedule(raw)
+        s = sluice.megatron_schedule(raw, strict=False)
         self.assertEqual(s.num_micro_batches, len(raw["slots"]))
         seen = []
         rows = {(int(r["slot"]), int(r["group"])): r for r in csv_rows}
@@ -300,13 +299,13 @@ class CliPlanTest(unittest.TestCase):
                 self.check_megatron(raw, cli_csv(self.lens, *args))
 
     def test_verl_on_static_plans(self):
-        short = lengths(11, 40, 100, 3000)
+        short = lengths(11, 160, 100, 3000)  # enough that no rank is left without a sequence
         for sp in (1, 2, 4):
             with self.subTest(sp=sp):
                 raw = cli_plan(short, *(self.args + ["--policy", "static", "--sp", sp]))
                 p = sluice.Plan(raw)
                 self.assertTrue(all(g.size == sp for g in p.groups))
-                b = sluice.verl_balance(raw, sp_size=sp)
+                b = sluice.verl_balance(raw, sp_size=sp, equal_size=False, same_micro_num_in_dp=False)
                 self.assertEqual(b.dp_size, 16 // sp)
                 self.assertEqual(sorted(b.global_idx), list(range(len(short))))
                 for r in range(b.dp_size):
@@ -331,7 +330,7 @@ class CliPlanTest(unittest.TestCase):
     def test_helpers_do_not_modify_the_plan(self):
         raw = cli_plan(self.lens, *self.args)
         before = copy.deepcopy(raw)
-        sluice.megatron_schedule(raw)
+        sluice.megatron_schedule(raw, strict=False)
         try:
             sluice.verl_balance(raw)
         except ValueError:
