@@ -227,7 +227,7 @@ sl_err worker_emul_write_report(const worker_emul_t *e, const worker_emul_meta_t
 	}
 	json_object_set(root, "groups", groups);
 	json_object_set(root, "per_rank", ranks);
-	if (json_dumpf(root, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0 ||
+	if (json_dumpf(root, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0 ||
 	    fputc('\n', f) == EOF)
 		rc = sl_seterr(SL_EIO, "emulation report: write failed");
 out:
