@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "worker.h"
 
 typedef struct plan_args {
 	cli_cluster_args_t cl;
@@ -13,6 +14,7 @@ typedef struct plan_args {
 	int format;
 	const char *out;
 	const char *svg;
+	const char *trace;
 	cli_search_args_t search;
 } plan_args_t;
 
@@ -147,6 +149,9 @@ int cli_cmd_plan(int argc, char **argv)
 		 NULL},
 		{"svg", 0, CLI_OPT_STR, &a.svg, "FILE", "also draw the plan as an SVG timeline", NULL, 1,
 		 0, NULL},
+		{"trace-json", 0, CLI_OPT_STR, &a.trace, "FILE",
+		 "also write the predicted timeline as a Chrome/Perfetto trace (ui.perfetto.dev)", NULL,
+		 1, 0, NULL},
 		CLI_OPTS_SEARCH(a.search, ""),
 		{0},
 	};
@@ -208,6 +213,13 @@ int cli_cmd_plan(int argc, char **argv)
 			goto fail;
 		sl_err e = cli_svg_plan(out, plan, &tl);
 		if (cli_close_out(a.svg, out, must_close) != SL_OK || e != SL_OK)
+			goto fail;
+	}
+	if (a.trace != NULL) {
+		if (cli_open_out(a.trace, &out, &must_close) != SL_OK)
+			goto fail;
+		sl_err e = worker_trace_write(out, plan, tl.start_ms, tl.dur_ms, NULL, NULL);
+		if (cli_close_out(a.trace, out, must_close) != SL_OK || e != SL_OK)
 			goto fail;
 	}
 	rc = CLI_EXIT_OK;

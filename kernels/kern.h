@@ -125,6 +125,11 @@ sl_err kern_fill_random_bf16(void *dst, int64_t n, uint64_t seed, float amp, cud
 sl_err kern_tiles_build(const kern_seg_t *segs, int32_t nseg, int32_t block, char kind,
                         kern_tile_t **out, int32_t *ntiles);
 
+/* kern_tiles_build, then the table copied into a new device array *dev
+ * (the caller's cudaFree). */
+sl_err kern_tiles_upload(const kern_seg_t *segs, int32_t nseg, int32_t block, char kind,
+                         kern_tile_t **dev, int32_t *n);
+
 /* Checks that segments describe a valid packed layout for a ring of d ranks
  * (lengths, chunks, offsets, int32 ranges); SL_EINVAL naming the segment. */
 sl_err kern_segs_check(const kern_seg_t *segs, int32_t nseg, int32_t d, int64_t ntok);
@@ -226,6 +231,32 @@ sl_err kern_ctx_barrier(kern_ctx_t *c);
 /* Times a send of `bytes` to next with a receive from prev (the ring's hop
  * without compute): median ms over reps. Collective over the ring. */
 sl_err kern_ring_p2p_ms(kern_ctx_t *c, kern_group_t *g, size_t bytes, int reps, double *ms);
+
+/* ------------------------------------------- layer element-wise parts --- */
+/* The element-wise parts of a pre-LN GPT layer (layer_ew.cu), bf16 tensors
+ * [n][width], fp32 LayerNorm parameters and statistics. Asynchronous on st. */
+
+/* y = LayerNorm(x) * gamma + beta over rows of h; mean, rstd [n] kept. */
+sl_err kern_ln_fwd(const void *x, const float *gamma, const float *beta, void *y, float *mean,
+                   float *rstd, int64_t n, int32_t h, cudaStream_t st);
+/* dx = dres + LayerNorm backward of dy; dgamma, dbeta [h] accumulated (fp32
+ * atomics: zero them first). h <= 8192. */
+sl_err kern_ln_bwd(const void *dy, const void *x, const float *gamma, const float *mean,
+                   const float *rstd, const void *dres, void *dx, float *dgamma, float *dbeta,
+                   int64_t n, int32_t h, cudaStream_t st);
+typedef enum kern_ew_op {
+	KERN_EW_GELU = 0,      /* y = gelu(a) (tanh form) */
+	KERN_EW_GELU_BWD = 1,  /* y = b * gelu'(a) */
+	KERN_EW_ADD = 2        /* y = a + b */
+} kern_ew_op;
+/* One element-wise op over n (even) values. */
+sl_err kern_ew(kern_ew_op op, const void *a, const void *b, void *y, int64_t n, cudaStream_t st);
+/* qkv [n][qd + 2 kd] -> q [n][qd], k [n][kd], v [n][kd]. */
+sl_err kern_qkv_split(const void *qkv, void *q, void *k, void *v, int64_t n, int32_t qd, int32_t kd,
+                      cudaStream_t st);
+/* fp32 dq [n][qd], dk, dv [n][kd] -> one bf16 gradient row [n][qd + 2 kd]. */
+sl_err kern_qkv_merge_grad(const float *dq, const float *dk, const float *dv, void *dqkv, int64_t n,
+                           int32_t qd, int32_t kd, cudaStream_t st);
 
 /* Error translation. */
 /* Translates a failed CUDA call's code to SL_ECUDA with file:line and what;

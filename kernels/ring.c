@@ -192,8 +192,8 @@ static sl_err dmalloc(void **p, size_t bytes)
 	return SL_OK;
 }
 
-static sl_err tiles_upload(const kern_seg_t *segs, int32_t nseg, int32_t block, char kind,
-                           kern_tile_t **dev, int32_t *n)
+sl_err kern_tiles_upload(const kern_seg_t *segs, int32_t nseg, int32_t block, char kind,
+                         kern_tile_t **dev, int32_t *n)
 {
 	kern_tile_t *h = NULL;
 	sl_err rc = kern_tiles_build(segs, nseg, block, kind, &h, n);
@@ -253,10 +253,10 @@ sl_err kern_group_alloc(kern_ctx_t *c, kern_group_t *g, int32_t d, int32_t ring_
 	KERN_CUDA_GOTO(cudaMemcpy(g->segs_d, segs, (size_t)nseg * sizeof(*segs),
 	                          cudaMemcpyHostToDevice),
 	               rc, fail);
-	SL_CHECK_GOTO(tiles_upload(segs, nseg, kern_fwd_block_m(head_dim, c->fwd_variant), 'q',
+	SL_CHECK_GOTO(kern_tiles_upload(segs, nseg, kern_fwd_block_m(head_dim, c->fwd_variant), 'q',
 	                           &g->qtiles_d, &g->nqt),
 	              rc, fail);
-	SL_CHECK_GOTO(tiles_upload(segs, nseg, kern_bwd_block_n(head_dim, c->bwd_variant), 'k',
+	SL_CHECK_GOTO(kern_tiles_upload(segs, nseg, kern_bwd_block_n(head_dim, c->bwd_variant), 'k',
 	                           &g->ktiles_d, &g->nkt),
 	              rc, fail);
 	qb = (size_t)kern_group_qsize(g);

@@ -15,165 +15,61 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cublasLt.h>
-#include <cuda_runtime_api.h>
 #include <nccl.h>
 
-#include "kern.h"
-#include "profiler.h"
+#include "prof_gpu.h"
 #include "sluice/clock.h"
 
 #define MIB 1048576.0
-#define WS_BYTES ((size_t)64 << 20) /* cuBLASLt workspace */
-
-static sl_err lt_err(cublasStatus_t s, const char *what, int line)
-{
-	return sl_seterr(SL_ECUDA, "%s:%d: %s: cuBLASLt status %d", __FILE__, line, what, (int)s);
-}
-
-#define LT(call)                                                                                   \
-	do {                                                                                       \
-		cublasStatus_t prof_s_ = (call);                                                   \
-		if (prof_s_ != CUBLAS_STATUS_SUCCESS)                                              \
-			return lt_err(prof_s_, #call, __LINE__);                                   \
-	} while (0)
-
-static int cmpd(const void *a, const void *b)
-{
-	const double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmpd);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* Timing state shared by the measurements. */
 typedef struct meas_ctx {
-	cudaStream_t st;
-	cudaEvent_t e0, e1;
-	cublasLtHandle_t lt;
-	void *ws;
+	prof_gpu_t pg; /* stream, events, cuBLASLt */
 	int reps;
 	int verbose;
 	double *t; /* [reps] */
 } meas_ctx_t;
 
-/* One bf16 GEMM in cuBLASLt's column-major terms: C (m x n) = op(A) op(B),
- * fp32 accumulation; gemm_plan picks the algorithm once, outside the timing. */
-typedef struct gemm {
-	cublasOperation_t ta, tb;
-	int64_t m, n, k;
-	const void *a, *b;
-	void *c;
-	cublasLtMatmulDesc_t op;
-	cublasLtMatrixLayout_t la, lb, lc;
-	cublasLtMatmulAlgo_t algo;
-} gemm_t;
-
-static void gemm_unplan(gemm_t *g)
+/* Times fn(mc, arg) on the context's stream: median ms over reps after 2
+ * warm-ups, CUDA events. */
+static sl_err time_region(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), void *arg,
+                          double *ms)
 {
-	cublasLtMatrixLayoutDestroy(g->lc);
-	cublasLtMatrixLayoutDestroy(g->lb);
-	cublasLtMatrixLayoutDestroy(g->la);
-	cublasLtMatmulDescDestroy(g->op);
-	g->lc = g->lb = g->la = NULL;
-	g->op = NULL;
-}
-
-static sl_err gemm_plan(meas_ctx_t *mc, gemm_t *g)
-{
-	cublasLtMatmulPreference_t pref = NULL;
-	cublasLtMatmulHeuristicResult_t hr;
-	int nres = 0;
-	const size_t ws = WS_BYTES;
-	sl_err rc = SL_OK;
-	cublasStatus_t s;
-#define LT_GOTO(call)                                                                              \
-	do {                                                                                       \
-		s = (call);                                                                        \
-		if (s != CUBLAS_STATUS_SUCCESS) {                                                  \
-			rc = lt_err(s, #call, __LINE__);                                           \
-			goto out;                                                                  \
-		}                                                                                  \
-	} while (0)
-	LT_GOTO(cublasLtMatmulDescCreate(&g->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-	LT_GOTO(cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSA, &g->ta,
-	                                       sizeof(g->ta)));
-	LT_GOTO(cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSB, &g->tb,
-	                                       sizeof(g->tb)));
-	/* stored shapes: A is m x k (k x m when transposed), B k x n (n x k) */
-	LT_GOTO(cublasLtMatrixLayoutCreate(&g->la, CUDA_R_16BF, g->ta == CUBLAS_OP_N ? g->m : g->k,
-	                                   g->ta == CUBLAS_OP_N ? g->k : g->m,
-	                                   g->ta == CUBLAS_OP_N ? g->m : g->k));
-	LT_GOTO(cublasLtMatrixLayoutCreate(&g->lb, CUDA_R_16BF, g->tb == CUBLAS_OP_N ? g->k : g->n,
-	                                   g->tb == CUBLAS_OP_N ? g->n : g->k,
-	                                   g->tb == CUBLAS_OP_N ? g->k : g->n));
-	LT_GOTO(cublasLtMatrixLayoutCreate(&g->lc, CUDA_R_16BF, g->m, g->n, g->m));
-	LT_GOTO(cublasLtMatmulPreferenceCreate(&pref));
-	LT_GOTO(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-	                                             &ws, sizeof(ws)));
-	LT_GOTO(cublasLtMatmulAlgoGetHeuristic(mc->lt, g->op, g->la, g->lb, g->lc, g->lc, pref, 1,
-	                                       &hr, &nres));
-#undef LT_GOTO
-	if (nres < 1) {
-		rc = sl_seterr(SL_ECUDA, "cuBLASLt has no algorithm for %lld x %lld x %lld",
-		               (long long)g->m, (long long)g->n, (long long)g->k);
-		goto out;
-	}
-	g->algo = hr.algo;
-out:
-	cublasLtMatmulPreferenceDestroy(pref);
-	if (rc != SL_OK)
-		gemm_unplan(g);
-	return rc;
-}
-
-static sl_err gemm_run(meas_ctx_t *mc, const gemm_t *g)
-{
-	const float alpha = 1.0f, beta = 0.0f;
-	LT(cublasLtMatmul(mc->lt, g->op, &alpha, g->a, g->la, g->b, g->lb, &beta, g->c, g->lc, g->c,
-	                  g->lc, &g->algo, mc->ws, WS_BYTES, mc->st));
-	return SL_OK;
-}
-
-/* The three GEMMs of a linear layer in -> out over n tokens (PyTorch's
- * layout: weight [out][in], activations [n][in], row-major): forward
- * Y = X W^T, input gradient dX = dY W, weight gradient dW = dY^T X. */
-static int linear_gemms(int64_t in, int64_t out, int64_t n, const void *w, const void *x,
-                        const void *dy, void *c, gemm_t g[3])
-{
-	g[0] = (gemm_t){.ta = CUBLAS_OP_T, .tb = CUBLAS_OP_N, out, n, in, w, x, c};
-	g[1] = (gemm_t){.ta = CUBLAS_OP_N, .tb = CUBLAS_OP_N, in, n, out, w, dy, c};
-	g[2] = (gemm_t){.ta = CUBLAS_OP_N, .tb = CUBLAS_OP_T, in, out, n, x, dy, c};
-	return 3;
-}
-
-/* Times the GEMM list: median ms over reps after 2 warm-ups. */
-static sl_err time_gemms(meas_ctx_t *mc, gemm_t *g, int ng, double *ms)
-{
-	sl_err rc = SL_OK;
-	int planned = 0;
-	for (; planned < ng; planned++)
-		SL_CHECK_GOTO(gemm_plan(mc, &g[planned]), rc, out);
 	for (int r = -2; r < mc->reps; r++) {
-		KERN_CUDA_GOTO(cudaEventRecord(mc->e0, mc->st), rc, out);
-		for (int i = 0; i < ng; i++)
-			SL_CHECK_GOTO(gemm_run(mc, &g[i]), rc, out);
-		KERN_CUDA_GOTO(cudaEventRecord(mc->e1, mc->st), rc, out);
-		KERN_CUDA_GOTO(cudaEventSynchronize(mc->e1), rc, out);
+		KERN_CUDA(cudaEventRecord(mc->pg.e0, mc->pg.st));
+		SL_CHECK(fn(mc, arg));
+		KERN_CUDA(cudaEventRecord(mc->pg.e1, mc->pg.st));
+		KERN_CUDA(cudaEventSynchronize(mc->pg.e1));
 		float t;
-		KERN_CUDA_GOTO(cudaEventElapsedTime(&t, mc->e0, mc->e1), rc, out);
+		KERN_CUDA(cudaEventElapsedTime(&t, mc->pg.e0, mc->pg.e1));
 		if (r >= 0)
 			mc->t[r] = t;
 	}
-	*ms = median(mc->t, mc->reps);
-out:
-	for (int i = 0; i < planned; i++)
-		gemm_unplan(&g[i]);
-	return rc;
+	*ms = prof_median(mc->t, mc->reps);
+	return SL_OK;
+}
+
+typedef struct layer_arg {
+	prof_layer_t *L;
+	prof_head_t *hd;
+	int64_t n;
+} layer_arg_t;
+
+/* One layer's work apart from the attention, forward and backward, as the
+ * emulated worker runs it (profiler/layer.c). */
+static sl_err run_layer_linear(meas_ctx_t *mc, void *arg)
+{
+	layer_arg_t *la = arg;
+	SL_CHECK(prof_layer_fwd_in(&mc->pg, la->L, la->n, NULL, NULL, NULL));
+	SL_CHECK(prof_layer_fwd_out(&mc->pg, la->L, la->n));
+	SL_CHECK(prof_layer_bwd_out(&mc->pg, la->L, la->n));
+	return prof_layer_bwd_in(&mc->pg, la->L, la->n, NULL, NULL, NULL);
+}
+
+static sl_err run_head(meas_ctx_t *mc, void *arg)
+{
+	layer_arg_t *la = arg;
+	return prof_head_run(&mc->pg, la->hd, la->L, la->n);
 }
 
 static int64_t max64(int64_t a, int64_t b)
@@ -181,34 +77,21 @@ static int64_t max64(int64_t a, int64_t b)
 	return a > b ? a : b;
 }
 
-/* One layer's linear parts and the LM head at each token count. */
+/* One layer's linear parts (the GEMMs and the element-wise parts around
+ * them) and the LM head at each token count. */
 static sl_err measure_gemms(meas_ctx_t *mc, const sl_model_shape_t *md, const sl_calib_run_t *run,
                             sl_calib_meas_t *m)
 {
-	const int64_t h = md->hidden, qkv = (int64_t)(md->heads + 2 * md->kv_heads) * md->head_dim;
-	/* the vocabulary padded to a multiple of 128 as Megatron-LM does: an odd
-	 * leading dimension (GPT-2's 50257) would time cuBLASLt's unaligned
-	 * kernels, 5x slower, which no trainer runs */
-	const int64_t ao = (int64_t)md->heads * md->head_dim, f = md->ffn,
-		      V = (md->vocab + 127) / 128 * 128;
-	const int64_t lin[4][2] = {{h, qkv}, {ao, h}, {h, f}, {f, h}};
-	int64_t nmax = 0, wmax = h * V, dmax = max64(max64(h, qkv), max64(ao, f));
+	prof_layer_t L;
+	prof_head_t hd;
+	int64_t nmax = 0;
+	sl_err rc = SL_OK;
+	memset(&L, 0, sizeof(L));
+	memset(&hd, 0, sizeof(hd));
 	for (size_t i = 0; i < run->ngemm_tokens; i++)
 		nmax = max64(nmax, run->gemm_tokens[i]);
-	for (int i = 0; i < 4; i++)
-		wmax = max64(wmax, lin[i][0] * lin[i][1]);
-	/* the head's [n][vocab] logits get big: its points stop at 8192 tokens */
-	const int64_t nhead_max = nmax < 8192 ? nmax : 8192;
-	const int64_t xn = nmax * dmax, yn = max64(nmax * dmax, nhead_max * V);
-	void *w = NULL, *x = NULL, *dy = NULL, *c = NULL;
-	sl_err rc = SL_OK;
-	KERN_CUDA_GOTO(cudaMalloc(&w, (size_t)wmax * 2), rc, out);
-	KERN_CUDA_GOTO(cudaMalloc(&x, (size_t)xn * 2), rc, out);
-	KERN_CUDA_GOTO(cudaMalloc(&dy, (size_t)yn * 2), rc, out);
-	KERN_CUDA_GOTO(cudaMalloc(&c, (size_t)max64(max64(xn, yn), wmax) * 2), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(w, wmax, 11, 0.05f, mc->st), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(x, xn, 12, 1.0f, mc->st), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(dy, yn, 13, 1.0f, mc->st), rc, out);
+	SL_CHECK_GOTO(prof_layer_reserve(&mc->pg, &L, md, nmax), rc, out);
+	SL_CHECK_GOTO(prof_head_alloc(&mc->pg, &hd, md), rc, out);
 	m->gemm = calloc(run->ngemm_tokens + 1, sizeof(*m->gemm));
 	m->head = calloc(run->ngemm_tokens + 1, sizeof(*m->head));
 	if (m->gemm == NULL || m->head == NULL) {
@@ -216,31 +99,25 @@ static sl_err measure_gemms(meas_ctx_t *mc, const sl_model_shape_t *md, const sl
 		goto out;
 	}
 	for (size_t i = 0; i < run->ngemm_tokens; i++) {
-		const int64_t n = run->gemm_tokens[i];
-		gemm_t g[12];
-		int ng = 0;
-		double ms;
-		for (int l = 0; l < 4; l++)
-			ng += linear_gemms(lin[l][0], lin[l][1], n, w, x, dy, c, g + ng);
-		SL_CHECK_GOTO(time_gemms(mc, g, ng, &ms), rc, out);
-		m->gemm[m->ngemm++] = (sl_calib_point_t){n, ms};
+		layer_arg_t la = {&L, &hd, run->gemm_tokens[i]};
+		double ms = 0;
+		SL_CHECK_GOTO(time_region(mc, run_layer_linear, &la, &ms), rc, out);
+		m->gemm[m->ngemm++] = (sl_calib_point_t){la.n, ms};
 		if (mc->verbose)
-			fprintf(stderr, "profile: layer GEMMs %6lld tokens %9.3f ms (%.0f TFLOP/s)\n",
-			        (long long)n, ms, sl_model_layer_gemm_flop(md) * n / ms / 1e9);
-		if (V > 0 && n <= nhead_max) {
-			ng = linear_gemms(h, V, n, w, x, dy, c, g);
-			SL_CHECK_GOTO(time_gemms(mc, g, ng, &ms), rc, out);
-			m->head[m->nhead++] = (sl_calib_point_t){n, ms};
+			fprintf(stderr, "profile: layer linear %6lld tokens %9.3f ms (GEMMs %.0f TFLOP/s)\n",
+			        (long long)la.n, ms, sl_model_layer_gemm_flop(md) * la.n / ms / 1e9);
+		/* the head runs in chunks of 8192 tokens: its points stop there */
+		if (hd.vocab > 0 && la.n <= 8192) {
+			SL_CHECK_GOTO(time_region(mc, run_head, &la, &ms), rc, out);
+			m->head[m->nhead++] = (sl_calib_point_t){la.n, ms};
 			if (mc->verbose)
-				fprintf(stderr, "profile: LM head    %6lld tokens %9.3f ms\n", (long long)n,
-				        ms);
+				fprintf(stderr, "profile: LM head    %6lld tokens %9.3f ms\n",
+				        (long long)la.n, ms);
 		}
 	}
 out:
-	cudaFree(w);
-	cudaFree(x);
-	cudaFree(dy);
-	cudaFree(c);
+	prof_head_free(&hd);
+	prof_layer_free(&L);
 	return rc;
 }
 
@@ -297,14 +174,14 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 	                      .scale = 1.0f / sqrtf((float)D)};
 	/* the backward's final LSE and delta: the diagonal hop (every query
 	 * sees at least itself, so no row is -inf) */
-	SL_CHECK(kern_attn_fwd(&fa, -1, mc->st));
-	SL_CHECK(kern_attn_delta(b->o, b->dout, b->delta, (int64_t)len * H, D, mc->st));
+	SL_CHECK(kern_attn_fwd(&fa, -1, mc->pg.st));
+	SL_CHECK(kern_attn_delta(b->o, b->dout, b->delta, (int64_t)len * H, D, mc->pg.st));
 	/* the forward as the ring runs it: the own shard first (INIT), others
 	 * merged (MERGE); a single rank writes O directly */
 	fa.lse = b->lse_acc;
 	if (d > 1) {
 		fa.mode = KERN_FWD_INIT;
-		SL_CHECK(kern_attn_fwd(&fa, -1, mc->st));
+		SL_CHECK(kern_attn_fwd(&fa, -1, mc->pg.st));
 		fa.mode = ko == qo ? KERN_FWD_INIT : KERN_FWD_MERGE;
 	}
 	fa.k_owner = ko;
@@ -313,20 +190,20 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 	                      .dv = b->dkv + kvn, .segs = b->seg, .tiles = b->kt, .ntiles = nkt,
 	                      .heads = H, .kv_heads = KH, .head_dim = D, .d = d, .q_owner = qo,
 	                      .k_owner = ko, .causal = 1, .accumulate = 0, .scale = fa.scale};
-	KERN_CUDA(cudaMemsetAsync(b->dq, 0, (size_t)len * H * D * 4, mc->st));
+	KERN_CUDA(cudaMemsetAsync(b->dq, 0, (size_t)len * H * D * 4, mc->pg.st));
 	for (int pass = 0; pass < 2; pass++)
 		for (int r = -2; r < mc->reps; r++) {
-			KERN_CUDA(cudaEventRecord(mc->e0, mc->st));
-			SL_CHECK(pass == 0 ? kern_attn_fwd(&fa, -1, mc->st)
-			                   : kern_attn_bwd(&ba, -1, mc->st));
-			KERN_CUDA(cudaEventRecord(mc->e1, mc->st));
-			KERN_CUDA(cudaEventSynchronize(mc->e1));
+			KERN_CUDA(cudaEventRecord(mc->pg.e0, mc->pg.st));
+			SL_CHECK(pass == 0 ? kern_attn_fwd(&fa, -1, mc->pg.st)
+			                   : kern_attn_bwd(&ba, -1, mc->pg.st));
+			KERN_CUDA(cudaEventRecord(mc->pg.e1, mc->pg.st));
+			KERN_CUDA(cudaEventSynchronize(mc->pg.e1));
 			float t;
-			KERN_CUDA(cudaEventElapsedTime(&t, mc->e0, mc->e1));
+			KERN_CUDA(cudaEventElapsedTime(&t, mc->pg.e0, mc->pg.e1));
 			if (r >= 0)
 				(pass == 0 ? fwd : bwd)[r] = t;
 		}
-	*out = (sl_calib_hop_t){d, qo, ko, len, median(fwd, mc->reps), median(bwd, mc->reps)};
+	*out = (sl_calib_hop_t){d, qo, ko, len, prof_median(fwd, mc->reps), prof_median(bwd, mc->reps)};
 	return SL_OK;
 }
 
@@ -354,9 +231,9 @@ static sl_err measure_hops(meas_ctx_t *mc, const sl_model_shape_t *md, const sl_
 	KERN_CUDA_GOTO(cudaMalloc((void **)&b.lse_acc, rows * 4), rc, out);
 	KERN_CUDA_GOTO(cudaMalloc((void **)&b.delta, rows * 4), rc, out);
 	KERN_CUDA_GOTO(cudaMalloc((void **)&b.seg, sizeof(kern_seg_t)), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(b.q, (int64_t)qn, 21, 1.0f, mc->st), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(b.kv, (int64_t)kvn * 2, 22, 1.0f, mc->st), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(b.dout, (int64_t)qn, 23, 1.0f, mc->st), rc, out);
+	SL_CHECK_GOTO(kern_fill_random_bf16(b.q, (int64_t)qn, 21, 1.0f, mc->pg.st), rc, out);
+	SL_CHECK_GOTO(kern_fill_random_bf16(b.kv, (int64_t)kvn * 2, 22, 1.0f, mc->pg.st), rc, out);
+	SL_CHECK_GOTO(kern_fill_random_bf16(b.dout, (int64_t)qn, 23, 1.0f, mc->pg.st), rc, out);
 	m->hop = calloc(run->nhop_lens * run->nhop_ds * 3 + 1, sizeof(*m->hop));
 	if (m->hop == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "hop points: out of memory");
@@ -417,7 +294,7 @@ static sl_err measure_group(meas_ctx_t *mc, const sl_model_shape_t *md, int devi
 		if (r >= 0)
 			mc->t[r] = sl_now_ms() - t0;
 	}
-	m->group_fixed_ms = median(mc->t, mc->reps);
+	m->group_fixed_ms = prof_median(mc->t, mc->reps);
 
 	/* workspace: the device memory one group of 16384 tokens takes (d = 1),
 	 * plus what a ring adds (kern_group_alloc: 3 receive buffers of K/V in
@@ -450,23 +327,23 @@ static sl_err measure_offload(meas_ctx_t *mc, sl_calib_meas_t *m)
 	sl_err rc = SL_OK;
 	KERN_CUDA_GOTO(cudaHostAlloc(&h, bytes, cudaHostAllocDefault), rc, out);
 	KERN_CUDA_GOTO(cudaMalloc(&dv, bytes), rc, out);
-	SL_CHECK_GOTO(kern_fill_random_bf16(dv, (int64_t)(bytes / 2), 41, 1.0f, mc->st), rc, out);
+	SL_CHECK_GOTO(kern_fill_random_bf16(dv, (int64_t)(bytes / 2), 41, 1.0f, mc->pg.st), rc, out);
 	for (int dir = 0; dir < 2; dir++) {
 		for (int r = -2; r < mc->reps; r++) {
-			KERN_CUDA_GOTO(cudaEventRecord(mc->e0, mc->st), rc, out);
+			KERN_CUDA_GOTO(cudaEventRecord(mc->pg.e0, mc->pg.st), rc, out);
 			KERN_CUDA_GOTO(cudaMemcpyAsync(dir == 0 ? h : dv, dir == 0 ? dv : h, bytes,
 			                               dir == 0 ? cudaMemcpyDeviceToHost
 			                                        : cudaMemcpyHostToDevice,
-			                               mc->st),
+			                               mc->pg.st),
 			               rc, out);
-			KERN_CUDA_GOTO(cudaEventRecord(mc->e1, mc->st), rc, out);
-			KERN_CUDA_GOTO(cudaEventSynchronize(mc->e1), rc, out);
+			KERN_CUDA_GOTO(cudaEventRecord(mc->pg.e1, mc->pg.st), rc, out);
+			KERN_CUDA_GOTO(cudaEventSynchronize(mc->pg.e1), rc, out);
 			float t;
-			KERN_CUDA_GOTO(cudaEventElapsedTime(&t, mc->e0, mc->e1), rc, out);
+			KERN_CUDA_GOTO(cudaEventElapsedTime(&t, mc->pg.e0, mc->pg.e1), rc, out);
 			if (r >= 0)
 				mc->t[r] = t;
 		}
-		const double g = bytes / MIB / median(mc->t, mc->reps);
+		const double g = bytes / MIB / prof_median(mc->t, mc->reps);
 		if (dir == 0)
 			m->d2h_gbps = g;
 		else
@@ -649,17 +526,7 @@ sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run
 	m.gpu_free_bytes = (double)fr;
 	m.gpu_total_bytes = (double)tot;
 	provenance(run, run->device, &m);
-	KERN_CUDA_GOTO(cudaStreamCreateWithFlags(&mc.st, cudaStreamNonBlocking), rc, out);
-	KERN_CUDA_GOTO(cudaEventCreate(&mc.e0), rc, out);
-	KERN_CUDA_GOTO(cudaEventCreate(&mc.e1), rc, out);
-	KERN_CUDA_GOTO(cudaMalloc(&mc.ws, WS_BYTES), rc, out);
-	{
-		cublasStatus_t s = cublasLtCreate(&mc.lt);
-		if (s != CUBLAS_STATUS_SUCCESS) {
-			rc = lt_err(s, "cublasLtCreate", __LINE__);
-			goto out;
-		}
-	}
+	SL_CHECK_GOTO(prof_gpu_init(&mc.pg, run->device), rc, out);
 	if (run->verbose)
 		fprintf(stderr, "profile: %s, %s on %s\n", model->name, m.p2p_note, m.prov.card);
 	SL_CHECK_GOTO(measure_gemms(&mc, model, run, &m), rc, out);
@@ -669,15 +536,7 @@ sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run
 	*out = m;
 	memset(&m, 0, sizeof(m));
 out:
-	if (mc.lt != NULL)
-		cublasLtDestroy(mc.lt);
-	cudaFree(mc.ws);
-	if (mc.e0 != NULL)
-		cudaEventDestroy(mc.e0);
-	if (mc.e1 != NULL)
-		cudaEventDestroy(mc.e1);
-	if (mc.st != NULL)
-		cudaStreamDestroy(mc.st);
+	prof_gpu_fini(&mc.pg);
 	free(mc.t);
 	sl_calib_meas_free(&m);
 	return rc;

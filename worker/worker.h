@@ -364,4 +364,56 @@ int worker_serve(const worker_backend_ops_t *ops, const worker_serve_opts_t *opt
 sl_err worker_serve_run_dir(const char *endpoint, const char *job, char *buf, size_t size);
 
 
+/* ---------------------------------------------------------- emulation --- */
+
+/* Predicted vs measured times of one plan whose group executions were timed
+ * one rank at a time (`sluice run-plan --emulate`, worker/emul.c). Arrays
+ * are owned; rank_ms and parts (SL_EMUL_NPARTS per entry, sluice/calib.h)
+ * are indexed like plan->rank_pool, the rest per group or per rank. */
+typedef struct worker_emul {
+	const sl_plan_t *plan; /* borrowed */
+	double *rank_ms, *parts;
+	double *pred_ms, *pred_start, *meas_ms, *meas_start; /* [ngroups] */
+	double *pred_rank, *meas_rank;                       /* [ranks], grad sync included */
+	double pred_step, meas_step, grad_sync_ms;
+	int have_pred;
+} worker_emul_t;
+
+/* Who and what measured, for the report. Strings borrowed; any may be NULL. */
+typedef struct worker_emul_meta {
+	const char *model, *card, *date, *command, *source;
+} worker_emul_meta_t;
+
+/* The reference timing rule (cost-model.md, "Timing") over given group
+ * times: each group starts when the last of its ranks is free. Writes
+ * start_ms [ngroups] and ready_ms [ranks] (before gradient sync). */
+void worker_emul_timeline(const sl_plan_t *plan, const double *group_ms, double *start_ms,
+                          double *ready_ms);
+/* Allocates *e for plan (borrowed until worker_emul_free); times zero. */
+sl_err worker_emul_init(worker_emul_t *e, const sl_plan_t *plan);
+void worker_emul_free(worker_emul_t *e);
+/* From e->rank_ms: each group's measured time is its slowest rank's (the
+ * ring keeps a group's ranks in step); measured starts and step by the
+ * timing rule; predicted ones under cost (NULL: none). SL_EINVAL naming the
+ * group when a time is negative or not finite. */
+sl_err worker_emul_finish(worker_emul_t *e, const sl_cost_t *cost);
+/* Median over group executions of |predicted - measured| / measured (NAN
+ * without a prediction). */
+double worker_emul_median_group_err(const worker_emul_t *e);
+/* The report: "sluice.emulation/1" JSON with per group (predicted and
+ * measured start and time, relative error, every rank's time, the slowest
+ * rank's parts), per rank and per step. */
+sl_err worker_emul_write_report(const worker_emul_t *e, const worker_emul_meta_t *meta, FILE *f);
+/* The same as a table. */
+void worker_emul_write_table(const worker_emul_t *e, FILE *f);
+/* Reads rank_ms (and parts) back from such a report written for the same
+ * plan; SL_EFORMAT naming the path and field otherwise. */
+sl_err worker_emul_read_measured(const char *path, worker_emul_t *e);
+/* A Chrome trace event file (ui.perfetto.dev, chrome://tracing) of a plan:
+ * a process per rank, a "predicted" thread (pred_*) and, when meas_start is
+ * non-NULL, a "measured" one; one "X" event per group execution per rank. */
+sl_err worker_trace_write(FILE *f, const sl_plan_t *plan, const double *pred_start,
+                          const double *pred_ms, const double *meas_start, const double *meas_ms);
+
+
 #endif

@@ -7,21 +7,11 @@
 # usage: OUT=DIR [BIN=DIR] [REPS=7] bash bench/gpu/profile.sh [MODEL...]
 set -u
 cd "$(dirname "$0")/../.."
-export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-$PWD/gpu-out}
 BIN=${BIN:-$PWD/.gpubin}
 REPS=${REPS:-7}
 mkdir -p "$OUT"
-if [ -d .debs ]; then
-	mkdir -p /tmp/deb
-	for f in .debs/*.deb; do dpkg -x "$f" /tmp/deb; done
-	export LD_LIBRARY_PATH=/tmp/deb/usr/lib/x86_64-linux-gnu:/tmp/deb/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-fi
-# cuBLASLt comes with the CUDA toolkit there; find it when the loader does not
-if ! ldconfig -p | grep -q libcublasLt.so.13; then
-	lt=$(find /usr/local/cuda* /usr/lib /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
-	[ -n "$lt" ] && export LD_LIBRARY_PATH=$(dirname "$lt"):$LD_LIBRARY_PATH
-fi
+. bench/gpu/env.sh
 {
 	nvidia-smi --query-gpu=index,name,memory.total,driver_version,clocks.max.sm --format=csv
 	date -u +%FT%TZ

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "sluice/err.h"
+#include "sluice/plan.h"
 #include "sluice/profile.h"
 
 #ifdef __cplusplus
@@ -180,6 +181,41 @@ typedef struct sl_calib_run {
  * no device is usable; *out is freed on failure. */
 sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run,
                         sl_calib_meas_t *out);
+
+/* ---- emulating a plan's workers on one GPU (sl_profiler_gpu) -------------- */
+
+/* Parts of one rank's measured time in a group execution (whole model). */
+enum {
+	SL_EMUL_LINEAR = 0, /* GEMMs and element-wise parts of the layers */
+	SL_EMUL_ATTN,       /* our attention over the ring's hops, forward + backward */
+	SL_EMUL_OFFLOAD,    /* the plan's offload: pinned D2H after the forward, H2D before
+	                       the backward */
+	SL_EMUL_HEAD,       /* the LM head, forward + backward */
+	SL_EMUL_NPARTS
+};
+
+typedef struct sl_emul_opts {
+	sl_model_shape_t model;
+	double act_bytes_per_token; /* offload volume per token (the plan's profile) */
+	int iters;                  /* timed repetitions of each group execution (median) */
+	int warmup;                 /* untimed repetitions of the first group execution */
+	int device;
+	int verbose; /* a line per group execution on stderr */
+	char card[SL_CALIB_TEXT]; /* out: the device's name */
+} sl_emul_opts_t;
+
+/* Runs every rank's part of every group execution of the plan on one GPU,
+ * in slot order, rank after rank: per rank one transformer layer (the
+ * model's shape, pseudo-random weights) forward and backward on the group's
+ * packed micro-batch, its attention over the ring's hops against each
+ * peer's K/V shard as the ring delivers it, the plan's offload as real
+ * copies to pinned host memory and back, and the LM head; the layer's time
+ * is multiplied by model.layers (every layer is the same). Transfers
+ * between ranks are not run. Writes rank_ms[k] (k indexing plan->rank_pool
+ * like a group's rank_off) and, when parts is non-NULL,
+ * parts[k * SL_EMUL_NPARTS + SL_EMUL_*]. Errors name the slot and group. */
+sl_err sl_calib_emulate(const sl_plan_t *plan, sl_emul_opts_t *o, double *rank_ms,
+                        double *parts);
 
 #ifdef __cplusplus
 }
