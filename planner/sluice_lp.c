@@ -99,12 +99,23 @@ static void rideinfo_fini(rideinfo_t *ri)
 #define SLUICE_LP_MERGE 0.003
 
 static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
-                          rawcand_t *raw, planner_sluice_cand_t *out)
+                          double tau0, rawcand_t *raw, planner_sluice_cand_t *out)
 {
 	const sl_cost_t *c = ctx->cost;
-	int32_t N = ctx->N;
+	int32_t N = ctx->N, ns = 0;
+	/* Degrees fast enough that beta + t <= a lower bound on the LP's T
+	 * (tau0 = that bound - beta) collapse into one bound column (their
+	 * least time and least work: a relaxation, so the bound stays valid)
+	 * and one decision column (the usable degree of least decision work);
+	 * only the slower degrees are sorted into the Pareto frontier. On large
+	 * batches that is few of them, and each length costs O(N). */
+	rawcand_t fb, fd;
+	int have_fb = 0, have_fd = 0;
+	double fb_wu = INFINITY;
+	memset(&fb, 0, sizeof(fb));
+	memset(&fd, 0, sizeof(fd));
 	for (int32_t d = 1; d <= N; d++) {
-		rawcand_t *r = &raw[d - 1];
+		rawcand_t *r = &raw[ns];
 		memset(&r->c, 0, sizeof(r->c));
 		r->c.d = d;
 		r->c.f = sl_cost_min_offload(c, s, d);
@@ -122,13 +133,49 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 			r->c.wd = d * (r->c.t + ctx->beta * frac) + d * ctx->cap * (1 - frac) * ri->ovh[d];
 		else
 			r->c.wd = d * (r->c.t + ctx->beta);
+		if (!(r->c.t <= tau0)) {
+			ns++;
+			continue;
+		}
+		if (!have_fb) {
+			fb = *r;
+			fb.c.d = r->feasible ? d : -d;
+			fb_wu = r->feasible ? r->c.w : INFINITY;
+			have_fb = 1;
+		} else {
+			if (r->c.t < fb.c.t)
+				fb.c.t = r->c.t;
+			if (r->c.w < fb.c.w) {
+				fb.c.w = r->c.w;
+				if (fb.c.d <= 0)
+					fb.c.d = -d;
+			}
+			if (r->feasible && r->c.w < fb_wu) {
+				fb_wu = r->c.w;
+				fb.c.d = d;
+				fb.c.f = r->c.f;
+			}
+		}
+		if (r->feasible && (!have_fd || r->c.wd < fd.c.wd)) {
+			fd = *r;
+			have_fd = 1;
+		}
 	}
 	ctx->work += N;
-	qsort(raw, (size_t)N, sizeof(rawcand_t), cmp_raw);
+	qsort(raw, (size_t)ns, sizeof(rawcand_t), cmp_raw);
+	ctx->work += (int64_t)ns * 8;
 	int32_t k = 0;
 	/* bound columns */
 	double best = INFINITY;
-	for (int32_t i = 0; i < N; i++) {
+	if (have_fb) {
+		out[k] = fb.c;
+		out[k].bound = 1;
+		out[k].w0_ = fb.c.w;
+		out[k].w_usable_ = fb_wu;
+		best = fb.c.w;
+		k++;
+	}
+	for (int32_t i = 0; i < ns; i++) {
 		const planner_sluice_cand_t *rc = &raw[i].c;
 		if (!(rc->w < best))
 			continue;
@@ -156,7 +203,14 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 	/* decision columns */
 	int32_t k0 = k;
 	best = INFINITY;
-	for (int32_t i = 0; i < N; i++) {
+	if (have_fd) {
+		out[k] = fd.c;
+		out[k].dec = 1;
+		out[k].w0_ = fd.c.wd;
+		best = fd.c.wd;
+		k++;
+	}
+	for (int32_t i = 0; i < ns; i++) {
 		const planner_sluice_cand_t *rc = &raw[i].c;
 		if (!raw[i].feasible || !(rc->wd < best))
 			continue;
@@ -381,13 +435,24 @@ out:
 	return rc;
 }
 
-/* Appends sequence i's candidates to the LP; returns its least work. */
+/* Appends sequence i's candidates to the LP; returns its least work. A
+ * sequence as long as the one appended last copies its columns (callers
+ * append in length order, so each distinct length is costed once). */
 static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_sluice_lp_t *lp,
-                       int32_t i, rawcand_t *raw, planner_sluice_cand_t *tmp, int64_t *cand_cap,
-                       double *wmin)
+                       int32_t i, double tau0, rawcand_t *raw, planner_sluice_cand_t *tmp,
+                       int64_t *cand_cap, double *wmin)
 {
-	int32_t k = candidates(ctx, ri, ctx->seqs[i].length, raw, tmp);
+	int64_t s = ctx->seqs[i].length;
 	int64_t ncand = lp->cand_off[lp->nlong];
+	const planner_sluice_cand_t *src = tmp;
+	int32_t k;
+	if (lp->nlong > 0 && ctx->seqs[lp->seq[lp->nlong - 1]].length == s) {
+		k = (int32_t)(ncand - lp->cand_off[lp->nlong - 1]);
+		src = NULL; /* lp->cand[ncand - k ..), read after a realloc */
+	} else {
+		k = candidates(ctx, ri, s, tau0, raw, tmp);
+	}
+	ctx->work += k;
 	if (ncand + k > *cand_cap) {
 		int64_t nc = *cand_cap ? *cand_cap * 2 : 64;
 		while (nc < ncand + k)
@@ -399,11 +464,13 @@ static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_
 		lp->cand = q;
 		*cand_cap = nc;
 	}
+	if (src == NULL)
+		src = lp->cand + ncand - k;
 	*wmin = INFINITY;
 	for (int32_t q = 0; q < k; q++) {
-		lp->cand[ncand + q] = tmp[q];
-		if (tmp[q].w < *wmin)
-			*wmin = tmp[q].w;
+		lp->cand[ncand + q] = src[q];
+		if (src[q].w < *wmin)
+			*wmin = src[q].w;
 	}
 	lp->seq[lp->nlong++] = i;
 	lp->cand_off[lp->nlong] = ncand + k;
@@ -418,6 +485,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	planner_sluice_cand_t *tmp = NULL;
 	double *short_w = NULL;
 	char *in_lp = NULL;
+	planner_len_key_t *keys = NULL;
 	rideinfo_t ri = {NULL, NULL};
 	int32_t n = ctx->n, N = ctx->N;
 	double w_short = 0, w_lb = 0, t_lo = 0, wmin;
@@ -430,7 +498,8 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	tmp = malloc(sizeof(planner_sluice_cand_t) * (size_t)N * 2);
 	short_w = malloc(sizeof(double) * (size_t)n);
 	in_lp = calloc((size_t)n, 1);
-	if (lp->seq == NULL || lp->cand_off == NULL || raw == NULL || tmp == NULL ||
+	keys = malloc(sizeof(planner_len_key_t) * (size_t)n);
+	if (keys == NULL || lp->seq == NULL || lp->cand_off == NULL || raw == NULL || tmp == NULL ||
 	    short_w == NULL || in_lp == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %d sequences", n);
 		goto out;
@@ -440,18 +509,33 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 
 	/* A sequence that fits one rank costs least there (no padding, no
 	 * communication): its work is a constant of the LP. Longer ones are
-	 * the LP's to place. */
+	 * the LP's to place, longest first so equal lengths are costed once.
+	 * A lower bound on the LP's T first: every sequence's exact work on
+	 * one rank, or for a long one its compute plus the cheaper of a fixed
+	 * cost share and offloading per token (no degree does better). */
+	double w_lb0 = 0, per_tok = ctx->beta / ctx->cap < ctx->c_off ? ctx->beta / ctx->cap
+	                                                                : ctx->c_off;
+	int32_t nl = 0;
 	for (int32_t i = 0; i < n; i++) {
-		int64_t s = ctx->seqs[i].length;
-		double t;
-		if ((double)s > ctx->cap) {
-			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
-			w_lb += wmin;
+		double s = (double)ctx->seqs[i].length, t;
+		if (s > ctx->cap) {
+			keys[nl].len = ctx->seqs[i].length;
+			keys[nl++].idx = i;
+			w_lb0 += (c->prof.alpha1 * s * s + c->prof.alpha2 * s + per_tok * s) * (1 - 1e-9);
 		} else {
-			short_w[i] = work_lb(c, s, 1, 0.0, 1, &t);
+			short_w[i] = work_lb(c, ctx->seqs[i].length, 1, 0.0, 1, &t);
+			w_lb0 += short_w[i];
 			w_lb += short_w[i];
 		}
+	}
+	ctx->work += n;
+	qsort(keys, (size_t)nl, sizeof(planner_len_key_t), planner_len_key_desc);
+	double tau0 = w_lb0 / N - ctx->beta;
+	for (int32_t q = 0; q < nl; q++) {
+		int32_t i = keys[q].idx;
+		in_lp[i] = 1;
+		SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, raw, tmp, &cand_cap, &wmin), rc, out);
+		w_lb += wmin;
 	}
 	/* ... unless its time on one rank could be what limits the step (tiny
 	 * batches): beta + T_1 above the work bound w_lb / N. Those join the
@@ -461,7 +545,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 			continue;
 		if (ctx->beta + ctx->t1[i] > w_lb / N) {
 			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
+			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, raw, tmp, &cand_cap, &wmin), rc, out);
 		} else {
 			w_short += short_w[i];
 		}
@@ -529,6 +613,7 @@ out:
 	free(tmp);
 	free(short_w);
 	free(in_lp);
+	free(keys);
 	if (rc != SL_OK)
 		planner_sluice_lp_fini(lp);
 	return rc;
