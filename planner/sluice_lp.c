@@ -97,6 +97,9 @@ static void rideinfo_fini(rideinfo_t *ri)
  *    degrees our plans can use (offload <= max_offload), thinned the same
  *    way keeping the real degree of least decision work. */
 #define SLUICE_LP_MERGE 0.003
+/* Clusters larger than this collapse a sequence's fast degrees into one
+ * column while costing them (see candidates). */
+#define SLUICE_LP_COLLAPSE_RANKS 256
 
 static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
                           double tau0, rawcand_t *raw, planner_sluice_cand_t *out)
@@ -530,7 +533,10 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	}
 	ctx->work += n;
 	qsort(keys, (size_t)nl, sizeof(planner_len_key_t), planner_len_key_desc);
-	double tau0 = w_lb0 / N - ctx->beta;
+	/* The collapse below tau0 loosens the bound LP a little (a collapsed
+	 * column takes its degrees' least time); on small clusters the whole
+	 * frontier is cheap, so only large ones collapse. */
+	double tau0 = N > SLUICE_LP_COLLAPSE_RANKS ? w_lb0 / N - ctx->beta : -INFINITY;
 	for (int32_t q = 0; q < nl; q++) {
 		int32_t i = keys[q].idx;
 		in_lp[i] = 1;
