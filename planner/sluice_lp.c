@@ -164,7 +164,8 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 			have_fd = 1;
 		}
 	}
-	ctx->work += N;
+	/* about four units per degree: three cost-model evaluations */
+	ctx->work += 4 * (int64_t)N;
 	qsort(raw, (size_t)ns, sizeof(rawcand_t), cmp_raw);
 	ctx->work += (int64_t)ns * 8;
 	int32_t k = 0;
