@@ -6,7 +6,11 @@
  *
  *   sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G]
  *                [--batch B] [--steps S] [--max-len L] [--no-scaling]
- *                [--scaling-only] [--csv FILE]
+ *                [--scaling-only] [--csv FILE] [--curve [--curve-max N]]
+ *
+ * --curve prints the planner's time / peak RSS / step/ideal curve instead:
+ * N = 1K..100K (up to --curve-max) sequences on --ranks ranks for the
+ * Wikipedia trace, uniform 1..60000 and a long-dominated log-normal mix.
  *
  * TRACE defaults to data/traces/wikipedia-flexsp.txt.gz of the source tree
  * it was built from (data/README.md).
@@ -17,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "sluice/sluice.h"
 
@@ -37,6 +43,106 @@ static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return (x > y) - (x < y);
+}
+
+/* splitmix64: a deterministic stream for the synthetic length mixes. */
+static uint64_t mix_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static double mix_unit(uint64_t *s)
+{
+	return ((double)(mix_next(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* n lengths of one mix: "uniform" 1..60000; "long" log-normal with median
+ * 26,000 and sigma 1, redrawn above max_len (long-dominated, like code
+ * repositories or books); "wikipedia" consecutive lengths of the trace. */
+static void mix_lengths(const char *mix, const int64_t *trace, size_t ntrace, int64_t max_len,
+                        int64_t *out, int n)
+{
+	uint64_t st = 12345;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(mix, "uniform") == 0) {
+			out[i] = 1 + (int64_t)(mix_next(&st) % 60000);
+		} else if (strcmp(mix, "long") == 0) {
+			double v;
+			do {
+				double u1 = mix_unit(&st), u2 = mix_unit(&st);
+				double z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+				v = 26000.0 * exp(z);
+			} while (v > (double)max_len || v < 1);
+			out[i] = (int64_t)v;
+		} else {
+			out[i] = trace[(size_t)i % ntrace];
+		}
+	}
+}
+
+/* The planning-time curve: N = 1K..100K sequences of each mix on `ranks`
+ * ranks, each size planned in a child process so its peak RSS is its own. */
+static int curve(const sl_profile_t *prof, const int64_t *trace, size_t ntrace, int32_t ranks,
+                 int32_t per_node, int64_t max_len, int max_n)
+{
+	static const int sizes[] = {1000, 2000, 5000, 10000, 20000, 50000, 100000};
+	static const char *const mixes[] = {"wikipedia", "uniform", "long"};
+	printf("# curve: sluice planner alone, profile %s, %d ranks (%d per node), default limits\n",
+	       prof->name, ranks, per_node);
+	printf("%-10s %8s %10s %10s %12s %5s %12s\n", "mix", "n", "plan_ms", "step/ideal",
+	       "step/lp", "cut", "peak_rss_mb");
+	fflush(stdout);
+	for (size_t m = 0; m < sizeof(mixes) / sizeof(mixes[0]); m++) {
+		for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+			int n = sizes[z];
+			if (n > max_n)
+				continue;
+			pid_t pid = fork();
+			if (pid < 0) {
+				perror("fork");
+				return 1;
+			}
+			if (pid == 0) {
+				sl_cost_t cost;
+				sl_cluster_t cl = {ranks, per_node};
+				int64_t *len = malloc(sizeof(int64_t) * (size_t)n);
+				sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)n);
+				if (len == NULL || seqs == NULL || sl_cost_init(&cost, prof, &cl) != SL_OK)
+					_exit(1);
+				mix_lengths(mixes[m], trace, ntrace, max_len, len, n);
+				for (int i = 0; i < n; i++) {
+					seqs[i].id = i;
+					seqs[i].length = len[i];
+				}
+				sl_plan_t *plan = NULL;
+				double t0 = sl_now_ms();
+				if (sl_plan_request("sluice", &cost, seqs, n, NULL, &plan) != SL_OK) {
+					fprintf(stderr, "sluice-bench: %s n=%d: %s\n", mixes[m], n, sl_errmsg());
+					_exit(1);
+				}
+				printf("%-10s %8d %10.1f %10.4f %12.4f %5d ", mixes[m], n, sl_now_ms() - t0,
+				       plan->step_ms / plan->ideal_ms, plan->step_ms / plan->lp_bound_ms,
+				       plan->search_truncated);
+				fflush(stdout);
+				_exit(0);
+			}
+			int status;
+			struct rusage ru;
+			if (wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) ||
+			    WEXITSTATUS(status) != 0) {
+				printf("%-10s %8d failed\n", mixes[m], n);
+				continue;
+			}
+			printf("%12.1f\n", ru.ru_maxrss / 1024.0);
+			fflush(stdout);
+		}
+	}
+	printf("# plan_ms: wall time of sl_plan_request (ideal and scoring included); peak_rss_mb: "
+	       "the planning child's peak (getrusage)\n");
+	return 0;
 }
 
 /* q-quantile (nearest rank) of v[0..n), sorting a copy. */
@@ -70,7 +176,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G] "
 	           "[--batch B] [--steps S] [--max-len L] [--no-scaling] [--scaling-only] "
-	           "[--csv FILE] [--version]\n\n%s",
+	           "[--csv FILE] [--curve [--curve-max N]] [--version]\n\n%s",
 	        SL_EXIT_HELP);
 }
 
@@ -295,7 +401,7 @@ int main(int argc, char **argv)
 {
 	const char *trace = SLUICE_BENCH_DEFAULT_TRACE, *profname = "gpt-7b-flexsp", *csvpath = NULL;
 	int32_t ranks = 64, per_node = 8;
-	int batch = 512, steps = 20, do_scaling = 1, do_replay = 1;
+	int batch = 512, steps = 20, do_scaling = 1, do_replay = 1, do_curve = 0, curve_max = 100000;
 	int64_t max_len = 192 * 1024;
 
 	for (int i = 1; i < argc; i++) {
@@ -311,6 +417,12 @@ int main(int argc, char **argv)
 			do_scaling = 0;
 		} else if (strcmp(a, "--scaling-only") == 0) {
 			do_replay = 0;
+		} else if (strcmp(a, "--curve") == 0) {
+			do_curve = 1;
+			do_replay = 0;
+			do_scaling = 0;
+		} else if (strcmp(a, "--curve-max") == 0 && v != NULL) {
+			curve_max = atoi(argv[++i]);
 		} else if (a[0] == '-' && a[1] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-bench: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
@@ -380,6 +492,8 @@ int main(int argc, char **argv)
 		fclose(csv);
 	if (rc == 0 && do_scaling)
 		rc = scaling(&prof, kept.v, kept.n, per_node);
+	if (rc == 0 && do_curve)
+		rc = curve(&prof, kept.v, kept.n, ranks, per_node, max_len, curve_max);
 	sl_lengths_free(&kept);
 	return rc;
 }

@@ -49,6 +49,8 @@ typedef struct planner_key {
 int planner_key_asc(const void *a, const void *b);
 /* qsort comparator of int64_t, ascending. */
 int planner_cmp_i64(const void *a, const void *b);
+/* Ascending doubles (NaN compares equal to everything: keep them out). */
+int planner_cmp_double(const void *a, const void *b);
 
 
 #endif

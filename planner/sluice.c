@@ -22,6 +22,10 @@
  * by itself), while bounding it on anything larger. */
 #define SLUICE_DEFAULT_WORK_BASE ((int64_t)40 * 1000 * 1000)
 #define SLUICE_DEFAULT_WORK_PER_SEQ ((int64_t)25 * 1000)
+/* Past this many sequences each further one adds only a tenth of the
+ * share: the search's gains flatten on large batches while its cost grows,
+ * and the default must keep 100K sequences within seconds. */
+#define SLUICE_DEFAULT_WORK_FULL_SEQS ((int64_t)8192)
 /* Work units per millisecond of opts->time_limit_ms (a fixed rate, measured
  * on a 2-core x86 box; deliberately not measured at run time). */
 #define SLUICE_WORK_PER_MS ((int64_t)150 * 1000)
@@ -72,9 +76,11 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 			v--;
 		ctx->offcap[i] = v;
 	}
+	int64_t nfull = n < SLUICE_DEFAULT_WORK_FULL_SEQS ? n : SLUICE_DEFAULT_WORK_FULL_SEQS;
 	ctx->work_limit = opts->work_limit > 0
 	                          ? opts->work_limit
-	                          : SLUICE_DEFAULT_WORK_BASE + SLUICE_DEFAULT_WORK_PER_SEQ * (int64_t)n;
+	                          : SLUICE_DEFAULT_WORK_BASE + SLUICE_DEFAULT_WORK_PER_SEQ * nfull +
+	                                    SLUICE_DEFAULT_WORK_PER_SEQ / 10 * (n - nfull);
 	if (opts->time_limit_ms > 0) {
 		double w = opts->time_limit_ms * (double)SLUICE_WORK_PER_MS;
 		if (w < (double)ctx->work_limit)

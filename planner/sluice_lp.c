@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lp.h"
 #include "sluice_internal.h"
 
 /* Rank-ms lower bound of running s on d ranks with offload at least f (cost
@@ -98,14 +97,28 @@ static void rideinfo_fini(rideinfo_t *ri)
  *    degrees our plans can use (offload <= max_offload), thinned the same
  *    way keeping the real degree of least decision work. */
 #define SLUICE_LP_MERGE 0.003
+/* Clusters larger than this collapse a sequence's fast degrees into one
+ * column while costing them (see candidates). */
+#define SLUICE_LP_COLLAPSE_RANKS 256
 
 static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
-                          rawcand_t *raw, planner_sluice_cand_t *out)
+                          double tau0, rawcand_t *raw, planner_sluice_cand_t *out)
 {
 	const sl_cost_t *c = ctx->cost;
-	int32_t N = ctx->N;
+	int32_t N = ctx->N, ns = 0;
+	/* Degrees fast enough that beta + t <= a lower bound on the LP's T
+	 * (tau0 = that bound - beta) collapse into one bound column (their
+	 * least time and least work: a relaxation, so the bound stays valid)
+	 * and one decision column (the usable degree of least decision work);
+	 * only the slower degrees are sorted into the Pareto frontier. On large
+	 * batches that is few of them, and each length costs O(N). */
+	rawcand_t fb, fd;
+	int have_fb = 0, have_fd = 0;
+	double fb_wu = INFINITY;
+	memset(&fb, 0, sizeof(fb));
+	memset(&fd, 0, sizeof(fd));
 	for (int32_t d = 1; d <= N; d++) {
-		rawcand_t *r = &raw[d - 1];
+		rawcand_t *r = &raw[ns];
 		memset(&r->c, 0, sizeof(r->c));
 		r->c.d = d;
 		r->c.f = sl_cost_min_offload(c, s, d);
@@ -123,13 +136,50 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 			r->c.wd = d * (r->c.t + ctx->beta * frac) + d * ctx->cap * (1 - frac) * ri->ovh[d];
 		else
 			r->c.wd = d * (r->c.t + ctx->beta);
+		if (!(r->c.t <= tau0)) {
+			ns++;
+			continue;
+		}
+		if (!have_fb) {
+			fb = *r;
+			fb.c.d = r->feasible ? d : -d;
+			fb_wu = r->feasible ? r->c.w : INFINITY;
+			have_fb = 1;
+		} else {
+			if (r->c.t < fb.c.t)
+				fb.c.t = r->c.t;
+			if (r->c.w < fb.c.w) {
+				fb.c.w = r->c.w;
+				if (fb.c.d <= 0)
+					fb.c.d = -d;
+			}
+			if (r->feasible && r->c.w < fb_wu) {
+				fb_wu = r->c.w;
+				fb.c.d = d;
+				fb.c.f = r->c.f;
+			}
+		}
+		if (r->feasible && (!have_fd || r->c.wd < fd.c.wd)) {
+			fd = *r;
+			have_fd = 1;
+		}
 	}
-	ctx->work += N;
-	qsort(raw, (size_t)N, sizeof(rawcand_t), cmp_raw);
+	/* about four units per degree: three cost-model evaluations */
+	ctx->work += 4 * (int64_t)N;
+	qsort(raw, (size_t)ns, sizeof(rawcand_t), cmp_raw);
+	ctx->work += (int64_t)ns * 8;
 	int32_t k = 0;
 	/* bound columns */
 	double best = INFINITY;
-	for (int32_t i = 0; i < N; i++) {
+	if (have_fb) {
+		out[k] = fb.c;
+		out[k].bound = 1;
+		out[k].w0_ = fb.c.w;
+		out[k].w_usable_ = fb_wu;
+		best = fb.c.w;
+		k++;
+	}
+	for (int32_t i = 0; i < ns; i++) {
 		const planner_sluice_cand_t *rc = &raw[i].c;
 		if (!(rc->w < best))
 			continue;
@@ -157,7 +207,14 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 	/* decision columns */
 	int32_t k0 = k;
 	best = INFINITY;
-	for (int32_t i = 0; i < N; i++) {
+	if (have_fd) {
+		out[k] = fd.c;
+		out[k].dec = 1;
+		out[k].w0_ = fd.c.wd;
+		best = fd.c.wd;
+		k++;
+	}
+	for (int32_t i = 0; i < ns; i++) {
 		const planner_sluice_cand_t *rc = &raw[i].c;
 		if (!raw[i].feasible || !(rc->wd < best))
 			continue;
@@ -187,100 +244,219 @@ void planner_sluice_lp_fini(planner_sluice_lp_t *lp)
 	memset(lp, 0, sizeof(*lp));
 }
 
-/* Fills the LP's columns and rows and solves it: with dec == 0 the bound LP
- * (work w, every degree), else the decision LP (work wd, only degrees our
- * plans can use; its values go to cand[].x). On any LP failure returns the
- * error and leaves the caller to use the closed-form bound. */
-static sl_err solve_glpk(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, double w_short,
-                         double t_lo, int dec, double *t_out)
+/* Solves one of the two LPs exactly, without a general LP solver. For a
+ * fixed T the LP falls apart per sequence: j takes the convex combination of
+ * its columns of least work whose time fits T - beta, i.e. the lower convex
+ * hull h_j of its (t, w) points evaluated at T - beta (columns are sorted by
+ * time with work falling, the Pareto frontier). The work row then reads
+ *   g(T) = N T - W_short - sum_j h_j(T - beta) >= 0,
+ * g increasing, piecewise linear with breakpoints at beta + t of hull
+ * vertices; the optimum is the least T >= the time rows' floor with
+ * g(T) >= 0, found by bisection over the sorted breakpoints and one linear
+ * solve: O(C log C) for C columns, where GLPK's simplex grew quadratically
+ * with the number of long sequences. The values x written (cand[].x for the
+ * decision LP, cand[].xb for the bound LP) are that optimal point: each
+ * sequence on the two hull vertices around T - beta. */
+typedef struct {
+	int64_t *hull;   /* [C] column indices of hull vertices, per sequence */
+	int64_t *hoff;   /* [nlong + 1] into hull */
+	double *bp;      /* [C] breakpoints */
+} hull_t;
+
+static int is_col(const planner_sluice_cand_t *cd, int dec)
+{
+	return dec ? cd->dec : cd->bound;
+}
+
+static double col_w(const planner_sluice_cand_t *cd, int dec)
+{
+	return dec ? cd->wd : cd->w;
+}
+
+/* h_j(tau): least work of sequence j within time tau (its hull). */
+static double hull_w(const planner_sluice_lp_t *lp, const hull_t *h, int32_t j, double tau,
+                     int dec)
+{
+	int64_t a = h->hoff[j], b = h->hoff[j + 1];
+	const planner_sluice_cand_t *last = &lp->cand[h->hull[b - 1]];
+	if (tau >= last->t)
+		return col_w(last, dec);
+	/* the segment around tau: hull times ascend */
+	int64_t lo = a, hi = b - 1;
+	while (hi - lo > 1) {
+		int64_t mid = lo + (hi - lo) / 2;
+		if (lp->cand[h->hull[mid]].t <= tau)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	const planner_sluice_cand_t *p = &lp->cand[h->hull[lo]], *q = &lp->cand[h->hull[hi]];
+	if (tau <= p->t)
+		return col_w(p, dec);
+	double u = (tau - p->t) / (q->t - p->t);
+	return col_w(p, dec) + u * (col_w(q, dec) - col_w(p, dec));
+}
+
+static double g_of(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
+                   const hull_t *h, double w_short, double T, int dec)
+{
+	double s = w_short;
+	for (int32_t j = 0; j < lp->nlong; j++)
+		s += hull_w(lp, h, j, T - ctx->beta, dec);
+	return (double)ctx->N * T - s;
+}
+
+static sl_err solve_exact(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, double w_short,
+                          double t_lo, int dec, double *t_out)
 {
 	sl_err rc = SL_OK;
-	lp_t *m = NULL;
 	int64_t ncand = lp->cand_off[lp->nlong];
-	int *cols = NULL, *col_of = NULL;
-	double *vals = NULL;
-	int tcol;
-	lp_result_t res;
-
-	cols = malloc(sizeof(int) * (size_t)(ncand + 2));
-	vals = malloc(sizeof(double) * (size_t)(ncand + 2));
-	col_of = malloc(sizeof(int) * (size_t)(ncand + 1));
-	if (cols == NULL || vals == NULL || col_of == NULL) {
+	hull_t h = {NULL, NULL, NULL};
+	h.hull = malloc(sizeof(int64_t) * (size_t)(ncand + 1));
+	h.hoff = malloc(sizeof(int64_t) * ((size_t)lp->nlong + 1));
+	h.bp = malloc(sizeof(double) * (size_t)(ncand + 1));
+	if (h.hull == NULL || h.hoff == NULL || h.bp == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %lld candidates",
 		               (long long)ncand);
 		goto out;
 	}
-	SL_CHECK_GOTO(lp_new(dec ? "sluice-degrees" : "sluice-bound", 1, &m), rc, out);
-	/* Times in seconds so the coefficients stay near 1. */
-	SL_CHECK_GOTO(lp_add_col(m, "T", LP_CONTINUOUS, t_lo / 1e3, INFINITY, 1.0, &tcol), rc, out);
+	/* Lower convex hulls (monotone chain over points sorted by time) and
+	 * the time rows' floor: T >= beta + the least time of every sequence. */
+	double T0 = t_lo;
+	int64_t nh = 0, nbp = 0;
+	for (int32_t j = 0; j < lp->nlong; j++) {
+		h.hoff[j] = nh;
+		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
+			const planner_sluice_cand_t *cd = &lp->cand[k];
+			if (!is_col(cd, dec))
+				continue;
+			if (nh > h.hoff[j]) {
+				const planner_sluice_cand_t *b = &lp->cand[h.hull[nh - 1]];
+				/* same time: keep the one of less work */
+				if (cd->t <= b->t) {
+					if (col_w(cd, dec) < col_w(b, dec))
+						h.hull[nh - 1] = k;
+					continue;
+				}
+				/* a point of no less work than the last is dominated */
+				if (col_w(cd, dec) >= col_w(b, dec))
+					continue;
+			}
+			while (nh - h.hoff[j] >= 2) {
+				const planner_sluice_cand_t *a = &lp->cand[h.hull[nh - 2]];
+				const planner_sluice_cand_t *b = &lp->cand[h.hull[nh - 1]];
+				/* b above the chord a-cd: not on the lower hull */
+				double cross = (b->t - a->t) * (col_w(cd, dec) - col_w(a, dec)) -
+				               (col_w(b, dec) - col_w(a, dec)) * (cd->t - a->t);
+				if (cross > 0)
+					break;
+				nh--;
+			}
+			h.hull[nh++] = k;
+		}
+		if (nh == h.hoff[j]) {
+			rc = sl_seterr(SL_EINTERNAL, "sluice LP: sequence %d has no %s column",
+			               lp->seq[j], dec ? "decision" : "bound");
+			goto out;
+		}
+		double tmin = lp->cand[h.hull[h.hoff[j]]].t;
+		if (ctx->beta + tmin > T0)
+			T0 = ctx->beta + tmin;
+	}
+	h.hoff[lp->nlong] = nh;
+	ctx->work += ncand + nh;
+	double T = T0;
+	if (g_of(ctx, lp, &h, w_short, T0, dec) < 0) {
+		for (int64_t k = 0; k < nh; k++) {
+			double b = ctx->beta + lp->cand[h.hull[k]].t;
+			if (b > T0)
+				h.bp[nbp++] = b;
+		}
+		qsort(h.bp, (size_t)nbp, sizeof(double), planner_cmp_double);
+		/* the first breakpoint where g >= 0 (none: past the last one g is
+		 * linear with slope N) */
+		int64_t lo = 0, hi = nbp;
+		while (lo < hi) {
+			int64_t mid = lo + (hi - lo) / 2;
+			if (g_of(ctx, lp, &h, w_short, h.bp[mid], dec) >= 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		int steps = 2;
+		for (int64_t z = nbp; z > 1; z /= 2)
+			steps++;
+		ctx->work += (int64_t)steps * (ncand + 1) + nbp * 8;
+		double a = lo > 0 ? h.bp[lo - 1] : T0;
+		double ga = g_of(ctx, lp, &h, w_short, a, dec);
+		if (lo == nbp) {
+			T = a - ga / ctx->N;
+		} else {
+			double b = h.bp[lo], gb = g_of(ctx, lp, &h, w_short, b, dec);
+			T = gb - ga > 0 ? a - ga * (b - a) / (gb - ga) : b;
+			if (T > b)
+				T = b;
+		}
+		if (T < a)
+			T = a;
+	}
+	*t_out = T;
+	/* the optimal point: each sequence on the hull vertices around T - beta */
+	double tau = T - ctx->beta;
 	for (int64_t k = 0; k < ncand; k++) {
-		col_of[k] = -1;
-		if (dec ? lp->cand[k].dec : lp->cand[k].bound)
-			SL_CHECK_GOTO(lp_add_col(m, NULL, LP_CONTINUOUS, 0.0, 1.0, 0.0, &col_of[k]), rc,
-			              out);
+		if (dec)
+			lp->cand[k].x = 0;
+		else
+			lp->cand[k].xb = 0;
 	}
 	for (int32_t j = 0; j < lp->nlong; j++) {
-		int nnz = 0;
-		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
-			if (col_of[k] >= 0) {
-				cols[nnz] = col_of[k];
-				vals[nnz++] = 1.0;
-			}
-		SL_CHECK_GOTO(lp_add_row(m, NULL, nnz, cols, vals, 1.0, 1.0, NULL), rc, out);
-		nnz = 0;
-		cols[nnz] = tcol;
-		vals[nnz++] = 1.0;
-		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++)
-			if (col_of[k] >= 0) {
-				cols[nnz] = col_of[k];
-				vals[nnz++] = -(ctx->beta + lp->cand[k].t) / 1e3;
-			}
-		SL_CHECK_GOTO(lp_add_row(m, NULL, nnz, cols, vals, 0.0, INFINITY, NULL), rc, out);
+		int64_t a = h.hoff[j], b = h.hoff[j + 1], lo = a;
+		while (lo + 1 < b && lp->cand[h.hull[lo + 1]].t <= tau)
+			lo++;
+		double xs[2] = {1.0, 0.0};
+		int64_t ks[2] = {h.hull[lo], -1};
+		if (lo + 1 < b && tau > lp->cand[h.hull[lo]].t) {
+			const planner_sluice_cand_t *p = &lp->cand[h.hull[lo]];
+			const planner_sluice_cand_t *q = &lp->cand[h.hull[lo + 1]];
+			ks[1] = h.hull[lo + 1];
+			xs[1] = (tau - p->t) / (q->t - p->t);
+			xs[0] = 1.0 - xs[1];
+		}
+		for (int z = 0; z < 2; z++) {
+			if (ks[z] < 0)
+				continue;
+			if (dec)
+				lp->cand[ks[z]].x = xs[z];
+			else
+				lp->cand[ks[z]].xb = xs[z];
+		}
 	}
-	{
-		int nnz = 0;
-		cols[nnz] = tcol;
-		vals[nnz++] = (double)ctx->N;
-		for (int64_t k = 0; k < ncand; k++)
-			if (col_of[k] >= 0) {
-				cols[nnz] = col_of[k];
-				vals[nnz++] = -(dec ? lp->cand[k].wd : lp->cand[k].w) / 1e3;
-			}
-		SL_CHECK_GOTO(lp_add_row(m, "work", nnz, cols, vals, w_short / 1e3, INFINITY, NULL), rc,
-		              out);
-	}
-	lp_opts_t o;
-	memset(&o, 0, sizeof(o));
-	/* Deterministic cap; the LP has 2 nlong + 1 rows, so simplex needs a
-	 * few times that many pivots. */
-	o.it_lim = 50 * (int64_t)(2 * lp->nlong + 1) + 1000;
-	o.presolve = 0;
-	SL_CHECK_GOTO(lp_solve(m, &o, &res), rc, out);
-	ctx->work += res.iterations * (int64_t)(2 * lp->nlong + 1);
-	*t_out = lp_value(m, tcol) * 1e3;
-	for (int64_t k = 0; k < ncand; k++) {
-		if (col_of[k] < 0)
-			continue;
-		if (dec)
-			lp->cand[k].x = lp_value(m, col_of[k]);
-		else
-			lp->cand[k].xb = lp_value(m, col_of[k]);
-	}
+	ctx->work += ncand;
 out:
-	lp_free(&m);
-	free(cols);
-	free(vals);
-	free(col_of);
+	free(h.hull);
+	free(h.hoff);
+	free(h.bp);
 	return rc;
 }
 
-/* Appends sequence i's candidates to the LP; returns its least work. */
+/* Appends sequence i's candidates to the LP; returns its least work. A
+ * sequence as long as the one appended last copies its columns (callers
+ * append in length order, so each distinct length is costed once). */
 static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_sluice_lp_t *lp,
-                       int32_t i, rawcand_t *raw, planner_sluice_cand_t *tmp, int64_t *cand_cap,
-                       double *wmin)
+                       int32_t i, double tau0, rawcand_t *raw, planner_sluice_cand_t *tmp,
+                       int64_t *cand_cap, double *wmin)
 {
-	int32_t k = candidates(ctx, ri, ctx->seqs[i].length, raw, tmp);
+	int64_t s = ctx->seqs[i].length;
 	int64_t ncand = lp->cand_off[lp->nlong];
+	const planner_sluice_cand_t *src = tmp;
+	int32_t k;
+	if (lp->nlong > 0 && ctx->seqs[lp->seq[lp->nlong - 1]].length == s) {
+		k = (int32_t)(ncand - lp->cand_off[lp->nlong - 1]);
+		src = NULL; /* lp->cand[ncand - k ..), read after a realloc */
+	} else {
+		k = candidates(ctx, ri, s, tau0, raw, tmp);
+	}
+	ctx->work += k;
 	if (ncand + k > *cand_cap) {
 		int64_t nc = *cand_cap ? *cand_cap * 2 : 64;
 		while (nc < ncand + k)
@@ -292,36 +468,17 @@ static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_
 		lp->cand = q;
 		*cand_cap = nc;
 	}
+	if (src == NULL)
+		src = lp->cand + ncand - k;
 	*wmin = INFINITY;
 	for (int32_t q = 0; q < k; q++) {
-		lp->cand[ncand + q] = tmp[q];
-		if (tmp[q].w < *wmin)
-			*wmin = tmp[q].w;
+		lp->cand[ncand + q] = src[q];
+		if (src[q].w < *wmin)
+			*wmin = src[q].w;
 	}
 	lp->seq[lp->nlong++] = i;
 	lp->cand_off[lp->nlong] = ncand + k;
 	return SL_OK;
-}
-
-/* The bound when the LP cannot be solved: every sequence at its least
- * work and least time separately (the spec's ideal), using w or wd. */
-static double closed_form(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
-                          double w_short, double t_lo, int dec)
-{
-	double wsum = w_short;
-	for (int32_t j = 0; j < lp->nlong; j++) {
-		double wmin = INFINITY;
-		for (int64_t k = lp->cand_off[j]; k < lp->cand_off[j + 1]; k++) {
-			const planner_sluice_cand_t *cd = &lp->cand[k];
-			if (dec ? !cd->dec : !cd->bound)
-				continue;
-			double w = dec ? cd->wd : cd->w;
-			if (w < wmin)
-				wmin = w;
-		}
-		wsum += wmin;
-	}
-	return t_lo > wsum / ctx->N ? t_lo : wsum / ctx->N;
 }
 
 sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp)
@@ -332,6 +489,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	planner_sluice_cand_t *tmp = NULL;
 	double *short_w = NULL;
 	char *in_lp = NULL;
+	planner_len_key_t *keys = NULL;
 	rideinfo_t ri = {NULL, NULL};
 	int32_t n = ctx->n, N = ctx->N;
 	double w_short = 0, w_lb = 0, t_lo = 0, wmin;
@@ -344,7 +502,8 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	tmp = malloc(sizeof(planner_sluice_cand_t) * (size_t)N * 2);
 	short_w = malloc(sizeof(double) * (size_t)n);
 	in_lp = calloc((size_t)n, 1);
-	if (lp->seq == NULL || lp->cand_off == NULL || raw == NULL || tmp == NULL ||
+	keys = malloc(sizeof(planner_len_key_t) * (size_t)n);
+	if (keys == NULL || lp->seq == NULL || lp->cand_off == NULL || raw == NULL || tmp == NULL ||
 	    short_w == NULL || in_lp == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice LP: out of memory for %d sequences", n);
 		goto out;
@@ -354,18 +513,36 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 
 	/* A sequence that fits one rank costs least there (no padding, no
 	 * communication): its work is a constant of the LP. Longer ones are
-	 * the LP's to place. */
+	 * the LP's to place, longest first so equal lengths are costed once.
+	 * A lower bound on the LP's T first: every sequence's exact work on
+	 * one rank, or for a long one its compute plus the cheaper of a fixed
+	 * cost share and offloading per token (no degree does better). */
+	double w_lb0 = 0, per_tok = ctx->beta / ctx->cap < ctx->c_off ? ctx->beta / ctx->cap
+	                                                                : ctx->c_off;
+	int32_t nl = 0;
 	for (int32_t i = 0; i < n; i++) {
-		int64_t s = ctx->seqs[i].length;
-		double t;
-		if ((double)s > ctx->cap) {
-			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
-			w_lb += wmin;
+		double s = (double)ctx->seqs[i].length, t;
+		if (s > ctx->cap) {
+			keys[nl].len = ctx->seqs[i].length;
+			keys[nl++].idx = i;
+			w_lb0 += (c->prof.alpha1 * s * s + c->prof.alpha2 * s + per_tok * s) * (1 - 1e-9);
 		} else {
-			short_w[i] = work_lb(c, s, 1, 0.0, 1, &t);
+			short_w[i] = work_lb(c, ctx->seqs[i].length, 1, 0.0, 1, &t);
+			w_lb0 += short_w[i];
 			w_lb += short_w[i];
 		}
+	}
+	ctx->work += n;
+	qsort(keys, (size_t)nl, sizeof(planner_len_key_t), planner_len_key_desc);
+	/* The collapse below tau0 loosens the bound LP a little (a collapsed
+	 * column takes its degrees' least time); on small clusters the whole
+	 * frontier is cheap, so only large ones collapse. */
+	double tau0 = N > SLUICE_LP_COLLAPSE_RANKS ? w_lb0 / N - ctx->beta : -INFINITY;
+	for (int32_t q = 0; q < nl; q++) {
+		int32_t i = keys[q].idx;
+		in_lp[i] = 1;
+		SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, raw, tmp, &cand_cap, &wmin), rc, out);
+		w_lb += wmin;
 	}
 	/* ... unless its time on one rank could be what limits the step (tiny
 	 * batches): beta + T_1 above the work bound w_lb / N. Those join the
@@ -375,7 +552,7 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 			continue;
 		if (ctx->beta + ctx->t1[i] > w_lb / N) {
 			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, raw, tmp, &cand_cap, &wmin), rc, out);
+			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, raw, tmp, &cand_cap, &wmin), rc, out);
 		} else {
 			w_short += short_w[i];
 		}
@@ -432,20 +609,8 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	double t_bound = t_lo, t_dec = t_lo;
 	lp->solved = 1;
 	if (lp->nlong > 0) {
-		for (int dec = 0; dec < 2; dec++) {
-			double *t_out = dec ? &t_dec : &t_bound;
-			sl_err lrc = solve_glpk(ctx, lp, w_short, t_lo, dec, t_out);
-			if (lrc == SL_ENOMEM) {
-				rc = lrc;
-				goto out;
-			}
-			if (lrc != SL_OK) {
-				SL_WARN(SL_SUB_PLAN, "sluice: %s LP failed (%s); using per-sequence bounds",
-				        dec ? "decision" : "bound", sl_errmsg());
-				*t_out = closed_form(ctx, lp, w_short, t_lo, dec);
-				lp->solved = 0;
-			}
-		}
+		SL_CHECK_GOTO(solve_exact(ctx, lp, w_short, t_lo, 0, &t_bound), rc, out);
+		SL_CHECK_GOTO(solve_exact(ctx, lp, w_short, t_lo, 1, &t_dec), rc, out);
 	}
 	lp->t_star = t_dec;
 	lp->bound_ms = t_bound + c->prof.grad_sync_ms;
@@ -455,6 +620,7 @@ out:
 	free(tmp);
 	free(short_w);
 	free(in_lp);
+	free(keys);
 	if (rc != SL_OK)
 		planner_sluice_lp_fini(lp);
 	return rc;

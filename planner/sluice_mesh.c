@@ -233,46 +233,61 @@ static int32_t node_size(const planner_sluice_ctx_t *ctx, int32_t k)
 	return (hi > ctx->N ? ctx->N : hi) - lo;
 }
 
+/* Re-sorts node k's entry of ns (its ranks by ready time, then index:
+ * planner_key_asc order) after some of its ranks' ready times changed.
+ * Insertion sort: G entries, mostly in order. */
+static void node_sort(const planner_sluice_ctx_t *ctx, const double *ready, planner_key_t *ns,
+                      int32_t k)
+{
+	int32_t G = ctx->G, sz = node_size(ctx, k);
+	planner_key_t *e = ns + (int64_t)k * G;
+	for (int32_t q = 0; q < sz; q++)
+		e[q].key = ready[e[q].id];
+	for (int32_t q = 1; q < sz; q++) {
+		planner_key_t x = e[q];
+		int32_t z = q;
+		while (z > 0 && planner_key_asc(&e[z - 1], &x) > 0) {
+			e[z] = e[z - 1];
+			z--;
+		}
+		e[z] = x;
+	}
+}
+
 /* Chooses d ranks for a ring given the ranks' ready times, writing them in
  * ring order to out: inside one node when d <= G (the node where the d
  * earliest ranks start soonest, least idle time on ties), else whole nodes
  * that free up first plus the remainder from one more node, so the ring
- * crosses as few node boundaries as possible. keyed has room for N. */
-static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int32_t d,
-                       int32_t *out, planner_key_t *keyed)
+ * crosses as few node boundaries as possible. ns holds every node's ranks
+ * sorted by ready time (node_sort), so a node is read, not sorted;
+ * keyed has room for N. */
+static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready,
+                       const planner_key_t *ns, int32_t d, int32_t *out, planner_key_t *keyed)
 {
 	int32_t G = ctx->G, nodes = ctx->nodes;
 	if (d <= G) {
 		double best_start = INFINITY, best_idle = INFINITY;
 		int32_t best_node = -1;
 		for (int32_t k = 0; k < nodes; k++) {
-			int32_t sz = node_size(ctx, k);
-			if (sz < d)
+			if (node_size(ctx, k) < d)
 				continue;
-			for (int32_t q = 0; q < sz; q++) {
-				keyed[q].key = ready[k * G + q];
-				keyed[q].id = k * G + q;
-			}
-			qsort(keyed, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
-			double start = keyed[d - 1].key, idle = 0;
+			const planner_key_t *e = ns + (int64_t)k * G;
+			double start = e[d - 1].key;
+			if (!(start < best_start + 1e-9))
+				continue;
+			double idle = 0;
 			for (int32_t q = 0; q < d; q++)
-				idle += start - keyed[q].key;
-			if (start < best_start - 1e-9 ||
-			    (start < best_start + 1e-9 && idle < best_idle - 1e-9)) {
+				idle += start - e[q].key;
+			if (start < best_start - 1e-9 || idle < best_idle - 1e-9) {
 				best_start = start;
 				best_idle = idle;
 				best_node = k;
 			}
 		}
 		if (best_node >= 0) {
-			int32_t sz = node_size(ctx, best_node);
-			for (int32_t q = 0; q < sz; q++) {
-				keyed[q].key = ready[best_node * G + q];
-				keyed[q].id = best_node * G + q;
-			}
-			qsort(keyed, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
+			const planner_key_t *e = ns + (int64_t)best_node * G;
 			for (int32_t q = 0; q < d; q++)
-				out[q] = keyed[q].id;
+				out[q] = e[q].id;
 			qsort(out, (size_t)d, sizeof(int32_t), cmp_i32);
 			return;
 		}
@@ -285,11 +300,9 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 	int32_t full = d / G, rem = d - full * G;
 	int ok = 1;
 	for (int32_t k = 0; k < nodes; k++) {
-		double m = 0;
-		for (int32_t q = 0; q < node_size(ctx, k); q++)
-			if (ready[k * G + q] > m)
-				m = ready[k * G + q];
-		nk[k].key = node_size(ctx, k) == G ? m : INFINITY;
+		int32_t sz = node_size(ctx, k);
+		double m = ns[(int64_t)k * G + sz - 1].key;
+		nk[k].key = sz == G ? (m > 0 ? m : 0) : INFINITY;
 		nk[k].id = k;
 	}
 	qsort(nk, (size_t)nodes, sizeof(planner_key_t), planner_key_asc);
@@ -303,20 +316,15 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 	if (ok) {
 		/* remainder: the node (not among the full ones) whose rem earliest
 		 * ranks are free soonest */
-		planner_key_t *kk = keyed + nodes;
 		int32_t remnode = -1;
 		double remstart = INFINITY;
 		for (int32_t q = full; rem > 0 && q < nodes; q++) {
 			int32_t k = nk[q].id, sz = node_size(ctx, k);
 			if (sz < rem)
 				continue;
-			for (int32_t z = 0; z < sz; z++) {
-				kk[z].key = ready[k * G + z];
-				kk[z].id = k * G + z;
-			}
-			qsort(kk, (size_t)sz, sizeof(planner_key_t), planner_key_asc);
-			if (kk[rem - 1].key < remstart) {
-				remstart = kk[rem - 1].key;
+			double st = ns[(int64_t)k * G + rem - 1].key;
+			if (st < remstart) {
+				remstart = st;
 				remnode = k;
 			}
 		}
@@ -325,33 +333,23 @@ static void pick_ranks(const planner_sluice_ctx_t *ctx, const double *ready, int
 		if (ok) {
 			/* nodes in increasing index order, so the ring walks nodes
 			 * in order and neighbours share a node */
-			int32_t nu = 0;
+			char *used = (char *)(keyed + nodes);
+			memset(used, 0, (size_t)nodes);
+			for (int32_t q = 0; q < full; q++)
+				used[nk[q].id] = 1;
 			for (int32_t k = 0; k < nodes; k++) {
-				int used = k == remnode;
-				for (int32_t q = 0; q < full && !used; q++)
-					used = nk[q].id == k;
-				if (!used)
-					continue;
-				nu++;
 				if (k == remnode) {
-					int32_t sz = node_size(ctx, k);
-					for (int32_t z = 0; z < sz; z++) {
-						kk[z].key = ready[k * G + z];
-						kk[z].id = k * G + z;
-					}
-					qsort(kk, (size_t)sz, sizeof(planner_key_t),
-					      planner_key_asc);
+					const planner_key_t *e = ns + (int64_t)k * G;
 					int32_t *o = out + cnt;
 					for (int32_t z = 0; z < rem; z++)
-						o[z] = kk[z].id;
+						o[z] = e[z].id;
 					qsort(o, (size_t)rem, sizeof(int32_t), cmp_i32);
 					cnt += rem;
-				} else {
+				} else if (used[k]) {
 					for (int32_t z = 0; z < G; z++)
 						out[cnt++] = k * G + z;
 				}
 			}
-			(void)nu;
 		}
 	}
 	if (ok && cnt == d)
@@ -384,6 +382,21 @@ static int cmp_wkey(const void *a, const void *b)
 	return (x->lead > y->lead) - (x->lead < y->lead);
 }
 
+/* Candidates in a row a wide group may turn down before it stops taking
+ * riders (bounds the rider pass to O(groups x this + sequences)). */
+#define RIDER_MISSES 16
+
+/* The first index at or after q whose skip entry points to itself (path
+ * halving). */
+static int32_t skip_find(int32_t *skip, int32_t q)
+{
+	while (skip[q] != q) {
+		skip[q] = skip[skip[q]];
+		q = skip[q];
+	}
+	return q;
+}
+
 /* Lets short sequences ride in the spare memory of wide groups whose
  * lead is not offloaded, when the extra padding and communication cost less
  * than the share of a micro-batch's fixed cost the sequence would otherwise
@@ -395,50 +408,70 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double 
 	planner_sluice_ctx_t *ctx = st->ctx;
 	int32_t n = ctx->n, m = 0;
 	planner_len_key_t *ks = malloc(sizeof(planner_len_key_t) * (size_t)n);
-	if (ks == NULL)
+	int32_t *skip = malloc(sizeof(int32_t) * ((size_t)n + 1));
+	if (ks == NULL || skip == NULL) {
+		free(ks);
+		free(skip);
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory");
+	}
 	for (int32_t i = 0; i < n; i++)
 		if (deg[i] == 1 && (double)ctx->seqs[i].length <= ctx->cap) {
 			ks[m].len = ctx->seqs[i].length;
 			ks[m++].idx = i;
 		}
 	qsort(ks, (size_t)m, sizeof(planner_len_key_t), planner_len_key_desc);
+	/* skip[q]: the first list entry at or after q not yet riding anywhere
+	 * (path-halving union-find), so placed sequences are never rescanned */
+	for (int32_t q = 0; q <= m; q++)
+		skip[q] = q;
 	for (int32_t w = 0; w < st->nwide; w++) {
 		planner_sluice_wide_t *wd = &st->wide[w];
 		if (!wd->ride)
 			continue;
-		/* Longest first among those that fit the spare memory (the list
-		 * is sorted, so start at the first one short enough); a sequence
-		 * whose compute alone would pass the level is skipped before its
-		 * exact cost is computed. One spare token per rank holds nothing. */
-		double spare = ctx->cap - wd->res;
-		int32_t lo = 0, hi = m;
-		while (lo < hi) {
-			int32_t mid = lo + (hi - lo) / 2;
-			if ((double)ks[mid].len > spare * wd->d)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (int32_t q = lo; q < m && ctx->cap - wd->res >= 1.0; q++) {
+		/* Longest first among those that fit the spare memory and whose
+		 * compute alone stays within the level (lengths and one-rank
+		 * times both fall along the list, so both cuts are binary
+		 * searches); then the exact cost decides. Each group gives up
+		 * after RIDER_MISSES candidates in a row that the exact cost
+		 * turned down, so the pass stays linear. One spare token per rank
+		 * holds nothing. */
+		int32_t q = 0, misses = 0;
+		for (;;) {
+			double spare = ctx->cap - wd->res;
+			if (spare < 1.0 || misses >= RIDER_MISSES)
+				break;
+			int32_t lo = q, hi = m;
+			while (lo < hi) {
+				int32_t mid = lo + (hi - lo) / 2;
+				if ((double)ks[mid].len > spare * wd->d ||
+				    wd->end + ctx->t1[ks[mid].idx] / wd->d > level)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			ctx->work += 32;
+			q = skip_find(skip, lo);
+			if (q >= m)
+				break;
 			int32_t i = ks[q].idx;
-			if (st->where[i] != INT32_MIN)
-				continue;
-			if ((double)ks[q].len > (ctx->cap - wd->res) * wd->d ||
-			    wd->end + ctx->t1[i] / wd->d > level)
-				continue;
 			double t, res, oc;
 			planner_sluice_rider(ctx, wd, i, &t, &res, &oc);
 			ctx->work++;
-			if (wd->res + res > ctx->cap || wd->end + t > level)
+			if (wd->res + res > ctx->cap || wd->end + t > level ||
+			    wd->d * t - ctx->t1[i] >= ctx->beta * (double)ks[q].len / ctx->cap) {
+				misses++;
+				q++;
 				continue;
-			if (wd->d * t - ctx->t1[i] >= ctx->beta * (double)ks[q].len / ctx->cap)
-				continue;
+			}
+			misses = 0;
 			wd->end += t;
 			planner_sluice_wide_add(st, w, i);
+			skip[q] = q + 1;
+			q++;
 		}
 	}
 	free(ks);
+	free(skip);
 	return SL_OK;
 }
 
@@ -450,7 +483,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 	int32_t n = ctx->n, N = ctx->N;
 	sl_err rc = SL_OK;
 	wkey_t *wk = NULL;
-	planner_key_t *keyed = NULL;
+	planner_key_t *keyed = NULL, *nsort = NULL;
 	int64_t total = 0;
 	int32_t nw = 0;
 
@@ -470,14 +503,19 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 	wk = malloc(sizeof(wkey_t) * (size_t)(nw > 0 ? nw : 1));
 	keyed =
 	    malloc(sizeof(planner_key_t) * ((size_t)N + (size_t)ctx->nodes + (size_t)ctx->G + 1));
+	nsort = malloc(sizeof(planner_key_t) * (size_t)ctx->nodes * (size_t)ctx->G);
 	int32_t *pool = realloc(st->wide_ranks, sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
-	if (wk == NULL || keyed == NULL || pool == NULL) {
+	if (wk == NULL || keyed == NULL || nsort == NULL || pool == NULL) {
 		if (pool != NULL)
 			st->wide_ranks = pool;
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %d wide groups", nw);
 		goto out;
 	}
 	st->wide_ranks = pool;
+	for (int32_t r = 0; r < N; r++) {
+		nsort[r].key = 0;
+		nsort[r].id = r;
+	}
 
 	/* Wide groups, list-scheduled in LPT order on node-aware rings. */
 	nw = 0;
@@ -522,8 +560,8 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		}
 		planner_sluice_wide_t *wd = &st->wide[st->nwide];
 		int32_t *rk = st->wide_ranks + used;
-		pick_ranks(ctx, st->ready, d, rk, keyed);
-		ctx->work += N;
+		pick_ranks(ctx, st->ready, nsort, d, rk, keyed);
+		ctx->work += d <= ctx->G ? ctx->nodes + d : ctx->nodes * 8 + d;
 		wd->lead = i;
 		wd->d = d;
 		wd->off = f;
@@ -550,6 +588,9 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		wd->end = start + ctx->beta + wd->sum_t;
 		for (int32_t k = 0; k < d; k++)
 			st->ready[rk[k]] = wd->end;
+		for (int32_t k = 0; k < d; k++)
+			if (k == 0 || rk[k] / ctx->G != rk[k - 1] / ctx->G)
+				node_sort(ctx, st->ready, nsort, rk[k] / ctx->G);
 		st->whead[st->nwide] = -1;
 		st->where[i] = -(st->nwide + 1);
 		st->nwide++;
@@ -576,6 +617,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 out:
 	free(wk);
 	free(keyed);
+	free(nsort);
 	return rc;
 }
 

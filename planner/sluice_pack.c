@@ -193,6 +193,15 @@ static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 	return ceil(L / ctx->cap) * ctx->cap - L;
 }
 
+/* Rings of one shape looked at per rider on large clusters. */
+#define RIDER_PEEK 8
+
+/* Re-keys ring w in its shape's heap at latest finish wmax. */
+static int wheap_put(heap_t *kheap, const int32_t *dk, int32_t *wstamp, int32_t w, double wmax)
+{
+	return heap_push(&kheap[dk[w]], wmax, w, ++wstamp[w]);
+}
+
 sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs)
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
@@ -219,6 +228,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *dtr = malloc(sizeof(double) * (size_t)(st->nwide + 1) * 3);
 	int32_t nrw = 0, nd = 0;
 	int big = N > 256;
+	heap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
+	int32_t *wstamp = NULL, peek[RIDER_PEEK];
 	if (!items || !L || !S || !F || !bin || !cand || !ix.stamp || !rw || !wmax || !lastw ||
 	    !dk || !dval || !dtr) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
@@ -259,6 +270,19 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			dval[nd++] = key;
 		dk[w] = z;
 		rw[nrw++] = w;
+	}
+	if (big) {
+		kheap = calloc((size_t)(nd > 0 ? nd : 1), sizeof(heap_t));
+		wstamp = calloc((size_t)(st->nwide + 1), sizeof(int32_t));
+		if (kheap == NULL || wstamp == NULL) {
+			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+			goto out;
+		}
+		for (int32_t z = 0; z < nrw; z++)
+			if (heap_push(&kheap[dk[rw[z]]], wmax[rw[z]], rw[z], 0) != 0) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+				goto out;
+			}
 	}
 	for (int32_t q = 0; q < m; q++) {
 		int32_t i = items[q].idx;
@@ -309,26 +333,66 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		int32_t bestw = -1;
 		for (int32_t z = 0; z < nd; z++)
 			dtr[3 * z] = -1; /* not computed yet */
-		for (int32_t z = 0; z < nrw; z++) {
-			int32_t w = rw[z];
-			if (wmax[w] >= best_f)
-				continue;
-			planner_sluice_wide_t *wd = &st->wide[w];
-			double *c3 = dtr + 3 * dk[w];
-			if (c3[0] < 0)
-				planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
-			double before = planner_sluice_wide_ms(ctx, wd);
-			wd->sum_t += c3[0];
-			wd->res += c3[1];
-			wd->offcap += c3[2];
-			double after = planner_sluice_wide_ms(ctx, wd);
-			wd->sum_t -= c3[0];
-			wd->res -= c3[1];
-			wd->offcap -= c3[2];
-			ctx->work += 2;
-			if (wmax[w] + after - before < best_f - 1e-9) {
-				best_f = wmax[w] + after - before;
-				bestw = w;
+		if (big) {
+			/* per ring shape, the rings whose ranks finish first (a
+			 * rider costs the same time in each unless it overflows
+			 * one), at most RIDER_PEEK of them */
+			for (int32_t z = 0; z < nd; z++) {
+				int32_t got = 0;
+				while (got < RIDER_PEEK && heap_top(&kheap[z], wstamp) >= 0) {
+					int32_t w = kheap[z].h[0].r;
+					if (wmax[w] >= best_f)
+						break;
+					peek[got++] = w;
+					heap_pop(&kheap[z]);
+				}
+				for (int32_t y = 0; y < got; y++) {
+					int32_t w = peek[y];
+					planner_sluice_wide_t *wd = &st->wide[w];
+					double *c3 = dtr + 3 * dk[w];
+					if (c3[0] < 0)
+						planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
+					double before = planner_sluice_wide_ms(ctx, wd);
+					wd->sum_t += c3[0];
+					wd->res += c3[1];
+					wd->offcap += c3[2];
+					double after = planner_sluice_wide_ms(ctx, wd);
+					wd->sum_t -= c3[0];
+					wd->res -= c3[1];
+					wd->offcap -= c3[2];
+					ctx->work += 2;
+					if (wmax[w] + after - before < best_f - 1e-9) {
+						best_f = wmax[w] + after - before;
+						bestw = w;
+					}
+					if (heap_push(&kheap[z], wmax[w], w, wstamp[w]) != 0) {
+						rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+						goto out;
+					}
+				}
+			}
+		} else {
+			for (int32_t z = 0; z < nrw; z++) {
+				int32_t w = rw[z];
+				if (wmax[w] >= best_f)
+					continue;
+				planner_sluice_wide_t *wd = &st->wide[w];
+				double *c3 = dtr + 3 * dk[w];
+				if (c3[0] < 0)
+					planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
+				double before = planner_sluice_wide_ms(ctx, wd);
+				wd->sum_t += c3[0];
+				wd->res += c3[1];
+				wd->offcap += c3[2];
+				double after = planner_sluice_wide_ms(ctx, wd);
+				wd->sum_t -= c3[0];
+				wd->res -= c3[1];
+				wd->offcap -= c3[2];
+				ctx->work += 2;
+				if (wmax[w] + after - before < best_f - 1e-9) {
+					best_f = wmax[w] + after - before;
+					bestw = w;
+				}
 			}
 		}
 		if (bestw >= 0) {
@@ -346,6 +410,10 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 				}
 			}
 			wmax[bestw] += dl;
+			if (big && wheap_put(kheap, dk, wstamp, bestw, wmax[bestw]) != 0) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+				goto out;
+			}
 			continue;
 		}
 		L[best] += s;
@@ -355,8 +423,13 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
 			goto out;
 		}
-		if (lastw[best] >= 0 && F[best] > wmax[lastw[best]])
+		if (lastw[best] >= 0 && F[best] > wmax[lastw[best]]) {
 			wmax[lastw[best]] = F[best];
+			if (big && wheap_put(kheap, dk, wstamp, lastw[best], F[best]) != 0) {
+				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
+				goto out;
+			}
+		}
 		if (bin[best] < 0) {
 			bin[best] = planner_sluice_bin_new(st, best);
 			if (bin[best] < 0) {
@@ -371,6 +444,10 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			SL_CHECK_GOTO(planner_sluice_pack_rank(st, r, knobs), rc, out);
 out:
 	rindex_fini(&ix);
+	for (int32_t z = 0; kheap != NULL && z < nd; z++)
+		free(kheap[z].h);
+	free(kheap);
+	free(wstamp);
 	free(rw);
 	free(wmax);
 	free(lastw);
