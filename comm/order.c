@@ -1,5 +1,6 @@
 /* sluice comm: work orders, the slice of a plan one rank executes. The
- * shard boundaries follow the zigzag rule of cost-model.md (the load-balanced
+ * shard boundaries follow the zigzag rule of cost-model.md, derived by
+ * sl_zigzag_shard (sluice/plan.h) for every user (the load-balanced
  * causal layout of Megatron-LM's context parallelism and of zigzag ring
  * attention in ring-flash-attention): the padded sequence is cut into 2d
  * equal chunks and ring position i holds chunks i and 2d-1-i, so every rank
@@ -23,38 +24,6 @@ void sl_work_order_free(sl_work_order_t **o)
 	free(w->groups);
 	free(w);
 	*o = NULL;
-}
-
-static int64_t min64(int64_t a, int64_t b)
-{
-	return a < b ? a : b;
-}
-
-/* Fills the shard of a sequence of s tokens at ring position pos of d. */
-static void zigzag_shard(sl_shard_t *sh, int64_t s, int32_t d, int32_t pos)
-{
-	sh->length = s;
-	if (d <= 1) {
-		sh->padded = s;
-		sh->chunk_tokens = s;
-		sh->chunk[0] = 0;
-		sh->chunk[1] = -1;
-		sh->begin[0] = 0;
-		sh->end[0] = s;
-		sh->begin[1] = sh->end[1] = s;
-		return;
-	}
-	int64_t p = sl_cost_padded(s, d);
-	int64_t c = p / (2 * (int64_t)d);
-	sh->padded = p;
-	sh->chunk_tokens = c;
-	sh->chunk[0] = pos;
-	sh->chunk[1] = 2 * d - 1 - pos;
-	for (int k = 0; k < 2; k++) {
-		int64_t b = (int64_t)sh->chunk[k] * c;
-		sh->begin[k] = min64(b, s);
-		sh->end[k] = min64(b + c, s);
-	}
 }
 
 sl_err sl_work_order_from_plan(const sl_plan_t *plan, const sl_cost_t *cost, int32_t rank,
@@ -129,7 +98,7 @@ sl_err sl_work_order_from_plan(const sl_plan_t *plan, const sl_cost_t *cost, int
 				sh->seq = it[i].seq;
 				sh->id = plan->seqs[it[i].seq].id;
 				sh->offload = it[i].offload;
-				zigzag_shard(sh, plan->seqs[it[i].seq].length, g->nranks, pos);
+				sl_zigzag_shard(plan->seqs[it[i].seq].length, g->nranks, pos, sh);
 			}
 			og->predicted_ms = cost != NULL ? sl_plan_group_ms(plan, g, cost) : NAN;
 		}
@@ -208,7 +177,7 @@ static sl_err check_shard(const Sluice__Shard *s, int32_t d, int32_t pos, size_t
 		                 "work_order.groups[%zu].shards[%zu].length = %lld is outside [1, %lld]",
 		                 gi, k, (long long)s->length, (long long)SL_MAX_SEQ_LEN);
 	memset(&want, 0, sizeof(want));
-	zigzag_shard(&want, s->length, d, pos);
+	sl_zigzag_shard(s->length, d, pos, &want);
 	if (s->padded != want.padded || s->chunk_tokens != want.chunk_tokens ||
 	    s->chunk0 != want.chunk[0] || s->chunk1 != want.chunk[1] || s->begin0 != want.begin[0] ||
 	    s->end0 != want.end[0] || s->begin1 != want.begin[1] || s->end1 != want.end[1])
@@ -306,7 +275,7 @@ sl_err comm_order_from_proto(const Sluice__WorkOrder *m, sl_work_order_t **out)
 			sh->seq = s->seq;
 			sh->id = s->id;
 			sh->offload = s->offload;
-			zigzag_shard(sh, s->length, d, pos);
+			sl_zigzag_shard(s->length, d, pos, sh);
 		}
 	}
 	*out = o;

@@ -173,7 +173,7 @@ static sl_err cuda_begin(void *state, const worker_group_work_t *w, const worker
 		}
 		segs[i].off = q->local_off;
 		segs[i].len = (int32_t)q->local_len;
-		segs[i].chunk = (int32_t)(w->d == 1 ? q->local_len : q->chunk);
+		segs[i].chunk = (int32_t)q->chunk; /* sl_zigzag_shard's (d == 1: the whole) */
 		segs[i].seqlen = q->len;
 	}
 	rc = kern_group_alloc(&s->ctx, &s->grp, w->d, w->ring_pos, w->prev_rank, w->next_rank,

@@ -227,3 +227,29 @@ sl_err sl_plan_evaluate(sl_plan_t *plan, const sl_cost_t *cost)
 		return rc;
 	return planner_plan_timing(plan, cost, plan->per_rank_ms, &plan->step_ms);
 }
+
+void sl_zigzag_shard(int64_t s, int32_t d, int32_t pos, sl_shard_t *sh)
+{
+	sh->length = s;
+	if (d <= 1) {
+		sh->padded = s;
+		sh->chunk_tokens = s;
+		sh->chunk[0] = 0;
+		sh->chunk[1] = -1;
+		sh->begin[0] = 0;
+		sh->end[0] = s;
+		sh->begin[1] = sh->end[1] = s;
+		return;
+	}
+	int64_t p = sl_cost_padded(s, d);
+	int64_t c = p / (2 * (int64_t)d);
+	sh->padded = p;
+	sh->chunk_tokens = c;
+	sh->chunk[0] = pos;
+	sh->chunk[1] = 2 * d - 1 - pos;
+	for (int k = 0; k < 2; k++) {
+		int64_t b = (int64_t)sh->chunk[k] * c;
+		sh->begin[k] = b < s ? b : s;
+		sh->end[k] = b + c < s ? b + c : s;
+	}
+}

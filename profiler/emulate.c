@@ -136,14 +136,15 @@ static sl_err group_layout(const sl_plan_t *plan, int64_t gi, const sl_emul_opts
 			               (long long)gi);
 			goto fail;
 		}
-		const int64_t s = plan->seqs[it[k].seq].length, p = sl_cost_padded(s, d);
-		const int64_t len = p / d;
+		const int64_t s = plan->seqs[it[k].seq].length;
+		sl_shard_t z; /* padded length and chunk do not depend on the position */
+		sl_zigzag_shard(s, d, 0, &z);
+		const int64_t len = z.padded / d;
 		if (len > INT32_MAX) {
 			rc = sl_seterr(SL_ERANGE, "emulate: sequence of %lld tokens", (long long)s);
 			goto fail;
 		}
-		eg->segs[eg->nseg++] = (kern_seg_t){eg->ntok, (int32_t)len,
-		                                    (int32_t)(d == 1 ? len : p / (2 * d)), s};
+		eg->segs[eg->nseg++] = (kern_seg_t){eg->ntok, (int32_t)len, (int32_t)z.chunk_tokens, s};
 		eg->ntok += len;
 		off += it[k].offload * o->act_bytes_per_token * (double)len;
 	}

@@ -125,8 +125,10 @@ double sl_calib_hop_pairs(int32_t d, int32_t q_owner, int32_t k_owner, int32_t l
 	if (d <= 1)
 		return (double)len * (len + 1.0) / 2.0;
 	const double c = len / 2;
-	const int64_t qa = q_owner, qb = 2 * (int64_t)d - 1 - q_owner;
-	const int64_t ka = k_owner, kb = 2 * (int64_t)d - 1 - k_owner;
+	sl_shard_t q, k; /* the chunks each position holds (only len's count matters) */
+	sl_zigzag_shard(2 * (int64_t)d, d, q_owner, &q);
+	sl_zigzag_shard(2 * (int64_t)d, d, k_owner, &k);
+	const int64_t qa = q.chunk[0], qb = q.chunk[1], ka = k.chunk[0], kb = k.chunk[1];
 	return chunk_pairs(qa, ka, c) + chunk_pairs(qa, kb, c) + chunk_pairs(qb, ka, c) +
 	       chunk_pairs(qb, kb, c);
 }

@@ -183,8 +183,10 @@ sl_err worker_order_build(const sl_plan_t *plan, int32_t rank, const worker_shap
 				s->seq = items[k].seq;
 				s->id = q->id;
 				s->len = q->length;
-				s->padded = sl_cost_padded(q->length, d);
-				s->chunk = d == 1 ? s->padded : s->padded / (2 * d);
+				sl_shard_t z;
+				sl_zigzag_shard(q->length, d, pos, &z);
+				s->padded = z.padded;
+				s->chunk = z.chunk_tokens;
 				s->local_off = off;
 				s->local_len = s->padded / d;
 				off += s->local_len;

@@ -196,8 +196,10 @@ static sl_err ring_work(const sl_ring_t *r, const sl_ring_group_t *g, worker_gro
 		sh->seq = i;
 		sh->id = i;
 		sh->len = s;
-		sh->padded = sl_cost_padded(s, g->d);
-		sh->chunk = g->d == 1 ? sh->padded : sh->padded / (2 * g->d);
+		sl_shard_t z;
+		sl_zigzag_shard(s, g->d, 0, &z); /* padded and chunk: the same at every position */
+		sh->padded = z.padded;
+		sh->chunk = z.chunk_tokens;
 		sh->local_off = off;
 		sh->local_len = sh->padded / g->d;
 		off += sh->local_len;

@@ -72,16 +72,16 @@ static sl_err wire_check_group(const sl_work_order_t *wo, int32_t gi, int32_t la
 			    "(allowed 1..%lld)",
 			    (unsigned long long)wo->step, (int)g->slot, (long long)sh->id,
 			    (long long)sh->length, (long long)SL_MAX_SEQ_LEN);
-		int64_t p = sl_cost_padded(sh->length, d);
-		if (sh->padded != p || sh->chunk_tokens != (d == 1 ? p : p / (2 * (int64_t)d)))
+		sl_shard_t z;
+		sl_zigzag_shard(sh->length, d, g->position, &z);
+		if (sh->padded != z.padded || sh->chunk_tokens != z.chunk_tokens)
 			return sl_seterr(
 			    SL_EINVAL,
 			    "work order step %llu slot %d: sequence %lld of %lld tokens on %d "
 			    "ranks has padded %lld / chunk %lld, expected %lld / %lld",
 			    (unsigned long long)wo->step, (int)g->slot, (long long)sh->id,
 			    (long long)sh->length, (int)d, (long long)sh->padded,
-			    (long long)sh->chunk_tokens, (long long)p,
-			    (long long)(d == 1 ? p : p / (2 * (int64_t)d)));
+			    (long long)sh->chunk_tokens, (long long)z.padded, (long long)z.chunk_tokens);
 	}
 	return SL_OK;
 }

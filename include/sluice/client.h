@@ -140,16 +140,7 @@ void sl_free(void *p);
 
 /* ---- work orders ---------------------------------------------------------- */
 
-/* One sequence's piece on one rank (zigzag: ring position i of d holds
- * chunks i and 2d-1-i of the padded sequence; begin/end are token offsets
- * clipped to the real length; with d == 1 chunk 0 is the whole sequence). */
-typedef struct sl_shard {
-	int32_t seq; /* index into the plan's sequences */
-	int64_t id, length, padded, chunk_tokens;
-	int32_t chunk[2];
-	int64_t begin[2], end[2];
-	double offload;
-} sl_shard_t;
+/* sl_shard_t, one sequence's piece on one rank: sluice/plan.h. */
 
 /* One group execution of the rank, in slot order. */
 typedef struct sl_order_group {

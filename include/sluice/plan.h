@@ -44,6 +44,25 @@ typedef struct sl_slot {
 	int32_t ngroups;
 } sl_slot_t;
 
+/* One sequence's piece on one rank (zigzag: ring position i of d holds
+ * chunks i and 2d-1-i of the padded sequence; begin/end are token offsets
+ * clipped to the real length; with d == 1 chunk 0 is the whole sequence). */
+typedef struct sl_shard {
+	int32_t seq; /* index into the plan's sequences */
+	int64_t id, length, padded, chunk_tokens;
+	int32_t chunk[2];
+	int64_t begin[2], end[2];
+	double offload;
+} sl_shard_t;
+
+/* The zigzag layout, derived here and only here (work orders, workers,
+ * kernels and their checks all call it): the sequence of s tokens is padded
+ * to sl_cost_padded(s, d), cut into 2d chunks of chunk_tokens, and ring
+ * position pos of d holds chunks pos and 2d-1-pos (d == 1: chunk 0 is the
+ * whole sequence, chunk[1] = -1, begin[1] = end[1] = s). Fills every field
+ * but seq, id and offload. */
+void sl_zigzag_shard(int64_t s, int32_t d, int32_t pos, sl_shard_t *out);
+
 typedef struct sl_plan {
 	char policy[32];
 	char profile[SL_PROFILE_NAME_MAX];
