@@ -48,6 +48,7 @@ typedef struct d_outcome {
 
 typedef struct d_step {
 	uint64_t step;
+	const char *job; /* the owning job's name (metrics labels) */
 	char policy[COMM_POLICY_MAX + 1];
 	int64_t nseqs, tokens;
 	double predicted_ms, ideal_ms, planner_ms;
@@ -79,6 +80,7 @@ typedef struct server {
 	void *ctx, *router;
 	comm_zap_t *zap;
 	daemon_pool_t *pool;
+	daemon_metrics_t *metrics; /* NULL unless --metrics */
 	int done_fd, sig_fd;
 	char bound[256];
 	daemon_task_t *inflight;
@@ -103,7 +105,27 @@ static sl_err send_to(server_t *s, const uint8_t *rid, size_t rid_len, Sluice__E
 	env->version = COMM_WIRE_VERSION;
 	env->request_id = request_id;
 	sl_err rc = comm_send(s->router, rid, rid_len, env);
+	switch (env->body_case) {
+	case SLUICE__ENVELOPE__BODY_PLAN:
+		daemon_metrics_reply(s->metrics, DAEMON_REPLY_PLAN, SL_OK);
+		break;
+	case SLUICE__ENVELOPE__BODY_ERROR:
+		daemon_metrics_reply(s->metrics, DAEMON_REPLY_ERROR, (sl_err)env->error->code);
+		break;
+	case SLUICE__ENVELOPE__BODY_STATUS_REPLY:
+		daemon_metrics_reply(s->metrics, DAEMON_REPLY_STATUS, SL_OK);
+		break;
+	case SLUICE__ENVELOPE__BODY_WORK_ORDER:
+		daemon_metrics_reply(s->metrics, DAEMON_REPLY_ORDER, SL_OK);
+		break;
+	case SLUICE__ENVELOPE__BODY_EVENT:
+		daemon_metrics_reply(s->metrics, DAEMON_REPLY_EVENT, SL_OK);
+		break;
+	default:
+		break;
+	}
 	if (rc != SL_OK) {
+		daemon_metrics_undeliverable(s->metrics);
 		char id[COMM_ID_MAX + 1];
 		memcpy(id, rid, rid_len);
 		id[rid_len] = '\0';
@@ -181,6 +203,15 @@ static int job_has_live_workers(const d_job_t *j)
 	return 0;
 }
 
+/* Publishes the job's count of live workers to the metrics. */
+static void job_metrics_workers(server_t *s, const d_job_t *j)
+{
+	int64_t n = 0;
+	for (int32_t i = 0; i < j->nworkers; i++)
+		n += j->workers[i].alive != 0;
+	daemon_metrics_job_workers(s->metrics, j->name, n);
+}
+
 /* Finds or creates a job; beyond max_jobs the least recently active job
  * without live workers is forgotten. NULL (with a message) when none can be. */
 static d_job_t *job_get(server_t *s, const char *name)
@@ -202,6 +233,7 @@ static d_job_t *job_get(server_t *s, const char *name)
 		}
 		SL_INFO(SL_SUB_DAEMON, "forgetting idle job %s (max_jobs=%lld)", s->jobs[victim]->name,
 		        (long long)s->cfg.max_jobs);
+		daemon_metrics_job_forget(s->metrics, s->jobs[victim]->name);
 		job_free(&s->jobs[victim]);
 		s->jobs[victim] = s->jobs[--s->njobs];
 	}
@@ -244,6 +276,7 @@ static d_step_t *job_push_step(d_job_t *j, uint64_t step)
 	d_step_t *st = &j->hist[idx];
 	step_clear(st);
 	st->step = step;
+	st->job = j->name;
 	return st;
 }
 
@@ -314,6 +347,7 @@ static void worker_lost(server_t *s, d_job_t *j, d_worker_t *w, const char *why)
 	snprintf(msg, sizeof(msg), "worker rank %d (pid %u on %s) of job %s lost: %s", w->rank,
 	         w->pid, w->host, j->name, why);
 	SL_WARN(SL_SUB_DAEMON, "%s", msg);
+	job_metrics_workers(s, j);
 	job_event(s, j, SLUICE__EVENT_KIND__EVENT_WORKER_LOST, w->rank, 0, msg);
 }
 
@@ -506,6 +540,8 @@ static void on_task_done(server_t *s, daemon_task_t *t)
 		return;
 	}
 	s->plans++;
+	daemon_metrics_plan_time(s->metrics, t->plan_wall_ms / 1e3);
+	daemon_metrics_job_step(s->metrics, t->req.job, t->plan->step_ms);
 	d_step_t dummy;
 	memset(&dummy, 0, sizeof(dummy));
 	d_step_t *st = &dummy;
@@ -649,6 +685,7 @@ static void on_hello(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t i
 	comm_sanitize(w->host, sizeof(w->host), h->host);
 	w->pid = h->pid;
 	w->alive = 1;
+	job_metrics_workers(s, j);
 	w->last_seen_ms = comm_now_ms();
 	j->last_active_ms = w->last_seen_ms;
 	SL_INFO(SL_SUB_DAEMON, "job %s: worker rank %d registered (pid %u on %s)", j->name, w->rank,
@@ -725,6 +762,19 @@ static void step_set_outcome(server_t *s, d_step_t *st, int32_t rank, int32_t st
 		st->completed--;
 	if (o->state == SLUICE__RANK_STATE__RANK_FAILED)
 		st->failed--;
+	if (o->state != state) {
+		static const daemon_outcome_kind kinds[] = {
+			[SLUICE__RANK_STATE__RANK_ACCEPTED] = DAEMON_OUTCOME_ACCEPTED,
+			[SLUICE__RANK_STATE__RANK_REJECTED] = DAEMON_OUTCOME_REJECTED,
+			[SLUICE__RANK_STATE__RANK_COMPLETED] = DAEMON_OUTCOME_COMPLETED,
+			[SLUICE__RANK_STATE__RANK_FAILED] = DAEMON_OUTCOME_FAILED,
+		};
+		if (st->job != NULL && (state == SLUICE__RANK_STATE__RANK_ACCEPTED ||
+		    state == SLUICE__RANK_STATE__RANK_REJECTED ||
+		    state == SLUICE__RANK_STATE__RANK_COMPLETED ||
+		    state == SLUICE__RANK_STATE__RANK_FAILED))
+			daemon_metrics_job_outcome(s->metrics, st->job, kinds[state]);
+	}
 	o->state = state;
 	if (state == SLUICE__RANK_STATE__RANK_COMPLETED)
 		st->completed++;
@@ -1008,11 +1058,35 @@ static void on_status(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t 
 
 /* ---- dispatch of incoming messages --------------------------------------------------- */
 
+/* The metrics' name for a received message. */
+static daemon_msg_kind msg_kind(Sluice__Envelope__BodyCase c)
+{
+	switch (c) {
+	case SLUICE__ENVELOPE__BODY_PLAN_REQUEST:
+		return DAEMON_MSG_PLAN;
+	case SLUICE__ENVELOPE__BODY_STATUS_REQUEST:
+		return DAEMON_MSG_STATUS;
+	case SLUICE__ENVELOPE__BODY_HELLO:
+		return DAEMON_MSG_HELLO;
+	case SLUICE__ENVELOPE__BODY_HEARTBEAT:
+		return DAEMON_MSG_PONG;
+	case SLUICE__ENVELOPE__BODY_ACK:
+		return DAEMON_MSG_ACK;
+	case SLUICE__ENVELOPE__BODY_METRICS:
+		return DAEMON_MSG_METRICS;
+	case SLUICE__ENVELOPE__BODY_STEP_FAILED:
+		return DAEMON_MSG_STEP_FAILED;
+	default:
+		return DAEMON_MSG_OTHER;
+	}
+}
+
 static void on_message(server_t *s, const uint8_t *rid, size_t rid_len, const void *data,
                        size_t len)
 {
 	if ((int64_t)len > s->cfg.max_request_bytes) {
 		s->requests++;
+		daemon_metrics_request(s->metrics, DAEMON_MSG_OTHER);
 		reply_error(s, rid, rid_len, 0, SL_ERANGE, "envelope",
 		            "message of %zu bytes (limit max_request_bytes=%lld)", len,
 		            (long long)s->cfg.max_request_bytes);
@@ -1021,10 +1095,12 @@ static void on_message(server_t *s, const uint8_t *rid, size_t rid_len, const vo
 	Sluice__Envelope *env = NULL;
 	if (comm_decode(data, len, &env) != SL_OK) {
 		s->requests++;
+		daemon_metrics_request(s->metrics, DAEMON_MSG_OTHER);
 		reply_error(s, rid, rid_len, 0, SL_EPROTO, "envelope", "%s", sl_errmsg());
 		return;
 	}
 	uint64_t id = env->request_id;
+	daemon_metrics_request(s->metrics, msg_kind(env->body_case));
 	switch (env->body_case) {
 	case SLUICE__ENVELOPE__BODY_PLAN_REQUEST:
 		on_plan_request(s, rid, rid_len, id, env->plan_request);
@@ -1280,6 +1356,16 @@ int daemon_run(const daemon_args_t *args, daemon_config_t *cfg)
 	record_open(s);
 	if (daemon_pool_start((int)s->cfg.threads, &s->pool, &s->done_fd) != SL_OK)
 		goto out;
+	if (s->cfg.metrics[0] != '\0') {
+		int port = -1;
+		if (daemon_metrics_start(s->cfg.metrics, s->pool, (int)s->cfg.threads, &s->metrics,
+		                         &port) != SL_OK)
+			goto out;
+		/* the host as given, the port as bound (0 picks a free one) */
+		const char *colon = strrchr(s->cfg.metrics, ':');
+		printf("sluiced metrics on http://%.*s:%d/metrics\n", (int)(colon - s->cfg.metrics),
+		       s->cfg.metrics, port);
+	}
 
 	char ready[400];
 	snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%u\nSTATUS=serving on %s", (unsigned)getpid(),
@@ -1300,6 +1386,7 @@ out:
 	/* Whatever still plans is cancelled, so joining the threads is quick. */
 	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next)
 		atomic_store(&t->cancelled, 1);
+	daemon_metrics_stop(&s->metrics); /* before the pool it reads */
 	daemon_pool_stop(&s->pool);
 	while (s->inflight != NULL) {
 		daemon_task_t *t = s->inflight;
