@@ -202,6 +202,25 @@ static int wheap_put(heap_t *kheap, const int32_t *dk, int32_t *wstamp, int32_t 
 	return heap_push(&kheap[dk[w]], wmax, w, ++wstamp[w]);
 }
 
+/* Wide group wd's time without and with sequence i riding on it: its cost
+ * triple c3 (time, resident tokens, offload room; computed once, -1 until
+ * then) is added, the group's time measured, and taken back. */
+static void rider_try(planner_sluice_ctx_t *ctx, planner_sluice_wide_t *wd, int32_t i,
+                      double *c3, double *before, double *after)
+{
+	if (c3[0] < 0)
+		planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
+	*before = planner_sluice_wide_ms(ctx, wd);
+	wd->sum_t += c3[0];
+	wd->res += c3[1];
+	wd->offcap += c3[2];
+	*after = planner_sluice_wide_ms(ctx, wd);
+	wd->sum_t -= c3[0];
+	wd->res -= c3[1];
+	wd->offcap -= c3[2];
+	ctx->work += 2;
+}
+
 sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_knobs_t *knobs)
 {
 	planner_sluice_ctx_t *ctx = st->ctx;
@@ -349,20 +368,11 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 				for (int32_t y = 0; y < got; y++) {
 					int32_t w = peek[y];
 					planner_sluice_wide_t *wd = &st->wide[w];
-					double *c3 = dtr + 3 * dk[w];
-					if (c3[0] < 0)
-						planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
-					double before = planner_sluice_wide_ms(ctx, wd);
-					wd->sum_t += c3[0];
-					wd->res += c3[1];
-					wd->offcap += c3[2];
-					double after = planner_sluice_wide_ms(ctx, wd);
-					wd->sum_t -= c3[0];
-					wd->res -= c3[1];
-					wd->offcap -= c3[2];
-					ctx->work += 2;
-					if (wmax[w] + after - before < best_f - 1e-9) {
-						best_f = wmax[w] + after - before;
+					double before, after;
+					rider_try(ctx, wd, i, dtr + 3 * dk[w], &before, &after);
+					double f = wmax[w] + after - before;
+					if (f < best_f - 1e-9) {
+						best_f = f;
 						bestw = w;
 					}
 					if (heap_push(&kheap[z], wmax[w], w, wstamp[w]) != 0) {
@@ -377,20 +387,11 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 				if (wmax[w] >= best_f)
 					continue;
 				planner_sluice_wide_t *wd = &st->wide[w];
-				double *c3 = dtr + 3 * dk[w];
-				if (c3[0] < 0)
-					planner_sluice_rider(ctx, wd, i, &c3[0], &c3[1], &c3[2]);
-				double before = planner_sluice_wide_ms(ctx, wd);
-				wd->sum_t += c3[0];
-				wd->res += c3[1];
-				wd->offcap += c3[2];
-				double after = planner_sluice_wide_ms(ctx, wd);
-				wd->sum_t -= c3[0];
-				wd->res -= c3[1];
-				wd->offcap -= c3[2];
-				ctx->work += 2;
-				if (wmax[w] + after - before < best_f - 1e-9) {
-					best_f = wmax[w] + after - before;
+				double before, after;
+				rider_try(ctx, wd, i, dtr + 3 * dk[w], &before, &after);
+				double f = wmax[w] + after - before;
+				if (f < best_f - 1e-9) {
+					best_f = f;
 					bestw = w;
 				}
 			}
