@@ -245,12 +245,20 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	 * rank finish (the level a balanced plan reaches) and for its step,
 	 * until the degrees stop changing. */
 	with_riders.level = lp.t_star * 1.05;
+	int long_dominated = 2 * (int64_t)lp.nlong >= n;
 	for (int which = 0; which < 2; which++) {
 		planner_sluice_lp_round(&ctx, &lp, which, deg, off);
 		SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
-		planner_sluice_knobs_t wide = with_riders;
-		wide.widen = 1;
-		SL_CHECK_GOTO(try_degrees(&se, deg, off, &wide), rc, out);
+		/* Long-dominated batches (at least half the sequences need
+		 * several ranks): few short sequences are left to fill a ring's
+		 * spare memory, and rings of mixed widths leave ranks idle, so
+		 * also build the plan whose rings take whole nodes, shared by
+		 * several long sequences (merge_rings). */
+		if (long_dominated) {
+			planner_sluice_knobs_t wide = with_riders;
+			wide.widen = 1;
+			SL_CHECK_GOTO(try_degrees(&se, deg, off, &wide), rc, out);
+		}
 	}
 	for (int it = 0; it < SLUICE_REFINE && se.best != NULL; it++) {
 		int before = se.nseen;
@@ -281,7 +289,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		/* once stopped, the plan in hand is the answer (none: the caller's
 		 * fallback answers) */
 		if (pol == NULL || planner_sluice_stopped(&ctx) ||
-		    (k == SLUICE_FALLBACK_FLEXSP && !(se.best_widen && 2 * (int64_t)lp.nlong >= n)))
+		    (k == SLUICE_FALLBACK_FLEXSP && !(se.best_widen && long_dominated)))
 			continue;
 		double tf0 = sl_now_ms();
 		sl_policy_opts_t fo = *opts;
