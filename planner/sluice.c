@@ -51,6 +51,9 @@ static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hy
  * 20,000): its homogeneous plans, where it starts, are what wins on the
  * batches it is scored on; its search there costs 10-80 ms. */
 #define SLUICE_FLEXSP_LPS 64
+/* ... and on batches of at most this many sequences: its blaster and
+ * placement grow faster than linearly (seconds at 20K sequences). */
+#define SLUICE_FLEXSP_MAX_SEQS 4096
 
 static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const sl_seq_t *seqs,
                        int64_t n, const sl_policy_opts_t *opts)
@@ -289,7 +292,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		/* once stopped, the plan in hand is the answer (none: the caller's
 		 * fallback answers) */
 		if (pol == NULL || planner_sluice_stopped(&ctx) ||
-		    (k == SLUICE_FALLBACK_FLEXSP && !(se.best_widen && long_dominated)))
+		    (k == SLUICE_FALLBACK_FLEXSP &&
+		     !(se.best_widen && long_dominated && n <= SLUICE_FLEXSP_MAX_SEQS)))
 			continue;
 		double tf0 = sl_now_ms();
 		sl_policy_opts_t fo = *opts;
