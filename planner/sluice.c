@@ -36,10 +36,24 @@
  * 2 SLUICE_REFINE re-roundings at the best plan's level and step, and
  * the best degrees again without riders. */
 #define SLUICE_REFINE 2
-#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 3)
+#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 5)
 
-/* Baselines scored as fallbacks, by registry name. */
-static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hybrid-cp"};
+/* Baselines scored as fallbacks, by registry name. The last, `flexsp`,
+ * costs tens of milliseconds on short-dominated batches, where our plans
+ * beat it by 10-20%; it is scored only on long-dominated batches (at least
+ * half the sequences need several ranks) whose best plan built packs long
+ * sequences into whole-node rings (knobs.widen): FlexSP's own structure,
+ * where the two come within a fraction of a percent. */
+static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hybrid-cp",
+                                        "flexsp"};
+#define SLUICE_FALLBACK_FLEXSP 3
+/* The configuration LPs flexsp may solve as a fallback (its default is
+ * 20,000): its homogeneous plans, where it starts, are what wins on the
+ * batches it is scored on; its search there costs 10-80 ms. */
+#define SLUICE_FLEXSP_LPS 64
+/* ... and on batches of at most this many sequences: its blaster and
+ * placement grow faster than linearly (seconds at 20K sequences). */
+#define SLUICE_FLEXSP_MAX_SEQS 4096
 
 static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const sl_seq_t *seqs,
                        int64_t n, const sl_policy_opts_t *opts)
@@ -107,13 +121,14 @@ typedef struct {
 	const sl_cost_t *cost;
 	double *per_rank;
 	int32_t *seen;   /* [SLUICE_MAX_BUILDS][n] */
-	int seen_riders[SLUICE_MAX_BUILDS];
+	int seen_riders[SLUICE_MAX_BUILDS]; /* riders + 2 widen */
 	int nseen;
 	int32_t *best_deg;
 	double *best_off;
 	sl_plan_t *best;
 	double best_ms;
 	double best_mean; /* mean rank finish of the best plan */
+	int best_widen;   /* the best plan's rings were widened to whole nodes */
 	int64_t share;
 } search_t;
 
@@ -126,13 +141,13 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 	size_t n = (size_t)ctx->n;
 	sl_plan_t *cand = NULL;
 	for (int u = 0; u < se->nseen; u++)
-		if (se->seen_riders[u] == knobs->riders &&
+		if (se->seen_riders[u] == knobs->riders + 2 * knobs->widen &&
 		    memcmp(se->seen + (size_t)u * n, deg, sizeof(int32_t) * n) == 0)
 			return SL_OK;
 	if (se->nseen == SLUICE_MAX_BUILDS || planner_sluice_stopped(ctx))
 		return SL_OK;
 	memcpy(se->seen + (size_t)se->nseen * n, deg, sizeof(int32_t) * n);
-	se->seen_riders[se->nseen++] = knobs->riders;
+	se->seen_riders[se->nseen++] = knobs->riders + 2 * knobs->widen;
 	/* Each build gets its share of the work; what an earlier one left
 	 * unused carries over. */
 	int64_t saved = ctx->work_limit;
@@ -167,6 +182,7 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 		sl_plan_free(&se->best);
 		se->best = cand;
 		se->best_ms = ms;
+		se->best_widen = knobs->widen;
 		memcpy(se->best_deg, deg, sizeof(int32_t) * n);
 		memcpy(se->best_off, off, sizeof(double) * n);
 	} else {
@@ -179,7 +195,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
                              const sl_policy_opts_t *opts, sl_plan_t **out)
 {
 	static const sl_policy_opts_t defaults;
-	planner_sluice_knobs_t with_riders = {1, 1, 0.0}, no_riders = {0, 1, 0.0};
+	planner_sluice_knobs_t with_riders = {.riders = 1, .offload = 1, .merge = 1},
+	                       no_riders = {.riders = 0, .offload = 1, .merge = 1};
 	planner_sluice_ctx_t ctx;
 	planner_sluice_lp_t lp;
 	planner_sluice_state_t st;
@@ -231,9 +248,20 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	 * rank finish (the level a balanced plan reaches) and for its step,
 	 * until the degrees stop changing. */
 	with_riders.level = lp.t_star * 1.05;
+	int long_dominated = 2 * (int64_t)lp.nlong >= n;
 	for (int which = 0; which < 2; which++) {
 		planner_sluice_lp_round(&ctx, &lp, which, deg, off);
 		SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
+		/* Long-dominated batches (at least half the sequences need
+		 * several ranks): few short sequences are left to fill a ring's
+		 * spare memory, and rings of mixed widths leave ranks idle, so
+		 * also build the plan whose rings take whole nodes, shared by
+		 * several long sequences (merge_rings). */
+		if (long_dominated) {
+			planner_sluice_knobs_t wide = with_riders;
+			wide.widen = 1;
+			SL_CHECK_GOTO(try_degrees(&se, deg, off, &wide), rc, out);
+		}
 	}
 	for (int it = 0; it < SLUICE_REFINE && se.best != NULL; it++) {
 		int before = se.nseen;
@@ -242,6 +270,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		for (int z = 0; z < 2; z++) {
 			planner_sluice_lp_target(&ctx, &lp, targets[z], deg, off);
 			with_riders.level = targets[z];
+			with_riders.widen = se.best_widen;
 			SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
 		}
 		if (se.nseen == before)
@@ -251,7 +280,9 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		memcpy(deg, se.best_deg, sizeof(int32_t) * (size_t)n);
 		memcpy(off, se.best_off, sizeof(double) * (size_t)n);
 		no_riders.level = se.best_ms;
+		no_riders.widen = se.best_widen;
 		SL_CHECK_GOTO(try_degrees(&se, deg, off, &no_riders), rc, out);
+
 	}
 	int built = se.nseen;
 
@@ -260,10 +291,17 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		const sl_policy_t *pol = sl_policy_find(fallbacks[k]);
 		/* once stopped, the plan in hand is the answer (none: the caller's
 		 * fallback answers) */
-		if (pol == NULL || planner_sluice_stopped(&ctx))
+		if (pol == NULL || planner_sluice_stopped(&ctx) ||
+		    (k == SLUICE_FALLBACK_FLEXSP &&
+		     !(se.best_widen && long_dominated && n <= SLUICE_FLEXSP_MAX_SEQS)))
 			continue;
 		double tf0 = sl_now_ms();
-		if (pol->fn(cost, seqs, n, opts, &cand) != SL_OK) {
+		sl_policy_opts_t fo = *opts;
+		if (k == SLUICE_FALLBACK_FLEXSP) {
+			fo.work_limit = SLUICE_FLEXSP_LPS;
+			fo.time_limit_ms = 0;
+		}
+		if (pol->fn(cost, seqs, n, &fo, &cand) != SL_OK) {
 			sl_clearerr();
 			continue;
 		}

@@ -183,6 +183,8 @@ typedef struct planner_sluice_knobs {
 	int riders;     /* let short sequences ride in intra-node wide groups */
 	int offload;    /* allow offloading in single-rank micro-batches */
 	double level;   /* riders keep a wide group's end at or below this (ms) */
+	int merge;      /* long sequences may share a ring (sluice_mesh.c merge_rings) */
+	int widen;      /* rings of fewer ranks than a node take the whole node */
 } planner_sluice_knobs_t;
 
 /* Allocates an empty state for ctx; planner_sluice_state_fini releases it. */

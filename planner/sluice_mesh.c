@@ -369,6 +369,8 @@ typedef struct {
 	int32_t d;
 	double t;
 	int32_t lead;
+	int32_t join;  /* first long sequence sharing its ring, -1 when none */
+	double res;    /* tokens per rank its ring holds so far (merge pass) */
 } wkey_t;
 
 /* Wide groups go largest first (more ranks, then longer), as in LPT. */
@@ -475,6 +477,91 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double 
 	return SL_OK;
 }
 
+/* Open rings a long sequence looks at before it takes a ring of its own
+ * (bounds the merge pass to O(long sequences x this)). */
+#define MERGE_SCAN 48
+
+/* Lets long sequences share rings, as FlexSP packs several sequences into
+ * one sequence-parallel group: a ring of D ranks sized for its lead often
+ * has room left that no short sequence fills (a long-dominated batch has
+ * few), and a long sequence of degree d <= D that fits there pays no fixed
+ * cost of its own. wk is in placement order (largest first); each entry
+ * either keeps its own ring or joins, best fit, an earlier ring of at most
+ * twice its degree whose lead is not offloaded, when that costs fewer
+ * rank-ms than its own ring and keeps the ring's time within `level`
+ * (0: no limit). Joiners are chained by jnext (indexed by sequence) from
+ * their ring's wk entry and marked with d = 0. Returns the work spent. */
+static int64_t merge_rings(const planner_sluice_ctx_t *ctx, wkey_t *wk, int32_t nw, double level,
+                           int32_t *jnext, double *ringt, int32_t *open)
+{
+	const sl_cost_t *c = ctx->cost;
+	int64_t work = 0;
+	int32_t nopen = 0, nclosed = 0;
+	for (int32_t q = 0; q < nw; q++) {
+		int32_t i = wk[q].lead, d = wk[q].d;
+		int64_t s = ctx->seqs[i].length;
+		double own = d * (ctx->beta + wk[q].t);
+		int32_t best = -1;
+		double best_spare = INFINITY, best_t = 0;
+		int32_t seen = 0;
+		for (int32_t z = nopen - 1; z >= 0 && seen < MERGE_SCAN; z--) {
+			int32_t p = open[z];
+			if (p < 0)
+				continue; /* closed */
+			int32_t D = wk[p].d;
+			if (D > 2 * d && D > ctx->G)
+				break; /* earlier entries are wider still */
+			seen++;
+			double res = sl_cost_resident(s, D, 0.0);
+			if (wk[p].res + res > ctx->cap)
+				continue;
+			double t = sl_cost_seq_ms(c, s, D, 0.0, D <= ctx->G);
+			if (D * t >= own - 1e-9 || (level > 0 && ringt[p] + t > level))
+				continue;
+			double spare = ctx->cap - wk[p].res - res;
+			if (spare < best_spare) {
+				best_spare = spare;
+				best = p;
+				best_t = t;
+			}
+		}
+		work += 4 * seen + 1;
+		if (best >= 0) {
+			wk[best].res += sl_cost_resident(s, wk[best].d, 0.0);
+			ringt[best] += best_t;
+			/* a ring with less room than any long sequence needs (over
+			 * cap tokens, so over cap / D per rank) leaves the list */
+			if ((ctx->cap - wk[best].res) * wk[best].d < ctx->cap) {
+				for (int32_t z = nopen - 1; z >= 0; z--)
+					if (open[z] == best) {
+						open[z] = -1;
+						break;
+					}
+				if (++nclosed > nopen / 2) {
+					int32_t m = 0;
+					for (int32_t z = 0; z < nopen; z++)
+						if (open[z] >= 0)
+							open[m++] = open[z];
+					work += nopen;
+					nopen = m;
+					nclosed = 0;
+				}
+			}
+			jnext[i] = wk[best].join;
+			wk[best].join = i;
+			wk[q].d = 0;
+			continue;
+		}
+		double f = sl_cost_offload_for(c, s, d, ctx->cap);
+		wk[q].res = sl_cost_resident(s, d, f);
+		ringt[q] = ctx->beta + wk[q].t;
+		/* a ring whose lead is offloaded is full */
+		if (f == 0 && d > 1 && ctx->cap - wk[q].res >= 1.0)
+			open[nopen++] = q;
+	}
+	return work;
+}
+
 sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, const double *off,
                             const planner_sluice_knobs_t *knobs)
 {
@@ -483,6 +570,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 	int32_t n = ctx->n, N = ctx->N;
 	sl_err rc = SL_OK;
 	wkey_t *wk = NULL;
+	int32_t *jnext = NULL;
 	planner_key_t *keyed = NULL, *nsort = NULL;
 	int64_t total = 0;
 	int32_t nw = 0;
@@ -523,14 +611,41 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		int32_t d = deg[i];
 		if (d <= 1 && (double)ctx->seqs[i].length - ctx->cap > (double)ctx->offcap[i])
 			d = 2; /* cannot sit on one rank: the loop below finds the least d */
+		if (knobs->widen && d > 1 && d < ctx->G && ctx->G <= N)
+			d = ctx->G; /* a whole node: merge_rings fills it */
 		if (d > 1) {
 			wk[nw].d = d;
 			wk[nw].t = sl_cost_seq_ms(c, ctx->seqs[i].length, d, d == deg[i] ? off[i] : 0.0,
 			                          d <= ctx->G);
+			wk[nw].join = -1;
+			wk[nw].res = 0;
 			wk[nw++].lead = i;
 		}
 	}
 	qsort(wk, (size_t)nw, sizeof(wkey_t), cmp_wkey);
+	if (knobs->merge && nw > 1) {
+		double *ringt = malloc(sizeof(double) * (size_t)nw);
+		int32_t *open = malloc(sizeof(int32_t) * (size_t)nw);
+		jnext = malloc(sizeof(int32_t) * (size_t)n);
+		if (ringt == NULL || open == NULL || jnext == NULL) {
+			free(ringt);
+			free(open);
+			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %d wide groups", nw);
+			goto out;
+		}
+		ctx->work += merge_rings(ctx, wk, nw, knobs->level, jnext, ringt, open);
+		/* rings in LPT order again, by their merged times */
+		int32_t m = 0;
+		for (int32_t q = 0; q < nw; q++)
+			if (wk[q].d > 0) {
+				wk[q].t = ringt[q] - ctx->beta;
+				wk[m++] = wk[q];
+			}
+		nw = m;
+		qsort(wk, (size_t)nw, sizeof(wkey_t), cmp_wkey);
+		free(ringt);
+		free(open);
+	}
 	int64_t used = 0;
 	for (int32_t q = 0; q < nw; q++) {
 		int32_t i = wk[q].lead, d = wk[q].d;
@@ -571,6 +686,9 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 		wd->offcap = 0;
 		wd->sum_t = sl_cost_seq_ms(c, s, d, f, wd->one_node);
 		wd->ride = 0;
+		st->whead[st->nwide] = -1;
+		for (int32_t j = wk[q].join; j >= 0; j = jnext[j])
+			planner_sluice_wide_add(st, st->nwide, j);
 		wd->open = knobs->riders && f == 0;
 		if (knobs->riders && f == 0 && wd->one_node) {
 			/* riders pay padding and communication; worth it while that
@@ -585,13 +703,12 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 			if (st->ready[rk[k]] > start)
 				start = st->ready[rk[k]];
 		wd->start = start;
-		wd->end = start + ctx->beta + wd->sum_t;
+		wd->end = start + planner_sluice_wide_ms(ctx, wd);
 		for (int32_t k = 0; k < d; k++)
 			st->ready[rk[k]] = wd->end;
 		for (int32_t k = 0; k < d; k++)
 			if (k == 0 || rk[k] / ctx->G != rk[k - 1] / ctx->G)
 				node_sort(ctx, st->ready, nsort, rk[k] / ctx->G);
-		st->whead[st->nwide] = -1;
 		st->where[i] = -(st->nwide + 1);
 		st->nwide++;
 		used += d;
@@ -616,6 +733,7 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 	planner_sluice_retime(st);
 out:
 	free(wk);
+	free(jnext);
 	free(keyed);
 	free(nsort);
 	return rc;
