@@ -107,7 +107,8 @@ int cli_input_error(const char *cmd, sl_err e);
 /* ---- common arguments (common.c) -------------------------------------------- */
 
 /* Flags every planning command shares (--profile, --ranks, --ranks-per-node,
- * --policy) and the trace reader's flags (--trace-kind, --field). */
+ * --policy) and the trace reader's flags (--trace-kind, --field, --max-seqs,
+ * --max-bytes). */
 typedef struct cli_cluster_args {
 	const char *profile;
 	int64_t ranks;
@@ -118,6 +119,8 @@ typedef struct cli_cluster_args {
 typedef struct cli_trace_args {
 	int kind; /* index into cli_trace_kinds = sl_trace_kind */
 	const char *field;
+	int64_t max_seqs;  /* 0 = SL_TRACE_MAX_SEQS_DEFAULT */
+	int64_t max_bytes; /* 0 = SL_TRACE_MAX_BYTES_DEFAULT */
 } cli_trace_args_t;
 
 /* Flags that tune the policy (--sp, --time-limit, --work-limit, --seed); all
@@ -151,7 +154,11 @@ extern const char *const cli_formats_tjc[]; /* table, json, csv */
 	{"trace-kind", 0, CLI_OPT_CHOICE, &(t).kind, "KIND",                                       \
 	 "input format: auto|text|jsonl|megatron|npy", "auto", 1, 0, cli_trace_kinds},            \
 	{"field", 0, CLI_OPT_STR, &(t).field, "NAME",                                              \
-	 "JSONL length field (\"input_ids\" counts an array)", "length", 1, 0, NULL}
+	 "JSONL length field (\"input_ids\" counts an array)", "length", 1, 0, NULL},             \
+	{"max-seqs", 0, CLI_OPT_INT, &(t).max_seqs, "N",                                           \
+	 "refuse a trace of more than N sequences", "100000000", 1, 1e15, NULL},                  \
+	{"max-bytes", 0, CLI_OPT_INT, &(t).max_bytes, "B",                                         \
+	 "refuse a trace of more than B (decompressed) bytes", "4294967296", 1, 9e18, NULL}
 /* `s` is a cli_search_args_t; `per` is a string literal that follows "search
  * time limit" and "deterministic search budget" in --help ("" or " per step"). */
 #define CLI_OPTS_SEARCH(s, per)                                                                    \
@@ -174,8 +181,10 @@ sl_policy_opts_t cli_search_opts(const cli_search_args_t *s);
  * does not parse or fails sl_profile_check, or CLI_EXIT_FAIL after printing
  * it (the cluster cannot hold the model state, no memory). */
 int cli_cost_setup(const char *cmd, const cli_cluster_args_t *a, sl_cost_t *cost);
-/* Reads every length of path ("-" = stdin) with the trace flags; no length
- * at all is an SL_EFORMAT error. */
+/* The --max-seqs in effect (the reader's default when the flag is absent). */
+size_t cli_trace_max_seqs(const cli_trace_args_t *t);
+/* Reads every length of path ("-" = stdin) with the trace flags and their
+ * limits; no length at all is an SL_EFORMAT error. */
 sl_err cli_read_lengths(const char *path, const cli_trace_args_t *t, sl_lengths_t *out);
 
 /* Opens path for writing ("-" or NULL = stdout). *must_close says whether

@@ -406,6 +406,28 @@ int cli_cmd_replay(int argc, char **argv)
 		if (strcmp(r.pol[k].pol->name, "static") == 0)
 			r.static_idx = (int)k;
 	r.batch = a.batch;
+	/* --steps is refused up front when it asks for more sequences than any
+	 * trace may hold (--max-seqs): the synthetic trace would otherwise be
+	 * generated that large before anything is planned. batch and steps are
+	 * both below 2^31, so the product fits. */
+	if (a.steps > 0 && (uint64_t)a.steps * (uint64_t)a.batch > cli_trace_max_seqs(&a.tr))
+		return cli_usage_error("replay",
+		                       "invalid value '%lld' for --steps: %lld steps of --batch %lld "
+		                       "are %llu sequences, more than the trace limit of %zu "
+		                       "(limit --max-seqs)",
+		                       (long long)a.steps, (long long)a.steps, (long long)a.batch,
+		                       (unsigned long long)a.steps * (unsigned long long)a.batch,
+		                       cli_trace_max_seqs(&a.tr));
+	if (nargs == 0 && a.steps == 0 &&
+	    (uint64_t)REPLAY_DEFAULT_STEPS * (uint64_t)a.batch > cli_trace_max_seqs(&a.tr))
+		return cli_usage_error("replay",
+		                       "invalid value '%lld' for --batch: the synthetic trace of %d "
+		                       "steps would be %llu sequences, more than the limit of %zu "
+		                       "(limit --max-seqs)",
+		                       (long long)a.batch, REPLAY_DEFAULT_STEPS,
+		                       (unsigned long long)REPLAY_DEFAULT_STEPS *
+		                           (unsigned long long)a.batch,
+		                       cli_trace_max_seqs(&a.tr));
 
 	rc = cli_cost_setup("replay", &a.cl, &cost);
 	if (rc != CLI_EXIT_OK)

@@ -49,9 +49,17 @@ int cli_cost_setup(const char *cmd, const cli_cluster_args_t *a, sl_cost_t *cost
 	return CLI_EXIT_OK;
 }
 
+size_t cli_trace_max_seqs(const cli_trace_args_t *t)
+{
+	return t->max_seqs > 0 ? (size_t)t->max_seqs : SL_TRACE_MAX_SEQS_DEFAULT;
+}
+
 sl_err cli_read_lengths(const char *path, const cli_trace_args_t *t, sl_lengths_t *out)
 {
-	sl_trace_opts_t o = {.kind = (sl_trace_kind)t->kind, .field = t->field};
+	sl_trace_opts_t o = {.kind = (sl_trace_kind)t->kind,
+	                     .field = t->field,
+	                     .max_seqs = (size_t)t->max_seqs,
+	                     .max_bytes = (uint64_t)t->max_bytes};
 	SL_CHECK(sl_trace_read(path, &o, out));
 	if (out->n == 0)
 		return sl_seterr(SL_EFORMAT, "%s: no sequence lengths found",

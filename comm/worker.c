@@ -1,6 +1,7 @@
 /* sluice comm: the worker side of libsluice (sl_worker_*): a rank registers
  * with sluiced for its job, receives work orders, acknowledges them and
  * reports per-slot metrics (or that an accepted step failed). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ struct sl_worker {
 	int32_t rank;
 	uint32_t heartbeat_ms;
 	uint64_t reregistered;
+	uint64_t refused;      /* our reports sluiced refused (logged, not raised) */
 	int64_t last_rx_ms;    /* last message from the daemon */
 	int64_t last_probe_ms; /* last heartbeat we sent unasked */
 };
@@ -58,6 +60,21 @@ static int worker_hook(comm_peer_t *p, Sluice__Envelope *env, void *arg)
 		w->reregistered++;
 		if (send_hello(w, NULL) != SL_OK)
 			SL_WARN(SL_SUB_COMM, "re-registering failed: %s", sl_errmsg());
+		comm_envelope_free(&env);
+		return 1;
+	}
+	/* sluiced refusing one of our reports (a step that left its history, a
+	 * report it already has): the report is lost, the worker is not broken,
+	 * so the refusal is logged rather than failing the next order's wait */
+	if (env->body_case == SLUICE__ENVELOPE__BODY_ERROR &&
+	    (strncmp(env->error->field, "ack.", 4) == 0 ||
+	     strncmp(env->error->field, "metrics.", 8) == 0 ||
+	     strncmp(env->error->field, "step_failed.", 12) == 0)) {
+		char msg[256];
+		comm_sanitize(msg, sizeof(msg), env->error->message);
+		SL_WARN(SL_SUB_COMM, "%s rank %d: sluiced refused a report [%s]: %s", w->job, w->rank,
+		        env->error->field, msg);
+		w->refused++;
 		comm_envelope_free(&env);
 		return 1;
 	}
@@ -221,6 +238,17 @@ sl_err sl_worker_metrics(sl_worker_t *w, uint64_t step, double step_ms,
 	Sluice__WorkerMetrics m = SLUICE__WORKER_METRICS__INIT;
 	if (n < 0 || n > 65536)
 		return sl_seterr(SL_ERANGE, "%d slot metrics (limit 65536)", n);
+	/* what sluiced would refuse is refused here, naming the field */
+	if (!(isfinite(step_ms) && step_ms >= 0))
+		return sl_seterr(SL_ERANGE, "metrics step_ms is %g (expected finite, >= 0)", step_ms);
+	for (int32_t i = 0; i < n; i++) {
+		if (!(isfinite(slots[i].compute_ms) && slots[i].compute_ms >= 0))
+			return sl_seterr(SL_ERANGE, "metrics slots[%d].compute_ms is %g (expected "
+			                            "finite, >= 0)", i, slots[i].compute_ms);
+		if (!(isfinite(slots[i].comm_ms) && slots[i].comm_ms >= 0))
+			return sl_seterr(SL_ERANGE, "metrics slots[%d].comm_ms is %g (expected finite, "
+			                            ">= 0)", i, slots[i].comm_ms);
+	}
 	Sluice__SlotMetrics *sm = calloc((size_t)(n > 0 ? n : 1), sizeof(*sm));
 	Sluice__SlotMetrics **smp = calloc((size_t)(n > 0 ? n : 1), sizeof(*smp));
 	if (sm == NULL || smp == NULL) {

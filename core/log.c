@@ -9,8 +9,8 @@
 
 #include "sluice/log.h"
 
-int sl_log_level_ = SL_LOG_WARN;
-unsigned sl_log_mask_ = SL_SUB_ALL;
+_Atomic int sl_log_level_ = SL_LOG_WARN;
+_Atomic unsigned sl_log_mask_ = SL_SUB_ALL;
 
 static sl_log_sink_fn log_sink;
 static void *log_sink_arg;
@@ -28,12 +28,22 @@ static const struct {
 
 void sl_log_set_level(sl_log_level level)
 {
-	sl_log_level_ = (int)level;
+	atomic_store_explicit(&sl_log_level_, (int)level, memory_order_relaxed);
 }
 
 void sl_log_set_mask(unsigned mask)
 {
-	sl_log_mask_ = mask;
+	atomic_store_explicit(&sl_log_mask_, mask, memory_order_relaxed);
+}
+
+int sl_log_level_get(void)
+{
+	return SL_LOG_LEVEL_();
+}
+
+unsigned sl_log_mask_get(void)
+{
+	return SL_LOG_MASK_();
 }
 
 void sl_log_set_sink(sl_log_sink_fn fn, void *arg)
@@ -66,7 +76,7 @@ void sl_log_init_from_env(void)
 {
 	const char *lv = getenv("SLUICE_LOG");
 	if (lv != NULL && sl_log_level_parse(lv) >= 0)
-		sl_log_level_ = sl_log_level_parse(lv);
+		sl_log_set_level((sl_log_level)sl_log_level_parse(lv));
 	const char *ss = getenv("SLUICE_LOG_SUBSYS");
 	if (ss == NULL || *ss == '\0')
 		return;
@@ -82,7 +92,7 @@ void sl_log_init_from_env(void)
 				mask |= subsys[i].bit;
 	}
 	if (mask != 0)
-		sl_log_mask_ = mask;
+		sl_log_set_mask(mask);
 }
 
 void sl_log_(sl_log_level level, unsigned sub, const char *file, int line, const char *fmt, ...)

@@ -39,10 +39,15 @@ typedef struct d_rank_metrics {
 	sl_slot_metrics_t *slots;
 } d_rank_metrics_t;
 
-/* What became of one rank's order of a step (Sluice__RankState values). */
+/* What became of one rank's order of a step (Sluice__RankState values).
+ * Entries are made when the order is dispatched, and only then: a worker's
+ * reports are taken for its own dispatched orders, each kind once. */
 typedef struct d_outcome {
 	int32_t rank;
 	int32_t state;
+	int32_t ngroups, nslots; /* of the order sent: bound the metrics reported */
+	uint8_t acked;           /* an ack (or nack) was taken */
+	uint8_t reported;        /* metrics or step_failed was taken (one of them, once) */
 	char error[200];
 } d_outcome_t;
 
@@ -53,6 +58,7 @@ typedef struct d_step {
 	int64_t nseqs, tokens;
 	double predicted_ms, ideal_ms, planner_ms;
 	int32_t dispatched, acked, nacked, completed, failed;
+	int32_t ranks; /* the plan's cluster size (0 until dispatched) */
 	int32_t noutcomes, outcomes_cap;
 	d_outcome_t *outcomes; /* at most max_workers, unordered */
 	int32_t nlost;
@@ -463,6 +469,9 @@ static void on_plan_request(server_t *s, const uint8_t *rid, size_t rid_len, uin
 	daemon_pool_push(s->pool, t);
 }
 
+static void step_ordered(server_t *s, d_step_t *st, int32_t rank, int32_t ngroups,
+                         int32_t nslots);
+
 /* Pushes the plan's work orders to the job's registered workers; fills the
  * reply's dispatched / lost_ranks and the history entry. */
 static void dispatch(server_t *s, d_job_t *j, daemon_task_t *t, d_step_t *st, int32_t *lost,
@@ -471,6 +480,7 @@ static void dispatch(server_t *s, d_job_t *j, daemon_task_t *t, d_step_t *st, in
 	*nlost = 0;
 	if (j == NULL)
 		return;
+	st->ranks = t->plan->ranks;
 	for (int32_t i = 0; i < j->nworkers; i++) {
 		d_worker_t *w = &j->workers[i];
 		if (w->rank >= t->plan->ranks)
@@ -491,11 +501,13 @@ static void dispatch(server_t *s, d_job_t *j, daemon_task_t *t, d_step_t *st, in
 			env.work_order = &m;
 			rc = send_to(s, w->rid, w->rid_len, &env, 0);
 		}
+		int32_t ngroups = o != NULL ? o->ngroups : 0, nslots = o != NULL ? o->nslots : 0;
 		comm_arena_free(&a);
 		sl_work_order_free(&o);
 		if (rc == SL_OK) {
 			w->orders++;
 			st->dispatched++;
+			step_ordered(s, st, w->rank, ngroups, nslots);
 		} else {
 			lost[(*nlost)++] = w->rank;
 			if (rc == SL_ECLOSED)
@@ -649,6 +661,18 @@ static void on_hello(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t i
 		reply_error(s, rid, rid_len, id, SL_EBUSY, "hello.job", "%s", sl_errmsg());
 		return;
 	}
+	/* one rank per connection: a peer posing as many ranks would multiply
+	 * the orders (and the reports) one process can make the daemon hold */
+	for (int32_t i = 0; i < j->nworkers; i++) {
+		const d_worker_t *o = &j->workers[i];
+		if (o->alive && o->rank != h->rank && rid_eq(o, rid, rid_len)) {
+			reply_error(s, rid, rid_len, id, SL_EINVAL, "hello.rank",
+			            "this connection is registered as rank %d of job %s already (one "
+			            "rank per connection)",
+			            o->rank, j->name);
+			return;
+		}
+	}
 	d_worker_t *w = job_worker(j, h->rank);
 	if (w == NULL) {
 		if (j->nworkers >= s->cfg.max_workers) {
@@ -783,6 +807,67 @@ static void step_set_outcome(server_t *s, d_step_t *st, int32_t rank, int32_t st
 	comm_sanitize(o->error, sizeof(o->error), error ? error : "");
 }
 
+/* Records that rank was sent its order of st (with the order's group and
+ * slot counts), so that its reports on that step are taken. */
+static void step_ordered(server_t *s, d_step_t *st, int32_t rank, int32_t ngroups,
+                         int32_t nslots)
+{
+	d_outcome_t *o = step_outcome(s, st, rank);
+	if (o == NULL)
+		return;
+	o->ngroups = ngroups;
+	o->nslots = nslots;
+}
+
+/* The outcome of rank's order of job j's step, with the step in *stp; or
+ * NULL after an error reply naming kind's field ("ack.step", ...) when the
+ * step is not in the history, rank is outside its cluster, or rank got no
+ * order of it. (sender_worker has checked that the sender is rank.) */
+static d_outcome_t *report_outcome(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                                   d_job_t *j, const char *kind, uint64_t step, int32_t rank,
+                                   d_step_t **stp)
+{
+	char field[32];
+	d_step_t *st = job_find_step(j, step);
+	if (st == NULL) {
+		snprintf(field, sizeof(field), "%s.step", kind);
+		reply_error(s, rid, rid_len, id, SL_ENOTFOUND, field,
+		            "job %s has no step %" PRIu64 " in its history (the last %d planned "
+		            "steps are kept)",
+		            j->name, step, j->hist_cap);
+		return NULL;
+	}
+	snprintf(field, sizeof(field), "%s.rank", kind);
+	if (st->ranks > 0 && rank >= st->ranks) {
+		reply_error(s, rid, rid_len, id, SL_ERANGE, field,
+		            "rank %d is outside the %d-rank cluster of job %s step %" PRIu64, rank,
+		            st->ranks, j->name, step);
+		return NULL;
+	}
+	for (int32_t i = 0; i < st->noutcomes; i++)
+		if (st->outcomes[i].rank == rank) {
+			*stp = st;
+			return &st->outcomes[i];
+		}
+	reply_error(s, rid, rid_len, id, SL_ENOTFOUND, field,
+	            "rank %d was sent no order of job %s step %" PRIu64, rank, j->name, step);
+	return NULL;
+}
+
+/* Refuses a second final report (metrics or step_failed) of one order;
+ * 1 when this one may be taken. */
+static int report_first(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                        const d_job_t *j, const char *field, uint64_t step, const d_outcome_t *o)
+{
+	if (!o->reported)
+		return 1;
+	reply_error(s, rid, rid_len, id, SL_EINVAL, field,
+	            "rank %d already reported the outcome of job %s step %" PRIu64 " (%s)", o->rank,
+	            j->name, step,
+	            o->state == SLUICE__RANK_STATE__RANK_FAILED ? "step_failed" : "metrics");
+	return 0;
+}
+
 static void on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
                    const Sluice__WorkAck *m)
 {
@@ -790,13 +875,18 @@ static void on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
 	d_worker_t *w = sender_worker(s, rid, rid_len, id, m->job, m->rank, &j);
 	if (w == NULL)
 		return;
-	w->acks++;
-	d_step_t *st = job_find_step(j, m->step);
-	if (st == NULL) {
-		SL_DEBUG(SL_SUB_DAEMON, "job %s: ack for step %" PRIu64 " no longer in history", j->name,
-		         m->step);
+	d_step_t *st = NULL;
+	d_outcome_t *o = report_outcome(s, rid, rid_len, id, j, "ack", m->step, m->rank, &st);
+	if (o == NULL)
+		return;
+	if (o->acked) {
+		reply_error(s, rid, rid_len, id, SL_EINVAL, "ack.step",
+		            "rank %d already acknowledged job %s step %" PRIu64, m->rank, j->name,
+		            m->step);
 		return;
 	}
+	o->acked = 1;
+	w->acks++;
 	if (m->error != NULL && m->error->code != 0) {
 		char msg[200];
 		comm_sanitize(msg, sizeof(msg), m->error->message);
@@ -806,9 +896,8 @@ static void on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
 		        j->name, m->step, m->rank, msg);
 	} else {
 		st->acked++;
-		d_outcome_t *o = step_outcome(s, st, m->rank);
-		/* a repeated ack must not undo a completed or failed outcome */
-		if (o != NULL && o->state == SLUICE__RANK_STATE__RANK_PENDING)
+		/* an ack that comes after the step's outcome must not undo it */
+		if (o->state == SLUICE__RANK_STATE__RANK_PENDING)
 			step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_ACCEPTED, NULL);
 	}
 }
@@ -822,6 +911,12 @@ static void on_step_failed(server_t *s, const uint8_t *rid, size_t rid_len, uint
 	d_worker_t *w = sender_worker(s, rid, rid_len, id, m->job, m->rank, &j);
 	if (w == NULL)
 		return;
+	d_step_t *st = NULL;
+	d_outcome_t *o =
+	    report_outcome(s, rid, rid_len, id, j, "step_failed", m->step, m->rank, &st);
+	if (o == NULL || !report_first(s, rid, rid_len, id, j, "step_failed.step", m->step, o))
+		return;
+	o->reported = 1;
 	char why[200], msg[512];
 	comm_sanitize(why, sizeof(why),
 	              m->error != NULL && m->error->message[0] != '\0' ? m->error->message
@@ -829,10 +924,76 @@ static void on_step_failed(server_t *s, const uint8_t *rid, size_t rid_len, uint
 	snprintf(msg, sizeof(msg), "rank %d of job %s failed step %" PRIu64 ": %s", m->rank,
 	         j->name, m->step, why);
 	SL_WARN(SL_SUB_DAEMON, "%s", msg);
-	d_step_t *st = job_find_step(j, m->step);
-	if (st != NULL)
-		step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_FAILED, why);
+	step_set_outcome(s, st, m->rank, SLUICE__RANK_STATE__RANK_FAILED, why);
 	job_event(s, j, SLUICE__EVENT_KIND__EVENT_STEP_FAILED, m->rank, m->step, msg);
+}
+
+/* 1 when a time is a finite number >= 0; else an error reply naming the
+ * field (index >= 0: "metrics.slots[index].name") and 0. */
+static int metric_ms_ok(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                        const char *name, long index, double v)
+{
+	if (isfinite(v) && v >= 0)
+		return 1;
+	char field[64];
+	if (index >= 0)
+		snprintf(field, sizeof(field), "metrics.slots[%ld].%s", index, name);
+	else
+		snprintf(field, sizeof(field), "metrics.%s", name);
+	reply_error(s, rid, rid_len, id, SL_ERANGE, field,
+	            "%s is %g (expected a finite number of milliseconds >= 0)", field, v);
+	return 0;
+}
+
+/* Checks a metrics report against the order it reports on: finite,
+ * non-negative times, no more slots than the order had groups, slot ids of
+ * the plan, byte counts whose sums stay below 2^63. 1 when it may be taken;
+ * else an error reply naming the field and 0. */
+static int metrics_ok(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                      const Sluice__WorkerMetrics *m, const d_outcome_t *o)
+{
+	if (!metric_ms_ok(s, rid, rid_len, id, "step_ms", -1, m->step_ms))
+		return 0;
+	if (m->n_slots > (size_t)o->ngroups) {
+		reply_error(s, rid, rid_len, id, SL_ERANGE, "metrics.slots",
+		            "%zu slot metrics for an order of %d groups (job %s step %" PRIu64
+		            " rank %d)",
+		            m->n_slots, o->ngroups, m->job, m->step, m->rank);
+		return 0;
+	}
+	uint64_t sent = 0, recv = 0;
+	for (size_t i = 0; i < m->n_slots; i++) {
+		const Sluice__SlotMetrics *sm = m->slots[i];
+		char field[64];
+		if (sm->slot < 0 || sm->slot >= o->nslots) {
+			snprintf(field, sizeof(field), "metrics.slots[%zu].slot", i);
+			reply_error(s, rid, rid_len, id, SL_ERANGE, field,
+			            "slot %d is outside the plan's %d slots", sm->slot, o->nslots);
+			return 0;
+		}
+		if (!metric_ms_ok(s, rid, rid_len, id, "compute_ms", (long)i, sm->compute_ms) ||
+		    !metric_ms_ok(s, rid, rid_len, id, "comm_ms", (long)i, sm->comm_ms))
+			return 0;
+		const char *big = NULL;
+		uint64_t v = 0;
+		if (sm->bytes_sent > (uint64_t)INT64_MAX - sent) {
+			big = "bytes_sent";
+			v = sm->bytes_sent;
+		} else if (sm->bytes_recv > (uint64_t)INT64_MAX - recv) {
+			big = "bytes_recv";
+			v = sm->bytes_recv;
+		}
+		if (big != NULL) {
+			snprintf(field, sizeof(field), "metrics.slots[%zu].%s", i, big);
+			reply_error(s, rid, rid_len, id, SL_ERANGE, field,
+			            "%s of %" PRIu64 " bytes takes the rank's total past 2^63-1", field,
+			            v);
+			return 0;
+		}
+		sent += sm->bytes_sent;
+		recv += sm->bytes_recv;
+	}
+	return 1;
 }
 
 static void on_metrics(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
@@ -842,28 +1003,24 @@ static void on_metrics(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t
 	d_worker_t *w = sender_worker(s, rid, rid_len, id, m->job, m->rank, &j);
 	if (w == NULL)
 		return;
-	d_step_t *st = job_find_step(j, m->step);
-	if (st == NULL)
+	d_step_t *st = NULL;
+	d_outcome_t *o = report_outcome(s, rid, rid_len, id, j, "metrics", m->step, m->rank, &st);
+	if (o == NULL || !report_first(s, rid, rid_len, id, j, "metrics.step", m->step, o) ||
+	    !metrics_ok(s, rid, rid_len, id, m, o))
 		return;
+	o->reported = 1;
 	d_rank_metrics_t *rm = NULL;
-	for (int32_t i = 0; i < st->nmetrics; i++)
-		if (st->metrics[i].rank == m->rank)
-			rm = &st->metrics[i];
-	if (rm == NULL) {
-		if (st->nmetrics >= s->cfg.max_workers)
+	if (st->nmetrics >= s->cfg.max_workers)
+		return;
+	if (st->nmetrics == st->metrics_cap) {
+		int32_t nc = st->metrics_cap ? st->metrics_cap * 2 : 8;
+		d_rank_metrics_t *nm = realloc(st->metrics, sizeof(*nm) * (size_t)nc);
+		if (nm == NULL)
 			return;
-		if (st->nmetrics == st->metrics_cap) {
-			int32_t nc = st->metrics_cap ? st->metrics_cap * 2 : 8;
-			d_rank_metrics_t *nm = realloc(st->metrics, sizeof(*nm) * (size_t)nc);
-			if (nm == NULL)
-				return;
-			st->metrics = nm;
-			st->metrics_cap = nc;
-		}
-		rm = &st->metrics[st->nmetrics++];
-		memset(rm, 0, sizeof(*rm));
+		st->metrics = nm;
+		st->metrics_cap = nc;
 	}
-	free(rm->slots);
+	rm = &st->metrics[st->nmetrics++];
 	memset(rm, 0, sizeof(*rm));
 	rm->rank = m->rank;
 	rm->step_ms = m->step_ms;

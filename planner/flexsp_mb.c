@@ -1034,7 +1034,7 @@ sl_err planner_flexsp_solve_mb(fx_ctx_t *ctx, int64_t lo, int64_t hi, fx_mb_t *m
 			mb->grp[k] = map[c->grp[k]];
 		mb->ngroups = ng;
 		mb->ms = c->ms;
-		if (SL_LOG_DEBUG <= sl_log_level_) {
+		if (SL_LOG_DEBUG <= sl_log_level_get()) {
 			char desc[256] = "";
 			size_t at = 0;
 			for (int32_t j = ctx->ndeg - 1; j >= 0; j--) {

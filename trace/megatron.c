@@ -113,6 +113,11 @@ sl_err trace_read_megatron(trace_src_t *src, sl_lengths_t *out)
 	if (src->file_size >= 0 && (uint64_t)src->file_size != expected &&
 	    (uint64_t)src->file_size != expected + nseq)
 		return trace_src_size_error(src, expected);
+	/* A stream's size is not known: its header must at least be within the
+	 * limits. nidx - 1 documents become lengths; nseq sequence lengths are
+	 * held while they are summed. */
+	SL_CHECK(trace_check_declared(src, nseq > nidx - 1 ? nseq : nidx - 1, "sequences",
+	                              expected));
 
 	chunk = malloc((size_t)MEGA_CHUNK * 8);
 	if (chunk == NULL)
@@ -239,7 +244,7 @@ sl_err trace_read_megatron(trace_src_t *src, sl_lengths_t *out)
 				    (long long)SL_MAX_SEQ_LEN);
 				goto out;
 			}
-			rc = sl_lengths_push(out, sum);
+			rc = trace_push(src, out, sum);
 			if (rc != SL_OK)
 				goto out;
 			prev_idx = d;

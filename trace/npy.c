@@ -315,6 +315,9 @@ sl_err trace_read_npy(trace_src_t *src, sl_lengths_t *out)
 		rc = trace_src_size_error(src, expected);
 		goto out;
 	}
+	rc = trace_check_declared(src, n, "elements", expected);
+	if (rc != SL_OK)
+		goto out;
 	chunk = malloc((size_t)NPY_CHUNK * 8);
 	if (chunk == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "%s: out of memory", src->name);
@@ -361,7 +364,7 @@ sl_err trace_read_npy(trace_src_t *src, sl_lengths_t *out)
 				    (long long)SL_MAX_SEQ_LEN);
 				goto out;
 			}
-			rc = sl_lengths_push(out, v);
+			rc = trace_push(src, out, v);
 			if (rc != SL_OK)
 				goto out;
 		}

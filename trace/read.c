@@ -134,6 +134,8 @@ sl_err sl_trace_read(const char *path, const sl_trace_opts_t *opts, sl_lengths_t
 {
 	sl_trace_kind kind = opts ? opts->kind : SL_TRACE_AUTO;
 	const char *field = opts && opts->field ? opts->field : "length";
+	size_t max_seqs = opts && opts->max_seqs ? opts->max_seqs : SL_TRACE_MAX_SEQS_DEFAULT;
+	uint64_t max_bytes = opts && opts->max_bytes ? opts->max_bytes : SL_TRACE_MAX_BYTES_DEFAULT;
 	trace_src_t src;
 	size_t n0;
 	sl_err rc;
@@ -145,7 +147,7 @@ sl_err sl_trace_read(const char *path, const sl_trace_opts_t *opts, sl_lengths_t
 	if (field[0] == '\0')
 		return sl_seterr(SL_EINVAL, "%s: the JSONL length field name is empty", path);
 	n0 = out->n;
-	SL_CHECK(trace_src_open(&src, path));
+	SL_CHECK(trace_src_open(&src, path, max_bytes, max_seqs, n0));
 	if (kind == SL_TRACE_AUTO)
 		kind = trace_detect(&src, strcmp(path, "-") == 0 ? "" : path);
 	switch (kind) {

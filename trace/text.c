@@ -83,7 +83,7 @@ static sl_err text_parse_line(trace_src_t *src, const char *p, size_t n, sl_leng
 		                 "%s:%llu: length %s exceeds the maximum %lld (SL_MAX_SEQ_LEN)",
 		                 src->name, line, trace_quote(p, n, quoted, sizeof(quoted)),
 		                 (long long)SL_MAX_SEQ_LEN);
-	return sl_lengths_push(out, (int64_t)v);
+	return trace_push(src, out, (int64_t)v);
 }
 
 /* Text: one length per line; '#' starts a comment (whole-line or trailing);
@@ -173,7 +173,7 @@ static sl_err jsonl_length(trace_src_t *src, json_t *root, const char *field, sl
 		    SL_ERANGE,
 		    "%s:%llu: field '%s' is %lld, above the maximum %lld (SL_MAX_SEQ_LEN)",
 		    src->name, line, field, len, (long long)SL_MAX_SEQ_LEN);
-	return sl_lengths_push(out, (int64_t)len);
+	return trace_push(src, out, (int64_t)len);
 }
 
 /* JSON Lines: one object per line; blank lines and lines starting with '#'

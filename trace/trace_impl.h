@@ -1,9 +1,11 @@
 /* sluice trace: internal umbrella header shared by the trace readers.
  *
- * Every reader pulls bytes from one trace_src_t: a buffered zlib gzFile, so
- * plain files, gzip files and stdin all look the same (zlib's gzread passes
- * non-gzip data through unchanged). Offsets in error messages are offsets in
- * that (decompressed) byte stream. */
+ * Every reader pulls bytes from one trace_src_t: a file descriptor read
+ * directly, or through zlib's inflate when the data starts with the gzip
+ * magic, so plain files, gzip files and stdin all look the same. (Not
+ * gzread: it returns a clean end of file for a gzip stream cut inside its
+ * trailer whenever the output so far filled the caller's buffer exactly.)
+ * Offsets in error messages are offsets in that (decompressed) byte stream. */
 #ifndef SLUICE_TRACE_IMPL_H
 #define SLUICE_TRACE_IMPL_H
 
@@ -25,7 +27,17 @@
 #define TRACE_MAX_LINE ((size_t)1 << 28)
 
 typedef struct trace_src {
-	gzFile gz;
+	int fd;             /* -1 when closed */
+	int own_fd;         /* 0 for stdin, which stays open */
+	z_stream z;         /* gzip: the inflate state; plain: next_in/avail_in only */
+	int z_live;         /* inflateInit2 succeeded (inflateEnd owed) */
+	int member_done;    /* gzip: the current member ended with a good trailer */
+	int in_eof;         /* the file has no more (compressed) bytes */
+	unsigned char *in;  /* compressed input buffer, TRACE_BUF_SIZE bytes, owned */
+	uint64_t in_total;  /* compressed bytes read from the file so far */
+	uint64_t max_bytes; /* most decompressed bytes accepted */
+	size_t max_seqs;    /* most lengths one read may append */
+	size_t n0;          /* out->n when the read started */
 	const char *name;   /* path for messages ("<stdin>" for "-"); borrowed */
 	unsigned char *buf; /* cap bytes, owned */
 	size_t cap;         /* allocated size of buf */
@@ -37,14 +49,23 @@ typedef struct trace_src {
 	uint64_t line;      /* number of the last line returned by trace_src_line */
 } trace_src_t;
 
-/* Opens path ("-" is stdin, which stays open) and fills the first buffer.
- * On failure *src holds nothing to close and the error is set. */
-sl_err trace_src_open(trace_src_t *src, const char *path);
+/* Opens path ("-" is stdin, which stays open) with the read limits
+ * max_bytes (decompressed bytes) and max_seqs (lengths appended after n0
+ * entries of the output), and fills the first buffer. On failure *src holds
+ * nothing to close and the error is set. */
+sl_err trace_src_open(trace_src_t *src, const char *path, uint64_t max_bytes, size_t max_seqs,
+                      size_t n0);
 
-/* Closes the stream; returns an error when zlib reports one that no read
- * has reported yet (rc is the caller's status, returned unchanged when not
- * SL_OK). */
+/* Releases the stream (rc is the caller's status, returned unchanged). */
 sl_err trace_src_close(trace_src_t *src, sl_err rc);
+
+/* Appends len to out unless that makes more than src->max_seqs lengths in
+ * this read (SL_ERANGE naming the limit); every reader pushes through it. */
+sl_err trace_push(trace_src_t *src, sl_lengths_t *out, int64_t len);
+
+/* SL_ERANGE when a binary header declares more than the limits allow:
+ * count lengths of `what` or `bytes` bytes of data; SL_OK otherwise. */
+sl_err trace_check_declared(trace_src_t *src, uint64_t count, const char *what, uint64_t bytes);
 
 /* Offset in the stream of the next unread byte. */
 static inline uint64_t trace_src_tell(const trace_src_t *src)

@@ -198,7 +198,11 @@ sl_err sl_worker_ack(sl_worker_t *w, const sl_work_order_t *o, sl_err status, co
  * metrics; sluiced records the rank's step as failed and tells the job's
  * client and other workers (SL_EVENT_STEP_FAILED). */
 sl_err sl_worker_step_failed(sl_worker_t *w, uint64_t step, sl_err status, const char *message);
-/* Reports a step's measurements (slots[0..n)) and its wall time. */
+/* Reports a step's measurements (slots[0..n)) and its wall time. Times
+ * must be finite and >= 0 (else SL_ERANGE naming the field, nothing sent).
+ * sluiced takes one report (metrics or step_failed) per order it sent this
+ * rank; a refused report is logged by the worker, not returned by a later
+ * sl_worker_recv. */
 sl_err sl_worker_metrics(sl_worker_t *w, uint64_t step, double step_ms,
                          const sl_slot_metrics_t *slots, int32_t n);
 /* Pops the oldest job event (as sl_client_next_event). */

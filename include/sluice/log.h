@@ -30,12 +30,28 @@ enum {
 typedef void (*sl_log_sink_fn)(sl_log_level level, unsigned sub, const char *file, int line,
                                const char *msg, void *arg);
 
-/* The current threshold and mask; read by the macros, set by the functions below. */
-extern int sl_log_level_;
-extern unsigned sl_log_mask_;
+/* The current threshold and mask; read by the macros, set by the functions
+ * below. Atomic because sluiced's SIGHUP reload sets them on the main thread
+ * while planner threads log; a relaxed load is enough (a message racing a
+ * reload may use either level). */
+#ifndef __cplusplus
+#include <stdatomic.h>
+extern _Atomic int sl_log_level_;
+extern _Atomic unsigned sl_log_mask_;
+#define SL_LOG_LEVEL_() atomic_load_explicit(&sl_log_level_, memory_order_relaxed)
+#define SL_LOG_MASK_() atomic_load_explicit(&sl_log_mask_, memory_order_relaxed)
+#else
+/* C++ before C++23 has no _Atomic: it reads them through the functions
+ * below. */
+#define SL_LOG_LEVEL_() sl_log_level_get()
+#define SL_LOG_MASK_() sl_log_mask_get()
+#endif
 
 void sl_log_set_level(sl_log_level level);
 void sl_log_set_mask(unsigned mask);
+/* The current threshold and mask (what SL_LOG compares against). */
+int sl_log_level_get(void);
+unsigned sl_log_mask_get(void);
 /* Routes every message to fn (NULL restores the default stderr sink). */
 void sl_log_set_sink(sl_log_sink_fn fn, void *arg);
 /* Reads SLUICE_LOG (error|warn|info|debug|trace) and SLUICE_LOG_SUBSYS
@@ -53,7 +69,7 @@ void sl_log_(sl_log_level level, unsigned sub, const char *file, int line, const
 
 #define SL_LOG(level, sub, ...)                                                                    \
 	do {                                                                                       \
-		if ((int)(level) <= sl_log_level_ && ((sub) & sl_log_mask_))                      \
+		if ((int)(level) <= SL_LOG_LEVEL_() && ((sub) & SL_LOG_MASK_()))                  \
 			sl_log_((level), (sub), __FILE__, __LINE__, __VA_ARGS__);                  \
 	} while (0)
 #define SL_ERROR(sub, ...) SL_LOG(SL_LOG_ERROR, sub, __VA_ARGS__)

@@ -21,9 +21,22 @@ typedef enum sl_trace_kind {
 	SL_TRACE_NPY       /* NumPy .npy, 1-D integer array */
 } sl_trace_kind;
 
+/* Default input limits of sl_trace_read. A real trace is far below both
+ * (FlexSP's Wikipedia sample: 1,000,000 lengths, ~7 MB of text); they stop a
+ * gzip bomb or a lying binary header before it takes the machine's memory:
+ * 100M lengths are at most 800 MB of int64, and 4 GiB of decompressed input
+ * holds ~400M short text lines. */
+#define SL_TRACE_MAX_SEQS_DEFAULT ((size_t)100 * 1000 * 1000)
+#define SL_TRACE_MAX_BYTES_DEFAULT ((uint64_t)4 << 30)
+
 typedef struct sl_trace_opts {
 	sl_trace_kind kind;
 	const char *field; /* JSONL: length field (NULL = "length"; "input_ids" counts an array) */
+	/* Most lengths one read may yield (0 = SL_TRACE_MAX_SEQS_DEFAULT); for
+	 * Megatron also the most sequences the header may declare. */
+	size_t max_seqs;
+	/* Most (decompressed) input bytes read (0 = SL_TRACE_MAX_BYTES_DEFAULT). */
+	uint64_t max_bytes;
 } sl_trace_opts_t;
 
 /* A growable array of lengths. Zero-initialise; free with sl_lengths_free. */
@@ -49,7 +62,14 @@ void sl_lengths_free(sl_lengths_t *l);
  * character that is neither blank nor in a '#' comment ('{' is JSONL, a digit
  * text), else a .jsonl/.json/.txt name, else text. On error *out is left
  * exactly as it was and sl_errmsg() says what was wrong; a trace with no
- * lengths at all is SL_EFORMAT. */
+ * lengths at all is SL_EFORMAT.
+ *
+ * Limits: more than opts->max_seqs lengths, or more than opts->max_bytes
+ * bytes of (decompressed) input, is SL_ERANGE naming the limit and the CLI
+ * flag that sets it (--max-seqs, --max-bytes); a binary header that declares
+ * more is refused before anything is allocated. A gzip stream must end with
+ * its trailer (CRC-32 and size, checked); one cut anywhere, or followed by
+ * data that is not another gzip member, is SL_EFORMAT. */
 sl_err sl_trace_read(const char *path, const sl_trace_opts_t *opts, sl_lengths_t *out);
 
 /* Parses a kind name (auto|text|jsonl|megatron|npy); -1 when unknown. */

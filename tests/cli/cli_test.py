@@ -319,6 +319,19 @@ def test_replay():
         if e["policy"] == "static":
             check(abs(e["speedup_vs_static"] - 1) < 1e-12, "static's speedup is 1")
 
+    # an absurd --steps is refused up front (the synthetic trace is not grown first)
+    p = run("replay", "--steps", 1000000000, expect=2, timeout=20)
+    check("512000000000 sequences" in p.stderr and "--max-seqs" in p.stderr,
+          f"replay --steps 1e9 names the limit: {p.stderr!r}")
+    p = run("replay", "--steps", 20, "--batch", 64, "--max-seqs", 1000, expect=2)
+    check("limit --max-seqs" in p.stderr, f"replay --steps beyond --max-seqs: {p.stderr!r}")
+    # the trace limits are flags of every command that reads a trace
+    t = write("limits.txt", "7\n" * 1000)
+    p = run("replay", t, "--batch", 8, "--max-bytes", 1000, expect=1)
+    check("more than 1000 bytes (limit --max-bytes)" in p.stderr, f"--max-bytes: {p.stderr!r}")
+    p = run("replay", t, "--batch", 8, "--max-seqs", 999, expect=1)
+    check("more than 999 sequences (limit --max-seqs)" in p.stderr, f"--max-seqs: {p.stderr!r}")
+
     # a trace file: drops over-long sequences, per-step csv, svg, csv summary
     lens = lengths(2, 300, 30000) + [50000, 70000]
     random.Random(3).shuffle(lens)

@@ -136,9 +136,12 @@ static void test_idx_size(void **state)
 	p = tt_write("huge.idx", bb.b, bb.n);
 	tt_expect_error(p, NULL, SL_EFORMAT,
 	                "huge.idx: file is 129 bytes, header says 13194139533438", NULL);
+	/* in a stream of unknown size the default --max-seqs refuses it first */
 	p = tt_write_gz("huge.idx.gz", bb.b, bb.n);
-	tt_expect_error(p, NULL, SL_EFORMAT, "huge.idx.gz: decompressed data is 129 bytes",
-	                "(truncated?)", NULL);
+	tt_expect_error(p, NULL, SL_ERANGE,
+	                "huge.idx.gz: the header declares 1099511627781 sequences, more than "
+	                "100000000 (limit --max-seqs)",
+	                NULL);
 	bb_free(&bb);
 }
 
@@ -533,6 +536,58 @@ static void test_npy_values(void **state)
 	}
 }
 
+/* Headers that declare more than the limits are refused before anything
+ * is allocated or read, with the default limits too. */
+static void test_declared_limits(void **state)
+{
+	sl_trace_opts_t two = {.max_seqs = 2};
+	sl_trace_opts_t small = {.max_bytes = 100};
+	bbuf_t bb;
+	const char *p;
+
+	(void)state;
+	/* 4 documents of 5 sequences: 5 sequences are over a limit of 2 */
+	bb = make_idx(idx_len, 5, idx_doc, 4, 1, 4);
+	p = tt_write("lim.idx", bb.b, bb.n);
+	tt_expect_error(p, &two, SL_ERANGE,
+	                "lim.idx: the header declares 5 sequences, more than 2 (limit --max-seqs)",
+	                NULL);
+	tt_expect_error(p, &small, SL_ERANGE, "lim.idx: more than 100 bytes (limit --max-bytes)",
+	                NULL);
+	/* a stream whose header claims 1000 sequences (12 KB) fits in 100 bytes
+	 * of real data, but not in a limit of 1000 bytes */
+	bb.b[18] = 0xe8;
+	bb.b[19] = 0x03;
+	p = tt_write_gz("lim.idx.gz", bb.b, bb.n);
+	small.max_bytes = 1000;
+	tt_expect_error(p, &small, SL_ERANGE,
+	                "lim.idx.gz: the header declares 12066 bytes of data, more than 1000 "
+	                "(limit --max-bytes)",
+	                NULL);
+	bb_free(&bb);
+	{
+		static const int32_t v[3] = {1, 2, 3};
+
+		bb = make_npy(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", v,
+		              sizeof(v));
+		p = tt_write("lim.npy", bb.b, bb.n);
+		tt_expect_error(p, &two, SL_ERANGE,
+		                "lim.npy: the header declares 3 elements, more than 2 (limit "
+		                "--max-seqs)",
+		                NULL);
+		bb_free(&bb);
+		bb = make_npy(1,
+		              "{'descr': '<i8', 'fortran_order': False, 'shape': (200000000,), }",
+		              NULL, 0);
+		p = tt_write_gz("huge.npy.gz", bb.b, bb.n);
+		tt_expect_error(p, NULL, SL_ERANGE,
+		                "huge.npy.gz: the header declares 200000000 elements, more than "
+		                "100000000 (limit --max-seqs)",
+		                NULL);
+		bb_free(&bb);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +595,7 @@ int main(void)
 	    cmocka_unit_test(test_idx_header), cmocka_unit_test(test_idx_indices),
 	    cmocka_unit_test(test_npy_dtypes), cmocka_unit_test(test_npy_headers),
 	    cmocka_unit_test(test_npy_errors), cmocka_unit_test(test_npy_values),
+	    cmocka_unit_test(test_declared_limits),
 	};
 	return cmocka_run_group_tests(tests, tt_setup, tt_teardown);
 }

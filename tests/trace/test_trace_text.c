@@ -388,11 +388,110 @@ static void test_stdin(void **state)
 	sl_lengths_free(&l);
 }
 
+/* Writes n bytes of "7\n" repeated, gzip-compressed at level 9, streamed in
+ * 64 KiB pieces (a 10 MB bomb compresses to ~10 KB). */
+static const char *write_sevens_gz(const char *name, size_t n)
+{
+	const char *path = tt_path(name);
+	char chunk[65536];
+	size_t i, done = 0;
+	gzFile gz;
+
+	for (i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (i & 1) ? '\n' : '7';
+	unlink(path);
+	gz = gzopen(path, "wb9");
+	assert_non_null(gz);
+	while (done < n) {
+		size_t k = n - done < sizeof(chunk) ? n - done : sizeof(chunk);
+
+		assert_int_equal(gzwrite(gz, chunk, (unsigned)k), (int)k);
+		done += k;
+	}
+	assert_int_equal(gzclose(gz), Z_OK);
+	return path;
+}
+
+/* A gzip bomb (10 MB of "7\n" in ~10 KB) stops at the byte or sequence
+ * limit with an error naming the limit, never a partial read. */
+static void test_gzip_bomb_limits(void **state)
+{
+	const size_t big = (size_t)10 << 20;
+	const char *p = write_sevens_gz("bomb.txt.gz", big);
+	sl_trace_opts_t bytes = {.max_bytes = (uint64_t)1 << 20};
+	sl_trace_opts_t seqs = {.max_seqs = 1000};
+	sl_trace_opts_t jl = {.kind = SL_TRACE_JSONL, .max_seqs = 2};
+	int64_t want[3] = {7, 7, 7};
+	const char *q;
+
+	(void)state;
+	tt_expect_error(p, &bytes, SL_ERANGE,
+	                "bomb.txt.gz: more than 1048576 decompressed bytes (limit --max-bytes)",
+	                NULL);
+	tt_expect_error(p, &seqs, SL_ERANGE,
+	                "bomb.txt.gz: more than 1000 sequences (limit --max-seqs)", NULL);
+	/* a plain file: the same byte limit, without "decompressed" */
+	q = tt_write_str("plain.txt", "7\n7\n7\n");
+	bytes.max_bytes = 5;
+	tt_expect_error(q, &bytes, SL_ERANGE, "plain.txt: more than 5 bytes (limit --max-bytes)",
+	                NULL);
+	/* the limits are inclusive: exactly max_bytes and max_seqs read fine */
+	bytes.max_bytes = 6;
+	tt_expect_lengths(q, &bytes, want, 3);
+	seqs.max_seqs = 3;
+	tt_expect_lengths(q, &seqs, want, 3);
+	seqs.max_seqs = 2;
+	tt_expect_error(q, &seqs, SL_ERANGE, "more than 2 sequences (limit --max-seqs)", NULL);
+	/* JSON Lines counts through the same limit */
+	q = tt_write_str("three.jsonl", "{\"length\": 7}\n{\"length\": 7}\n{\"length\": 7}\n");
+	tt_expect_error(q, &jl, SL_ERANGE, "three.jsonl: more than 2 sequences (limit --max-seqs)",
+	                NULL);
+	/* the default limits take a 10 MB trace of 5M lengths as it is */
+	{
+		sl_lengths_t l = {0};
+
+		assert_int_equal(sl_trace_read(p, NULL, &l), SL_OK);
+		assert_int_equal(l.n, big / 2);
+		sl_lengths_free(&l);
+	}
+}
+
+/* zlib's gzread reports a clean end of file for a stream cut inside its
+ * trailer when the data before filled the read buffer exactly (here 2 x 64
+ * KiB); the reader must still see the truncation. Data after the end of a
+ * gzip stream that is not another member is refused too. */
+static void test_gzip_truncated_at_buffer_boundary(void **state)
+{
+	const char *p = write_sevens_gz("exact.txt.gz", (size_t)2 << 16);
+	unsigned char *gz;
+	size_t full, cut;
+	const char *q;
+
+	(void)state;
+	gz = tt_slurp(p, &full);
+	for (cut = 1; cut <= 8; cut++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "exact-%zu.txt.gz", cut);
+		q = tt_write(name, gz, full - cut);
+		tt_expect_error(q, NULL, SL_EFORMAT, name, "gzip stream is truncated", NULL);
+	}
+	gz = realloc(gz, full + 8);
+	assert_non_null(gz);
+	memcpy(gz + full, "garbage", 7);
+	q = tt_write("garbage.txt.gz", gz, full + 7);
+	tt_expect_error(q, NULL, SL_EFORMAT, "garbage.txt.gz: corrupt gzip data",
+	                "after the end of the gzip stream", NULL);
+	free(gz);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_text_plain),      cmocka_unit_test(test_text_gzip),
 	    cmocka_unit_test(test_gzip_truncated),  cmocka_unit_test(test_gzip_corrupt),
+	    cmocka_unit_test(test_gzip_bomb_limits),
+	    cmocka_unit_test(test_gzip_truncated_at_buffer_boundary),
 	    cmocka_unit_test(test_text_errors),     cmocka_unit_test(test_open_errors),
 	    cmocka_unit_test(test_append),          cmocka_unit_test(test_kind_names),
 	    cmocka_unit_test(test_jsonl),           cmocka_unit_test(test_jsonl_errors),
