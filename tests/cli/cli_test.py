@@ -327,9 +327,9 @@ def test_replay():
     check("limit --max-seqs" in p.stderr, f"replay --steps beyond --max-seqs: {p.stderr!r}")
     # the trace limits are flags of every command that reads a trace
     t = write("limits.txt", "7\n" * 1000)
-    p = run("replay", t, "--batch", 8, "--max-bytes", 1000, expect=1)
+    p = run("replay", t, "--batch", 8, "--max-bytes", 1000, expect=2)
     check("more than 1000 bytes (limit --max-bytes)" in p.stderr, f"--max-bytes: {p.stderr!r}")
-    p = run("replay", t, "--batch", 8, "--max-seqs", 999, expect=1)
+    p = run("replay", t, "--batch", 8, "--max-seqs", 999, expect=2)
     check("more than 999 sequences (limit --max-seqs)" in p.stderr, f"--max-seqs: {p.stderr!r}")
 
     # a trace file: drops over-long sequences, per-step csv, svg, csv summary
