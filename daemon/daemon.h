@@ -224,6 +224,196 @@ void daemon_metrics_job_workers(daemon_metrics_t *m, const char *job, int64_t co
 void daemon_metrics_job_outcome(daemon_metrics_t *m, const char *job, daemon_outcome_kind k);
 void daemon_metrics_job_forget(daemon_metrics_t *m, const char *job);
 
+/* ---- the server's state (server.c: the loop, replies, dispatch of messages;
+ * registry.c: jobs, workers, history; requests.c: plan requests, work orders,
+ * deadlines; workers.c: worker registration and reports; status.c: the status
+ * JSON; record.c: the request trace). One thread owns all of it. ------------------ */
+
+#define SLOT_METRICS_MAX 256 /* per rank and step kept for status */
+#define ROUTER_BATCH 512     /* messages handled per loop turn */
+
+typedef struct d_worker {
+	int32_t rank;
+	uint8_t rid[COMM_ID_MAX + 1];
+	size_t rid_len;
+	char host[64];
+	uint32_t pid;
+	int alive;
+	int64_t last_seen_ms;
+	uint64_t orders, acks;
+} d_worker_t;
+
+typedef struct d_rank_metrics {
+	int32_t rank;
+	double step_ms, compute_ms, comm_ms;
+	uint64_t bytes_sent, bytes_recv;
+	int32_t nslots;
+	sl_slot_metrics_t *slots;
+} d_rank_metrics_t;
+
+/* What became of one rank's order of a step (Sluice__RankState values).
+ * Entries are made when the order is dispatched, and only then: a worker's
+ * reports are taken for its own dispatched orders, each kind once. */
+typedef struct d_outcome {
+	int32_t rank;
+	int32_t state;
+	int32_t ngroups, nslots; /* of the order sent: bound the metrics reported */
+	uint8_t acked;           /* an ack (or nack) was taken */
+	uint8_t reported;        /* metrics or step_failed was taken (one of them, once) */
+	char error[200];
+} d_outcome_t;
+
+typedef struct d_step {
+	uint64_t step;
+	const char *job; /* the owning job's name (metrics labels) */
+	char policy[COMM_POLICY_MAX + 1];
+	int64_t nseqs, tokens;
+	double predicted_ms, ideal_ms, planner_ms;
+	int32_t dispatched, acked, nacked, completed, failed;
+	int32_t ranks; /* the plan's cluster size (0 until dispatched) */
+	int32_t noutcomes, outcomes_cap;
+	d_outcome_t *outcomes; /* at most max_workers, unordered */
+	int32_t nlost;
+	int32_t *lost;
+	int32_t nmetrics, metrics_cap;
+	d_rank_metrics_t *metrics;
+	char error[256];
+} d_step_t;
+
+typedef struct d_job {
+	char name[COMM_JOB_MAX + 1];
+	uint64_t plans, errors;
+	d_worker_t *workers;
+	int32_t nworkers, workers_cap;
+	d_step_t *hist; /* ring of hist_cap */
+	int32_t hist_cap, hist_head, hist_count;
+	uint8_t client_rid[COMM_ID_MAX + 1];
+	size_t client_rid_len;
+	int64_t last_active_ms;
+} d_job_t;
+
+typedef struct server {
+	daemon_config_t cfg;
+	const daemon_args_t *args;
+	void *ctx, *router;
+	comm_zap_t *zap;
+	daemon_pool_t *pool;
+	daemon_metrics_t *metrics; /* NULL unless --metrics */
+	int done_fd, sig_fd;
+	char bound[256];
+	daemon_task_t *inflight;
+	uint32_t ninflight;
+	d_job_t **jobs;
+	size_t njobs, jobs_cap;
+	FILE *record;
+	uint64_t requests, plans, errors, timeouts, undeliverable, late;
+	int64_t started_ms, next_hb_ms;
+	uint64_t hb_seq;
+	int draining;
+	int64_t drain_deadline_ms;
+} server_t;
+
+/* (Re)opens cfg.record for appending (closing the old file); a failure is
+ * logged and recording stays off. */
+void daemon_record_open(server_t *s);
+
+/* Appends a request's lengths as a text trace block that `sluice replay`
+ * reads back ('#' lines are comments there). */
+void daemon_record_request(server_t *s, const comm_request_t *r);
+
+/* Tells a job's live workers (but rank's own) and its last client about a
+ * change; step is set for EVENT_STEP_FAILED. */
+void daemon_job_event(server_t *s, d_job_t *j, Sluice__EventKind kind, int32_t rank,
+                      uint64_t step, const char *msg);
+
+/* The job of that name, or NULL. */
+d_job_t *daemon_job_find(server_t *s, const char *name);
+
+/* The newest history entry of that step, or NULL. */
+d_step_t *daemon_job_find_step(d_job_t *j, uint64_t step);
+
+/* Frees a job with its workers and history and nulls *jp. */
+void daemon_job_free(d_job_t **jp);
+
+/* Finds or creates a job; beyond max_jobs the least recently active job
+ * without live workers is forgotten. NULL (with a message) when none can be. */
+d_job_t *daemon_job_get(server_t *s, const char *name);
+
+/* Publishes the job's count of live workers to the metrics. */
+void daemon_job_metrics_workers(server_t *s, const d_job_t *j);
+
+/* A fresh history entry (the oldest is overwritten when full). */
+d_step_t *daemon_job_push_step(d_job_t *j, uint64_t step);
+
+/* The job's worker entry for rank, or NULL. */
+d_worker_t *daemon_job_worker(d_job_t *j, int32_t rank);
+
+/* 1 when w is registered with this routing id. */
+int daemon_rid_eq(const d_worker_t *w, const uint8_t *rid, size_t len);
+
+/* Frees what a history entry holds and zeroes it. */
+void daemon_step_clear(d_step_t *st);
+
+/* Finds the live worker registered with this routing id. */
+d_worker_t *daemon_worker_by_rid(server_t *s, const uint8_t *rid, size_t len, d_job_t **job);
+
+/* Marks w lost (why is logged and told to the job's peers as
+ * EVENT_WORKER_LOST). */
+void daemon_worker_lost(server_t *s, d_job_t *j, d_worker_t *w, const char *why);
+
+/* Answers every request whose deadline passed; the planner's late result
+ * is dropped when it comes back. Returns ms until the next deadline. */
+int64_t daemon_check_deadlines(server_t *s, int64_t now);
+
+/* Checks a plan request and queues it for the pool, or answers it at once
+ * with an error naming the field. */
+void daemon_on_plan_request(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                            const Sluice__PlanRequest *m);
+
+/* Answers a task the pool finished (its plan, dispatched to the job's
+ * workers, or its error) unless it was answered already; frees it. */
+void daemon_on_task_done(server_t *s, daemon_task_t *t);
+
+/* Sends one error reply (code, blamed field, printf-style message). */
+void daemon_reply_error(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t request_id,
+                        sl_err code, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+
+/* Sends env to a peer; a gone peer or a full queue counts as undeliverable
+ * (the daemon never blocks on one slow or dead peer). */
+sl_err daemon_send(server_t *s, const uint8_t *rid, size_t rid_len, Sluice__Envelope *env,
+                   uint64_t request_id);
+
+/* Answers a status request with the status JSON (one job or all). */
+void daemon_on_status(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                      const Sluice__StatusRequest *m);
+
+/* Pings every live worker; a ping that cannot be routed means its
+ * connection is gone (ROUTER_MANDATORY), so the worker is lost. */
+void daemon_heartbeat_workers(server_t *s);
+
+/* A worker's accept/reject of its order of a step (taken once). */
+void daemon_on_ack(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                   const Sluice__WorkAck *m);
+
+/* Registers (or re-registers) a worker as rank of a job and replies. */
+void daemon_on_hello(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                     const Sluice__WorkerHello *h);
+
+/* A worker's measured times for a step it ran (checked, taken once). */
+void daemon_on_metrics(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                       const Sluice__WorkerMetrics *m);
+
+/* An accepted order that failed: recorded in the step's outcomes, logged,
+ * and told to the job's client and other workers (EVENT_STEP_FAILED). */
+void daemon_on_step_failed(server_t *s, const uint8_t *rid, size_t rid_len, uint64_t id,
+                           const Sluice__StepFailed *m);
+
+/* Records that rank was sent its order of st (with the order's group and
+ * slot counts), so that its reports on that step are taken. */
+void daemon_step_ordered(server_t *s, d_step_t *st, int32_t rank, int32_t ngroups,
+                         int32_t nslots);
+
 /* ---- the server (server.c) -------------------------------------------------------- */
 
 /* Runs sluiced until SIGTERM/SIGINT has drained the queue. args are kept
