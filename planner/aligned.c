@@ -269,6 +269,57 @@ static int al_merge(al_t *a, int32_t start, int32_t size)
 	return 1;
 }
 
+/* The top-level block holding rank r: N splits into aligned power-of-two
+ * blocks by its binary digits, largest first. Its start; size in *size. */
+static int32_t al_root(int32_t N, int32_t r, int32_t *size)
+{
+	int32_t base = 0;
+	for (int32_t b = planner_pow2_floor(N); b > 0; b /= 2)
+		if (N & b) {
+			if (r < base + b) {
+				*size = b;
+				return base;
+			}
+			base += b;
+		}
+	*size = 0;
+	return -1;
+}
+
+/* Step 3's last move, for an empty top-level block: the item of a group
+ * running one sequence alone, in another top-level block that keeps a group
+ * without it (its vacated block then merges with its buddy), moves there
+ * (the shortest that fits; ties: the earliest item). Returns 1 when moved. */
+static int al_relocate(al_t *a, int32_t start, int32_t size)
+{
+	int32_t bk = -1;
+	double bf = 0;
+	for (int32_t k = 0; k < a->nit; k++) {
+		al_group_t *G = &a->grp[a->it_grp[k]];
+		int32_t rsize, rs = al_root(a->N, G->start, &rsize), others = 0;
+		if (G->nitems != 1 || G->size >= rsize)
+			continue;
+		for (int32_t r = rs; r < rs + rsize; r++)
+			others += a->owner[r] >= 0 && a->owner[r] != a->it_grp[k];
+		int32_t seq = a->it_seq[k];
+		double f = sl_cost_offload_for(a->cost, a->seqs[seq].length, size, (double)a->cost->cap);
+		if (others == 0 || !(f < 1.0) ||
+		    (bk >= 0 && a->seqs[seq].length >= a->seqs[a->it_seq[bk]].length))
+			continue;
+		bk = k;
+		bf = f;
+	}
+	if (bk < 0)
+		return 0;
+	al_group_t *src = &a->grp[a->it_grp[bk]];
+	for (int32_t r = src->start; r < src->start + src->size; r++)
+		a->owner[r] = -1;
+	src->size = 0;
+	src->nitems = 0;
+	al_assign(a, bk, al_new_group(a, start, size), bf);
+	return 1;
+}
+
 /* Gives every idle rank of the slot work (step 3). */
 static sl_err al_fill(al_t *a, int32_t slot)
 {
@@ -279,7 +330,8 @@ static sl_err al_fill(al_t *a, int32_t slot)
 		int m = al_merge(a, start, size);
 		if (m < 0)
 			return SL_EINFEASIBLE;
-		if (m > 0 || al_steal(a, start, size, 1) || al_pull(a, start, size, 1))
+		if (m > 0 || al_steal(a, start, size, 1) || al_pull(a, start, size, 1) ||
+		    al_relocate(a, start, size))
 			continue;
 		return sl_seterr(SL_EINFEASIBLE,
 		                 "sluice-aligned: slot %d would leave ranks %d..%d idle and no sequence "
