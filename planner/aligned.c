@@ -71,6 +71,7 @@ typedef struct al {
 	int32_t *it_seq, *it_grp;
 	double *it_off;
 	int32_t nit;
+	int retime; /* an earlier slot changed: recompute ready after this one */
 } al_t;
 
 static int al_one_node(al_t *a, int32_t start, int32_t size)
@@ -320,8 +321,53 @@ static int al_relocate(al_t *a, int32_t start, int32_t size)
 	return 1;
 }
 
+/* Step 3's last resort, for an empty top-level block when nothing of this
+ * slot can move there (typically the last slot, one wide group): an item of
+ * an earlier slot's group running several moves into this slot (the latest
+ * such group; its shortest item that fits; ties: the earliest). The plan's
+ * item arrays close the gap, and the ranks' ready times are recomputed once
+ * the slot is emitted. Returns 1 when moved. */
+static int al_lookback(al_t *a, sl_plan_t *plan, int32_t start, int32_t size)
+{
+	int64_t bg = -1;
+	int32_t bk = -1;
+	double bf = 0;
+	for (int64_t gi = plan->ngroups - 1; gi >= 0 && bg < 0; gi--) {
+		const sl_group_t *g = &plan->groups[gi];
+		if (g->nitems < 2)
+			continue;
+		for (int32_t k = 0; k < g->nitems; k++) {
+			int32_t seq = plan->items[g->item_off + k].seq;
+			double f = sl_cost_offload_for(a->cost, a->seqs[seq].length, size,
+			                               (double)a->cost->cap);
+			if (!(f < 1.0) || (bk >= 0 && a->seqs[seq].length >=
+			                                  a->seqs[plan->items[g->item_off + bk].seq].length))
+				continue;
+			bk = k;
+			bf = f;
+		}
+		if (bk >= 0)
+			bg = gi;
+	}
+	if (bg < 0)
+		return 0;
+	sl_group_t *g = &plan->groups[bg];
+	int64_t at = g->item_off + bk;
+	int32_t seq = plan->items[at].seq;
+	memmove(plan->items + at, plan->items + at + 1,
+	        sizeof(*plan->items) * (size_t)(plan->nitems - at - 1));
+	plan->nitems--;
+	g->nitems--;
+	for (int64_t gi = bg + 1; gi < plan->ngroups; gi++)
+		plan->groups[gi].item_off--;
+	a->it_seq[a->nit] = seq;
+	al_assign(a, a->nit++, al_new_group(a, start, size), bf);
+	a->retime = 1;
+	return 1;
+}
+
 /* Gives every idle rank of the slot work (step 3). */
-static sl_err al_fill(al_t *a, int32_t slot)
+static sl_err al_fill(al_t *a, sl_plan_t *plan)
 {
 	int32_t size, start;
 	while ((start = al_smallest_free(a, &size)) >= 0) {
@@ -331,14 +377,14 @@ static sl_err al_fill(al_t *a, int32_t slot)
 		if (m < 0)
 			return SL_EINFEASIBLE;
 		if (m > 0 || al_steal(a, start, size, 1) || al_pull(a, start, size, 1) ||
-		    al_relocate(a, start, size))
+		    al_relocate(a, start, size) || al_lookback(a, plan, start, size))
 			continue;
 		return sl_seterr(SL_EINFEASIBLE,
 		                 "sluice-aligned: slot %d would leave ranks %d..%d idle and no sequence "
 		                 "can run there (every slot's groups must cover all %d ranks: "
 		                 "Megatron's hybrid schedule has no empty micro-batch; %d is not a power "
 		                 "of two, so this top-level block cannot merge with another)",
-		                 slot, start, start + size - 1, a->N, a->N);
+		                 plan->nslots, start, start + size - 1, a->N, a->N);
 	}
 	return SL_OK;
 }
@@ -381,7 +427,7 @@ static sl_err al_slot(al_t *a, sl_plan_t *plan)
 		if (best >= 0)
 			al_add(a, best, q, 0.0);
 	}
-	SL_CHECK(al_fill(a, plan->nslots));
+	SL_CHECK(al_fill(a, plan));
 
 	/* Emit the groups by first rank; commit the ranks' ready times. */
 	SL_CHECK(sl_plan_add_slot(plan));
@@ -398,6 +444,11 @@ static sl_err al_slot(al_t *a, sl_plan_t *plan)
 		for (int32_t i = 0; i < G->size; i++)
 			a->ready[G->start + i] = end;
 		r += G->size;
+	}
+	if (a->retime) {
+		/* an earlier group lost an item: its ranks are free sooner */
+		sl_plan_timeline(plan, c, NULL, NULL, a->ready);
+		a->retime = 0;
 	}
 	return SL_OK;
 }
