@@ -20,6 +20,8 @@ sl_err planner_policy_flexsp(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
                              const sl_policy_opts_t *opts, sl_plan_t **out);
 sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
                              const sl_policy_opts_t *opts, sl_plan_t **out);
+sl_err planner_policy_aligned(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
+                              const sl_policy_opts_t *opts, sl_plan_t **out);
 
 /* Grows *arr (of elem-sized entries, *cap of them) so that need entries fit,
  * doubling; fails with SL_ENOMEM ("plan: out of memory"), *arr unchanged. */

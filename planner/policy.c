@@ -14,6 +14,8 @@ static const sl_policy_t policies[] = {
 	/* POLICY TABLE: add one line per policy, keep `sluice` first once it exists. */
 	{"sluice", "LP-chosen ring sizes, dynamic mesh, two-stage balance, local search (default)",
 	 planner_policy_sluice},
+	{"sluice-aligned", "sluice for frameworks' own CP attention: power-of-two aligned rings, no "
+	                   "idle rank in a slot (Megatron-LM, TransformerEngine)", planner_policy_aligned},
 	{"static", "one SP degree for the whole run (DeepSpeed-Ulysses, Megatron-LM CP)",
 	 planner_policy_static},
 	{"batch-adaptive", "best single SP degree per batch (FlexSP's BatchAda baseline)",

@@ -289,7 +289,8 @@ class CliPlanTest(unittest.TestCase):
 
     def test_megatron_on_every_policy(self):
         policies = [
-            ("sluice",), ("static",), ("static", "--sp", 4), ("batch-adaptive",), ("megatron-hybrid-cp",),
+            ("sluice",), ("sluice-aligned",), ("static",), ("static", "--sp", 4), ("batch-adaptive",),
+            ("megatron-hybrid-cp",),
         ]
         for pol in policies:
             with self.subTest(policy=pol):
@@ -297,6 +298,39 @@ class CliPlanTest(unittest.TestCase):
                 raw = cli_plan(self.lens, *args)
                 self.assertEqual(raw["policy"], pol[0])
                 self.check_megatron(raw, cli_csv(self.lens, *args))
+
+    def test_strict_megatron_takes_sluice_aligned_plans(self):
+        # Megatron's rules (megatron_check): power-of-two aligned blocks in
+        # ascending order, no rank idle in a slot. sluice-aligned plans keep
+        # them on every shape, 12 ranks (blocks of 8 and 4) included; the
+        # default policy's plan breaks them on 64 ranks.
+        long_tail = lengths(5, 64, 1000, 200000)
+        for lens, ranks, per_node in ((self.lens, 16, 8), (long_tail, 8, 8), (long_tail, 64, 8),
+                                      (self.lens, 12, 4)):
+            with self.subTest(ranks=ranks, n=len(lens)):
+                args = ["--ranks", ranks, "--ranks-per-node", per_node]
+                raw = cli_plan(lens, *(args + ["--policy", "sluice-aligned"]))
+                self.assertEqual(raw["policy"], "sluice-aligned")
+                sluice.megatron_check(raw)
+                s = sluice.megatron_schedule(raw, tp_size=2, sequence_parallel=True)
+                self.assertEqual(s.pad_multiple, ranks * 2 * 2)
+                p = sluice.Plan(raw)
+                seen = []
+                for j in range(s.num_micro_batches):
+                    for r in range(ranks):
+                        mb = s.micro_batches[j][r]
+                        self.assertFalse(mb.idle)
+                        self.assertEqual(mb.cp_group, list(range(mb.cp_group[0], mb.cp_group[0] + mb.local_cp_size)))
+                        self.assertEqual(mb.cp_group[0] % mb.local_cp_size, 0)
+                        self.assertEqual(mb.cp_rank, r - mb.cp_group[0])
+                        self.assertTrue(all(pl % s.pad_multiple == 0 for pl in mb.padded_lengths))
+                        if mb.cp_rank == 0:
+                            seen.extend(mb.sample_ids)
+                self.assertEqual(sorted(seen), sorted(i for i, _ in p.sequences))
+                if ranks == 64:
+                    with self.assertRaises(ValueError) as cm:
+                        sluice.megatron_check(cli_plan(lens, *(args + ["--policy", "sluice"])))
+                    self.assertIn("sluice-aligned", str(cm.exception))
 
     def test_verl_on_static_plans(self):
         short = lengths(11, 160, 100, 3000)  # enough that no rank is left without a sequence

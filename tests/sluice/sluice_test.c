@@ -524,6 +524,126 @@ static void sluice_deadline(void **state)
 	sl_cost_fini(&c);
 }
 
+/* --- sluice-aligned (issue 13) -------------------------------------------- */
+
+/* Every rule frameworks with their own CP attention need (megatron.py's
+ * megatron_check): each group a power-of-two aligned block of consecutive
+ * ranks in ascending order, each slot's groups covering every rank. */
+static void aligned_rules(const sl_plan_t *p, const char *what)
+{
+	char *busy = calloc((size_t)p->ranks, 1);
+	assert_non_null(busy);
+	for (int32_t s = 0; s < p->nslots; s++) {
+		memset(busy, 0, (size_t)p->ranks);
+		for (int32_t k = 0; k < p->slots[s].ngroups; k++) {
+			const sl_group_t *g = &p->groups[p->slots[s].group_off + k];
+			const int32_t *r = sl_group_ranks(p, g);
+			int32_t d = g->nranks;
+			if (d < 1 || (d & (d - 1)) != 0 || r[0] % d != 0)
+				fail_msg("%s: slot %d group %d: %d ranks from %d is not an aligned power of two",
+				         what, s, k, d, r[0]);
+			for (int32_t i = 0; i < d; i++) {
+				if (r[i] != r[0] + i)
+					fail_msg("%s: slot %d group %d: ranks not consecutive ascending", what, s,
+					         k);
+				busy[r[i]] = 1;
+			}
+		}
+		for (int32_t r = 0; r < p->ranks; r++)
+			if (!busy[r])
+				fail_msg("%s: slot %d leaves rank %d idle", what, s, r);
+	}
+	free(busy);
+}
+
+/* Plans with sluice-aligned: valid under the reference rules, aligned,
+ * deterministic (two runs, byte-identical JSON). Returns the plan. */
+static sl_plan_t *aligned_checked(const sl_cost_t *c, const sl_seq_t *s, int64_t n,
+                                  const sl_policy_opts_t *o, const char *what)
+{
+	sl_plan_t *p = NULL, *q = NULL;
+	if (sl_plan_request("sluice-aligned", c, s, n, o, &p) != SL_OK)
+		fail_msg("%s: sluice-aligned failed: %s", what, sl_errmsg());
+	assert_string_equal(p->policy, "sluice-aligned");
+	assert_int_equal(sl_plan_validate(p, c, report, (void *)what), 0);
+	aligned_rules(p, what);
+	assert_int_equal(sl_plan_request("sluice-aligned", c, s, n, o, &q), SL_OK);
+	char *a = sl_plan_to_json(p), *b = sl_plan_to_json(q);
+	assert_non_null(a);
+	assert_non_null(b);
+	/* planner_ms is not in the JSON, so equal bytes mean the same plan */
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	sl_plan_free(&q);
+	return p;
+}
+
+/* Wikipedia-like and long-dominated batches on 8, 16 and 64 ranks: every
+ * plan keeps the rules, and its step stays within 3x of sluice's (the
+ * ratio is printed; the restriction costs something, not a multiple). */
+static void aligned_batches(void **state)
+{
+	(void)state;
+	static const int32_t ranks[] = {8, 16, 64};
+	sl_policy_opts_t o = {.trace_max_len = SL_SYNTH_MAX_LEN};
+	for (size_t k = 0; k < sizeof(ranks) / sizeof(ranks[0]); k++) {
+		sl_cost_t c;
+		cost_for("gpt-7b-flexsp", ranks[k], 8, &c);
+		int64_t longest = longest_placeable(&c);
+		int64_t max_len = longest < SL_SYNTH_MAX_LEN ? longest : SL_SYNTH_MAX_LEN;
+		for (int kind = 0; kind < 2; kind++) {
+			int64_t n = 8 * ranks[k];
+			sl_seq_t *s = kind == 0 ? lognormal_batch(7 + k, n, max_len)
+			                        : lognormal_batch_of(7 + k, n, log(26000.0), 1.0, max_len);
+			char what[64];
+			snprintf(what, sizeof(what), "%s, %d ranks", kind ? "long-dominated" : "wikipedia",
+			         ranks[k]);
+			sl_plan_t *p = aligned_checked(&c, s, n, &o, what);
+			double base = step_of("sluice", &c, s, n, &o);
+			double r = p->step_ms / base;
+			print_message("%s: sluice-aligned %.1f ms, sluice %.1f ms (%.3fx), ideal %.1f ms, "
+			              "%s\n", what, p->step_ms, base, r, p->ideal_ms, p->note);
+			if (!(r <= 3.0))
+				fail_msg("%s: sluice-aligned %.3fx sluice's step", what, r);
+			sl_plan_free(&p);
+			free(s);
+		}
+		sl_cost_fini(&c);
+	}
+}
+
+/* Edges: a rank count that is not a power of two (12 = 8 + 4 blocks), one
+ * sequence on 8 ranks (a slot of all 8), the longest placeable sequence,
+ * and too few sequences for 12 ranks' two blocks (refused, naming the
+ * rule). */
+static void aligned_edges(void **state)
+{
+	(void)state;
+	sl_policy_opts_t o = {0};
+	sl_cost_t c;
+	cost_for("gpt-7b-flexsp", 12, 4, &c);
+	sl_seq_t *s = lognormal_batch(3, 200, SL_SYNTH_MAX_LEN);
+	sl_plan_free((sl_plan_t *[]){aligned_checked(&c, s, 200, &o, "12 ranks")});
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_plan_request("sluice-aligned", &c, s, 1, &o, &p), SL_EINFEASIBLE);
+	assert_null(p);
+	assert_non_null(strstr(sl_errmsg(), "cannot keep all 12 ranks busy"));
+	sl_plan_free((sl_plan_t *[]){aligned_checked(&c, s, 2, &o, "12 ranks, 2 sequences")});
+	free(s);
+	sl_cost_fini(&c);
+
+	cost_for("gpt-7b-flexsp", 8, 8, &c);
+	sl_seq_t one = {42, 1000};
+	p = aligned_checked(&c, &one, 1, &o, "one sequence");
+	assert_int_equal(p->nslots, 1);
+	assert_int_equal(p->groups[0].nranks, 8);
+	sl_plan_free(&p);
+	sl_seq_t big[3] = {{1, longest_placeable(&c)}, {2, 5}, {3, 7}};
+	sl_plan_free((sl_plan_t *[]){aligned_checked(&c, big, 3, &o, "longest")});
+	sl_cost_fini(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -538,6 +658,8 @@ int main(void)
 		cmocka_unit_test(sluice_exact_microbatches),
 		cmocka_unit_test(sluice_offload_saves_microbatch),
 		cmocka_unit_test(sluice_deadline),
+		cmocka_unit_test(aligned_batches),
+		cmocka_unit_test(aligned_edges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
