@@ -45,8 +45,13 @@
  * sequences into whole-node rings (knobs.widen): FlexSP's own structure,
  * where the two come within a fraction of a percent. */
 static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hybrid-cp",
-                                        "flexsp"};
-#define SLUICE_FALLBACK_FLEXSP 3
+                                        "sluice-aligned", "flexsp"};
+#define SLUICE_FALLBACK_ALIGNED 3
+#define SLUICE_FALLBACK_FLEXSP 4
+/* sluice-aligned (framework-formable rings, no idle rank) is one pass, but
+ * its placement scans ranks per group: scored up to this many ranks, where
+ * it costs well under a millisecond per hundred sequences. */
+#define SLUICE_ALIGNED_MAX_RANKS 4096
 /* The configuration LPs flexsp may solve as a fallback (its default is
  * 20,000): its homogeneous plans, where it starts, are what wins on the
  * batches it is scored on; its search there costs 10-80 ms. */
@@ -293,7 +298,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		 * fallback answers) */
 		if (pol == NULL || planner_sluice_stopped(&ctx) ||
 		    (k == SLUICE_FALLBACK_FLEXSP &&
-		     !(se.best_widen && long_dominated && n <= SLUICE_FLEXSP_MAX_SEQS)))
+		     !(se.best_widen && long_dominated && n <= SLUICE_FLEXSP_MAX_SEQS)) ||
+		    (k == SLUICE_FALLBACK_ALIGNED && cost->cl.ranks > SLUICE_ALIGNED_MAX_RANKS))
 			continue;
 		double tf0 = sl_now_ms();
 		sl_policy_opts_t fo = *opts;

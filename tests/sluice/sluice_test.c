@@ -606,6 +606,10 @@ static void aligned_batches(void **state)
 			              "%s\n", what, p->step_ms, base, r, p->ideal_ms, p->note);
 			if (!(r <= 3.0))
 				fail_msg("%s: sluice-aligned %.3fx sluice's step", what, r);
+			/* the default policy is never slower than a registered one */
+			if (!(base <= p->step_ms * (1 + 1e-12)))
+				fail_msg("%s: sluice %.3f ms slower than sluice-aligned %.3f ms", what, base,
+				         p->step_ms);
 			sl_plan_free(&p);
 			free(s);
 		}
