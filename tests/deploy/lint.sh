@@ -9,7 +9,7 @@
 #     libsluice load directly (ELF NEEDED) comes from a package of
 #     runtime.txt or of the slim base image (libc6, libgcc-s1), checked with
 #     dpkg -S, so the runtime stage has what it needs.
-# usage: tests/deploy/lint.sh [BUILD_DIR]
+# usage: tests/deploy/lint.sh [BUILD_DIR [cuda]]   (cuda: a CUDA build, NCCL and cuBLASLt allowed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 errors=0
@@ -84,12 +84,20 @@ if [ $# -ge 1 ]; then
 		DESTDIR=$tmp cmake --install "$build" --prefix /usr/local >/dev/null
 		mapfile -t allowed < <(grep -hv '^#' "$root/deploy/packages/runtime.txt")
 		allowed+=(libc6 libgcc-s1)
+		# A CUDA build (the Dockerfile's is not one) also loads the CUDA
+		# toolkit's NCCL and cuBLASLt, which come with NVIDIA's images, not
+		# from Debian, and the C++ runtime they need.
+		cuda=${2:-}
+		[ "$cuda" = cuda ] && allowed+=(libstdc++6)
 		n=0
 		for f in "$tmp"/usr/local/bin/* "$tmp"/usr/local/lib/libsluice.so.*.*; do
 			[ -f "$f" ] || continue
 			[ "$(od -An -tx1 -N4 "$f" | tr -d ' \n')" = 7f454c46 ] || continue # ELF
 			for lib in $(objdump -p "$f" | awk '$1 == "NEEDED" {print $2}'); do
 				case $lib in libsluice.so.*) continue ;; esac
+				if [ "$cuda" = cuda ]; then
+					case $lib in libnccl.so.* | libcublasLt.so.* | libcublas.so.* | libcudart.so.*) continue ;; esac
+				fi
 				path=$(ldconfig -p | awk -v l="$lib" '$1 == l && p == "" {p = $NF} END {print p}')
 				[ -n "$path" ] || { err "$(basename "$f") needs $lib, not found by ldconfig"; continue; }
 				pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null || dpkg -S "$path" 2>/dev/null || true)
