@@ -638,6 +638,9 @@ static sl_err lp_cache_alloc(lp_t *lp)
 	return SL_OK;
 }
 
+/* Why our MIP callback terminated branch-and-cut (0: it did not). */
+enum { LP_STOP_NODES = 1, LP_STOP_TIME = 2 };
+
 struct lp_solve_arg {
 	const lp_opts_t *o;
 	lp_result_t *res;
@@ -649,7 +652,7 @@ struct lp_solve_arg {
 	int warm_used;
 	int64_t nodes;
 	double bound;
-	int stopped; /* node_lim made us terminate */
+	int stopped; /* we terminated it: LP_STOP_NODES (node_lim) or LP_STOP_TIME */
 };
 
 static sl_err lp_simplex_body(lp_t *lp, void *arg)
@@ -789,13 +792,13 @@ static void lp_mip_callback(glp_tree *T, void *info)
 		         a->warm_used ? "accepted" : "rejected");
 	}
 	if (a->o->node_lim > 0 && t_cnt >= a->o->node_lim && !a->stopped) {
-		a->stopped = 1;
+		a->stopped = LP_STOP_NODES;
 		glp_ios_terminate(T);
 	}
 	/* The thread's stop (cancel or deadline): GLPK's tm_lim only sees the
 	 * clock, so the cancel flag is checked here. */
 	if (!a->stopped && lp_time_left(a->o, a->t0) <= 0) {
-		a->stopped = 1;
+		a->stopped = LP_STOP_TIME;
 		glp_ios_terminate(T);
 	}
 }
@@ -920,7 +923,8 @@ static sl_err lp_intopt_body(lp_t *lp, void *arg)
 		return sl_seterr(SL_ETIMEOUT,
 		                 "lp '%s': branch-and-cut stopped by its %s limit "
 		                 "before finding a feasible solution (%lld nodes)",
-		                 lp->name, ret == GLP_ESTOP ? "node" : "time", (long long)a->nodes);
+		                 lp->name, a->stopped == LP_STOP_NODES ? "node" : "time",
+		                 (long long)a->nodes);
 	}
 	if (use_warm) {
 		memcpy(lp->x, o->warm, (size_t)lp->ncols * sizeof(*lp->x));
