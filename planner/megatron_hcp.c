@@ -102,9 +102,7 @@ typedef struct hcp {
 	int64_t *nprev;
 	int64_t nnodes;
 	/* per size class, a min-heap of group ids by (load, id) */
-	int32_t *heap;          /* [2N] */
-	int64_t heap_off[HCP_NCLS];
-	int32_t heap_n[HCP_NCLS];
+	planner_heap_t heap[HCP_NCLS];
 	int32_t next_free;
 
 	int64_t *gfirst; /* [N] scratch: a group's first position in walk[] */
@@ -116,44 +114,6 @@ static double hcp_workload(int64_t s, int32_t cp)
 {
 	double sq = s < 3037000499LL ? (double)(s * s) : (double)s * (double)s;
 	return sq / cp;
-}
-
-static int hcp_less(const hcp_t *h, int32_t a, int32_t b)
-{
-	return h->gload[a] < h->gload[b] || (h->gload[a] == h->gload[b] && a < b);
-}
-
-static void hcp_sift_up(hcp_t *h, int cls, int32_t i)
-{
-	int32_t *hp = h->heap + h->heap_off[cls];
-	while (i > 0) {
-		int32_t p = (i - 1) / 2;
-		if (!hcp_less(h, hp[i], hp[p]))
-			return;
-		int32_t t = hp[i];
-		hp[i] = hp[p];
-		hp[p] = t;
-		i = p;
-	}
-}
-
-static void hcp_sift_down(hcp_t *h, int cls, int32_t i)
-{
-	int32_t *hp = h->heap + h->heap_off[cls];
-	int32_t n = h->heap_n[cls];
-	for (;;) {
-		int32_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && hcp_less(h, hp[l], hp[m]))
-			m = l;
-		if (r < n && hcp_less(h, hp[r], hp[m]))
-			m = r;
-		if (m == i)
-			return;
-		int32_t t = hp[i];
-		hp[i] = hp[m];
-		hp[m] = t;
-		i = m;
-	}
 }
 
 /* make_buckets_equal over the current list, kept faithfully: the close test
@@ -211,14 +171,17 @@ static double hcp_min_load(const hcp_t *h)
 	if (h->next_free < h->N)
 		return 0.0;
 	double m = INFINITY;
-	for (int c = 0; c < HCP_NCLS; c++)
-		if (h->heap_n[c] > 0 && h->gload[h->heap[h->heap_off[c]]] < m)
-			m = h->gload[h->heap[h->heap_off[c]]];
+	for (int c = 0; c < HCP_NCLS; c++) {
+		const planner_heap_ent_t *top = planner_heap_top(&h->heap[c]);
+		if (top != NULL && h->gload[top->id] < m)
+			m = h->gload[top->id];
+	}
 	return m;
 }
 
-/* next_hdp_group's greedy loop; appends leftovers to h->next. */
-static void hcp_fill_phase(hcp_t *h)
+/* next_hdp_group's greedy loop; appends leftovers to h->next. SL_ENOMEM when
+ * a group heap cannot grow. */
+static sl_err hcp_fill_phase(hcp_t *h)
 {
 	int32_t N = h->N;
 	int32_t prev_needed = 0;
@@ -230,7 +193,8 @@ static void hcp_fill_phase(hcp_t *h)
 	h->ngroups = 0;
 	h->nnodes = 0;
 	h->next_free = 0;
-	memset(h->heap_n, 0, sizeof(h->heap_n));
+	for (int c = 0; c < HCP_NCLS; c++)
+		planner_heap_clear(&h->heap[c]);
 
 	while (bfirst < h->nbuckets) {
 		int64_t bi = -1;
@@ -238,7 +202,8 @@ static void hcp_fill_phase(hcp_t *h)
 			if (h->bhead[b] == h->bend[b])
 				continue;
 			int32_t d = h->need[h->list[h->bhead[b]]];
-			if (h->heap_n[hcp_cls(d, N)] > 0 || N - h->next_free >= d) {
+			if (planner_heap_size(&h->heap[hcp_cls(d, N)]) > 0 ||
+			    N - h->next_free >= d) {
 				bi = b;
 				break;
 			}
@@ -251,7 +216,8 @@ static void hcp_fill_phase(hcp_t *h)
 		if (prev_needed == 0)
 			prev_needed = d;
 
-		int32_t g = h->heap_n[cls] > 0 ? h->heap[h->heap_off[cls]] : -1;
+		const planner_heap_ent_t *top = planner_heap_top(&h->heap[cls]);
+		int32_t g = top != NULL ? (int32_t)top->id : -1;
 		double best_load = g >= 0 ? h->gload[g] : INFINITY;
 		int fresh = N - h->next_free >= d && 0.0 < best_load;
 		if (fresh) {
@@ -265,11 +231,10 @@ static void hcp_fill_phase(hcp_t *h)
 		}
 		h->gload[g] += h->work[seq];
 		if (fresh) {
-			int32_t pos = h->heap_n[cls]++;
-			h->heap[h->heap_off[cls] + pos] = g;
-			hcp_sift_up(h, cls, pos);
+			SL_CHECK(planner_heap_push(&h->heap[cls], h->gload[g], g, 0));
 		} else {
-			hcp_sift_down(h, cls, 0); /* g was the top; its load grew */
+			/* g was the top; its load grew */
+			planner_heap_replace_top(&h->heap[cls], h->gload[g], g, 0);
 		}
 		if (h->gload[g] > max_load)
 			max_load = h->gload[g];
@@ -292,6 +257,7 @@ static void hcp_fill_phase(hcp_t *h)
 	for (int64_t b = bfirst; b < h->nbuckets; b++)
 		for (int64_t i = h->bhead[b]; i < h->bend[b]; i++)
 			h->next[h->nnext++] = h->list[i];
+	return SL_OK;
 }
 
 /* trim_overload: heaps are not consulted after the greedy loop, so loads
@@ -431,22 +397,21 @@ sl_err planner_policy_megatron_hcp(const sl_cost_t *cost, const sl_seq_t *seqs, 
 	h.gcount = malloc(sN * sizeof(*h.gcount));
 	h.nseq = malloc(sn * sizeof(*h.nseq));
 	h.nprev = malloc(sn * sizeof(*h.nprev));
-	h.heap = malloc((2 * sN + HCP_NCLS) * sizeof(*h.heap));
 	h.ranks = malloc(sN * sizeof(*h.ranks));
 	h.walk = malloc(sn * sizeof(*h.walk));
 	sorted = malloc(sn * sizeof(*sorted));
 	if (!h.need || !h.work || !h.list || !h.next || !h.bhead || !h.bend || !h.gstart ||
-	    !h.gsize || !h.gload || !h.gfirst || !h.gtail || !h.gcount || !h.nseq || !h.nprev || !h.heap ||
+	    !h.gsize || !h.gload || !h.gfirst || !h.gtail || !h.gcount || !h.nseq || !h.nprev ||
 	    !h.ranks || !h.walk || !sorted) {
 		rc = sl_seterr(SL_ENOMEM, "megatron-hybrid-cp: out of memory for %lld sequences",
 		               (long long)n);
 		goto out;
 	}
-	/* Heap capacities: at most N / 2^c groups of size 2^c, one of size N. */
-	int64_t off = 0;
+	/* Heap capacities, reserved once: at most N / 2^c groups of size 2^c,
+	 * one of size N. */
 	for (int c = 0; c < HCP_NCLS; c++) {
-		h.heap_off[c] = off;
-		off += c < HCP_NCLS - 1 ? (c < 31 && (1LL << c) <= N ? N >> c : 0) : 1;
+		int64_t cap = c < HCP_NCLS - 1 ? (c < 31 && (1LL << c) <= N ? N >> c : 0) : 1;
+		SL_CHECK_GOTO(planner_heap_reserve(&h.heap[c], cap), rc, out);
 	}
 	for (int64_t i = 0; i < n; i++) {
 		h.need[i] = planner_hcp_cp_size(cost, seqs[i].length);
@@ -467,7 +432,7 @@ sl_err planner_policy_megatron_hcp(const sl_cost_t *cost, const sl_seq_t *seqs, 
 		goto out;
 	}
 	while (h.nlist > 0) {
-		hcp_fill_phase(&h);
+		SL_CHECK_GOTO(hcp_fill_phase(&h), rc, out);
 		hcp_trim(&h);
 		hcp_fill_empty(&h);
 		SL_CHECK_GOTO(hcp_emit(&h, plan), rc, out);
@@ -497,7 +462,8 @@ out:
 	free(h.gcount);
 	free(h.nseq);
 	free(h.nprev);
-	free(h.heap);
+	for (int c = 0; c < HCP_NCLS; c++)
+		planner_heap_fini(&h.heap[c]);
 	free(h.ranks);
 	free(h.walk);
 	return rc;

@@ -251,39 +251,17 @@ static int lpt_job_cmp(const void *a, const void *b)
 	return (x->j > y->j) - (x->j < y->j);
 }
 
-static int lpt_less(const double *load, int32_t a, int32_t b)
-{
-	return load[a] < load[b] || (load[a] == load[b] && a < b);
-}
-
-/* Restores the min-heap (by load, then index) below position i. */
-static void lpt_sift_down(int32_t *heap, int32_t n, const double *load, int32_t i)
-{
-	for (;;) {
-		int32_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && lpt_less(load, heap[l], heap[m]))
-			m = l;
-		if (r < n && lpt_less(load, heap[r], heap[m]))
-			m = r;
-		if (m == i)
-			return;
-		int32_t t = heap[i];
-		heap[i] = heap[m];
-		heap[m] = t;
-		i = m;
-	}
-}
-
 sl_err planner_lpt_deal(const double *job_ms, int64_t njobs, int32_t nmach, int64_t *order,
                         int32_t *owner, double *load)
 {
 	lpt_job_t *jobs = malloc((size_t)(njobs ? njobs : 1) * sizeof(*jobs));
-	int32_t *heap = malloc((size_t)nmach * sizeof(*heap));
 	double *ld = calloc((size_t)nmach, sizeof(*ld));
-	if (!jobs || !heap || !ld) {
+	planner_heap_t heap; /* machines by load, ties by the lower index */
+	planner_heap_init(&heap, 0);
+	if (!jobs || !ld || planner_heap_reserve(&heap, nmach) != SL_OK) {
 		free(jobs);
-		free(heap);
 		free(ld);
+		planner_heap_fini(&heap);
 		return sl_seterr(SL_ENOMEM, "lpt: out of memory for %lld jobs", (long long)njobs);
 	}
 	for (int64_t j = 0; j < njobs; j++) {
@@ -291,20 +269,20 @@ sl_err planner_lpt_deal(const double *job_ms, int64_t njobs, int32_t nmach, int6
 		jobs[j].j = j;
 	}
 	qsort(jobs, (size_t)njobs, sizeof(*jobs), lpt_job_cmp);
-	/* All loads are zero, so indices in order already form a heap. */
+	/* reserved above: these pushes cannot fail */
 	for (int32_t m = 0; m < nmach; m++)
-		heap[m] = m;
+		(void)planner_heap_push(&heap, 0.0, m, 0);
 	for (int64_t k = 0; k < njobs; k++) {
-		int32_t m = heap[0];
+		int32_t m = (int32_t)planner_heap_top(&heap)->id;
 		order[k] = jobs[k].j;
 		owner[jobs[k].j] = m;
 		ld[m] += jobs[k].ms;
-		lpt_sift_down(heap, nmach, ld, 0);
+		planner_heap_replace_top(&heap, ld[m], m, 0);
 	}
 	if (load)
 		memcpy(load, ld, (size_t)nmach * sizeof(*ld));
 	free(jobs);
-	free(heap);
+	planner_heap_fini(&heap);
 	free(ld);
 	return SL_OK;
 }

@@ -55,4 +55,51 @@ int planner_cmp_i64(const void *a, const void *b);
 int planner_cmp_double(const void *a, const void *b);
 
 
+/* A binary heap of (key, id, stamp) entries (heap.c): a min-heap keeps the
+ * smallest key on top, ties by the lower id; a max-heap the largest key, ties
+ * by the higher id. A zeroed planner_heap_t is an empty min-heap. The stamp is
+ * the caller's, for lazy deletion: an entry is live while its stamp equals
+ * stamp[id] of the caller's array (planner_heap_top_live). */
+typedef struct planner_heap_ent {
+	double key;
+	int64_t id;
+	int32_t stamp;
+} planner_heap_ent_t;
+
+typedef struct planner_heap {
+	planner_heap_ent_t *e; /* [cap], e[0] the top */
+	int64_t n, cap;
+	int max; /* 1: max-heap, 0: min-heap */
+} planner_heap_t;
+
+/* Makes *h an empty heap (max: a max-heap) that owns no storage. */
+void planner_heap_init(planner_heap_t *h, int max);
+/* Frees h's storage; h is an empty heap of the same kind afterwards. */
+void planner_heap_fini(planner_heap_t *h);
+/* Grows h's storage to hold cap entries, so that pushes up to cap cannot
+ * fail; SL_ENOMEM (h unchanged) when memory runs out. */
+sl_err planner_heap_reserve(planner_heap_t *h, int64_t cap);
+/* Adds an entry, growing the storage (doubling); SL_ENOMEM, h unchanged,
+ * when memory runs out. */
+sl_err planner_heap_push(planner_heap_t *h, double key, int64_t id, int32_t stamp);
+/* The top entry, or NULL when h is empty; valid until h next changes. */
+const planner_heap_ent_t *planner_heap_top(const planner_heap_t *h);
+/* Removes the top entry (nothing when h is empty). */
+void planner_heap_pop(planner_heap_t *h);
+/* Overwrites the top entry (h must not be empty) and restores the order:
+ * a re-keyed top, cheaper than a pop and a push. */
+void planner_heap_replace_top(planner_heap_t *h, double key, int64_t id, int32_t stamp);
+/* Bounded selection: keeps in h the k entries that come first in the
+ * opposite order (a max-heap keeps the k smallest): pushes while h holds
+ * fewer than k, else replaces the top when (key, id) belongs below it.
+ * SL_ENOMEM only from a push (planner_heap_reserve(h, k) first rules it out). */
+sl_err planner_heap_keep(planner_heap_t *h, int64_t k, double key, int64_t id);
+/* The top live entry, or NULL: pops stale entries (stamp != stamp[id]) off
+ * the top first. stamp must have an entry for every id in h. */
+const planner_heap_ent_t *planner_heap_top_live(planner_heap_t *h, const int32_t *stamp);
+/* Entries in h. */
+int64_t planner_heap_size(const planner_heap_t *h);
+/* Empties h, keeping its storage. */
+void planner_heap_clear(planner_heap_t *h);
+
 #endif

@@ -62,81 +62,8 @@ static int cmp_tkey(const void *a, const void *b)
 	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* A binary min-heap of (key, rank, stamp) entries ordered by key then rank.
- * An entry is live while its stamp equals the rank's current stamp; stale
- * entries are dropped when they reach the top (lazy deletion). */
-typedef struct {
-	double key;
-	int32_t r;
-	int32_t stamp;
-} hent_t;
-
-typedef struct {
-	hent_t *h;
-	int32_t n, cap;
-} heap_t;
-
-static int hless(const hent_t *a, const hent_t *b)
-{
-	if (a->key != b->key)
-		return a->key < b->key;
-	return a->r < b->r;
-}
-
-static int heap_push(heap_t *hp, double key, int32_t r, int32_t stamp)
-{
-	if (hp->n == hp->cap) {
-		int32_t nc = hp->cap ? hp->cap * 2 : 16;
-		hent_t *q = realloc(hp->h, sizeof(hent_t) * (size_t)nc);
-		if (q == NULL)
-			return -1;
-		hp->h = q;
-		hp->cap = nc;
-	}
-	int32_t i = hp->n++;
-	hp->h[i].key = key;
-	hp->h[i].r = r;
-	hp->h[i].stamp = stamp;
-	while (i > 0) {
-		int32_t p = (i - 1) / 2;
-		if (!hless(&hp->h[i], &hp->h[p]))
-			break;
-		hent_t t = hp->h[i];
-		hp->h[i] = hp->h[p];
-		hp->h[p] = t;
-		i = p;
-	}
-	return 0;
-}
-
-static void heap_pop(heap_t *hp)
-{
-	hp->h[0] = hp->h[--hp->n];
-	int32_t i = 0;
-	for (;;) {
-		int32_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < hp->n && hless(&hp->h[l], &hp->h[m]))
-			m = l;
-		if (r < hp->n && hless(&hp->h[r], &hp->h[m]))
-			m = r;
-		if (m == i)
-			break;
-		hent_t t = hp->h[i];
-		hp->h[i] = hp->h[m];
-		hp->h[m] = t;
-		i = m;
-	}
-}
-
-/* The live top of the heap (stale entries dropped), or -1 when empty. */
-static int32_t heap_top(heap_t *hp, const int32_t *stamp)
-{
-	while (hp->n > 0 && hp->h[0].stamp != stamp[hp->h[0].r])
-		heap_pop(hp);
-	return hp->n > 0 ? hp->h[0].r : -1;
-}
-
-/* Candidate index of stage 1 on large clusters: every rank in a heap by
+/* Candidate index of stage 1 on large clusters: every rank in a min-heap
+ * (planner_heap_t, ties by the lower rank, stale entries dropped by stamp) by
  * predicted finish F, and the ranks with room left in their last
  * micro-batch in heaps by F per room bucket (NBUCKET equal slices of cap).
  * A sequence of s tokens then looks at the K ranks that finish first (a
@@ -147,32 +74,32 @@ static int32_t heap_top(heap_t *hp, const int32_t *stamp)
 #define KFIRST 8
 
 typedef struct {
-	heap_t all;
-	heap_t room[NBUCKET];
+	planner_heap_t all;
+	planner_heap_t room[NBUCKET];
 	int32_t *stamp;
 	double width;
 } rindex_t;
 
-static int rindex_put(rindex_t *ix, int32_t r, double F, double room)
+/* Re-keys rank r at finish F with room tokens left; SL_ENOMEM when a heap
+ * cannot grow. */
+static sl_err rindex_put(rindex_t *ix, int32_t r, double F, double room)
 {
 	int32_t st = ++ix->stamp[r];
-	if (heap_push(&ix->all, F, r, st) != 0)
-		return -1;
+	SL_CHECK(planner_heap_push(&ix->all, F, r, st));
 	if (room >= 1.0) {
 		int32_t b = (int32_t)(room / ix->width);
 		if (b >= NBUCKET)
 			b = NBUCKET - 1;
-		if (heap_push(&ix->room[b], F, r, st) != 0)
-			return -1;
+		SL_CHECK(planner_heap_push(&ix->room[b], F, r, st));
 	}
-	return 0;
+	return SL_OK;
 }
 
 static void rindex_fini(rindex_t *ix)
 {
-	free(ix->all.h);
+	planner_heap_fini(&ix->all);
 	for (int b = 0; b < NBUCKET; b++)
-		free(ix->room[b].h);
+		planner_heap_fini(&ix->room[b]);
 	free(ix->stamp);
 }
 
@@ -196,10 +123,12 @@ static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 /* Rings of one shape looked at per rider on large clusters. */
 #define RIDER_PEEK 8
 
-/* Re-keys ring w in its shape's heap at latest finish wmax. */
-static int wheap_put(heap_t *kheap, const int32_t *dk, int32_t *wstamp, int32_t w, double wmax)
+/* Re-keys ring w in its shape's heap at latest finish wmax; SL_ENOMEM when
+ * the heap cannot grow. */
+static sl_err wheap_put(planner_heap_t *kheap, const int32_t *dk, int32_t *wstamp, int32_t w,
+                        double wmax)
 {
-	return heap_push(&kheap[dk[w]], wmax, w, ++wstamp[w]);
+	return planner_heap_push(&kheap[dk[w]], wmax, w, ++wstamp[w]);
 }
 
 /* Wide group wd's time without and with sequence i riding on it: its cost
@@ -247,7 +176,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *dtr = malloc(sizeof(double) * (size_t)(st->nwide + 1) * 3);
 	int32_t nrw = 0, nd = 0;
 	int big = N > 256;
-	heap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
+	planner_heap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
 	int32_t *wstamp = NULL, peek[RIDER_PEEK];
 	if (!items || !L || !S || !F || !bin || !cand || !ix.stamp || !rw || !wmax || !lastw ||
 	    !dk || !dval || !dtr) {
@@ -265,10 +194,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		F[r] = st->ready[r];
 		bin[r] = -1;
 		lastw[r] = -1;
-		if (big && rindex_put(&ix, r, F[r], 0.0) != 0) {
-			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-			goto out;
-		}
+		if (big)
+			SL_CHECK_GOTO(rindex_put(&ix, r, F[r], 0.0), rc, out);
 	}
 	for (int32_t w = 0; w < st->nwide; w++) {
 		const planner_sluice_wide_t *wd = &st->wide[w];
@@ -291,17 +218,15 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		rw[nrw++] = w;
 	}
 	if (big) {
-		kheap = calloc((size_t)(nd > 0 ? nd : 1), sizeof(heap_t));
+		kheap = calloc((size_t)(nd > 0 ? nd : 1), sizeof(planner_heap_t)); /* min-heaps */
 		wstamp = calloc((size_t)(st->nwide + 1), sizeof(int32_t));
 		if (kheap == NULL || wstamp == NULL) {
 			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
 			goto out;
 		}
 		for (int32_t z = 0; z < nrw; z++)
-			if (heap_push(&kheap[dk[rw[z]]], wmax[rw[z]], rw[z], 0) != 0) {
-				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-				goto out;
-			}
+			SL_CHECK_GOTO(planner_heap_push(&kheap[dk[rw[z]]], wmax[rw[z]], rw[z], 0),
+			              rc, out);
 	}
 	for (int32_t q = 0; q < m; q++) {
 		int32_t i = items[q].idx;
@@ -310,22 +235,23 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		double best_f = INFINITY;
 		if (big) {
 			/* the K ranks that finish first */
-			while (nc < KFIRST && heap_top(&ix.all, ix.stamp) >= 0) {
-				cand[nc++] = ix.all.h[0].r;
-				heap_pop(&ix.all);
+			const planner_heap_ent_t *e;
+			while (nc < KFIRST &&
+			       (e = planner_heap_top_live(&ix.all, ix.stamp)) != NULL) {
+				cand[nc++] = (int32_t)e->id;
+				planner_heap_pop(&ix.all);
 			}
 			/* re-insert them (their entries were popped, not stale) */
 			for (int32_t k = 0; k < nc; k++)
-				if (heap_push(&ix.all, F[cand[k]], cand[k], ix.stamp[cand[k]]) != 0) {
-					rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-					goto out;
-				}
+				SL_CHECK_GOTO(planner_heap_push(&ix.all, F[cand[k]], cand[k],
+				                                ix.stamp[cand[k]]),
+				              rc, out);
 			/* per bucket that holds s, the rank that finishes first */
 			int32_t b0 = (int32_t)ceil(s / ix.width);
 			for (int32_t b = b0 < NBUCKET ? b0 : NBUCKET - 1; b < NBUCKET; b++) {
-				int32_t r = heap_top(&ix.room[b], ix.stamp);
-				if (r >= 0 && rank_room(ctx, L[r]) >= s)
-					cand[nc++] = r;
+				e = planner_heap_top_live(&ix.room[b], ix.stamp);
+				if (e != NULL && rank_room(ctx, L[e->id]) >= s)
+					cand[nc++] = (int32_t)e->id;
 			}
 			for (int32_t k = 0; k < nc; k++) {
 				int32_t r = cand[k];
@@ -358,12 +284,14 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			 * one), at most RIDER_PEEK of them */
 			for (int32_t z = 0; z < nd; z++) {
 				int32_t got = 0;
-				while (got < RIDER_PEEK && heap_top(&kheap[z], wstamp) >= 0) {
-					int32_t w = kheap[z].h[0].r;
+				const planner_heap_ent_t *e;
+				while (got < RIDER_PEEK &&
+				       (e = planner_heap_top_live(&kheap[z], wstamp)) != NULL) {
+					int32_t w = (int32_t)e->id;
 					if (wmax[w] >= best_f)
 						break;
 					peek[got++] = w;
-					heap_pop(&kheap[z]);
+					planner_heap_pop(&kheap[z]);
 				}
 				for (int32_t y = 0; y < got; y++) {
 					int32_t w = peek[y];
@@ -375,10 +303,9 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 						best_f = f;
 						bestw = w;
 					}
-					if (heap_push(&kheap[z], wmax[w], w, wstamp[w]) != 0) {
-						rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-						goto out;
-					}
+					SL_CHECK_GOTO(
+					    planner_heap_push(&kheap[z], wmax[w], w, wstamp[w]), rc,
+					    out);
 				}
 			}
 		} else {
@@ -405,31 +332,28 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 				int32_t r = st->wide_ranks[wd->rank_off + k];
 				st->ready[r] += dl;
 				F[r] += dl;
-				if (big && rindex_put(&ix, r, F[r], rank_room(ctx, L[r])) != 0) {
-					rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-					goto out;
-				}
+				if (big)
+					SL_CHECK_GOTO(
+					    rindex_put(&ix, r, F[r], rank_room(ctx, L[r])), rc,
+					    out);
 			}
 			wmax[bestw] += dl;
-			if (big && wheap_put(kheap, dk, wstamp, bestw, wmax[bestw]) != 0) {
-				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-				goto out;
-			}
+			if (big)
+				SL_CHECK_GOTO(wheap_put(kheap, dk, wstamp, bestw, wmax[bestw]), rc,
+				              out);
 			continue;
 		}
 		L[best] += s;
 		S[best] += t;
 		F[best] = best_f;
-		if (big && rindex_put(&ix, best, F[best], rank_room(ctx, L[best])) != 0) {
-			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-			goto out;
-		}
+		if (big)
+			SL_CHECK_GOTO(rindex_put(&ix, best, F[best], rank_room(ctx, L[best])), rc,
+			              out);
 		if (lastw[best] >= 0 && F[best] > wmax[lastw[best]]) {
 			wmax[lastw[best]] = F[best];
-			if (big && wheap_put(kheap, dk, wstamp, lastw[best], F[best]) != 0) {
-				rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
-				goto out;
-			}
+			if (big)
+				SL_CHECK_GOTO(wheap_put(kheap, dk, wstamp, lastw[best], F[best]),
+				              rc, out);
 		}
 		if (bin[best] < 0) {
 			bin[best] = planner_sluice_bin_new(st, best);
@@ -446,7 +370,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 out:
 	rindex_fini(&ix);
 	for (int32_t z = 0; kheap != NULL && z < nd; z++)
-		free(kheap[z].h);
+		planner_heap_fini(&kheap[z]);
 	free(kheap);
 	free(wstamp);
 	free(rw);

@@ -106,6 +106,8 @@ typedef struct {
 	int32_t *plan_to; /* [n] bin chosen for each sequence of the dissolved bin */
 	double *wmax;    /* [nwide] latest finish among a wide group's ranks but rs */
 	char *has_rs;    /* [nwide] whether rs is one of its ranks */
+	/* the targets: the ranks that finish first, a bounded max-heap */
+	planner_heap_t first;
 } scratch_t;
 
 /* Tries to empty bin a of rank rs into the target ranks' micro-batches
@@ -283,43 +285,18 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 			if (st->fin[r] > st->fin[rs])
 				rs = r;
 		double M = st->fin[rs];
-		int32_t nt = 0;
-		for (int32_t r = 0; r < N; r++) {
-			if (r == rs)
-				continue;
-			planner_key_t e = {st->fin[r], r};
-			if (nt < ntgt_max) {
-				int32_t i = nt++;
-				sc->rf[i] = e;
-				while (i > 0 &&
-				       planner_key_asc(&sc->rf[(i - 1) / 2], &sc->rf[i]) < 0) {
-					planner_key_t t = sc->rf[i];
-					sc->rf[i] = sc->rf[(i - 1) / 2];
-					sc->rf[(i - 1) / 2] = t;
-					i = (i - 1) / 2;
-				}
-			} else if (planner_key_asc(&e, &sc->rf[0]) < 0) {
-				sc->rf[0] = e;
-				int32_t i = 0;
-				for (;;) {
-					int32_t l = 2 * i + 1, rr = l + 1, m = i;
-					if (l < nt && planner_key_asc(&sc->rf[l], &sc->rf[m]) > 0)
-						m = l;
-					if (rr < nt && planner_key_asc(&sc->rf[rr], &sc->rf[m]) > 0)
-						m = rr;
-					if (m == i)
-						break;
-					planner_key_t t = sc->rf[i];
-					sc->rf[i] = sc->rf[m];
-					sc->rf[m] = t;
-					i = m;
-				}
-			}
-		}
-		qsort(sc->rf, (size_t)nt, sizeof(planner_key_t), planner_key_asc);
+		planner_heap_clear(&sc->first);
+		for (int32_t r = 0; r < N; r++)
+			if (r != rs)
+				SL_CHECK(planner_heap_keep(&sc->first, ntgt_max, st->fin[r], r));
 		ctx->work += N;
-		for (int32_t q = 0; q < nt; q++)
-			sc->tgt[q] = sc->rf[q].id;
+		/* the max-heap pops the latest first: targets fill from the back,
+		 * earliest finish first (ties: the lower rank) */
+		int32_t nt = (int32_t)planner_heap_size(&sc->first);
+		for (int32_t q = nt - 1; q >= 0; q--) {
+			sc->tgt[q] = (int32_t)planner_heap_top(&sc->first)->id;
+			planner_heap_pop(&sc->first);
+		}
 		sc->tgt[nt] = -1;
 		for (int32_t q = 0; q < nt; q++)
 			sc->is_tgt[sc->tgt[q]] = 1;
@@ -669,6 +646,7 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	int32_t *seqs = NULL;
 	(void)knobs;
 	memset(&sc, 0, sizeof(sc));
+	planner_heap_init(&sc.first, 1);
 	size_t nb0 = (size_t)st->bins_cap + (size_t)N + 16;
 	sc.rf = malloc(sizeof(planner_key_t) * (size_t)N);
 	sc.tgt = malloc(sizeof(int32_t) * ((size_t)N + 1));
@@ -686,7 +664,7 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	seqs = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
 	if (!sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
 	    !sc.add_t || !sc.add_cnt || !sc.dfin || !sc.plan_to || !sc.wmax || !sc.has_rs ||
-	    !seqs) {
+	    !seqs || planner_heap_reserve(&sc.first, SEARCH_TARGETS) != SL_OK) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
 		goto out;
 	}
@@ -706,6 +684,7 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	}
 out:
 	free(sc.rf);
+	planner_heap_fini(&sc.first);
 	free(sc.tgt);
 	free(sc.is_tgt);
 	free(sc.tbins);
