@@ -142,17 +142,25 @@ static void lp_env_drop(void)
 typedef sl_err (*lp_body_fn)(lp_t *lp, void *arg);
 
 /* Runs body(lp, arg) with GLPK errors turned into sl_err. */
+/* SL_EINVAL unless the calling thread created lp (GLPK environments, and so
+ * problems, are per thread). Checked before anything of lp is touched. */
+static sl_err lp_check_owner(const lp_t *lp)
+{
+	if (!pthread_equal(lp->owner, pthread_self()))
+		return sl_seterr(SL_EINVAL,
+		                 "lp '%s' used from a thread other than its creator (GLPK "
+		                 "environments are per thread)",
+		                 lp->name);
+	return SL_OK;
+}
+
 static sl_err lp_guard(lp_t *lp, lp_body_fn body, void *arg)
 {
 	jmp_buf jb;
 	jmp_buf *const prev = tls.jmp;
 
 	if (lp != NULL) {
-		if (!pthread_equal(lp->owner, pthread_self()))
-			return sl_seterr(SL_EINVAL,
-			                 "lp '%s' used from a thread other than its creator (GLPK "
-			                 "environments are per thread)",
-			                 lp->name);
+		SL_CHECK(lp_check_owner(lp));
 		if (lp->P == NULL || lp->gen != tls.gen)
 			return sl_seterr(SL_ELP,
 			                 "lp '%s' is dead: the thread's GLPK environment was reset "
@@ -765,6 +773,7 @@ sl_err lp_solve(lp_t *lp, const lp_opts_t *opts, lp_result_t *res)
 	lp_result_init(res);
 	if (opts == NULL)
 		opts = &defaults;
+	SL_CHECK(lp_check_owner(lp)); /* before the caches below are touched */
 	lp_forget(lp);
 	SL_CHECK(lp_cache_alloc(lp));
 	struct lp_solve_arg a = {.o = opts, .res = res, .t0 = sl_now_ms()};
@@ -963,6 +972,7 @@ sl_err lp_solve_mip(lp_t *lp, const lp_opts_t *opts, lp_result_t *res)
 	lp_result_init(res);
 	if (opts == NULL)
 		opts = &defaults;
+	SL_CHECK(lp_check_owner(lp)); /* before the caches below are touched */
 	lp_forget(lp);
 	SL_CHECK(lp_cache_alloc(lp));
 	SL_CHECK(lp_scratch(lp, lp->ncols));

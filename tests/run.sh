@@ -4,9 +4,10 @@
 #  2. an address+undefined sanitizer build (gcc) and ctest;
 #  3. a ThreadSanitizer build (clang) and the tests of everything that runs
 #     threads: the daemon (loop, planner pool, metrics thread), comm (client,
-#     worker library) and the workers (ctest labels daemon, worker,
-#     worker_daemon); tests/tsan.supp names the uninstrumented libraries
-#     (libzmq and what it loads) whose internal handoffs TSan cannot see;
+#     worker library), the workers and the solver layer (ctest labels daemon,
+#     worker, worker_daemon, threads); tests/tsan.supp names the
+#     uninstrumented libraries (libzmq and what it loads) whose internal
+#     handoffs TSan cannot see;
 #  4. every libFuzzer target for a bounded time (clang; fuzzer, address,
 #     undefined and float-cast-overflow), when tests/fuzz/run.sh exists.
 # Environment: JOBS (default nproc), FUZZ_SECONDS (default 20 per target).
@@ -40,7 +41,7 @@ CC=clang cmake -S . -B build-tsan -DSLUICE_WERROR=ON -DSLUICE_CUDA=OFF -DCMAKE_B
 	-DSLUICE_SANITIZE=thread
 cmake --build build-tsan -j"$jobs"
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
-	ctest --test-dir build-tsan --output-on-failure -j"$jobs" -L 'daemon|worker|worker_daemon'
+	ctest --test-dir build-tsan --output-on-failure -j"$jobs" -L 'daemon|worker|worker_daemon|threads'
 stage_done "3/4 thread sanitizer"
 
 if [ -x tests/fuzz/run.sh ]; then
