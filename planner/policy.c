@@ -13,18 +13,19 @@
 static const sl_policy_t policies[] = {
 	/* POLICY TABLE: add one line per policy, keep `sluice` first once it exists. */
 	{"sluice", "LP-chosen ring sizes, dynamic mesh, two-stage balance, local search (default)",
-	 planner_policy_sluice},
+	 planner_policy_sluice, NULL},
 	{"sluice-aligned", "sluice for frameworks' own CP attention: power-of-two aligned rings, no "
-	                   "idle rank in a slot (Megatron-LM, TransformerEngine)", planner_policy_aligned},
+	                   "idle rank in a slot (Megatron-LM, TransformerEngine)", planner_policy_aligned,
+	 "sluice-aligned"},
 	{"static", "one SP degree for the whole run (DeepSpeed-Ulysses, Megatron-LM CP)",
-	 planner_policy_static},
+	 planner_policy_static, NULL},
 	{"batch-adaptive", "best single SP degree per batch (FlexSP's BatchAda baseline)",
-	 planner_policy_batch_adaptive},
+	 planner_policy_batch_adaptive, NULL},
 	{"megatron-hybrid-cp", "Megatron-LM hybrid DPxCP BalancedCPScheduler",
-	 planner_policy_megatron_hcp},
+	 planner_policy_megatron_hcp, NULL},
 	{"flexsp", "FlexSP (ASPLOS'25): power-of-two Ulysses groups per micro-batch, MILP by "
-	           "configuration", planner_policy_flexsp},
-	{NULL, NULL, NULL}, /* end */
+	           "configuration", planner_policy_flexsp, NULL},
+	{NULL, NULL, NULL, NULL}, /* end */
 };
 
 size_t sl_policy_count(void)
@@ -142,16 +143,18 @@ sl_err sl_plan_request(const char *policy, const sl_cost_t *cost, const sl_seq_t
 	if (rc != SL_OK && sl_policy_stopped(opts)) {
 		/* The deadline came before the policy had any plan: the fallback
 		 * has no search to cut, so it answers in time. */
+		const sl_policy_t *fbp = sl_policy_find(pol->fallback ? pol->fallback : "static");
 		sl_policy_opts_t fb = *opts;
 		fb.deadline_ms = 0;
 		sl_clearerr();
-		rc = planner_policy_static(cost, seqs, n, &fb, &plan);
+		rc = fbp->fn(cost, seqs, n, &fb, &plan);
 		if (rc != SL_OK)
 			return rc;
-		used = "static";
+		used = fbp->name;
 		plan->search_truncated = 1;
 		snprintf(plan->note, sizeof(plan->note),
-		         "deadline reached before %s had a plan; fallback static", pol->name);
+		         "deadline reached before %s had a plan; fallback %s%s", pol->name, fbp->name,
+		         fbp == pol ? " without the deadline" : "");
 	}
 	if (rc != SL_OK)
 		return rc;

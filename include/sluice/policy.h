@@ -55,6 +55,11 @@ typedef struct sl_policy {
 	const char *name;
 	const char *summary;
 	sl_policy_fn fn;
+	/* The registered policy that answers when the deadline comes before fn
+	 * has any plan (its deadline lifted: it must be a bounded pass); NULL
+	 * means "static". sluice-aligned names itself: a static plan would
+	 * break the framework rules its user asked for. */
+	const char *fallback;
 } sl_policy_t;
 
 size_t sl_policy_count(void);

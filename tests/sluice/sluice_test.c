@@ -617,6 +617,30 @@ static void aligned_batches(void **state)
 	}
 }
 
+/* A deadline that passes before sluice-aligned has a plan falls back to
+ * sluice-aligned itself without the deadline (a bounded greedy pass), never
+ * to static, whose plans leave ranks idle in a slot: the rules the user
+ * asked for still hold, and the plan says it was cut. */
+static void aligned_deadline(void **state)
+{
+	(void)state;
+	sl_cost_t c;
+	cost_for("gpt-7b-flexsp", 64, 8, &c);
+	sl_seq_t *s = lognormal_batch(41, 512, longest_placeable(&c));
+	sl_policy_opts_t d = {.deadline_ms = sl_now_ms() - 1};
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_plan_request("sluice-aligned", &c, s, 512, &d, &p), SL_OK);
+	assert_int_equal(sl_plan_validate(p, &c, report, "aligned, passed deadline"), 0);
+	aligned_rules(p, "aligned, passed deadline");
+	assert_int_equal(p->search_truncated, 1);
+	assert_string_equal(p->policy, "sluice-aligned");
+	assert_non_null(strstr(p->note, "before sluice-aligned had a plan; fallback sluice-aligned "
+	                                "without the deadline"));
+	sl_plan_free(&p);
+	free(s);
+	sl_cost_fini(&c);
+}
+
 /* Edges: a rank count that is not a power of two (12 = 8 + 4 blocks), one
  * sequence on 8 ranks (a slot of all 8), the longest placeable sequence,
  * and too few sequences for 12 ranks' two blocks (refused, naming the
@@ -664,6 +688,7 @@ int main(void)
 		cmocka_unit_test(sluice_deadline),
 		cmocka_unit_test(aligned_batches),
 		cmocka_unit_test(aligned_edges),
+		cmocka_unit_test(aligned_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
