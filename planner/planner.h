@@ -102,4 +102,33 @@ int64_t planner_heap_size(const planner_heap_t *h);
 /* Empties h, keeping its storage. */
 void planner_heap_clear(planner_heap_t *h);
 
+/* An indexed min-heap (heap.c) in the order of a min planner_heap_t
+ * (smaller key on top, ties by the lower id) where each id has at most one
+ * entry, at e[pos[id]] (-1: absent): re-keying an id moves that entry
+ * instead of leaving a stale one behind, so the heap never outgrows its ids
+ * and its first entries can be read without popping them. pos is the
+ * caller's, one slot per id, all -1 at first; heaps that never hold the
+ * same id at once may share it. */
+typedef struct planner_iheap {
+	planner_heap_ent_t *e; /* [cap], e[0] the top; stamps unused */
+	int64_t n, cap;
+	int32_t *pos;
+} planner_iheap_t;
+
+/* Makes *h an empty indexed heap over the caller's pos array. */
+void planner_iheap_init(planner_iheap_t *h, int32_t *pos);
+/* Frees h's storage (not pos); h is empty afterwards. */
+void planner_iheap_fini(planner_iheap_t *h);
+/* Gives id the key, adding it when absent; SL_ENOMEM, h unchanged, when
+ * the storage cannot grow. */
+sl_err planner_iheap_set(planner_iheap_t *h, int64_t id, double key);
+/* Takes id out (nothing when it is absent). */
+void planner_iheap_remove(planner_iheap_t *h, int64_t id);
+/* The top entry, or NULL when h is empty; valid until h next changes. */
+const planner_heap_ent_t *planner_iheap_top(const planner_iheap_t *h);
+/* Writes the first min(k, size) entries in heap order (out[0] the top) to
+ * out, without changing h; returns how many. k <= PLANNER_IHEAP_FIRST_MAX. */
+#define PLANNER_IHEAP_FIRST_MAX 64
+int32_t planner_iheap_first(const planner_iheap_t *h, int32_t k, planner_heap_ent_t *out);
+
 #endif
