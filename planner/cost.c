@@ -170,13 +170,7 @@ void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *wor
 	*work = best_work;
 }
 
-/* A lower bound on the work of s on any d' >= d ranks (d >= 2), in real
- * arithmetic, nondecreasing in d: compute alpha1 s^2 + alpha2 s (padding only
- * adds), the least communication any such d' pays (ulysses: its volume at
- * the fastest bandwidth listed for degrees >= d; ring: (d - 1) transfers at
- * the faster of the two links, overlapped with compute), and every resident
- * or offloaded token at the cheaper of a fixed-cost share and PCIe. */
-static double work_floor(const sl_cost_t *c, int64_t s, int32_t d)
+double planner_cost_work_floor(const sl_cost_t *c, int64_t s, int32_t d, double *busy)
 {
 	const sl_profile_t *p = &c->prof;
 	double sd = (double)s, comp = p->alpha1 * sd * sd + p->alpha2 * sd;
@@ -196,11 +190,13 @@ static double work_floor(const sl_cost_t *c, int64_t s, int32_t d)
 		if (comm > comp)
 			comp = comm;
 	}
+	if (busy != NULL)
+		*busy = comp;
 	return comp + per_tok * sd;
 }
 
 /* The work bound of s (sl_cost_seq_bounds' work), trying degrees in order
- * only while work_floor says a larger one could still do better: the floor
+ * only while planner_cost_work_floor says a larger one could still do better: the floor
  * is a real-arithmetic bound, so a margin far above rounding keeps the
  * result bit-identical to the full loop. On large clusters this is a few
  * dozen degrees per length instead of thousands. */
@@ -209,7 +205,7 @@ static double seq_work(const sl_cost_t *c, int64_t s)
 	double best = INFINITY;
 	int32_t dmax = bound_dmax(c, s);
 	for (int32_t d = 1; d <= dmax; d++) {
-		if (d >= 2 && work_floor(c, s, d) > best * (1.0 + 1e-9))
+		if (d >= 2 && planner_cost_work_floor(c, s, d, NULL) > best * (1.0 + 1e-9))
 			break;
 		double t, w;
 		bound_at(c, s, d, &t, &w);

@@ -47,6 +47,16 @@ typedef struct planner_key {
 	int32_t id;
 } planner_key_t;
 
+/* A lower bound on the rank-ms of s on any d' >= d ranks (d >= 2), in real
+ * arithmetic and nondecreasing in d, on the terms of the ideal's work
+ * (cost.c): compute alpha1 s^2 + alpha2 s (padding only adds), the least
+ * communication any such d' pays (ulysses: its volume at the fastest
+ * bandwidth listed for degrees >= d; ring: d - 1 transfers at the faster of
+ * the two links, overlapped with compute), and every token resident or
+ * offloaded at the cheaper of a fixed-cost share and PCIe. *busy (NULL: not
+ * wanted) gets the compute and communication part alone, a floor on d' T. */
+double planner_cost_work_floor(const sl_cost_t *c, int64_t s, int32_t d, double *busy);
+
 /* qsort comparator of planner_key_t: smallest key first, ties by lower id. */
 int planner_key_asc(const void *a, const void *b);
 /* qsort comparator of int64_t, ascending. */

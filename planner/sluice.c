@@ -160,13 +160,14 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 	if (limit < saved)
 		ctx->work_limit = limit;
 	double t0 = sl_now_ms();
+	int64_t w0 = ctx->work;
 	sl_err rc = planner_sluice_build(se->st, deg, off, knobs);
 	double t1 = sl_now_ms();
 	int64_t w1 = ctx->work;
 	if (rc == SL_OK)
 		rc = planner_sluice_search(se->st, knobs);
-	SL_DEBUG(SL_SUB_PLAN, "sluice: build %.2f ms, search %.2f ms (%lld work)", t1 - t0,
-	         sl_now_ms() - t1, (long long)(ctx->work - w1));
+	SL_DEBUG(SL_SUB_PLAN, "sluice: build %.2f ms (%lld work), search %.2f ms (%lld work)",
+	         t1 - t0, (long long)(w1 - w0), sl_now_ms() - t1, (long long)(ctx->work - w1));
 	ctx->work_limit = saved;
 	if (rc != SL_OK)
 		return rc;
@@ -240,9 +241,11 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		goto out;
 	}
 	double tl0 = sl_now_ms();
+	int64_t wl0 = ctx.work;
 	SL_CHECK_GOTO(planner_sluice_lp_solve(&ctx, &lp), rc, out);
-	SL_DEBUG(SL_SUB_PLAN, "sluice: LP %.2f ms (%d long sequences, %lld candidates)",
-	         sl_now_ms() - tl0, lp.nlong, (long long)lp.cand_off[lp.nlong]);
+	SL_DEBUG(SL_SUB_PLAN, "sluice: LP %.2f ms (%lld work; %d long sequences, %lld candidates)",
+	         sl_now_ms() - tl0, (long long)(ctx.work - wl0), lp.nlong,
+	         (long long)lp.cand_off[lp.nlong]);
 	SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
 	se.share = ctx.work_limit / SLUICE_MAX_BUILDS;
 
