@@ -195,16 +195,16 @@ double planner_cost_work_floor(const sl_cost_t *c, int64_t s, int32_t d, double 
 	return comp + per_tok * sd;
 }
 
-/* The work bound of s (sl_cost_seq_bounds' work), trying degrees in order
- * only while planner_cost_work_floor says a larger one could still do better: the floor
- * is a real-arithmetic bound, so a margin far above rounding keeps the
- * result bit-identical to the full loop. On large clusters this is a few
- * dozen degrees per length instead of thousands. */
-static double seq_work(const sl_cost_t *c, int64_t s)
+/* planner_cost_seq_work tries degrees in order only while
+ * planner_cost_work_floor says a larger one could still do better: the
+ * floor is a real-arithmetic bound, so a margin far above rounding keeps
+ * the result bit-identical to the full loop. On large clusters this is a
+ * few dozen degrees per length instead of thousands. */
+double planner_cost_seq_work(const sl_cost_t *c, int64_t s, int32_t *tried)
 {
 	double best = INFINITY;
-	int32_t dmax = bound_dmax(c, s);
-	for (int32_t d = 1; d <= dmax; d++) {
+	int32_t dmax = bound_dmax(c, s), d;
+	for (d = 1; d <= dmax; d++) {
 		if (d >= 2 && planner_cost_work_floor(c, s, d, NULL) > best * (1.0 + 1e-9))
 			break;
 		double t, w;
@@ -212,6 +212,8 @@ static double seq_work(const sl_cost_t *c, int64_t s)
 		if (w < best)
 			best = w;
 	}
+	if (tried != NULL)
+		*tried = d - 1;
 	return best;
 }
 
@@ -242,7 +244,7 @@ sl_err sl_cost_ideal(const sl_cost_t *c, const int64_t *len, size_t n, double *i
 		size_t j = i;
 		while (j < n && v[j] == v[i])
 			j++;
-		sum_work += seq_work(c, v[i]) * (double)(j - i);
+		sum_work += planner_cost_seq_work(c, v[i], NULL) * (double)(j - i);
 		i = j;
 	}
 	free(v);

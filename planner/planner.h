@@ -56,6 +56,11 @@ typedef struct planner_key {
  * offloaded at the cheaper of a fixed-cost share and PCIe. *busy (NULL: not
  * wanted) gets the compute and communication part alone, a floor on d' T. */
 double planner_cost_work_floor(const sl_cost_t *c, int64_t s, int32_t d, double *busy);
+/* The ideal's work bound of s, bit-identical to sl_cost_seq_bounds' (the
+ * least over degrees of d T + beta (1 - f) p / cap, f in {f_d, 1}), trying
+ * degrees only while planner_cost_work_floor allows a better one; *tried
+ * (NULL: not wanted) gets how many it costed. */
+double planner_cost_seq_work(const sl_cost_t *c, int64_t s, int32_t *tried);
 
 /* qsort comparator of planner_key_t: smallest key first, ties by lower id. */
 int planner_key_asc(const void *a, const void *b);

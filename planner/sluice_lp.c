@@ -128,9 +128,10 @@ static void cost_degree(const planner_sluice_ctx_t *ctx, const rideinfo_t *ri, i
 /* The cheap columns of s once the LP's share of the work limit is spent
  * (out: room for 2). A decision column: the usable degree of least decision
  * work among those that just hold s (from the least offload max_offload
- * allows to none). A bound column of time 0 and the work no degree goes
- * below: a relaxation, so the bound stays valid, only looser. Costs
- * O(s / cap) degrees instead of O(N). Returns 2. */
+ * allows to none). A bound column of time 0 and the least work of any
+ * degree: a relaxation, so the bound stays valid, only looser. Costs
+ * O(s / cap) degrees and the few the work floor leaves, instead of O(N).
+ * Returns 2. */
 static int32_t candidates_coarse(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
                                  planner_sluice_cand_t *out)
 {
@@ -163,12 +164,13 @@ static int32_t candidates_coarse(planner_sluice_ctx_t *ctx, const rideinfo_t *ri
 	out[0] = best.c;
 	out[0].bound = 1;
 	out[0].t = 0;
-	/* every degree's work: compute plus each token resident or offloaded
-	 * at the cheaper rate (the d = 1 terms of the floor; more ranks add
-	 * communication) */
-	double sd = (double)s, per_tok = ctx->beta / ctx->cap < ctx->c_off ? ctx->beta / ctx->cap
-	                                                                    : ctx->c_off;
-	out[0].w = c->prof.alpha1 * sd * sd + c->prof.alpha2 * sd + per_tok * sd;
+	/* the least work over every degree, the ideal's (the bound columns'
+	 * work is the ideal's per degree), so the bound stays at or above the
+	 * spec's ideal: the longest lengths, which set its critical time, are
+	 * costed in full first */
+	int32_t tried;
+	out[0].w = planner_cost_seq_work(c, s, &tried);
+	ctx->work += 4 * (int64_t)tried;
 	out[0].w0_ = out[0].w;
 	out[0].w_usable_ = out[0].w;
 	out[1] = best.c;

@@ -28,6 +28,11 @@ extern "C" {
  * and returns the best valid plan found so far with search_truncated set and
  * a note saying the deadline cut it; only such a plan can depend on the
  * machine. See sl_plan_request for what happens when no plan exists yet. */
+/* Work units per millisecond of time_limit_ms for policies that count work
+ * (`sluice`): a fixed rate, measured on a 2-core x86 box and deliberately
+ * not measured at run time, so plans stay deterministic. */
+#define SL_WORK_UNITS_PER_MS 150000
+
 typedef struct sl_policy_opts {
 	int32_t sp;            /* static: fixed SP degree (0 = smallest power of two that holds) */
 	int64_t trace_max_len; /* static: longest sequence of the whole trace (0 = this batch's) */
