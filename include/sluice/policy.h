@@ -19,6 +19,11 @@ typedef atomic_int sl_cancel_t; /* a cancel flag: nonzero = stop now */
 extern "C" {
 #endif
 
+/* Work units per millisecond of time_limit_ms for policies that count work
+ * (`sluice`): a fixed rate, measured on a 2-core x86 box and deliberately
+ * not measured at run time, so plans stay deterministic. */
+#define SL_WORK_UNITS_PER_MS 150000
+
 /* Limits on planning. time_limit_ms and work_limit are deterministic
  * budgets: every policy counts its own work units (time_limit_ms converts at
  * a fixed, documented rate per policy, never by reading a clock), so the
@@ -28,11 +33,6 @@ extern "C" {
  * and returns the best valid plan found so far with search_truncated set and
  * a note saying the deadline cut it; only such a plan can depend on the
  * machine. See sl_plan_request for what happens when no plan exists yet. */
-/* Work units per millisecond of time_limit_ms for policies that count work
- * (`sluice`): a fixed rate, measured on a 2-core x86 box and deliberately
- * not measured at run time, so plans stay deterministic. */
-#define SL_WORK_UNITS_PER_MS 150000
-
 typedef struct sl_policy_opts {
 	int32_t sp;            /* static: fixed SP degree (0 = smallest power of two that holds) */
 	int64_t trace_max_len; /* static: longest sequence of the whole trace (0 = this batch's) */
