@@ -7,10 +7,17 @@
  *   sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G]
  *                [--batch B] [--steps S] [--max-len L] [--no-scaling]
  *                [--scaling-only] [--csv FILE] [--curve [--curve-max N]]
+ *                [--limit-check [--limits MS,MS,...]]
  *
  * --curve prints the planner's time / peak RSS / step/ideal curve instead:
  * N = 1K..100K (up to --curve-max) sequences on --ranks ranks for the
  * Wikipedia trace, uniform 1..60000 and a long-dominated log-normal mix.
+ *
+ * --limit-check plans each length mix (Wikipedia, uniform, long) at several
+ * sizes with each time_limit_ms of --limits (default 10,100,1000,5000) and
+ * prints the wall time of sl_plan_request (scoring and the ideal included)
+ * over the limit: whether the limit's fixed conversion to work units
+ * bounds wall time on this machine.
  *
  * TRACE defaults to data/traces/wikipedia-flexsp.txt.gz of the source tree
  * it was built from (data/README.md).
@@ -145,6 +152,75 @@ static int curve(const sl_profile_t *prof, const int64_t *trace, size_t ntrace, 
 	return 0;
 }
 
+/* Plans every mix at a few sizes under each time limit and prints wall time
+ * over the limit (sl_plan_request's wall time: validation, planning,
+ * scoring and the ideal). */
+static int limit_check(const sl_profile_t *prof, const int64_t *trace, size_t ntrace,
+                       int32_t per_node, int64_t max_len, const double *limits, int nlimits)
+{
+	static const struct {
+		const char *mix;
+		int n;
+		int32_t ranks;
+	} cfg[] = {{"wikipedia", 8192, 1024},    {"wikipedia", 32768, 4096},
+	           {"wikipedia", 131072, 16384}, {"uniform", 5000, 256},
+	           {"uniform", 20000, 1024},     {"uniform", 100000, 4096},
+	           {"long", 5000, 256},          {"long", 20000, 1024},
+	           {"long", 100000, 4096}};
+	printf("# limit check: sluice planner, profile %s, %d ranks per node; wall = "
+	       "sl_plan_request (scoring and ideal included)\n",
+	       prof->name, per_node);
+	printf("%-10s %7s %6s %9s %10s %11s %11s %6s %4s %10s  %s\n", "mix", "n", "ranks",
+	       "limit_ms", "wall_ms", "wall/limit", "work/limit", "built", "cut", "step/ideal",
+	       "note");
+	fflush(stdout);
+	for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+		int n = cfg[c].n;
+		sl_cost_t cost;
+		sl_cluster_t cl = {cfg[c].ranks, per_node};
+		int64_t *len = malloc(sizeof(int64_t) * (size_t)n);
+		sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)n);
+		if (len == NULL || seqs == NULL || sl_cost_init(&cost, prof, &cl) != SL_OK) {
+			fprintf(stderr, "sluice-bench: %s\n", len && seqs ? sl_errmsg() : "out of memory");
+			free(len);
+			free(seqs);
+			return 1;
+		}
+		mix_lengths(cfg[c].mix, trace, ntrace, max_len, len, n);
+		for (int i = 0; i < n; i++) {
+			seqs[i].id = i;
+			seqs[i].length = len[i];
+		}
+		for (int l = 0; l < nlimits; l++) {
+			sl_policy_opts_t opts;
+			memset(&opts, 0, sizeof(opts));
+			opts.time_limit_ms = limits[l];
+			sl_plan_t *plan = NULL;
+			double t0 = sl_now_ms();
+			if (sl_plan_request("sluice", &cost, seqs, n, &opts, &plan) != SL_OK) {
+				fprintf(stderr, "sluice-bench: %s n=%d: %s\n", cfg[c].mix, n, sl_errmsg());
+				continue;
+			}
+			double wall = sl_now_ms() - t0;
+			double units = limits[l] * (double)SL_WORK_UNITS_PER_MS;
+			printf("%-10s %7d %6d %9.0f %10.1f %11.2f %11.2f %6s %4d %10.4f  %s\n",
+			       cfg[c].mix, n, cfg[c].ranks, limits[l], wall, wall / limits[l],
+			       (double)plan->work_units / units,
+			       strstr(plan->note, "below one build") ? "static" : "yes",
+			       plan->search_truncated, plan->step_ms / plan->ideal_ms, plan->note);
+			fflush(stdout);
+			sl_plan_free(&plan);
+		}
+		free(len);
+		free(seqs);
+		sl_cost_fini(&cost);
+	}
+	printf("# wall/limit: wall time over time_limit_ms; work/limit: work units the planner "
+	       "charged over the limit's units (150,000 a ms); built: static = the limit was below "
+	       "one build and static's plan came back\n");
+	return 0;
+}
+
 /* q-quantile (nearest rank) of v[0..n), sorting a copy. */
 static double quantile(const double *v, int n, double q)
 {
@@ -176,7 +252,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-bench [TRACE] [--profile NAME] [--ranks N] [--per-node G] "
 	           "[--batch B] [--steps S] [--max-len L] [--no-scaling] [--scaling-only] "
-	           "[--csv FILE] [--curve [--curve-max N]] [--version]\n\n%s",
+	           "[--csv FILE] [--curve [--curve-max N]] [--limit-check [--limits MS,...]] "
+	           "[--version]\n\n%s",
 	        SL_EXIT_HELP);
 }
 
@@ -402,6 +479,8 @@ int main(int argc, char **argv)
 	const char *trace = SLUICE_BENCH_DEFAULT_TRACE, *profname = "gpt-7b-flexsp", *csvpath = NULL;
 	int32_t ranks = 64, per_node = 8;
 	int batch = 512, steps = 20, do_scaling = 1, do_replay = 1, do_curve = 0, curve_max = 100000;
+	int do_limits = 0, nlimits = 4;
+	double limits[16] = {10, 100, 1000, 5000};
 	int64_t max_len = 192 * 1024;
 
 	for (int i = 1; i < argc; i++) {
@@ -421,6 +500,24 @@ int main(int argc, char **argv)
 			do_curve = 1;
 			do_replay = 0;
 			do_scaling = 0;
+		} else if (strcmp(a, "--limit-check") == 0) {
+			do_limits = 1;
+			do_replay = 0;
+			do_scaling = 0;
+		} else if (strcmp(a, "--limits") == 0 && v != NULL) {
+			char *end = argv[++i];
+			nlimits = 0;
+			while (*end != '\0' && nlimits < 16) {
+				limits[nlimits] = strtod(end, &end);
+				if (!(limits[nlimits] > 0) || (*end != ',' && *end != '\0')) {
+					fprintf(stderr, "sluice-bench: --limits wants positive ms, "
+					                "comma-separated (got %s)\n", v);
+					return SL_EXIT_USAGE;
+				}
+				nlimits++;
+				if (*end == ',')
+					end++;
+			}
 		} else if (strcmp(a, "--curve-max") == 0 && v != NULL) {
 			curve_max = atoi(argv[++i]);
 		} else if (a[0] == '-' && a[1] == '-' && v == NULL) {
@@ -494,6 +591,8 @@ int main(int argc, char **argv)
 		rc = scaling(&prof, kept.v, kept.n, per_node);
 	if (rc == 0 && do_curve)
 		rc = curve(&prof, kept.v, kept.n, ranks, per_node, max_len, curve_max);
+	if (rc == 0 && do_limits)
+		rc = limit_check(&prof, kept.v, kept.n, per_node, max_len, limits, nlimits);
 	sl_lengths_free(&kept);
 	return rc;
 }

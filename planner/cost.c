@@ -120,31 +120,47 @@ int sl_cost_one_node(const sl_cost_t *c, const int32_t *ranks, int32_t n)
 	return 1;
 }
 
-void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *work)
+/* Time and work of s on d ranks as the ideal counts them (cost-model.md,
+ * "The ideal"): t with the least offload that fits, w the least over f in
+ * {f_d, 1} of d T(s, d, f) + beta (1 - f) p_d / cap. */
+static void bound_at(const sl_cost_t *c, int64_t s, int32_t d, double *t_out, double *w_out)
 {
-	double best_crit = INFINITY, best_work = INFINITY;
-	/* Once 2d >= s the padded length is 2d: compute 4 alpha1 d + 2 alpha2
-	 * grows with d, nothing is offloaded (cap >= 2), and the communication
-	 * of 2 tokens per rank cannot shrink when bandwidth never grows with the
-	 * degree. So no larger degree beats d = ceil(s / 2) on either bound;
-	 * stopping there gives exactly the spec's minimum over 1..N. */
+	int64_t p = sl_cost_padded(s, d);
+	double f = 1.0 - (double)c->cap * d / (double)p;
+	if (f < 0)
+		f = 0;
+	double t = sl_cost_seq_ms(c, s, d, f, d <= c->cl.ranks_per_node);
+	double w = d * t + c->prof.beta * (1.0 - f) * (double)p / (double)c->cap;
+	/* work is linear in f, so its least over f_d <= f < 1 is at an
+	 * end: f = 1 (no fixed-cost share, everything offloaded) is below
+	 * f_d where offloading a token costs less than the fixed cost it
+	 * frees (docs/cost-model.md, "The ideal"). */
+	double w1 = d * sl_cost_seq_ms(c, s, d, 1.0, d <= c->cl.ranks_per_node);
+	*t_out = t;
+	*w_out = w1 < w ? w1 : w;
+}
+
+/* The largest degree worth trying for s: once 2d >= s the padded length is
+ * 2d, compute 4 alpha1 d + 2 alpha2 grows with d, nothing is offloaded
+ * (cap >= 2), and the communication of 2 tokens per rank cannot shrink when
+ * bandwidth never grows with the degree. So no larger degree beats
+ * d = ceil(s / 2) on either bound; stopping there gives exactly the spec's
+ * minimum over 1..N. */
+static int32_t bound_dmax(const sl_cost_t *c, int64_t s)
+{
 	int32_t dmax = c->cl.ranks;
 	if (c->comm_monotone && c->cap >= 2 && (s + 1) / 2 < dmax)
 		dmax = (int32_t)((s + 1) / 2 > 1 ? (s + 1) / 2 : 1);
+	return dmax;
+}
+
+void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *work)
+{
+	double best_crit = INFINITY, best_work = INFINITY;
+	int32_t dmax = bound_dmax(c, s);
 	for (int32_t d = 1; d <= dmax; d++) {
-		int64_t p = sl_cost_padded(s, d);
-		double f = 1.0 - (double)c->cap * d / (double)p;
-		if (f < 0)
-			f = 0;
-		double t = sl_cost_seq_ms(c, s, d, f, d <= c->cl.ranks_per_node);
-		double w = d * t + c->prof.beta * (1.0 - f) * (double)p / (double)c->cap;
-		/* work is linear in f, so its least over f_d <= f < 1 is at an
-		 * end: f = 1 (no fixed-cost share, everything offloaded) is below
-		 * f_d where offloading a token costs less than the fixed cost it
-		 * frees (docs/cost-model.md, "The ideal"). */
-		double w1 = d * sl_cost_seq_ms(c, s, d, 1.0, d <= c->cl.ranks_per_node);
-		if (w1 < w)
-			w = w1;
+		double t, w;
+		bound_at(c, s, d, &t, &w);
 		if (t < best_crit)
 			best_crit = t;
 		if (w < best_work)
@@ -152,6 +168,53 @@ void sl_cost_seq_bounds(const sl_cost_t *c, int64_t s, double *crit, double *wor
 	}
 	*crit = best_crit;
 	*work = best_work;
+}
+
+double planner_cost_work_floor(const sl_cost_t *c, int64_t s, int32_t d, double *busy)
+{
+	const sl_profile_t *p = &c->prof;
+	double sd = (double)s, comp = p->alpha1 * sd * sd + p->alpha2 * sd;
+	double per_tok = p->act_bytes_per_token / MIB / p->pcie_gbps;
+	if (p->beta / (double)c->cap < per_tok)
+		per_tok = p->beta / (double)c->cap;
+	if (p->sp_comm == SL_SP_ULYSSES) {
+		double bw = p->bw_gbps[p->n_bw - 1];
+		for (int i = 0; i < p->n_bw; i++)
+			if (p->bw_degree[i] >= d && p->bw_gbps[i] > bw)
+				bw = p->bw_gbps[i];
+		comp += p->a2a_bytes_per_token * sd / MIB / bw;
+	} else {
+		double bw = p->p2p_gbps_intra > p->p2p_gbps_inter ? p->p2p_gbps_intra
+		                                                   : p->p2p_gbps_inter;
+		double comm = (double)(d - 1) * p->kv_bytes_per_token * sd / MIB / bw;
+		if (comm > comp)
+			comp = comm;
+	}
+	if (busy != NULL)
+		*busy = comp;
+	return comp + per_tok * sd;
+}
+
+/* planner_cost_seq_work tries degrees in order only while
+ * planner_cost_work_floor says a larger one could still do better: the
+ * floor is a real-arithmetic bound, so a margin far above rounding keeps
+ * the result bit-identical to the full loop. On large clusters this is a
+ * few dozen degrees per length instead of thousands. */
+double planner_cost_seq_work(const sl_cost_t *c, int64_t s, int32_t *tried)
+{
+	double best = INFINITY;
+	int32_t dmax = bound_dmax(c, s), d;
+	for (d = 1; d <= dmax; d++) {
+		if (d >= 2 && planner_cost_work_floor(c, s, d, NULL) > best * (1.0 + 1e-9))
+			break;
+		double t, w;
+		bound_at(c, s, d, &t, &w);
+		if (w < best)
+			best = w;
+	}
+	if (tried != NULL)
+		*tried = d - 1;
+	return best;
 }
 
 sl_err sl_cost_ideal(const sl_cost_t *c, const int64_t *len, size_t n, double *ideal_ms)
@@ -170,15 +233,18 @@ sl_err sl_cost_ideal(const sl_cost_t *c, const int64_t *len, size_t n, double *i
 	}
 	qsort(v, n, sizeof(int64_t), planner_cmp_i64);
 	double max_crit = 0, sum_work = 0;
+	/* A sequence's time on d ranks never falls as it grows (the padded
+	 * length, the offload it needs and every term grow with it), so the
+	 * largest least time is the longest sequence's. */
+	if (n > 0) {
+		double work;
+		sl_cost_seq_bounds(c, v[n - 1], &max_crit, &work);
+	}
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		while (j < n && v[j] == v[i])
 			j++;
-		double crit, work;
-		sl_cost_seq_bounds(c, v[i], &crit, &work);
-		if (crit > max_crit)
-			max_crit = crit;
-		sum_work += work * (double)(j - i);
+		sum_work += planner_cost_seq_work(c, v[i], NULL) * (double)(j - i);
 		i = j;
 	}
 	free(v);

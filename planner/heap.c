@@ -130,3 +130,114 @@ void planner_heap_clear(planner_heap_t *h)
 {
 	h->n = 0;
 }
+
+/* --- indexed heap -------------------------------------------------------- */
+
+static void iheap_place(planner_iheap_t *h, int64_t i, const planner_heap_ent_t *x)
+{
+	h->e[i] = *x;
+	h->pos[x->id] = (int32_t)i;
+}
+
+/* Moves the entry at i up or down to its place (one of the two is a no-op). */
+static void iheap_fix(planner_iheap_t *h, int64_t i)
+{
+	static const planner_heap_t order = {NULL, 0, 0, 0}; /* a min-heap */
+	planner_heap_ent_t x = h->e[i];
+	while (i > 0) {
+		int64_t p = (i - 1) / 2;
+		if (!heap_above(&order, &x, &h->e[p]))
+			break;
+		iheap_place(h, i, &h->e[p]);
+		i = p;
+	}
+	for (;;) {
+		int64_t l = 2 * i + 1, r = l + 1, m = -1;
+		if (l < h->n && heap_above(&order, &h->e[l], &x))
+			m = l;
+		if (r < h->n && heap_above(&order, &h->e[r], m < 0 ? &x : &h->e[l]))
+			m = r;
+		if (m < 0)
+			break;
+		iheap_place(h, i, &h->e[m]);
+		i = m;
+	}
+	iheap_place(h, i, &x);
+}
+
+void planner_iheap_init(planner_iheap_t *h, int32_t *pos)
+{
+	h->e = NULL;
+	h->n = 0;
+	h->cap = 0;
+	h->pos = pos;
+}
+
+void planner_iheap_fini(planner_iheap_t *h)
+{
+	for (int64_t i = 0; i < h->n; i++)
+		h->pos[h->e[i].id] = -1;
+	free(h->e);
+	h->e = NULL;
+	h->n = 0;
+	h->cap = 0;
+}
+
+sl_err planner_iheap_set(planner_iheap_t *h, int64_t id, double key)
+{
+	int64_t i = h->pos[id];
+	if (i < 0) {
+		SL_CHECK(planner_grow((void **)&h->e, &h->cap, h->n + 1, sizeof(planner_heap_ent_t)));
+		i = h->n++;
+	}
+	h->e[i].key = key;
+	h->e[i].id = id;
+	h->e[i].stamp = 0;
+	iheap_fix(h, i);
+	return SL_OK;
+}
+
+void planner_iheap_remove(planner_iheap_t *h, int64_t id)
+{
+	int64_t i = h->pos[id];
+	if (i < 0)
+		return;
+	h->pos[id] = -1;
+	if (i == --h->n)
+		return;
+	h->e[i] = h->e[h->n];
+	iheap_fix(h, i);
+}
+
+const planner_heap_ent_t *planner_iheap_top(const planner_iheap_t *h)
+{
+	return h->n > 0 ? &h->e[0] : NULL;
+}
+
+int32_t planner_iheap_first(const planner_iheap_t *h, int32_t k, planner_heap_ent_t *out)
+{
+	/* Best-first walk from the top: the next entry in order is the least
+	 * of the frontier (children of those taken), so k entries cost
+	 * O(k^2) comparisons on a frontier of at most k + 1, and h is only
+	 * read. */
+	static const planner_heap_t order = {NULL, 0, 0, 0};
+	int64_t fr[PLANNER_IHEAP_FIRST_MAX + 1];
+	int32_t nf = 0, got = 0;
+	if (k > PLANNER_IHEAP_FIRST_MAX)
+		k = PLANNER_IHEAP_FIRST_MAX;
+	if (h->n > 0)
+		fr[nf++] = 0;
+	while (got < k && nf > 0) {
+		int32_t b = 0;
+		for (int32_t j = 1; j < nf; j++)
+			if (heap_above(&order, &h->e[fr[j]], &h->e[fr[b]]))
+				b = j;
+		int64_t i = fr[b];
+		fr[b] = fr[--nf];
+		out[got++] = h->e[i];
+		for (int64_t c = 2 * i + 1; c <= 2 * i + 2 && c < h->n && nf <= PLANNER_IHEAP_FIRST_MAX;
+		     c++)
+			fr[nf++] = c;
+	}
+	return got;
+}

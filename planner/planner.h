@@ -47,6 +47,21 @@ typedef struct planner_key {
 	int32_t id;
 } planner_key_t;
 
+/* A lower bound on the rank-ms of s on any d' >= d ranks (d >= 2), in real
+ * arithmetic and nondecreasing in d, on the terms of the ideal's work
+ * (cost.c): compute alpha1 s^2 + alpha2 s (padding only adds), the least
+ * communication any such d' pays (ulysses: its volume at the fastest
+ * bandwidth listed for degrees >= d; ring: d - 1 transfers at the faster of
+ * the two links, overlapped with compute), and every token resident or
+ * offloaded at the cheaper of a fixed-cost share and PCIe. *busy (NULL: not
+ * wanted) gets the compute and communication part alone, a floor on d' T. */
+double planner_cost_work_floor(const sl_cost_t *c, int64_t s, int32_t d, double *busy);
+/* The ideal's work bound of s, bit-identical to sl_cost_seq_bounds' (the
+ * least over degrees of d T + beta (1 - f) p / cap, f in {f_d, 1}), trying
+ * degrees only while planner_cost_work_floor allows a better one; *tried
+ * (NULL: not wanted) gets how many it costed. */
+double planner_cost_seq_work(const sl_cost_t *c, int64_t s, int32_t *tried);
+
 /* qsort comparator of planner_key_t: smallest key first, ties by lower id. */
 int planner_key_asc(const void *a, const void *b);
 /* qsort comparator of int64_t, ascending. */
@@ -101,5 +116,34 @@ const planner_heap_ent_t *planner_heap_top_live(planner_heap_t *h, const int32_t
 int64_t planner_heap_size(const planner_heap_t *h);
 /* Empties h, keeping its storage. */
 void planner_heap_clear(planner_heap_t *h);
+
+/* An indexed min-heap (heap.c) in the order of a min planner_heap_t
+ * (smaller key on top, ties by the lower id) where each id has at most one
+ * entry, at e[pos[id]] (-1: absent): re-keying an id moves that entry
+ * instead of leaving a stale one behind, so the heap never outgrows its ids
+ * and its first entries can be read without popping them. pos is the
+ * caller's, one slot per id, all -1 at first; heaps that never hold the
+ * same id at once may share it. */
+typedef struct planner_iheap {
+	planner_heap_ent_t *e; /* [cap], e[0] the top; stamps unused */
+	int64_t n, cap;
+	int32_t *pos;
+} planner_iheap_t;
+
+/* Makes *h an empty indexed heap over the caller's pos array. */
+void planner_iheap_init(planner_iheap_t *h, int32_t *pos);
+/* Frees h's storage (not pos); h is empty afterwards. */
+void planner_iheap_fini(planner_iheap_t *h);
+/* Gives id the key, adding it when absent; SL_ENOMEM, h unchanged, when
+ * the storage cannot grow. */
+sl_err planner_iheap_set(planner_iheap_t *h, int64_t id, double key);
+/* Takes id out (nothing when it is absent). */
+void planner_iheap_remove(planner_iheap_t *h, int64_t id);
+/* The top entry, or NULL when h is empty; valid until h next changes. */
+const planner_heap_ent_t *planner_iheap_top(const planner_iheap_t *h);
+/* Writes the first min(k, size) entries in heap order (out[0] the top) to
+ * out, without changing h; returns how many. k <= PLANNER_IHEAP_FIRST_MAX. */
+#define PLANNER_IHEAP_FIRST_MAX 64
+int32_t planner_iheap_first(const planner_iheap_t *h, int32_t k, planner_heap_ent_t *out);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pack.h"
 #include "sluice_internal.h"
 
 /* Default search budget in work units (one unit is about one candidate
@@ -26,9 +27,8 @@
  * share: the search's gains flatten on large batches while its cost grows,
  * and the default must keep 100K sequences within seconds. */
 #define SLUICE_DEFAULT_WORK_FULL_SEQS ((int64_t)8192)
-/* Work units per millisecond of opts->time_limit_ms (a fixed rate, measured
- * on a 2-core x86 box; deliberately not measured at run time). */
-#define SLUICE_WORK_PER_MS ((int64_t)150 * 1000)
+/* Work units per millisecond of opts->time_limit_ms (policy.h). */
+#define SLUICE_WORK_PER_MS ((int64_t)SL_WORK_UNITS_PER_MS)
 /* Exact micro-batch MILPs per request. */
 #define SLUICE_MILP_PER_REQUEST 8
 
@@ -52,6 +52,34 @@ static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hy
  * its placement scans ranks per group: scored up to this many ranks, where
  * it costs well under a millisecond per hundred sequences. */
 #define SLUICE_ALIGNED_MAX_RANKS 4096
+/* Work units charged for scoring each fallback: its cost predicted from the
+ * batch's size at SLUICE_WORK_PER_MS (they have no work counter of their
+ * own and cannot be cut halfway), fitted on this 2-core box from 512 to
+ * 131,072 sequences on 64 to 16,384 ranks (docs/perf.md, "Work limit"):
+ * `static` deals every sequence and packs each rank (about 0.3 us a
+ * sequence), `batch-adaptive` is `static` once per power-of-two degree,
+ * `megatron-hybrid-cp` about 0.5 us a sequence, `sluice-aligned` scans the
+ * batch once per slot (about 3 ns per pair of sequences), `flexsp` with
+ * SLUICE_FLEXSP_LPS configuration LPs 10-80 ms. */
+#define SLUICE_STATIC_UNITS_PER_SEQ 64
+#define SLUICE_STATIC_UNITS_PER_RANK 8
+#define SLUICE_MEGATRON_UNITS_PER_SEQ 96
+#define SLUICE_FLEXSP_UNITS ((int64_t)12 * 1000 * 1000)
+/* A fallback whose predicted cost is over this share of the work limit is
+ * not scored at all (it would crowd out the search); the others' cost is
+ * set aside from the start, so the search leaves them room. */
+#define SLUICE_FALLBACK_SHARE 4
+/* Units charged per sequence and per rank for writing a built plan and
+ * timing it under the reference rule. */
+#define SLUICE_EMIT_UNITS_PER_SEQ 16
+#define SLUICE_EMIT_UNITS_PER_RANK 8
+/* A work limit below this many units per sequence and per rank cannot pay
+ * for one build of our own (placement and stages 1 and 2 took 1-6 us a
+ * sequence here, more per sequence on more ranks): the request gets
+ * `static`'s plan, marked truncated. */
+#define SLUICE_BUILD_UNITS_PER_SEQ 300
+#define SLUICE_BUILD_UNITS_PER_RANK 2000
+
 /* The configuration LPs flexsp may solve as a fallback (its default is
  * 20,000): its homogeneous plans, where it starts, are what wins on the
  * batches it is scored on; its search there costs 10-80 ms. */
@@ -60,8 +88,11 @@ static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hy
  * placement grow faster than linearly (seconds at 20K sequences). */
 #define SLUICE_FLEXSP_MAX_SEQS 4096
 
+/* Fills ctx for the request (ctx_fini releases it): per-sequence times and
+ * offload room, and the work limit; *default_limit tells whether that is
+ * the policy's default rather than the caller's work or time limit. */
 static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const sl_seq_t *seqs,
-                       int64_t n, const sl_policy_opts_t *opts)
+                       int64_t n, const sl_policy_opts_t *opts, int *default_limit)
 {
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->cost = cost;
@@ -100,10 +131,13 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 	                          ? opts->work_limit
 	                          : SLUICE_DEFAULT_WORK_BASE + SLUICE_DEFAULT_WORK_PER_SEQ * nfull +
 	                                    SLUICE_DEFAULT_WORK_PER_SEQ / 10 * (n - nfull);
+	*default_limit = opts->work_limit <= 0;
 	if (opts->time_limit_ms > 0) {
 		double w = opts->time_limit_ms * (double)SLUICE_WORK_PER_MS;
-		if (w < (double)ctx->work_limit)
+		if (w < (double)ctx->work_limit) {
 			ctx->work_limit = w < 1 ? 1 : (int64_t)w;
+			*default_limit = 0;
+		}
 	}
 	ctx->milp_left = SLUICE_MILP_PER_REQUEST;
 	ctx->opts = opts;
@@ -135,7 +169,35 @@ typedef struct {
 	double best_mean; /* mean rank finish of the best plan */
 	int best_widen;   /* the best plan's rings were widened to whole nodes */
 	int64_t share;
+	int64_t limit;      /* work the builds may reach: the limit less the fallbacks' */
+	int64_t build_cost; /* most units one build (placement and packing) charged */
 } search_t;
+
+/* Work units fallback k (fallbacks[]) is charged for scoring this batch. */
+static int64_t fallback_units(size_t k, const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n)
+{
+	int64_t one = SLUICE_STATIC_UNITS_PER_SEQ * n +
+	              SLUICE_STATIC_UNITS_PER_RANK * (int64_t)cost->cl.ranks;
+	if (strcmp(fallbacks[k], "static") == 0)
+		return one;
+	if (strcmp(fallbacks[k], "batch-adaptive") == 0) {
+		int64_t longest = 0;
+		for (int64_t i = 0; i < n; i++)
+			if (seqs[i].length > longest)
+				longest = seqs[i].length;
+		int32_t d0 = planner_pow2_holding(cost, longest), dmax = planner_pow2_floor(cost->cl.ranks);
+		int64_t degrees = 1;
+		for (int64_t d = d0; d0 > 0 && d * 2 <= dmax; d *= 2)
+			degrees++;
+		return degrees * one;
+	}
+	if (strcmp(fallbacks[k], "megatron-hybrid-cp") == 0)
+		return SLUICE_MEGATRON_UNITS_PER_SEQ * n +
+		       SLUICE_STATIC_UNITS_PER_RANK * (int64_t)cost->cl.ranks;
+	if (k == SLUICE_FALLBACK_ALIGNED)
+		return n * n / 2 + one;
+	return SLUICE_FLEXSP_UNITS;
+}
 
 /* Builds, polishes and scores the plan of these degrees (unless built
  * before); keeps it when it is the fastest so far. */
@@ -151,27 +213,39 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 			return SL_OK;
 	if (se->nseen == SLUICE_MAX_BUILDS || planner_sluice_stopped(ctx))
 		return SL_OK;
+	/* A build cannot stop halfway (every sequence must be placed): once
+	 * there is a plan, one that would take the work past the builds' limit
+	 * (as the dearest build so far did) is not started. */
+	int64_t emit_units = SLUICE_EMIT_UNITS_PER_SEQ * (int64_t)n +
+	                     SLUICE_EMIT_UNITS_PER_RANK * (int64_t)ctx->N;
+	if (se->best != NULL && ctx->work + se->build_cost + emit_units > se->limit) {
+		ctx->truncated = 1;
+		return SL_OK;
+	}
 	memcpy(se->seen + (size_t)se->nseen * n, deg, sizeof(int32_t) * n);
 	se->seen_riders[se->nseen++] = knobs->riders + 2 * knobs->widen;
 	/* Each build gets its share of the work; what an earlier one left
 	 * unused carries over. */
 	int64_t saved = ctx->work_limit;
 	int64_t limit = ctx->work + se->share;
-	if (limit < saved)
-		ctx->work_limit = limit;
+	ctx->work_limit = limit < se->limit ? limit : se->limit;
 	double t0 = sl_now_ms();
+	int64_t w0 = ctx->work;
 	sl_err rc = planner_sluice_build(se->st, deg, off, knobs);
 	double t1 = sl_now_ms();
 	int64_t w1 = ctx->work;
 	if (rc == SL_OK)
 		rc = planner_sluice_search(se->st, knobs);
-	SL_DEBUG(SL_SUB_PLAN, "sluice: build %.2f ms, search %.2f ms (%lld work)", t1 - t0,
-	         sl_now_ms() - t1, (long long)(ctx->work - w1));
+	SL_DEBUG(SL_SUB_PLAN, "sluice: build %.2f ms (%lld work), search %.2f ms (%lld work)",
+	         t1 - t0, (long long)(w1 - w0), sl_now_ms() - t1, (long long)(ctx->work - w1));
 	ctx->work_limit = saved;
+	if (w1 - w0 > se->build_cost)
+		se->build_cost = w1 - w0;
 	if (rc != SL_OK)
 		return rc;
 	SL_CHECK(planner_sluice_emit(se->st, &cand));
 	double ms;
+	ctx->work += emit_units;
 	rc = planner_plan_timing(cand, se->cost, se->per_rank, &ms);
 	if (rc != SL_OK) {
 		sl_plan_free(&cand);
@@ -196,12 +270,63 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 	return SL_OK;
 }
 
+/* Builds the plans of the LP's roundings (try_degrees keeps the fastest in
+ * se->best): deg and off are scratch of n entries. */
+static sl_err build_all(search_t *se, const planner_sluice_lp_t *lp, int32_t *deg, double *off)
+{
+	planner_sluice_ctx_t *ctx = se->ctx;
+	int64_t n = ctx->n;
+	planner_sluice_knobs_t with_riders = {.riders = 1, .offload = 1, .merge = 1},
+	                       no_riders = {.riders = 0, .offload = 1, .merge = 1};
+	/* The LP's degrees first (riders may fill a ring up to the decision
+	 * LP's step). Its optimum is below what a plan reaches, so a long
+	 * sequence may then take fewer ranks for the same step, or, when its
+	 * ring is what sets the step, more: re-round for the best plan's mean
+	 * rank finish (the level a balanced plan reaches) and for its step,
+	 * until the degrees stop changing. */
+	with_riders.level = lp->t_star * 1.05;
+	int long_dominated = 2 * (int64_t)lp->nlong >= n;
+	for (int which = 0; which < 2; which++) {
+		planner_sluice_lp_round(ctx, lp, which, deg, off);
+		SL_CHECK(try_degrees(se, deg, off, &with_riders));
+		/* Long-dominated batches (at least half the sequences need
+		 * several ranks): few short sequences are left to fill a ring's
+		 * spare memory, and rings of mixed widths leave ranks idle, so
+		 * also build the plan whose rings take whole nodes, shared by
+		 * several long sequences (merge_rings). */
+		if (long_dominated) {
+			planner_sluice_knobs_t wide = with_riders;
+			wide.widen = 1;
+			SL_CHECK(try_degrees(se, deg, off, &wide));
+		}
+	}
+	for (int it = 0; it < SLUICE_REFINE && se->best != NULL; it++) {
+		int before = se->nseen;
+		double g = se->cost->prof.grad_sync_ms;
+		double targets[2] = {se->best_mean, se->best_ms - g};
+		for (int z = 0; z < 2; z++) {
+			planner_sluice_lp_target(ctx, lp, targets[z], deg, off);
+			with_riders.level = targets[z];
+			with_riders.widen = se->best_widen;
+			SL_CHECK(try_degrees(se, deg, off, &with_riders));
+		}
+		if (se->nseen == before)
+			break;
+	}
+	if (se->best != NULL) {
+		memcpy(deg, se->best_deg, sizeof(int32_t) * (size_t)n);
+		memcpy(off, se->best_off, sizeof(double) * (size_t)n);
+		no_riders.level = se->best_ms;
+		no_riders.widen = se->best_widen;
+		SL_CHECK(try_degrees(se, deg, off, &no_riders));
+	}
+	return SL_OK;
+}
+
 sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
                              const sl_policy_opts_t *opts, sl_plan_t **out)
 {
 	static const sl_policy_opts_t defaults;
-	planner_sluice_knobs_t with_riders = {.riders = 1, .offload = 1, .merge = 1},
-	                       no_riders = {.riders = 0, .offload = 1, .merge = 1};
 	planner_sluice_ctx_t ctx;
 	planner_sluice_lp_t lp;
 	planner_sluice_state_t st;
@@ -223,7 +348,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	memset(&lp, 0, sizeof(lp));
 	memset(&st, 0, sizeof(st));
 	memset(&se, 0, sizeof(se));
-	SL_CHECK(ctx_init(&ctx, cost, seqs, n, opts));
+	int default_limit = 0;
+	SL_CHECK(ctx_init(&ctx, cost, seqs, n, opts, &default_limit));
 	se.ctx = &ctx;
 	se.st = &st;
 	se.cost = cost;
@@ -239,55 +365,48 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %lld sequences", (long long)n);
 		goto out;
 	}
-	double tl0 = sl_now_ms();
-	SL_CHECK_GOTO(planner_sluice_lp_solve(&ctx, &lp), rc, out);
-	SL_DEBUG(SL_SUB_PLAN, "sluice: LP %.2f ms (%d long sequences, %lld candidates)",
-	         sl_now_ms() - tl0, lp.nlong, (long long)lp.cand_off[lp.nlong]);
-	SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
-	se.share = ctx.work_limit / SLUICE_MAX_BUILDS;
-
-	/* The LP's degrees first (riders may fill a ring up to the decision
-	 * LP's step). Its optimum is below what a plan reaches, so a long
-	 * sequence may then take fewer ranks for the same step, or, when its
-	 * ring is what sets the step, more: re-round for the best plan's mean
-	 * rank finish (the level a balanced plan reaches) and for its step,
-	 * until the degrees stop changing. */
-	with_riders.level = lp.t_star * 1.05;
-	int long_dominated = 2 * (int64_t)lp.nlong >= n;
-	for (int which = 0; which < 2; which++) {
-		planner_sluice_lp_round(&ctx, &lp, which, deg, off);
-		SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
-		/* Long-dominated batches (at least half the sequences need
-		 * several ranks): few short sequences are left to fill a ring's
-		 * spare memory, and rings of mixed widths leave ranks idle, so
-		 * also build the plan whose rings take whole nodes, shared by
-		 * several long sequences (merge_rings). */
-		if (long_dominated) {
-			planner_sluice_knobs_t wide = with_riders;
-			wide.widen = 1;
-			SL_CHECK_GOTO(try_degrees(&se, deg, off, &wide), rc, out);
+	/* Below this much work a request gets `static`'s plan: one build of
+	 * our own would overrun the limit by more than twice. */
+	int64_t build_floor = SLUICE_BUILD_UNITS_PER_SEQ * (int64_t)n +
+	                      SLUICE_BUILD_UNITS_PER_RANK * (int64_t)ctx.N;
+	int floor_only = ctx.work_limit < build_floor;
+	/* The fallbacks' predicted cost, set aside from the start (those over
+	 * a share of the limit are not scored). flexsp's is set aside on
+	 * every batch where it may be scored. */
+	int64_t fb_units[sizeof(fallbacks) / sizeof(fallbacks[0])], reserve = 0;
+	int fb_on[sizeof(fallbacks) / sizeof(fallbacks[0])];
+	int long_dominated = 0;
+	for (size_t k = 0; k < sizeof(fallbacks) / sizeof(fallbacks[0]); k++) {
+		fb_units[k] = fallback_units(k, cost, seqs, n);
+		fb_on[k] = sl_policy_find(fallbacks[k]) != NULL &&
+		           !(k == SLUICE_FALLBACK_FLEXSP && n > SLUICE_FLEXSP_MAX_SEQS) &&
+		           !(k == SLUICE_FALLBACK_ALIGNED && cost->cl.ranks > SLUICE_ALIGNED_MAX_RANKS);
+		if (fb_on[k] && fb_units[k] > ctx.work_limit / SLUICE_FALLBACK_SHARE) {
+			fb_on[k] = 0;
+			ctx.truncated = 1;
 		}
+		if (fb_on[k])
+			reserve += fb_units[k];
 	}
-	for (int it = 0; it < SLUICE_REFINE && se.best != NULL; it++) {
-		int before = se.nseen;
-		double g = cost->prof.grad_sync_ms;
-		double targets[2] = {se.best_mean, se.best_ms - g};
-		for (int z = 0; z < 2; z++) {
-			planner_sluice_lp_target(&ctx, &lp, targets[z], deg, off);
-			with_riders.level = targets[z];
-			with_riders.widen = se.best_widen;
-			SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
-		}
-		if (se.nseen == before)
-			break;
-	}
-	if (se.best != NULL) {
-		memcpy(deg, se.best_deg, sizeof(int32_t) * (size_t)n);
-		memcpy(off, se.best_off, sizeof(double) * (size_t)n);
-		no_riders.level = se.best_ms;
-		no_riders.widen = se.best_widen;
-		SL_CHECK_GOTO(try_degrees(&se, deg, off, &no_riders), rc, out);
-
+	/* The default budget is the search's; the fallbacks' comes on top. A
+	 * caller's limit bounds everything. */
+	if (default_limit)
+		ctx.work_limit += reserve;
+	se.limit = ctx.work_limit - reserve;
+	if (!floor_only) {
+		double tl0 = sl_now_ms();
+		int64_t wl0 = ctx.work;
+		SL_CHECK_GOTO(planner_sluice_lp_solve(&ctx, &lp), rc, out);
+		SL_DEBUG(SL_SUB_PLAN,
+		         "sluice: LP %.2f ms (%lld work; %d long sequences, %lld candidates)",
+		         sl_now_ms() - tl0, (long long)(ctx.work - wl0), lp.nlong,
+		         (long long)lp.cand_off[lp.nlong]);
+		SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
+		se.share = se.limit / SLUICE_MAX_BUILDS;
+		long_dominated = 2 * (int64_t)lp.nlong >= n;
+		SL_CHECK_GOTO(build_all(&se, &lp, deg, off), rc, out);
+	} else {
+		ctx.truncated = 1;
 	}
 	int built = se.nseen;
 
@@ -295,12 +414,17 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	for (size_t k = 0; k < sizeof(fallbacks) / sizeof(fallbacks[0]); k++) {
 		const sl_policy_t *pol = sl_policy_find(fallbacks[k]);
 		/* once stopped, the plan in hand is the answer (none: the caller's
-		 * fallback answers) */
-		if (pol == NULL || planner_sluice_stopped(&ctx) ||
-		    (k == SLUICE_FALLBACK_FLEXSP &&
-		     !(se.best_widen && long_dominated && n <= SLUICE_FLEXSP_MAX_SEQS)) ||
-		    (k == SLUICE_FALLBACK_ALIGNED && cost->cl.ranks > SLUICE_ALIGNED_MAX_RANKS))
+		 * fallback answers); with no plan at all `static` answers whatever
+		 * its cost */
+		int forced = se.best == NULL && strcmp(fallbacks[k], "static") == 0;
+		if (pol == NULL || planner_sluice_stopped(&ctx) || (!fb_on[k] && !forced) ||
+		    (k == SLUICE_FALLBACK_FLEXSP && !(se.best_widen && long_dominated)))
 			continue;
+		if (!forced && ctx.work + fb_units[k] > ctx.work_limit) {
+			ctx.truncated = 1; /* the builds overran their share */
+			continue;
+		}
+		ctx.work += fb_units[k];
 		double tf0 = sl_now_ms();
 		sl_policy_opts_t fo = *opts;
 		if (k == SLUICE_FALLBACK_FLEXSP) {
@@ -313,8 +437,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		}
 		double ms;
 		SL_CHECK_GOTO(planner_plan_timing(cand, cost, se.per_rank, &ms), rc, out);
-		SL_DEBUG(SL_SUB_PLAN, "sluice: fallback %s: %.1f ms (planned in %.2f ms)", pol->name, ms,
-		         sl_now_ms() - tf0);
+		SL_DEBUG(SL_SUB_PLAN, "sluice: fallback %s: %.1f ms (planned in %.2f ms, %lld units)",
+		         pol->name, ms, sl_now_ms() - tf0, (long long)fb_units[k]);
 		if (ms < se.best_ms - 1e-9) {
 			sl_plan_free(&se.best);
 			se.best = cand;
@@ -335,13 +459,18 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	}
 	sl_plan_t *best = se.best;
 	snprintf(best->policy, sizeof(best->policy), "sluice");
-	best->lp_bound_ms = lp.bound_ms;
+	best->lp_bound_ms = floor_only ? NAN : lp.bound_ms;
 	best->search_truncated = ctx.truncated || ctx.stopped;
+	best->work_units = ctx.work;
 	best->note[0] = '\0';
 	if (ctx.stopped)
 		snprintf(best->note, sizeof(best->note), "search cut by the deadline (%lld units)%s%s",
 		         (long long)ctx.work, winner ? "; kept the plan of " : "",
 		         winner ? winner : "");
+	else if (floor_only)
+		snprintf(best->note, sizeof(best->note),
+		         "work limit (%lld units) below one build (%lld); kept the plan of static",
+		         (long long)ctx.work_limit, (long long)build_floor);
 	else if (ctx.truncated)
 		snprintf(best->note, sizeof(best->note),
 		         "search cut by the work limit (%lld units)%s%s", (long long)ctx.work_limit,

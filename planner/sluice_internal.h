@@ -112,6 +112,10 @@ typedef struct planner_sluice_lp {
 	int solved;          /* 0 when the LP failed and only the closed-form bound is known */
 } planner_sluice_lp_t;
 
+/* The LP may spend 1 / SLUICE_LP_SHARE of the work limit costing every
+ * degree of each long length; the rest get two cheap columns. */
+#define SLUICE_LP_SHARE 4
+
 /* Builds and solves the LP; fills *lp (release with planner_sluice_lp_fini).
  * Fails only on ENOMEM; an LP failure falls back to the per-sequence
  * bounds (lp->solved = 0). */

@@ -101,6 +101,83 @@ static void rideinfo_fini(rideinfo_t *ri)
  * column while costing them (see candidates). */
 #define SLUICE_LP_COLLAPSE_RANKS 256
 
+/* Costs s on d ranks into r: least offload, time, bound work, decision
+ * work, and whether our plans can use it. */
+static void cost_degree(const planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
+                        int32_t d, rawcand_t *r)
+{
+	const sl_cost_t *c = ctx->cost;
+	memset(&r->c, 0, sizeof(r->c));
+	r->c.d = d;
+	r->c.f = sl_cost_min_offload(c, s, d);
+	r->c.w = work_lb(c, s, d, r->c.f, d <= ctx->G, &r->c.t);
+	/* usable when the offload, on sl_cost_offload_for's grid, stays
+	 * within max_offload (checked exactly only near the limit) */
+	r->feasible = r->c.f <= ctx->fmax - 1e-4 ||
+	              (r->c.f <= ctx->fmax + 1e-6 && sl_cost_offload_for(c, s, d, ctx->cap) < 1.0);
+	double p = (double)sl_cost_padded(s, d);
+	double frac = (1.0 - r->c.f) * p / ((double)d * ctx->cap); /* memory it fills */
+	if (d == 1)
+		r->c.wd = r->c.t + ctx->beta * frac;
+	else if (ri->ride[d])
+		r->c.wd = d * (r->c.t + ctx->beta * frac) + d * ctx->cap * (1 - frac) * ri->ovh[d];
+	else
+		r->c.wd = d * (r->c.t + ctx->beta);
+}
+
+/* The cheap columns of s once the LP's share of the work limit is spent
+ * (out: room for 2). A decision column: the usable degree of least decision
+ * work among those that just hold s (from the least offload max_offload
+ * allows to none). A bound column of time 0 and the least work of any
+ * degree: a relaxation, so the bound stays valid, only looser. Costs
+ * O(s / cap) degrees and the few the work floor leaves, instead of O(N).
+ * Returns 2. */
+static int32_t candidates_coarse(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
+                                 planner_sluice_cand_t *out)
+{
+	const sl_cost_t *c = ctx->cost;
+	int32_t N = ctx->N;
+	double need = (double)s / ctx->cap;
+	int32_t lo = (int32_t)floor(need * (1.0 - ctx->fmax)), hi = (int32_t)ceil(need) + 1;
+	if (lo < 1)
+		lo = 1;
+	if (hi > N)
+		hi = N;
+	if (lo > hi)
+		lo = hi;
+	rawcand_t r, best;
+	int have = 0;
+	memset(&best, 0, sizeof(best));
+	for (int32_t d = lo; d <= hi + 1; d++) {
+		/* N last: the cluster holds every request's sequences */
+		cost_degree(ctx, ri, s, d <= hi ? d : N, &r);
+		if (r.feasible && (!have || r.c.wd < best.c.wd)) {
+			best = r;
+			have = 1;
+		}
+		if (d == hi && have)
+			break;
+	}
+	ctx->work += 4 * (int64_t)(hi - lo + 2);
+	/* bound column first, as candidates() orders them (the LP's compaction
+	 * relies on it) */
+	out[0] = best.c;
+	out[0].bound = 1;
+	out[0].t = 0;
+	/* the least work over every degree, the ideal's (the bound columns'
+	 * work is the ideal's per degree), so the bound stays at or above the
+	 * spec's ideal: the longest lengths, which set its critical time, are
+	 * costed in full first */
+	int32_t tried;
+	out[0].w = planner_cost_seq_work(c, s, &tried);
+	ctx->work += 4 * (int64_t)tried;
+	out[0].w0_ = out[0].w;
+	out[0].w_usable_ = out[0].w;
+	out[1] = best.c;
+	out[1].dec = 1;
+	return 2;
+}
+
 static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64_t s,
                           double tau0, rawcand_t *raw, planner_sluice_cand_t *out)
 {
@@ -115,27 +192,27 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 	rawcand_t fb, fd;
 	int have_fb = 0, have_fd = 0;
 	double fb_wu = INFINITY;
+	int32_t d_end = N; /* degrees past it were not costed one by one */
 	memset(&fb, 0, sizeof(fb));
 	memset(&fd, 0, sizeof(fd));
 	for (int32_t d = 1; d <= N; d++) {
+		/* Once every degree from here on surely works more than the
+		 * collapsed columns' least work (bound, usable bound, decision:
+		 * d ranks each pay a fixed cost past a node), none of them can
+		 * change those columns or join a frontier, which keeps only
+		 * points of less work than every faster one: stop costing them
+		 * (the least time, all they could still change, is found
+		 * below). Floors are real-arithmetic bounds, so a margin far
+		 * above rounding keeps the columns bit-identical. */
+		if (have_fd && fb_wu < INFINITY && d > ctx->G) {
+			double busy, floor = planner_cost_work_floor(c, s, d, &busy);
+			if (floor > fb_wu * (1 + 1e-9) && busy + d * ctx->beta > fd.c.wd * (1 + 1e-9)) {
+				d_end = d - 1;
+				break;
+			}
+		}
 		rawcand_t *r = &raw[ns];
-		memset(&r->c, 0, sizeof(r->c));
-		r->c.d = d;
-		r->c.f = sl_cost_min_offload(c, s, d);
-		r->c.w = work_lb(c, s, d, r->c.f, d <= ctx->G, &r->c.t);
-		/* usable when the offload, on sl_cost_offload_for's grid, stays
-		 * within max_offload (checked exactly only near the limit) */
-		r->feasible = r->c.f <= ctx->fmax - 1e-4 ||
-		              (r->c.f <= ctx->fmax + 1e-6 &&
-		               sl_cost_offload_for(c, s, d, ctx->cap) < 1.0);
-		double p = (double)sl_cost_padded(s, d);
-		double frac = (1.0 - r->c.f) * p / ((double)d * ctx->cap); /* memory it fills */
-		if (d == 1)
-			r->c.wd = r->c.t + ctx->beta * frac;
-		else if (ri->ride[d])
-			r->c.wd = d * (r->c.t + ctx->beta * frac) + d * ctx->cap * (1 - frac) * ri->ovh[d];
-		else
-			r->c.wd = d * (r->c.t + ctx->beta);
+		cost_degree(ctx, ri, s, d, r);
 		if (!(r->c.t <= tau0)) {
 			ns++;
 			continue;
@@ -165,7 +242,29 @@ static int32_t candidates(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, int64
 		}
 	}
 	/* about four units per degree: three cost-model evaluations */
-	ctx->work += 4 * (int64_t)N;
+	ctx->work += 4 * (int64_t)d_end;
+	if (d_end < N && have_fb) {
+		/* The collapsed column's time is the least over every degree (all
+		 * of the fastest are collapsed). Past ceil(s / 2) no degree is
+		 * faster when bandwidth never grows with the degree (see
+		 * sl_cost_seq_bounds); below, a degree d' no larger than d takes
+		 * at least busy / d, busy the floor on d' T of degrees past
+		 * d_end: scan down from the top while that floor is below the
+		 * least time found. */
+		int32_t top = N;
+		if (c->comm_monotone && c->cap >= 2 && (s + 1) / 2 < top)
+			top = (int32_t)((s + 1) / 2);
+		double busy;
+		(void)planner_cost_work_floor(c, s, d_end + 1, &busy);
+		int64_t scanned = 0;
+		for (int32_t d = top; d > d_end && busy / d <= fb.c.t * (1 + 1e-9); d--) {
+			double t = sl_cost_seq_ms(c, s, d, sl_cost_min_offload(c, s, d), d <= ctx->G);
+			if (t < fb.c.t)
+				fb.c.t = t;
+			scanned++;
+		}
+		ctx->work += 2 * scanned;
+	}
 	qsort(raw, (size_t)ns, sizeof(rawcand_t), cmp_raw);
 	ctx->work += (int64_t)ns * 8;
 	int32_t k = 0;
@@ -443,8 +542,8 @@ out:
  * sequence as long as the one appended last copies its columns (callers
  * append in length order, so each distinct length is costed once). */
 static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_sluice_lp_t *lp,
-                       int32_t i, double tau0, rawcand_t *raw, planner_sluice_cand_t *tmp,
-                       int64_t *cand_cap, double *wmin)
+                       int32_t i, double tau0, int coarse, rawcand_t *raw,
+                       planner_sluice_cand_t *tmp, int64_t *cand_cap, double *wmin)
 {
 	int64_t s = ctx->seqs[i].length;
 	int64_t ncand = lp->cand_off[lp->nlong];
@@ -453,6 +552,8 @@ static sl_err add_long(planner_sluice_ctx_t *ctx, const rideinfo_t *ri, planner_
 	if (lp->nlong > 0 && ctx->seqs[lp->seq[lp->nlong - 1]].length == s) {
 		k = (int32_t)(ncand - lp->cand_off[lp->nlong - 1]);
 		src = NULL; /* lp->cand[ncand - k ..), read after a realloc */
+	} else if (coarse) {
+		k = candidates_coarse(ctx, ri, s, tmp);
 	} else {
 		k = candidates(ctx, ri, s, tau0, raw, tmp);
 	}
@@ -538,10 +639,20 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 	 * column takes its degrees' least time); on small clusters the whole
 	 * frontier is cheap, so only large ones collapse. */
 	double tau0 = N > SLUICE_LP_COLLAPSE_RANKS ? w_lb0 / N - ctx->beta : -INFINITY;
+	/* Costing candidates may spend a share of the work limit; past it the
+	 * remaining (shorter) lengths get the cheap columns, and the search
+	 * counts as cut. */
+	int64_t lp_end = ctx->work + ctx->work_limit / SLUICE_LP_SHARE;
+	int coarse = 0;
 	for (int32_t q = 0; q < nl; q++) {
 		int32_t i = keys[q].idx;
 		in_lp[i] = 1;
-		SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, raw, tmp, &cand_cap, &wmin), rc, out);
+		if (!coarse && ctx->work >= lp_end) {
+			coarse = 1;
+			ctx->truncated = 1;
+		}
+		SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, coarse, raw, tmp, &cand_cap, &wmin), rc,
+		              out);
 		w_lb += wmin;
 	}
 	/* ... unless its time on one rank could be what limits the step (tiny
@@ -552,7 +663,8 @@ sl_err planner_sluice_lp_solve(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *l
 			continue;
 		if (ctx->beta + ctx->t1[i] > w_lb / N) {
 			in_lp[i] = 1;
-			SL_CHECK_GOTO(add_long(ctx, &ri, lp, i, tau0, raw, tmp, &cand_cap, &wmin), rc, out);
+			SL_CHECK_GOTO(
+			    add_long(ctx, &ri, lp, i, tau0, coarse, raw, tmp, &cand_cap, &wmin), rc, out);
 		} else {
 			w_short += short_w[i];
 		}

@@ -63,9 +63,10 @@ static int cmp_tkey(const void *a, const void *b)
 }
 
 /* Candidate index of stage 1 on large clusters: every rank in a min-heap
- * (planner_heap_t, ties by the lower rank, stale entries dropped by stamp) by
- * predicted finish F, and the ranks with room left in their last
- * micro-batch in heaps by F per room bucket (NBUCKET equal slices of cap).
+ * (planner_iheap_t, ties by the lower rank; indexed, so a re-keyed rank
+ * leaves no stale entry to sift past) by predicted finish F, and the ranks
+ * with room left in their last micro-batch in heaps by F per room bucket
+ * (NBUCKET equal slices of cap).
  * A sequence of s tokens then looks at the K ranks that finish first (a
  * new micro-batch or offloading its excess is cheapest there) and, per
  * bucket that surely holds s, the rank that finishes first (adding it costs
@@ -74,33 +75,62 @@ static int cmp_tkey(const void *a, const void *b)
 #define KFIRST 8
 
 typedef struct {
-	planner_heap_t all;
-	planner_heap_t room[NBUCKET];
-	int32_t *stamp;
+	planner_iheap_t all;
+	planner_iheap_t room[NBUCKET];
+	int32_t *pos;    /* [2 N]: positions in all, then in the rank's bucket */
+	int32_t *bucket; /* [N] the rank's room bucket, -1 when none */
 	double width;
 } rindex_t;
+
+/* Sets up an empty index of N ranks (rindex_fini releases it, also after
+ * a failure); SL_ENOMEM when memory runs out. */
+static sl_err rindex_init(rindex_t *ix, int32_t N, double cap)
+{
+	ix->pos = malloc(sizeof(int32_t) * 2 * (size_t)N);
+	ix->bucket = malloc(sizeof(int32_t) * (size_t)N);
+	planner_iheap_init(&ix->all, ix->pos);
+	for (int b = 0; b < NBUCKET; b++)
+		planner_iheap_init(&ix->room[b], ix->pos + N);
+	ix->width = cap / NBUCKET;
+	if (ix->pos == NULL || ix->bucket == NULL)
+		return sl_seterr(SL_ENOMEM, "sluice: out of memory for %d ranks", N);
+	for (int32_t r = 0; r < N; r++) {
+		ix->pos[r] = ix->pos[N + r] = -1;
+		ix->bucket[r] = -1;
+	}
+	return SL_OK;
+}
 
 /* Re-keys rank r at finish F with room tokens left; SL_ENOMEM when a heap
  * cannot grow. */
 static sl_err rindex_put(rindex_t *ix, int32_t r, double F, double room)
 {
-	int32_t st = ++ix->stamp[r];
-	SL_CHECK(planner_heap_push(&ix->all, F, r, st));
+	SL_CHECK(planner_iheap_set(&ix->all, r, F));
+	int32_t b = -1;
 	if (room >= 1.0) {
-		int32_t b = (int32_t)(room / ix->width);
+		b = (int32_t)(room / ix->width);
 		if (b >= NBUCKET)
 			b = NBUCKET - 1;
-		SL_CHECK(planner_heap_push(&ix->room[b], F, r, st));
+	}
+	if (ix->bucket[r] >= 0 && ix->bucket[r] != b)
+		planner_iheap_remove(&ix->room[ix->bucket[r]], r);
+	ix->bucket[r] = -1;
+	if (b >= 0) {
+		SL_CHECK(planner_iheap_set(&ix->room[b], r, F));
+		ix->bucket[r] = b;
 	}
 	return SL_OK;
 }
 
 static void rindex_fini(rindex_t *ix)
 {
-	planner_heap_fini(&ix->all);
-	for (int b = 0; b < NBUCKET; b++)
-		planner_heap_fini(&ix->room[b]);
-	free(ix->stamp);
+	if (ix->pos != NULL) {
+		planner_iheap_fini(&ix->all);
+		for (int b = 0; b < NBUCKET; b++)
+			planner_iheap_fini(&ix->room[b]);
+	}
+	free(ix->pos);
+	free(ix->bucket);
 }
 
 /* Whether rank r finishing at f beats the best so far (rank best at best_f;
@@ -125,10 +155,9 @@ static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 
 /* Re-keys ring w in its shape's heap at latest finish wmax; SL_ENOMEM when
  * the heap cannot grow. */
-static sl_err wheap_put(planner_heap_t *kheap, const int32_t *dk, int32_t *wstamp, int32_t w,
-                        double wmax)
+static sl_err wheap_put(planner_iheap_t *kheap, const int32_t *dk, int32_t w, double wmax)
 {
-	return planner_heap_push(&kheap[dk[w]], wmax, w, ++wstamp[w]);
+	return planner_iheap_set(&kheap[dk[w]], w, wmax);
 }
 
 /* Wide group wd's time without and with sequence i riding on it: its cost
@@ -163,8 +192,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *F = malloc(sizeof(double) * (size_t)N);
 	int32_t *bin = malloc(sizeof(int32_t) * (size_t)N);
 	int32_t *cand = malloc(sizeof(int32_t) * (size_t)(KFIRST + NBUCKET + 1));
-	ix.stamp = calloc((size_t)N, sizeof(int32_t));
-	ix.width = ctx->cap / NBUCKET;
+	planner_heap_ent_t first[KFIRST > RIDER_PEEK ? KFIRST : RIDER_PEEK];
 	/* final wide groups that take riders, and the latest finish of each */
 	int32_t *rw = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
 	double *wmax = malloc(sizeof(double) * (size_t)(st->nwide + 1));
@@ -176,10 +204,10 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *dtr = malloc(sizeof(double) * (size_t)(st->nwide + 1) * 3);
 	int32_t nrw = 0, nd = 0;
 	int big = N > 256;
-	planner_heap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
-	int32_t *wstamp = NULL, peek[RIDER_PEEK];
-	if (!items || !L || !S || !F || !bin || !cand || !ix.stamp || !rw || !wmax || !lastw ||
-	    !dk || !dval || !dtr) {
+	planner_iheap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
+	int32_t *wpos = NULL, peek[RIDER_PEEK];
+	if (!items || !L || !S || !F || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
+	    !dtr) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
 		goto out;
 	}
@@ -190,6 +218,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			items[m++].idx = i;
 		}
 	qsort(items, (size_t)m, sizeof(tkey_t), cmp_tkey);
+	if (big)
+		SL_CHECK_GOTO(rindex_init(&ix, N, ctx->cap), rc, out);
 	for (int32_t r = 0; r < N; r++) {
 		F[r] = st->ready[r];
 		bin[r] = -1;
@@ -218,15 +248,18 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		rw[nrw++] = w;
 	}
 	if (big) {
-		kheap = calloc((size_t)(nd > 0 ? nd : 1), sizeof(planner_heap_t)); /* min-heaps */
-		wstamp = calloc((size_t)(st->nwide + 1), sizeof(int32_t));
-		if (kheap == NULL || wstamp == NULL) {
+		kheap = calloc((size_t)(nd > 0 ? nd : 1), sizeof(planner_iheap_t));
+		wpos = malloc(sizeof(int32_t) * (size_t)(st->nwide + 1));
+		if (kheap == NULL || wpos == NULL) {
 			rc = sl_seterr(SL_ENOMEM, "sluice: out of memory");
 			goto out;
 		}
+		for (int32_t w = 0; w <= st->nwide; w++)
+			wpos[w] = -1;
+		for (int32_t z = 0; z < nd; z++)
+			planner_iheap_init(&kheap[z], wpos);
 		for (int32_t z = 0; z < nrw; z++)
-			SL_CHECK_GOTO(planner_heap_push(&kheap[dk[rw[z]]], wmax[rw[z]], rw[z], 0),
-			              rc, out);
+			SL_CHECK_GOTO(wheap_put(kheap, dk, rw[z], wmax[rw[z]]), rc, out);
 	}
 	for (int32_t q = 0; q < m; q++) {
 		int32_t i = items[q].idx;
@@ -236,20 +269,13 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		if (big) {
 			/* the K ranks that finish first */
 			const planner_heap_ent_t *e;
-			while (nc < KFIRST &&
-			       (e = planner_heap_top_live(&ix.all, ix.stamp)) != NULL) {
-				cand[nc++] = (int32_t)e->id;
-				planner_heap_pop(&ix.all);
-			}
-			/* re-insert them (their entries were popped, not stale) */
-			for (int32_t k = 0; k < nc; k++)
-				SL_CHECK_GOTO(planner_heap_push(&ix.all, F[cand[k]], cand[k],
-				                                ix.stamp[cand[k]]),
-				              rc, out);
+			int32_t nf = planner_iheap_first(&ix.all, KFIRST, first);
+			for (int32_t k = 0; k < nf; k++)
+				cand[nc++] = (int32_t)first[k].id;
 			/* per bucket that holds s, the rank that finishes first */
 			int32_t b0 = (int32_t)ceil(s / ix.width);
 			for (int32_t b = b0 < NBUCKET ? b0 : NBUCKET - 1; b < NBUCKET; b++) {
-				e = planner_heap_top_live(&ix.room[b], ix.stamp);
+				e = planner_iheap_top(&ix.room[b]);
 				if (e != NULL && rank_room(ctx, L[e->id]) >= s)
 					cand[nc++] = (int32_t)e->id;
 			}
@@ -284,14 +310,15 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			 * one), at most RIDER_PEEK of them */
 			for (int32_t z = 0; z < nd; z++) {
 				int32_t got = 0;
-				const planner_heap_ent_t *e;
-				while (got < RIDER_PEEK &&
-				       (e = planner_heap_top_live(&kheap[z], wstamp)) != NULL) {
-					int32_t w = (int32_t)e->id;
+				const planner_heap_ent_t *top = planner_iheap_top(&kheap[z]);
+				if (top == NULL || wmax[top->id] >= best_f)
+					continue; /* none of this shape finishes before best_f */
+				int32_t nf = planner_iheap_first(&kheap[z], RIDER_PEEK, first);
+				for (int32_t k = 0; k < nf; k++) {
+					int32_t w = (int32_t)first[k].id;
 					if (wmax[w] >= best_f)
 						break;
 					peek[got++] = w;
-					planner_heap_pop(&kheap[z]);
 				}
 				for (int32_t y = 0; y < got; y++) {
 					int32_t w = peek[y];
@@ -303,9 +330,6 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 						best_f = f;
 						bestw = w;
 					}
-					SL_CHECK_GOTO(
-					    planner_heap_push(&kheap[z], wmax[w], w, wstamp[w]), rc,
-					    out);
 				}
 			}
 		} else {
@@ -339,8 +363,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			}
 			wmax[bestw] += dl;
 			if (big)
-				SL_CHECK_GOTO(wheap_put(kheap, dk, wstamp, bestw, wmax[bestw]), rc,
-				              out);
+				SL_CHECK_GOTO(wheap_put(kheap, dk, bestw, wmax[bestw]), rc, out);
 			continue;
 		}
 		L[best] += s;
@@ -352,8 +375,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		if (lastw[best] >= 0 && F[best] > wmax[lastw[best]]) {
 			wmax[lastw[best]] = F[best];
 			if (big)
-				SL_CHECK_GOTO(wheap_put(kheap, dk, wstamp, lastw[best], F[best]),
-				              rc, out);
+				SL_CHECK_GOTO(wheap_put(kheap, dk, lastw[best], F[best]), rc, out);
 		}
 		if (bin[best] < 0) {
 			bin[best] = planner_sluice_bin_new(st, best);
@@ -370,9 +392,9 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 out:
 	rindex_fini(&ix);
 	for (int32_t z = 0; kheap != NULL && z < nd; z++)
-		planner_heap_fini(&kheap[z]);
+		planner_iheap_fini(&kheap[z]);
 	free(kheap);
-	free(wstamp);
+	free(wpos);
 	free(rw);
 	free(wmax);
 	free(lastw);

@@ -90,6 +90,8 @@ typedef struct sl_plan {
 	double lp_bound_ms;   /* lower bound proven by the planner's LP */
 	double planner_ms;    /* wall time spent planning (not part of JSON, varies) */
 	int search_truncated; /* 1 when a limit cut the search short */
+	int64_t work_units;   /* work the policy charged to its work limit (deterministic;
+	                         0 for policies without one; not part of JSON) */
 	char note[128];       /* free text written to the plan's "note", or "" */
 	/* ids that a parsed plan's groups named but its request lacks: an item
 	 * with seq <= -1 refers to unknown_ids[-seq - 1] (sl_plan_validate

@@ -19,6 +19,11 @@ typedef atomic_int sl_cancel_t; /* a cancel flag: nonzero = stop now */
 extern "C" {
 #endif
 
+/* Work units per millisecond of time_limit_ms for policies that count work
+ * (`sluice`): a fixed rate, measured on a 2-core x86 box and deliberately
+ * not measured at run time, so plans stay deterministic. */
+#define SL_WORK_UNITS_PER_MS 150000
+
 /* Limits on planning. time_limit_ms and work_limit are deterministic
  * budgets: every policy counts its own work units (time_limit_ms converts at
  * a fixed, documented rate per policy, never by reading a clock), so the

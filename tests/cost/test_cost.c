@@ -15,6 +15,12 @@
 
 #define NEAR(a, b) assert_true(fabs((a) - (b)) <= 1e-9 * fmax(1.0, fabs(b)))
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
 static sl_cost_t cost_for(const char *profile, int32_t n, int32_t g)
 {
 	sl_cost_t c;
@@ -158,6 +164,81 @@ static void test_bounds_brute_force(void **state)
 		assert_true(fw == work);
 	}
 	sl_cost_fini(&c);
+}
+
+/* sl_cost_ideal stops trying degrees once a lower bound says no larger one
+ * can do better: its result must stay bit-identical to the spec's minimum
+ * over every degree (sl_cost_seq_bounds per length, summed in length order)
+ * for every kind of profile, bandwidths that fall or grow with the degree,
+ * ulysses and ring. */
+static void test_ideal_pruned_exact(void **state)
+{
+	(void)state;
+	const char *ring = "{\"name\": \"r\", \"alpha1\": 2e-6, \"alpha2\": 0.1, \"beta\": 300, "
+	                   "\"act_bytes_per_token\": 4e6, \"model_state_bytes\": 0, "
+	                   "\"gpu_mem_bytes\": 2.4e10, \"sp_comm\": \"ring\", "
+	                   "\"kv_bytes_per_token\": 2e5, \"p2p_gbps_intra\": 100, "
+	                   "\"p2p_gbps_inter\": %s, \"pcie_gbps\": %s, \"max_offload\": 0.8}";
+	const char *uly = "{\"name\": \"u\", \"alpha1\": 5e-6, \"alpha2\": 0.2, \"beta\": 600, "
+	                  "\"act_bytes_per_token\": 4e6, \"model_state_bytes\": 0, "
+	                  "\"gpu_mem_bytes\": 2.4e10, \"sp_comm\": \"ulysses\", "
+	                  "\"a2a_bytes_per_token\": 2e6, \"sp_bandwidth_gbps\": {\"1\": \"inf\", "
+	                  "\"2\": %s, \"8\": 90, \"64\": %s}, \"pcie_gbps\": %s, "
+	                  "\"max_offload\": 0.8}";
+	char js[8][1024];
+	snprintf(js[0], sizeof(js[0]), ring, "10", "20");   /* inter slower */
+	snprintf(js[1], sizeof(js[1]), ring, "300", "20");  /* inter faster: not monotone */
+	snprintf(js[2], sizeof(js[2]), ring, "10", "1e4");  /* offloading cheaper than beta */
+	snprintf(js[3], sizeof(js[3]), uly, "100", "5", "20");
+	snprintf(js[4], sizeof(js[4]), uly, "10", "400", "20"); /* bandwidth grows */
+	snprintf(js[5], sizeof(js[5]), uly, "100", "5", "1e4");
+	sl_profile_t prof[9];
+	int np = 0;
+	for (int k = 0; k < 6; k++)
+		assert_int_equal(sl_profile_parse_json(js[k], "t.json", &prof[np++]), SL_OK);
+	prof[np++] = *sl_profile_preset("gpt-7b-flexsp");
+	prof[np++] = *sl_profile_preset("gpt-13b-flexsp");
+	prof[np++] = *sl_profile_preset("gpt-30b-flexsp");
+	const int32_t ranks[] = {8, 64, 1000, 4096};
+	uint64_t x = 88172645463325252ull;
+	int64_t len[48];
+	int checked = 0;
+	for (int k = 0; k < np; k++)
+		for (size_t z = 0; z < sizeof(ranks) / sizeof(ranks[0]); z++) {
+			sl_cluster_t cl = {ranks[z], 8};
+			sl_cost_t c;
+			if (sl_cost_init(&c, &prof[k], &cl) != SL_OK) {
+				sl_clearerr();
+				continue;
+			}
+			/* lengths from 1 to 40 x cap, a few repeated, in random order */
+			for (int i = 0; i < 48; i++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				len[i] = i % 7 == 6 ? len[i - 1] : 1 + (int64_t)(x % (uint64_t)(40 * c.cap));
+			}
+			len[0] = 1;
+			int64_t sorted[48];
+			memcpy(sorted, len, sizeof(len));
+			qsort(sorted, 48, sizeof(int64_t), cmp_i64);
+			double crit_max = 0, sum = 0, crit, work;
+			for (int i = 0; i < 48;) {
+				int j = i;
+				while (j < 48 && sorted[j] == sorted[i])
+					j++;
+				sl_cost_seq_bounds(&c, sorted[i], &crit, &work);
+				crit_max = fmax(crit_max, crit);
+				sum += work * (double)(j - i);
+				i = j;
+			}
+			double want = fmax(c.prof.beta + crit_max, sum / c.cl.ranks), got;
+			assert_int_equal(sl_cost_ideal(&c, len, 48, &got), SL_OK);
+			if (got != want)
+				fail_msg("profile %d, %d ranks: ideal %.17g, full loop %.17g", k, ranks[z],
+				         got, want);
+			checked++;
+			sl_cost_fini(&c);
+		}
+	assert_true(checked >= 30);
 }
 
 static void test_profile_json(void **state)
@@ -337,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_seq_time),     cmocka_unit_test(test_ideal_by_hand),
 		cmocka_unit_test(test_offload),      cmocka_unit_test(test_infeasible),
 		cmocka_unit_test(test_profile_json), cmocka_unit_test(test_bounds_brute_force),
+		cmocka_unit_test(test_ideal_pruned_exact),
 		cmocka_unit_test(test_cost_init_limits), cmocka_unit_test(test_profile_limits), cmocka_unit_test(test_profile_extremes_finite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

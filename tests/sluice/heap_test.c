@@ -1,7 +1,8 @@
 /* Tests of the planner's binary heap (planner/heap.c): pop order against a
  * sorted reference, ties by id in both directions, growth from a zeroed
  * struct, re-keying the top (LPT dealing against a linear scan), bounded
- * selection, and lazy deletion by stamp. */
+ * selection, and lazy deletion by stamp; the indexed heap against a brute
+ * force reference under random re-keys and removals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -224,12 +225,92 @@ static void test_lazy_stamps(void **state)
 	planner_heap_fini(&h);
 }
 
+/* Whether (ka, a) comes before (kb, b) in a min-heap's order. */
+static int before(double ka, int64_t a, double kb, int64_t b)
+{
+	return ka < kb || (ka == kb && a < b);
+}
+
+/* The indexed heap under random sets (new ids and re-keys up and down,
+ * keys with many ties) and removals, two heaps sharing one pos array: after
+ * every step its top and its first k entries are the k least (key, id) of
+ * a brute-force reference, in order, and pos points at every id's entry. */
+static void test_indexed(void **state)
+{
+	(void)state;
+	enum { IDS = 40 };
+	int32_t pos[2 * IDS];
+	double key[2][IDS];
+	int in[2][IDS];
+	planner_iheap_t h[2];
+	for (int i = 0; i < 2 * IDS; i++)
+		pos[i] = -1;
+	memset(in, 0, sizeof(in));
+	planner_iheap_init(&h[0], pos);
+	planner_iheap_init(&h[1], pos); /* h[1] holds ids IDS .. 2 IDS - 1 */
+	uint64_t s = 7;
+	for (int step = 0; step < 4000; step++) {
+		int w = (int)(rng_next(&s) % 2);
+		int64_t id = (int64_t)(rng_next(&s) % IDS);
+		if (rng_next(&s) % 4 == 0) {
+			planner_iheap_remove(&h[w], id + w * IDS);
+			in[w][id] = 0;
+		} else {
+			double k = (double)(rng_next(&s) % 12);
+			assert_int_equal(planner_iheap_set(&h[w], id + w * IDS, k), SL_OK);
+			key[w][id] = k;
+			in[w][id] = 1;
+		}
+		for (int v = 0; v < 2; v++) {
+			/* the reference: selection of the k least */
+			int64_t order[IDS];
+			int m = 0;
+			for (int64_t i = 0; i < IDS; i++)
+				if (in[v][i])
+					order[m++] = i;
+			for (int a = 0; a < m; a++)
+				for (int b = a + 1; b < m; b++)
+					if (before(key[v][order[b]], order[b], key[v][order[a]], order[a])) {
+						int64_t t = order[a];
+						order[a] = order[b];
+						order[b] = t;
+					}
+			assert_int_equal(h[v].n, m);
+			for (int64_t i = 0; i < IDS; i++) {
+				int32_t p = pos[v * IDS + i];
+				assert_true((p >= 0) == (in[v][i] != 0));
+				if (p >= 0)
+					assert_int_equal(h[v].e[p].id, i + v * IDS);
+			}
+			const planner_heap_ent_t *top = planner_iheap_top(&h[v]);
+			if (m == 0) {
+				assert_null(top);
+				continue;
+			}
+			assert_int_equal(top->id, order[0] + v * IDS);
+			planner_heap_ent_t first[PLANNER_IHEAP_FIRST_MAX];
+			int32_t k = (int32_t)(1 + rng_next(&s) % 12);
+			int32_t got = planner_iheap_first(&h[v], k, first);
+			assert_int_equal(got, k < m ? k : m);
+			for (int32_t j = 0; j < got; j++) {
+				assert_int_equal(first[j].id, order[j] + v * IDS);
+				assert_true(first[j].key == key[v][order[j]]);
+			}
+		}
+	}
+	planner_iheap_fini(&h[0]);
+	planner_iheap_fini(&h[1]);
+	for (int i = 0; i < 2 * IDS; i++)
+		assert_int_equal(pos[i], -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_order_matches_sort), cmocka_unit_test(test_ties_by_id),
 	    cmocka_unit_test(test_growth_and_clear),   cmocka_unit_test(test_replace_top_lpt),
 	    cmocka_unit_test(test_keep_bounded),       cmocka_unit_test(test_lazy_stamps),
+	    cmocka_unit_test(test_indexed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
