@@ -75,13 +75,17 @@ static void print_summary(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 	        "  alpha1 %.6g ms/token^2  alpha2 %.6g ms/token  beta %.6g ms\n"
 	        "  act %.4g MiB/token  kv %.4g KiB/token  pcie %.4g  p2p %.4g (%s)\n"
 	        "  fit residuals, relative rms / max: gemm %.3f / %.3f (%zu), lm head %.3f / %.3f "
-	        "(%zu), hop %.3f / %.3f (%zu); ring vs model %.3f / %.3f (%zu)\n",
+	        "(%zu), hop %.3f / %.3f (%zu); ring vs model %.3f / %.3f (%zu)\n"
+	        "  ring extension ring_tok_ms %.6g ms/token%s: ring vs extended model %.3f / %.3f\n",
 	        p->name, m->model.name, m->model.layers, m->prov.card[0] ? m->prov.card : "?",
 	        p->alpha1, p->alpha2, p->beta, p->act_bytes_per_token / 1048576.0,
 	        p->kv_bytes_per_token / 1024.0, p->pcie_gbps, p->p2p_gbps_intra,
 	        m->p2p_measured ? "measured" : "not measured", f->r_gemm.rms_rel, f->r_gemm.max_rel,
 	        f->r_gemm.n, f->r_head.rms_rel, f->r_head.max_rel, f->r_head.n, f->r_hop.rms_rel,
-	        f->r_hop.max_rel, f->r_hop.n, f->r_ring.rms_rel, f->r_ring.max_rel, f->r_ring.n);
+	        f->r_hop.max_rel, f->r_hop.n, f->r_ring.rms_rel, f->r_ring.max_rel, f->r_ring.n,
+	        f->ring_tok * m->model.layers,
+	        p->ring_tok_ms == 0 && f->ring_tok > 0 ? " (left out: --reference-form)" : "",
+	        f->r_ring_ext.rms_rel, f->r_ring_ext.max_rel);
 }
 
 int cli_cmd_profile(int argc, char **argv)
@@ -90,9 +94,9 @@ int cli_cmd_profile(int argc, char **argv)
 		const char *model, *from, *output, *name, *tokens, *lens, *ds;
 		int64_t hidden, heads, kv_heads, head_dim, ffn, layers, vocab, reps, device;
 		double p2p, p2p_inter, reserve_gib, max_offload;
-		int quiet;
+		int quiet, reference_form;
 	} a = {"gpt-7b", NULL, "-", NULL, "1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
-	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 0};
+	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 0, 0};
 	const cli_opt_t opts[] = {
 		{"model", 'm', CLI_OPT_STR, &a.model, "NAME|FILE",
 		 "model shape: gpt-7b, gpt-13b, gpt-30b or a JSON file {hidden, heads, ...}", "gpt-7b",
@@ -136,6 +140,9 @@ int cli_cmd_profile(int argc, char **argv)
 		 NULL},
 		{"quiet", 'q', CLI_OPT_FLAG, &a.quiet, NULL, "no progress or summary on stderr", NULL, 1,
 		 0, NULL},
+		{"reference-form", 0, CLI_OPT_FLAG, &a.reference_form, NULL,
+		 "leave out the ring extension ring_tok_ms (the spec's model exactly)", NULL, 1, 0,
+		 NULL},
 		{0},
 	};
 	const cli_spec_t spec = {
@@ -148,7 +155,8 @@ int cli_cmd_profile(int argc, char **argv)
 			"counts, our attention kernels per ring hop (zigzag shards, own and remote), one\n"
 			"group execution as the worker runs it, pinned host copies and, with 2+ GPUs,\n"
 			"NCCL send/recv; then fits alpha1, alpha2, beta by least squares on relative\n"
-			"error. The file keeps the measurements, fit residuals and provenance (card,\n"
+			"error, and ring_tok_ms, what rings pay beyond that model (an extension of the\n"
+			"spec; --reference-form leaves it out). The file keeps the measurements, fit residuals and provenance (card,\n"
 			"driver, CUDA, NCCL, date, command). With --from it refits an earlier file's\n"
 			"measurements on the CPU."
 #ifndef SLUICE_HAVE_PROFILER_GPU
@@ -172,7 +180,8 @@ int cli_cmd_profile(int argc, char **argv)
 	sl_calib_fit_t fit;
 	sl_calib_opts_t o = {.mem_reserve_bytes = a.reserve_gib * 1073741824.0,
 	                     .max_offload = a.max_offload,
-	                     .p2p_gbps_inter = a.p2p_inter};
+	                     .p2p_gbps_inter = a.p2p_inter,
+	                     .reference_form = a.reference_form};
 	char *text = NULL;
 	memset(&m, 0, sizeof(m));
 	if (a.name != NULL && strlen(a.name) >= sizeof(o.name))

@@ -54,6 +54,7 @@ sl_err comm_profile_to_proto(const sl_profile_t *p, comm_arena_t *a, Sluice__Pro
 	m->pcie_gbps = p->pcie_gbps;
 	m->grad_sync_ms = p->grad_sync_ms;
 	m->max_offload = p->max_offload;
+	m->ring_tok_ms = p->ring_tok_ms;
 	return SL_OK;
 }
 
@@ -100,6 +101,7 @@ sl_err comm_profile_from_proto(const Sluice__Profile *m, sl_profile_t *p, char *
 	p->pcie_gbps = m->pcie_gbps;
 	p->grad_sync_ms = m->grad_sync_ms;
 	p->max_offload = m->max_offload;
+	p->ring_tok_ms = m->ring_tok_ms;
 	sl_err rc = sl_profile_check(p);
 	if (rc != SL_OK) {
 		snprintf(msg, sizeof(msg), "%s", sl_errmsg());

@@ -89,6 +89,8 @@ static sl_err check_derived(const sl_profile_t *p, const char *n)
 	SL_CHECK(check_term(n, "beta", p->beta, "one group execution", p->beta));
 	SL_CHECK(check_term(n, "grad_sync_ms", p->grad_sync_ms, "the gradient sync",
 	                    p->grad_sync_ms));
+	SL_CHECK(check_term(n, "ring_tok_ms", p->ring_tok_ms, "the ring's per-token extension",
+	                    p->ring_tok_ms * L));
 	SL_CHECK(check_term(n, "pcie_gbps", p->pcie_gbps, "offloading the activations",
 	                    p->act_bytes_per_token * L / MIB / p->pcie_gbps));
 	if (p->sp_comm == SL_SP_ULYSSES) {
@@ -148,6 +150,12 @@ sl_err sl_profile_check(const sl_profile_t *p)
 	if (!(p->max_offload >= 0 && p->max_offload < 1))
 		return sl_seterr(SL_ERANGE, "%s: max_offload must be in [0, 1) (got %g)", n,
 		                 p->max_offload);
+	if (!finite_nonneg(p->ring_tok_ms))
+		return sl_seterr(SL_ERANGE, "%s: ring_tok_ms must be finite and >= 0 (got %g)", n,
+		                 p->ring_tok_ms);
+	if (p->ring_tok_ms > 0 && p->sp_comm != SL_SP_RING)
+		return sl_seterr(SL_EINVAL, "%s: ring_tok_ms = %g needs sp_comm \"ring\" (ulysses "
+		                 "has no hops)", n, p->ring_tok_ms);
 	if (p->sp_comm == SL_SP_ULYSSES) {
 		if (!finite_nonneg(p->a2a_bytes_per_token))
 			return sl_seterr(SL_ERANGE, "%s: a2a_bytes_per_token must be finite and >= 0 (got %g)",
@@ -242,6 +250,7 @@ sl_err sl_profile_parse_json(const char *text, const char *what, sl_profile_t *o
 	SL_CHECK_GOTO(get_num(root, "pcie_gbps", what, &p.pcie_gbps, 1), rc, out);
 	SL_CHECK_GOTO(get_num(root, "grad_sync_ms", what, &p.grad_sync_ms, 0), rc, out);
 	SL_CHECK_GOTO(get_num(root, "max_offload", what, &p.max_offload, 0), rc, out);
+	SL_CHECK_GOTO(get_num(root, "ring_tok_ms", what, &p.ring_tok_ms, 0), rc, out);
 
 	json_t *comm = json_object_get(root, "sp_comm");
 	if (comm == NULL || !json_is_string(comm)) {
@@ -428,6 +437,8 @@ char *sl_profile_to_json(const sl_profile_t *p)
 	put_num(o, "pcie_gbps", p->pcie_gbps);
 	put_num(o, "grad_sync_ms", p->grad_sync_ms);
 	put_num(o, "max_offload", p->max_offload);
+	if (p->ring_tok_ms != 0) /* the extension; reference profiles stay as the spec writes them */
+		put_num(o, "ring_tok_ms", p->ring_tok_ms);
 	char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
 	json_decref(o);
 	return s;

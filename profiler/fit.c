@@ -351,10 +351,14 @@ static sl_err check_meas(const sl_calib_meas_t *m)
 }
 
 /* The ring check (sl_calib_fit_t.r_ring): per (d, len) with d > 1, d times
- * the mean measured hop against the model's attention share. */
-static sl_err ring_resid(const sl_calib_meas_t *m, const sl_calib_fit_t *f, sl_calib_resid_t *r)
+ * the mean measured hop against the model's attention share; then the
+ * extension ring_tok (>= 0) that best closes the gap on relative error,
+ * y ~ model + ring_tok p (1 - 1/d) (docs/cost-model.md, "Extensions"), and
+ * the residuals with it (r_ring_ext). */
+static sl_err ring_resid(const sl_calib_meas_t *m, sl_calib_fit_t *f)
 {
-	double *y = malloc(2 * m->nhop * sizeof(*y) + 1), *p = y ? y + m->nhop : NULL;
+	double *y = calloc(3 * m->nhop + 1, sizeof(*y)), *p = y ? y + m->nhop : NULL;
+	double *q = y ? p + m->nhop : NULL;
 	size_t n = 0;
 	if (y == NULL)
 		return sl_seterr(SL_ENOMEM, "ring residuals: out of memory");
@@ -376,9 +380,21 @@ static sl_err ring_resid(const sl_calib_meas_t *m, const sl_calib_fit_t *f, sl_c
 		y[n] = h->d * sum / cnt;
 		/* the model: (alpha1 p^2 + alpha2' p) / d + the hop's share of beta */
 		p[n] = (f->hop[0] / 2 * pl * pl + (f->hop[1] + f->hop[0] / 2) * pl) / h->d + f->hop[2];
+		q[n] = pl * (1.0 - 1.0 / h->d);
 		n++;
 	}
-	*r = resid(y, p, n);
+	f->r_ring = resid(y, p, n);
+	/* one coefficient: minimise sum ((y - p - x q) / y)^2 over x >= 0 */
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++)
+		if (y[i] > 0) {
+			num += (y[i] - p[i]) * q[i] / (y[i] * y[i]);
+			den += q[i] * q[i] / (y[i] * y[i]);
+		}
+	f->ring_tok = den > 0 && num > 0 ? num / den : 0.0;
+	for (size_t i = 0; i < n; i++)
+		p[i] += f->ring_tok * q[i];
+	f->r_ring_ext = resid(y, p, n);
 	free(y);
 	return SL_OK;
 }
@@ -424,7 +440,7 @@ sl_err sl_calib_fit(const sl_calib_meas_t *m, const sl_calib_opts_t *o, sl_calib
 	for (size_t i = 0; i < n; i++)
 		p[i] = f.hop[0] * x[3 * i] + f.hop[1] * x[3 * i + 1] + f.hop[2];
 	f.r_hop = resid(y, p, n);
-	SL_CHECK_GOTO(ring_resid(m, &f, &f.r_ring), rc, out);
+	SL_CHECK_GOTO(ring_resid(m, &f), rc, out);
 
 	sl_profile_t *pr = &f.prof;
 	const double L = m->model.layers;
@@ -452,6 +468,7 @@ sl_err sl_calib_fit(const sl_calib_meas_t *m, const sl_calib_opts_t *o, sl_calib
 	pr->pcie_gbps = 1.0 / (1.0 / m->d2h_gbps + 1.0 / m->h2d_gbps);
 	pr->grad_sync_ms = 0;
 	pr->max_offload = o->max_offload;
+	pr->ring_tok_ms = o->reference_form ? 0.0 : L * f.ring_tok;
 	SL_CHECK_GOTO(sl_profile_check(pr), rc, out);
 	*fit = f;
 out:

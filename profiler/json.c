@@ -176,7 +176,7 @@ char *sl_calib_to_json(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 	}
 	json_t *cal = json_pack(
 		"{s:s, s:o, s:{s:s, s:s, s:s, s:s, s:s, s:s, s:i}, "
-		"s:{s:[f,f], s:s, s:[f,f], s:[f,f,f], s:s, s:o, s:o, s:o, s:o}, "
+		"s:{s:[f,f], s:s, s:[f,f], s:[f,f,f], s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:o}, "
 		"s:{s:o, s:o, s:o, s:f, s:f, s:f, s:f, s:f, s:f, "
 		"s:{s:b, s:f, s:f, s:s}}}",
 		"format", "sluice.calibration/1", "model", shape_json(&m->model), "provenance", "card",
@@ -189,6 +189,9 @@ char *sl_calib_to_json(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 		"ms = c0 pairs + c1 len + c2 (one layer, one ring hop, fwd+bwd)", "resid_gemm",
 		resid_json(&f->r_gemm), "resid_lm_head", resid_json(&f->r_head), "resid_hop",
 		resid_json(&f->r_hop), "resid_ring_vs_model", resid_json(&f->r_ring),
+		"ring_tok_ms_per_layer", f->ring_tok, "ring_tok_form",
+		"a sequence of p tokens on a ring of d > 1 ranks: + ring_tok p (1 - 1/d) per rank",
+		"resid_ring_vs_extended", resid_json(&f->r_ring_ext),
 		/* measurements */
 		"measurements", "gemm_per_layer", points_json(m->gemm, m->ngemm, f->gemm), "lm_head",
 		points_json(m->head, m->nhead, f->head), "attn_hops", hops, "group_fixed_ms",

@@ -130,6 +130,7 @@ typedef struct sl_calib_opts {
 	double mem_reserve_bytes;       /* kept free: gpu_mem_bytes = free - reserve */
 	double max_offload;             /* copied into the profile */
 	double p2p_gbps_inter;          /* across nodes (never measured on one host) */
+	int reference_form;             /* 1: leave ring_tok_ms 0 (the spec's model exactly) */
 } sl_calib_opts_t;
 
 typedef struct sl_calib_fit {
@@ -143,13 +144,20 @@ typedef struct sl_calib_fit {
 	 * d ranks (attention part, per rank, one layer) against d times the
 	 * mean measured hop of that (d, len): the terms the model lacks */
 	sl_calib_resid_t r_ring;
+	/* the ring's per-token extension fitted to those points (ms per token
+	 * per layer: the profile's ring_tok_ms / layers, before
+	 * reference_form) and the same residuals with it */
+	double ring_tok;
+	sl_calib_resid_t r_ring_ext;
 	sl_profile_t prof;
 } sl_calib_fit_t;
 
 /* Fits the constants (docs/fidelity.md "From measurements to constants"):
  * alpha1 = layers hop[0] / 2; alpha2 = layers (gemm[0] + hop[1] +
  * hop[0] / 2) + head[0]; beta = group_fixed + layers (gemm[1] + hop[2]) +
- * head[1]; the rest from the shape and the measured bandwidths. Errors name
+ * head[1]; ring_tok_ms = layers ring_tok (0 with reference_form), the least
+ * squares fit on relative error of what rings pay beyond that model; the
+ * rest from the shape and the measured bandwidths. Errors name
  * the bad measurement (SL_EINVAL / SL_ERANGE). */
 sl_err sl_calib_fit(const sl_calib_meas_t *m, const sl_calib_opts_t *o, sl_calib_fit_t *fit);
 

@@ -43,6 +43,14 @@ typedef struct sl_profile {
 	 * planners read it; the ideal and scoring follow the spec (any f < 1).
 	 * Default 0.875: host holds up to 7x a rank's activation budget. */
 	double max_offload;
+	/* Extension (not in the reference model; 0 = the reference exactly): a
+	 * ring's per-token cost beyond (alpha1 p^2 + alpha2 p) / d, measured by
+	 * `sluice profile`: each of a ring's d hops pays its kernels' per-token
+	 * term on p/d tokens and small shards run below the full-length rate,
+	 * so a sequence of padded length p on a ring of d > 1 ranks takes
+	 * ring_tok_ms * p * (1 - 1/d) more compute per rank
+	 * (docs/cost-model.md, "Extensions"). Ring profiles only. */
+	double ring_tok_ms;
 } sl_profile_t;
 
 typedef struct sl_cluster {

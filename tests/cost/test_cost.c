@@ -178,7 +178,8 @@ static void test_ideal_pruned_exact(void **state)
 	                   "\"act_bytes_per_token\": 4e6, \"model_state_bytes\": 0, "
 	                   "\"gpu_mem_bytes\": 2.4e10, \"sp_comm\": \"ring\", "
 	                   "\"kv_bytes_per_token\": 2e5, \"p2p_gbps_intra\": 100, "
-	                   "\"p2p_gbps_inter\": %s, \"pcie_gbps\": %s, \"max_offload\": 0.8}";
+	                   "\"p2p_gbps_inter\": %s, \"pcie_gbps\": %s, \"max_offload\": 0.8, "
+	                   "\"ring_tok_ms\": %s}";
 	const char *uly = "{\"name\": \"u\", \"alpha1\": 5e-6, \"alpha2\": 0.2, \"beta\": 600, "
 	                  "\"act_bytes_per_token\": 4e6, \"model_state_bytes\": 0, "
 	                  "\"gpu_mem_bytes\": 2.4e10, \"sp_comm\": \"ulysses\", "
@@ -186,15 +187,16 @@ static void test_ideal_pruned_exact(void **state)
 	                  "\"2\": %s, \"8\": 90, \"64\": %s}, \"pcie_gbps\": %s, "
 	                  "\"max_offload\": 0.8}";
 	char js[8][1024];
-	snprintf(js[0], sizeof(js[0]), ring, "10", "20");   /* inter slower */
-	snprintf(js[1], sizeof(js[1]), ring, "300", "20");  /* inter faster: not monotone */
-	snprintf(js[2], sizeof(js[2]), ring, "10", "1e4");  /* offloading cheaper than beta */
+	snprintf(js[0], sizeof(js[0]), ring, "10", "20", "0");   /* inter slower */
+	snprintf(js[1], sizeof(js[1]), ring, "300", "20", "0");  /* inter faster: not monotone */
+	snprintf(js[2], sizeof(js[2]), ring, "10", "1e4", "0");  /* offloading cheaper than beta */
+	snprintf(js[6], sizeof(js[6]), ring, "10", "20", "0.02"); /* the ring extension */
 	snprintf(js[3], sizeof(js[3]), uly, "100", "5", "20");
 	snprintf(js[4], sizeof(js[4]), uly, "10", "400", "20"); /* bandwidth grows */
 	snprintf(js[5], sizeof(js[5]), uly, "100", "5", "1e4");
-	sl_profile_t prof[9];
+	sl_profile_t prof[10];
 	int np = 0;
-	for (int k = 0; k < 6; k++)
+	for (int k = 0; k < 7; k++)
 		assert_int_equal(sl_profile_parse_json(js[k], "t.json", &prof[np++]), SL_OK);
 	prof[np++] = *sl_profile_preset("gpt-7b-flexsp");
 	prof[np++] = *sl_profile_preset("gpt-13b-flexsp");
@@ -239,6 +241,60 @@ static void test_ideal_pruned_exact(void **state)
 			sl_cost_fini(&c);
 		}
 	assert_true(checked >= 30);
+}
+
+/* The ring extension ring_tok_ms (docs/cost-model.md, "Extensions"): a
+ * sequence on a ring of d > 1 pays ring_tok_ms p (1 - 1/d) more, d = 1 and
+ * profiles without the field are the reference exactly; only ring profiles
+ * take it; it survives JSON and is written only when set. */
+static void test_ring_extension(void **state)
+{
+	(void)state;
+	const char *fmt = "{\"name\": \"r\", \"alpha1\": 2e-6, \"alpha2\": 0.1, \"beta\": 300, "
+	                  "\"act_bytes_per_token\": 4e6, \"model_state_bytes\": 0, "
+	                  "\"gpu_mem_bytes\": 2.4e10, \"sp_comm\": \"%s\", "
+	                  "\"kv_bytes_per_token\": 1, \"p2p_gbps_intra\": 100, "
+	                  "\"p2p_gbps_inter\": 10, \"a2a_bytes_per_token\": 1, "
+	                  "\"sp_bandwidth_gbps\": {\"1\": \"inf\", \"8\": 90}, "
+	                  "\"pcie_gbps\": 20%s}";
+	char js[1024];
+	sl_profile_t ref, ext;
+	snprintf(js, sizeof(js), fmt, "ring", "");
+	assert_int_equal(sl_profile_parse_json(js, "ref.json", &ref), SL_OK);
+	snprintf(js, sizeof(js), fmt, "ring", ", \"ring_tok_ms\": 0.02");
+	assert_int_equal(sl_profile_parse_json(js, "ext.json", &ext), SL_OK);
+	assert_true(ref.ring_tok_ms == 0 && ext.ring_tok_ms == 0.02);
+	sl_cluster_t cl = {16, 8};
+	sl_cost_t a, b;
+	assert_int_equal(sl_cost_init(&a, &ref, &cl), SL_OK);
+	assert_int_equal(sl_cost_init(&b, &ext, &cl), SL_OK);
+	assert_true(sl_cost_seq_ms(&a, 5000, 1, 0, 1) == sl_cost_seq_ms(&b, 5000, 1, 0, 1));
+	/* 10000 tokens on 4 ranks: p = 10000, + 0.02 x 10000 x 3/4 = 150 ms */
+	NEAR(sl_cost_seq_ms(&b, 10000, 4, 0, 1) - sl_cost_seq_ms(&a, 10000, 4, 0, 1), 150.0);
+	/* 3 ranks pad to 10002 */
+	NEAR(sl_cost_seq_ms(&b, 10000, 3, 0.5, 0) - sl_cost_seq_ms(&a, 10000, 3, 0.5, 0),
+	     0.02 * 10002 * 2.0 / 3.0);
+	sl_cost_fini(&a);
+	sl_cost_fini(&b);
+	char *s = sl_profile_to_json(&ext);
+	assert_non_null(s);
+	sl_profile_t back;
+	assert_int_equal(sl_profile_parse_json(s, "rt", &back), SL_OK);
+	assert_true(back.ring_tok_ms == 0.02);
+	free(s);
+	s = sl_profile_to_json(&ref);
+	assert_null(strstr(s, "ring_tok_ms"));
+	free(s);
+	/* ulysses has no hops; negative and absurd values are refused by name */
+	snprintf(js, sizeof(js), fmt, "ulysses", ", \"ring_tok_ms\": 0.02");
+	assert_int_equal(sl_profile_parse_json(js, "u.json", &back), SL_EINVAL);
+	assert_non_null(strstr(sl_errmsg(), "ring_tok_ms"));
+	snprintf(js, sizeof(js), fmt, "ring", ", \"ring_tok_ms\": -1");
+	assert_int_equal(sl_profile_parse_json(js, "n.json", &back), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "ring_tok_ms"));
+	snprintf(js, sizeof(js), fmt, "ring", ", \"ring_tok_ms\": 1e300");
+	assert_int_equal(sl_profile_parse_json(js, "h.json", &back), SL_ERANGE);
+	assert_non_null(strstr(sl_errmsg(), "ring_tok_ms"));
 }
 
 static void test_profile_json(void **state)
@@ -418,7 +474,7 @@ int main(void)
 		cmocka_unit_test(test_seq_time),     cmocka_unit_test(test_ideal_by_hand),
 		cmocka_unit_test(test_offload),      cmocka_unit_test(test_infeasible),
 		cmocka_unit_test(test_profile_json), cmocka_unit_test(test_bounds_brute_force),
-		cmocka_unit_test(test_ideal_pruned_exact),
+		cmocka_unit_test(test_ideal_pruned_exact), cmocka_unit_test(test_ring_extension),
 		cmocka_unit_test(test_cost_init_limits), cmocka_unit_test(test_profile_limits), cmocka_unit_test(test_profile_extremes_finite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -165,8 +165,18 @@ static void test_fit_exact_and_noisy(void **st)
 	assert_int_equal(f.prof.sp_comm, SL_SP_RING);
 	assert_string_equal(f.prof.name, "synthetic-fit");
 	assert_int_equal(sl_profile_check(&f.prof), SL_OK);
-	/* the model has no per-hop terms, so a ring measures above it */
+	/* the reference model has no per-hop terms, so a ring measures above
+	 * it; the fitted extension (each hop's per-token term on p/d tokens)
+	 * takes most of the gap and lands in the profile */
 	assert_true(f.r_ring.n == 15 && f.r_ring.rms_rel > 0.01);
+	assert_true(f.ring_tok > 0.5 * HOP[1] && f.ring_tok < 2 * HOP[1]);
+	assert_true(f.r_ring_ext.rms_rel < 0.5 * f.r_ring.rms_rel);
+	assert_true(fabs(f.prof.ring_tok_ms - L * f.ring_tok) < 1e-15);
+	sl_calib_opts_t ref = OPTS;
+	ref.reference_form = 1;
+	sl_calib_fit_t fr;
+	assert_int_equal(sl_calib_fit(&m, &ref, &fr), SL_OK);
+	assert_true(fr.prof.ring_tok_ms == 0 && fr.ring_tok == f.ring_tok);
 	sl_calib_meas_free(&m);
 
 	/* 2% noise on every time: the constants come back within 5% */
@@ -236,6 +246,7 @@ static void test_json_round_trip(void **st)
 	assert_true(fabs(p.alpha2 / f.prof.alpha2 - 1) < 1e-9);
 	assert_true(fabs(p.beta / f.prof.beta - 1) < 1e-9);
 	assert_true(fabs(p.act_bytes_per_token / f.prof.act_bytes_per_token - 1) < 1e-9);
+	assert_true(f.prof.ring_tok_ms > 0 && fabs(p.ring_tok_ms / f.prof.ring_tok_ms - 1) < 1e-9);
 	assert_int_equal(p.sp_comm, SL_SP_RING);
 	/* the measurements come back and refit to the same constants */
 	assert_int_equal(sl_calib_meas_parse_json(text, "round trip", &back), SL_OK);
