@@ -1,0 +1,320 @@
+/* sluice-bound: how far sluice's plans are from a lower bound that, unlike
+ * the spec's ideal, charges whole micro-batch fixed costs (issue 10,
+ * part 3).
+ *
+ *   sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]
+ *                [--steps K] [--max-len L] [--per-step] TRACE
+ *
+ * Replays TRACE in consecutive batches of B sequences (lengths over L
+ * dropped, as sluice-bench does), plans each with `sluice` and prints the
+ * mean of step / ideal, step / bound and bound / ideal.
+ *
+ * The bound ("integral bound"). Every rank r of a valid plan runs k_r >= 1
+ * group executions (when it holds anything) and holds L_r tokens over them
+ * (its per-rank share p / d of each sequence of each of its groups); at most
+ * k_r * cap of them are resident, the rest are offloaded at c_off ms per
+ * token (c_off = MiB(act_bytes_per_token) / pcie_gbps); its busy time is at
+ * least C_r + k_r * beta + c_off * max(0, L_r - k_r * cap), C_r the
+ * per-rank times T(s, d, 0) of its sequences, and the step is at least every
+ * rank's busy time. Relax: sequences are fluid (any fraction of a sequence
+ * may go to any rank), and ranks with the same k are pooled (the constraint
+ * of a pool is the sum of its ranks', which their average satisfies: the
+ * constraint is convex for a fixed k). A sequence run on d ranks brings
+ * d * T(s, d, 0) ms and p_d tokens in total; it may use degree d only if
+ * beta + T(s, d, f_d) <= T (f_d the least offload that fits, ring bandwidth
+ * the best the degree allows, as in the ideal). Since d = 1 brings the least
+ * of both, a sequence that may run on one rank is offered only d = 1; others
+ * are offered every allowed degree (a convex combination of them).
+ *
+ * For a candidate step T this is the MILP: integer n_k >= 0 (ranks running
+ * k executions, k = 1..floor(T / beta)), sum n_k <= N; y_{i,d,k} >= 0 the
+ * part of sequence i at degree d on pool k, sum_{d,k} y = 1; e_k >= 0;
+ *   sum y * d T(s, d, 0) + c_off e_k + n_k (k beta - T) <= 0
+ *   sum y * p_d - e_k - n_k k cap <= 0.
+ * Any valid plan with step <= T gives a point of it, so the least T for
+ * which it is feasible (bisection, to 0.01%) is a lower bound on every
+ * plan's step; the reported bound is the larger of it and the ideal. It
+ * drops: which sequences share a rank (bin packing), the placement of rings
+ * on concrete ranks over time, padding of short sequences' partners. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp.h"
+#include "sluice/sluice.h"
+
+/* Whether the pooled MILP above is feasible at step T (*ok). */
+static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, int m, double T,
+                       int *ok)
+{
+	const sl_profile_t *pf = &c->prof;
+	int32_t N = c->cl.ranks, G = c->cl.ranks_per_node;
+	double beta = pf->beta, coff = pf->act_bytes_per_token / 1048576.0 / pf->pcie_gbps;
+	double cap = (double)c->cap;
+	int K = (int)floor(T / beta);
+	sl_err rc = SL_OK;
+	lp_t *lp = NULL;
+	*ok = 0;
+	if (K < 1)
+		return SL_OK;
+	/* columns per sequence: (degree, time, tokens), then y per pool */
+	int maxd = N, nz;
+	int *ncol = calloc((size_t)m, sizeof(int));
+	int32_t *dd = malloc(sizeof(int32_t) * (size_t)m * (size_t)maxd);
+	double *tw = malloc(sizeof(double) * (size_t)m * (size_t)maxd);
+	double *tk = malloc(sizeof(double) * (size_t)m * (size_t)maxd);
+	int *ycol = malloc(sizeof(int) * (size_t)m * (size_t)maxd * (size_t)K);
+	int ncap = m * maxd * K + 4 * K + 8;
+	int *cols = malloc(sizeof(int) * (size_t)ncap);
+	double *vals = malloc(sizeof(double) * (size_t)ncap);
+	int nk[64], ek[64];
+	if (!ncol || !dd || !tw || !tk || !ycol || !cols || !vals) {
+		rc = sl_seterr(SL_ENOMEM, "sluice-bound: out of memory");
+		goto out;
+	}
+	if (K > 64)
+		K = 64; /* pools beyond 64 executions per rank: never used below T / beta */
+	for (int i = 0; i < m; i++) {
+		for (int32_t d = 1; d <= maxd; d++) {
+			int64_t p = sl_cost_padded(len[i], d);
+			double f = fmax(0, 1 - cap * d / (double)p);
+			if (!(f < 1))
+				continue;
+			double t = sl_cost_seq_ms(c, len[i], d, f, d <= G);
+			if (beta + t > T)
+				continue;
+			dd[i * maxd + ncol[i]] = d;
+			tw[i * maxd + ncol[i]] = d * sl_cost_seq_ms(c, len[i], d, 0, d <= G);
+			tk[i * maxd + ncol[i]] = (double)p;
+			ncol[i]++;
+			if (d == 1)
+				break; /* d = 1 brings the least time and tokens */
+		}
+		if (ncol[i] == 0)
+			goto out; /* no degree finishes within T: infeasible */
+	}
+	SL_CHECK_GOTO(lp_new("int-bound", 1, &lp), rc, out);
+	for (int k = 0; k < K; k++) {
+		SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_INTEGER, 0, N, 1, &nk[k]), rc, out);
+		SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 0, &ek[k]), rc, out);
+	}
+	for (int i = 0; i < m; i++) {
+		nz = 0;
+		for (int j = 0; j < ncol[i]; j++)
+			for (int k = 0; k < K; k++) {
+				int *y = &ycol[((size_t)i * (size_t)maxd + (size_t)j) * (size_t)K + (size_t)k];
+				SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 0, y), rc, out);
+				cols[nz] = *y;
+				vals[nz++] = 1;
+			}
+		SL_CHECK_GOTO(lp_add_row(lp, NULL, nz, cols, vals, cnt[i], cnt[i], NULL), rc, out);
+	}
+	for (int k = 0; k < K; k++) {
+		for (int which = 0; which < 2; which++) {
+			nz = 0;
+			for (int i = 0; i < m; i++)
+				for (int j = 0; j < ncol[i]; j++) {
+					cols[nz] = ycol[((size_t)i * (size_t)maxd + (size_t)j) * (size_t)K +
+					                (size_t)k];
+					vals[nz++] = which == 0 ? tw[i * maxd + j] : tk[i * maxd + j];
+				}
+			cols[nz] = ek[k];
+			vals[nz++] = which == 0 ? coff : -1;
+			cols[nz] = nk[k];
+			vals[nz++] = which == 0 ? (k + 1) * beta - T : -(double)(k + 1) * cap;
+			SL_CHECK_GOTO(lp_add_row(lp, NULL, nz, cols, vals, -INFINITY, 0, NULL), rc, out);
+		}
+	}
+	for (int k = 0; k < K; k++) {
+		cols[k] = nk[k];
+		vals[k] = 1;
+	}
+	SL_CHECK_GOTO(lp_add_row(lp, "ranks", K, cols, vals, -INFINITY, N, NULL), rc, out);
+	lp_opts_t o = {0};
+	o.presolve = 1;
+	lp_result_t res;
+	rc = lp_solve_mip(lp, &o, &res);
+	if (rc == SL_EINFEASIBLE) { /* the answer, not a failure */
+		sl_clearerr();
+		rc = SL_OK;
+	}
+	*ok = rc == SL_OK && (res.status == LP_OPTIMAL || res.status == LP_FEASIBLE);
+out:
+	lp_free(&lp);
+	free(ncol);
+	free(dd);
+	free(tw);
+	free(tk);
+	free(ycol);
+	free(cols);
+	free(vals);
+	return rc;
+}
+
+/* The integral bound of len[0..n) (contract at the top) into *lb, searched
+ * between lo (a known lower bound) and hi (a known plan's step). */
+static sl_err int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo, double hi,
+                        double *lb)
+{
+	sl_err rc = SL_OK;
+	double g = c->prof.grad_sync_ms;
+	/* distinct lengths with their counts */
+	int64_t *v = malloc(sizeof(int64_t) * (size_t)n);
+	int *cnt = malloc(sizeof(int) * (size_t)n);
+	int m = 0;
+	if (!v || !cnt) {
+		rc = sl_seterr(SL_ENOMEM, "sluice-bound: out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		int j = 0;
+		while (j < m && v[j] != len[i])
+			j++;
+		if (j == m) {
+			v[m] = len[i];
+			cnt[m++] = 0;
+		}
+		cnt[j]++;
+	}
+	lo -= g;
+	hi -= g;
+	int ok = 0;
+	SL_CHECK_GOTO(feasible(c, v, cnt, m, lo, &ok), rc, out);
+	if (!ok) {
+		while (hi - lo > 1e-4 * hi) {
+			double mid = 0.5 * (lo + hi);
+			SL_CHECK_GOTO(feasible(c, v, cnt, m, mid, &ok), rc, out);
+			if (ok)
+				hi = mid;
+			else
+				lo = mid;
+		}
+	}
+	*lb = lo + g; /* infeasible at lo (or lo is the given bound): a lower bound */
+out:
+	free(v);
+	free(cnt);
+	return rc;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]\n"
+	           "                    [--steps K] [--max-len L] [--per-step] TRACE\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *profname = "gpt-7b-flexsp", *trace = NULL;
+	int32_t ranks = 64, per_node = 8;
+	int batch = 512, steps = 100, per_step = 0;
+	int64_t max_len = 196608;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return SL_EXIT_OK;
+		} else if (strcmp(a, "--per-step") == 0) {
+			per_step = 1;
+		} else if (a[0] == '-' && v == NULL) {
+			fprintf(stderr, "sluice-bound: %s needs a value\n", a);
+			return SL_EXIT_USAGE;
+		} else if (strcmp(a, "--profile") == 0) {
+			profname = argv[++i];
+		} else if (strcmp(a, "--ranks") == 0) {
+			ranks = atoi(argv[++i]);
+		} else if (strcmp(a, "--per-node") == 0) {
+			per_node = atoi(argv[++i]);
+		} else if (strcmp(a, "--batch") == 0) {
+			batch = atoi(argv[++i]);
+		} else if (strcmp(a, "--steps") == 0) {
+			steps = atoi(argv[++i]);
+		} else if (strcmp(a, "--max-len") == 0) {
+			max_len = atoll(argv[++i]);
+		} else if (a[0] == '-') {
+			fprintf(stderr, "sluice-bound: unknown option %s\n", a);
+			usage(stderr);
+			return SL_EXIT_USAGE;
+		} else {
+			trace = a;
+		}
+	}
+	if (trace == NULL || ranks < 1 || per_node < 1 || batch < 1 || steps < 1) {
+		usage(stderr);
+		return SL_EXIT_USAGE;
+	}
+	sl_log_init_from_env();
+	sl_profile_t prof;
+	sl_cost_t cost;
+	sl_cluster_t cl = {ranks, per_node < ranks ? per_node : ranks};
+	if (sl_profile_resolve(profname, &prof) != SL_OK || sl_cost_init(&cost, &prof, &cl) != SL_OK) {
+		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
+		return SL_EXIT_USAGE;
+	}
+	sl_lengths_t tr = {0};
+	if (sl_trace_read(trace, NULL, &tr) != SL_OK) {
+		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
+		return SL_EXIT_USAGE;
+	}
+	int rc = SL_EXIT_OK;
+	sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)batch);
+	int64_t *len = malloc(sizeof(int64_t) * (size_t)batch);
+	if (!seqs || !len) {
+		fprintf(stderr, "sluice-bound: out of memory\n");
+		rc = SL_EXIT_FAIL;
+		goto done;
+	}
+	if (per_step)
+		printf("%5s %12s %12s %12s %9s %9s %9s\n", "step", "sluice_ms", "ideal_ms", "bound_ms",
+		       "s/ideal", "s/bound", "b/ideal");
+	double sum_si = 0, sum_sb = 0, sum_bi = 0, worst_sb = 0;
+	int done_steps = 0;
+	size_t pos = 0;
+	for (int st = 0; st < steps; st++) {
+		int m = 0;
+		while (m < batch && pos < tr.n) {
+			int64_t s = tr.v[pos++];
+			if (s > max_len)
+				continue;
+			seqs[m].id = m;
+			seqs[m].length = s;
+			len[m++] = s;
+		}
+		if (m < batch)
+			break;
+		sl_plan_t *plan = NULL;
+		double lb = 0;
+		if (sl_plan_request("sluice", &cost, seqs, m, NULL, &plan) != SL_OK ||
+		    int_bound(&cost, len, m, plan->ideal_ms, plan->step_ms, &lb) != SL_OK) {
+			fprintf(stderr, "sluice-bound: step %d: %s\n", st, sl_errmsg());
+			sl_plan_free(&plan);
+			rc = SL_EXIT_FAIL;
+			break;
+		}
+		double si = plan->step_ms / plan->ideal_ms, sb = plan->step_ms / lb,
+		       bi = lb / plan->ideal_ms;
+		if (per_step)
+			printf("%5d %12.1f %12.1f %12.1f %9.4f %9.4f %9.4f\n", st, plan->step_ms,
+			       plan->ideal_ms, lb, si, sb, bi);
+		fflush(stdout);
+		sum_si += si;
+		sum_sb += sb;
+		sum_bi += bi;
+		worst_sb = fmax(worst_sb, sb);
+		done_steps++;
+		sl_plan_free(&plan);
+	}
+	if (done_steps > 0)
+		printf("# %s: %d steps of %d on %d ranks (%d per node), %s: mean step/ideal %.4f, "
+		       "step/bound %.4f (worst %.4f), bound/ideal %.4f\n",
+		       trace, done_steps, batch, ranks, cl.ranks_per_node, profname,
+		       sum_si / done_steps, sum_sb / done_steps, worst_sb, sum_bi / done_steps);
+done:
+	free(seqs);
+	free(len);
+	sl_lengths_free(&tr);
+	sl_cost_fini(&cost);
+	lp_thread_end();
+	return rc;
+}
