@@ -44,9 +44,13 @@
 #include "lp.h"
 #include "sluice/sluice.h"
 
-/* Whether the pooled MILP above is feasible at step T (*ok). */
+/* Whether the pooled MILP above is feasible at step T (*ok). With fix >= 0,
+ * one sequence of length len[fix] (not counted in cnt) runs on exactly fd
+ * ranks: those form pools of their own (ring pools, k executions each,
+ * fd ranks in all), each of whose ranks carries T(s, fd, 0) ms and
+ * p_fd / fd tokens of it; relaxing lp to an LP when relax is set. */
 static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, int m, double T,
-                       int *ok)
+                       int fix, int32_t fd, int relax, int *ok)
 {
 	const sl_profile_t *pf = &c->prof;
 	int32_t N = c->cl.ranks, G = c->cl.ranks_per_node;
@@ -58,24 +62,34 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 	*ok = 0;
 	if (K < 1)
 		return SL_OK;
-	/* columns per sequence: (degree, time, tokens), then y per pool */
+	if (K > 64)
+		K = 64; /* executions per rank beyond 64: never below T / beta on our traces */
+	double ft = 0, fk = 0; /* the fixed sequence's per-rank time and tokens */
+	if (fix >= 0) {
+		int64_t p = sl_cost_padded(len[fix], fd);
+		double f = fmax(0, 1 - cap * fd / (double)p);
+		if (!(f < 1) || beta + sl_cost_seq_ms(c, len[fix], fd, f, fd <= G) > T)
+			return SL_OK;
+		ft = sl_cost_seq_ms(c, len[fix], fd, 0, fd <= G);
+		fk = (double)p / fd;
+	}
+	int P = fix >= 0 ? 2 : 1; /* pool classes: other ranks, ring ranks */
 	int maxd = N, nz;
 	int *ncol = calloc((size_t)m, sizeof(int));
-	int32_t *dd = malloc(sizeof(int32_t) * (size_t)m * (size_t)maxd);
 	double *tw = malloc(sizeof(double) * (size_t)m * (size_t)maxd);
 	double *tk = malloc(sizeof(double) * (size_t)m * (size_t)maxd);
-	int *ycol = malloc(sizeof(int) * (size_t)m * (size_t)maxd * (size_t)K);
-	int ncap = m * maxd * K + 4 * K + 8;
+	int *ycol = malloc(sizeof(int) * (size_t)m * (size_t)maxd * (size_t)(K * P));
+	int ncap = m * maxd * K * P + 4 * K * P + 8;
 	int *cols = malloc(sizeof(int) * (size_t)ncap);
 	double *vals = malloc(sizeof(double) * (size_t)ncap);
-	int nk[64], ek[64];
-	if (!ncol || !dd || !tw || !tk || !ycol || !cols || !vals) {
+	int nk[128], ek[128];
+	if (!ncol || !tw || !tk || !ycol || !cols || !vals) {
 		rc = sl_seterr(SL_ENOMEM, "sluice-bound: out of memory");
 		goto out;
 	}
-	if (K > 64)
-		K = 64; /* pools beyond 64 executions per rank: never used below T / beta */
 	for (int i = 0; i < m; i++) {
+		if (cnt[i] == 0)
+			continue;
 		for (int32_t d = 1; d <= maxd; d++) {
 			int64_t p = sl_cost_padded(len[i], d);
 			double f = fmax(0, 1 - cap * d / (double)p);
@@ -84,7 +98,6 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 			double t = sl_cost_seq_ms(c, len[i], d, f, d <= G);
 			if (beta + t > T)
 				continue;
-			dd[i * maxd + ncol[i]] = d;
 			tw[i * maxd + ncol[i]] = d * sl_cost_seq_ms(c, len[i], d, 0, d <= G);
 			tk[i * maxd + ncol[i]] = (double)p;
 			ncol[i]++;
@@ -95,46 +108,68 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 			goto out; /* no degree finishes within T: infeasible */
 	}
 	SL_CHECK_GOTO(lp_new("int-bound", 1, &lp), rc, out);
-	for (int k = 0; k < K; k++) {
-		SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_INTEGER, 0, N, 1, &nk[k]), rc, out);
-		SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 0, &ek[k]), rc, out);
+	/* pool q = cls * K + (k - 1) */
+	for (int q = 0; q < K * P; q++) {
+		int k = q % K + 1;
+		double hi = q < K ? N : fd;
+		/* a ring rank runs the fixed sequence in one of its k executions */
+		if (q >= K && ft + k * beta > T)
+			hi = 0;
+		SL_CHECK_GOTO(lp_add_col(lp, NULL, relax ? LP_CONTINUOUS : LP_INTEGER, 0, hi, 1, &nk[q]),
+		              rc, out);
+		SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 0, &ek[q]), rc, out);
 	}
 	for (int i = 0; i < m; i++) {
+		if (cnt[i] == 0)
+			continue;
 		nz = 0;
 		for (int j = 0; j < ncol[i]; j++)
-			for (int k = 0; k < K; k++) {
-				int *y = &ycol[((size_t)i * (size_t)maxd + (size_t)j) * (size_t)K + (size_t)k];
+			for (int q = 0; q < K * P; q++) {
+				int *y = &ycol[((size_t)i * (size_t)maxd + (size_t)j) * (size_t)(K * P) +
+				               (size_t)q];
 				SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 0, y), rc, out);
 				cols[nz] = *y;
 				vals[nz++] = 1;
 			}
 		SL_CHECK_GOTO(lp_add_row(lp, NULL, nz, cols, vals, cnt[i], cnt[i], NULL), rc, out);
 	}
-	for (int k = 0; k < K; k++) {
+	for (int q = 0; q < K * P; q++) {
+		int k = q % K + 1;
 		for (int which = 0; which < 2; which++) {
 			nz = 0;
 			for (int i = 0; i < m; i++)
 				for (int j = 0; j < ncol[i]; j++) {
-					cols[nz] = ycol[((size_t)i * (size_t)maxd + (size_t)j) * (size_t)K +
-					                (size_t)k];
+					cols[nz] = ycol[((size_t)i * (size_t)maxd + (size_t)j) *
+					                        (size_t)(K * P) +
+					                (size_t)q];
 					vals[nz++] = which == 0 ? tw[i * maxd + j] : tk[i * maxd + j];
 				}
-			cols[nz] = ek[k];
+			cols[nz] = ek[q];
 			vals[nz++] = which == 0 ? coff : -1;
-			cols[nz] = nk[k];
-			vals[nz++] = which == 0 ? (k + 1) * beta - T : -(double)(k + 1) * cap;
+			cols[nz] = nk[q];
+			if (which == 0)
+				vals[nz++] = k * beta - T + (q >= K ? ft : 0);
+			else
+				vals[nz++] = -(double)k * cap + (q >= K ? fk : 0);
 			SL_CHECK_GOTO(lp_add_row(lp, NULL, nz, cols, vals, -INFINITY, 0, NULL), rc, out);
 		}
 	}
-	for (int k = 0; k < K; k++) {
-		cols[k] = nk[k];
-		vals[k] = 1;
+	for (int q = 0; q < K; q++) {
+		cols[q] = nk[q];
+		vals[q] = 1;
 	}
-	SL_CHECK_GOTO(lp_add_row(lp, "ranks", K, cols, vals, -INFINITY, N, NULL), rc, out);
+	SL_CHECK_GOTO(lp_add_row(lp, "ranks", K, cols, vals, -INFINITY, N - (fix >= 0 ? fd : 0),
+	                         NULL),
+	              rc, out);
+	if (fix >= 0) {
+		for (int q = 0; q < K; q++)
+			cols[q] = nk[K + q];
+		SL_CHECK_GOTO(lp_add_row(lp, "ring", K, cols, vals, fd, fd, NULL), rc, out);
+	}
 	lp_opts_t o = {0};
 	o.presolve = 1;
 	lp_result_t res;
-	rc = lp_solve_mip(lp, &o, &res);
+	rc = relax ? lp_solve(lp, &o, &res) : lp_solve_mip(lp, &o, &res);
 	if (rc == SL_EINFEASIBLE) { /* the answer, not a failure */
 		sl_clearerr();
 		rc = SL_OK;
@@ -143,7 +178,6 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 out:
 	lp_free(&lp);
 	free(ncol);
-	free(dd);
 	free(tw);
 	free(tk);
 	free(ycol);
@@ -152,17 +186,39 @@ out:
 	return rc;
 }
 
+/* Feasibility at T of the bound with the longest sequence (index fix of
+ * len, one count of it taken out of cnt) on a whole number of ranks: some
+ * degree d must be feasible (the LP relaxation screens each d first). */
+static sl_err feasible_any(const sl_cost_t *c, const int64_t *len, int *cnt, int m, double T,
+                           int fix, int *ok)
+{
+	if (fix < 0)
+		return feasible(c, len, cnt, m, T, -1, 0, 0, ok);
+	cnt[fix]--;
+	sl_err rc = SL_OK;
+	*ok = 0;
+	for (int32_t d = 1; d <= c->cl.ranks && !*ok && rc == SL_OK; d++) {
+		int lpok = 0;
+		rc = feasible(c, len, cnt, m, T, fix, d, 1, &lpok);
+		if (rc == SL_OK && lpok)
+			rc = feasible(c, len, cnt, m, T, fix, d, 0, ok);
+	}
+	cnt[fix]++;
+	return rc;
+}
+
 /* The integral bound of len[0..n) (contract at the top) into *lb, searched
- * between lo (a known lower bound) and hi (a known plan's step). */
+ * between lo (a known lower bound) and hi (a known plan's step); with
+ * ring set, the longest sequence's degree is whole (feasible_any). */
 static sl_err int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo, double hi,
-                        double *lb)
+                        int ring, double *lb)
 {
 	sl_err rc = SL_OK;
 	double g = c->prof.grad_sync_ms;
 	/* distinct lengths with their counts */
 	int64_t *v = malloc(sizeof(int64_t) * (size_t)n);
 	int *cnt = malloc(sizeof(int) * (size_t)n);
-	int m = 0;
+	int m = 0, fix = -1;
 	if (!v || !cnt) {
 		rc = sl_seterr(SL_ENOMEM, "sluice-bound: out of memory");
 		goto out;
@@ -176,15 +232,17 @@ static sl_err int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo
 			cnt[m++] = 0;
 		}
 		cnt[j]++;
+		if (ring && (fix < 0 || v[j] > v[fix]))
+			fix = j;
 	}
 	lo -= g;
 	hi -= g;
 	int ok = 0;
-	SL_CHECK_GOTO(feasible(c, v, cnt, m, lo, &ok), rc, out);
+	SL_CHECK_GOTO(feasible_any(c, v, cnt, m, lo, fix, &ok), rc, out);
 	if (!ok) {
-		while (hi - lo > 1e-4 * hi) {
+		while (hi - lo > 2e-4 * hi) {
 			double mid = 0.5 * (lo + hi);
-			SL_CHECK_GOTO(feasible(c, v, cnt, m, mid, &ok), rc, out);
+			SL_CHECK_GOTO(feasible_any(c, v, cnt, m, mid, fix, &ok), rc, out);
 			if (ok)
 				hi = mid;
 			else
@@ -201,14 +259,14 @@ out:
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]\n"
-	           "                    [--steps K] [--max-len L] [--per-step] TRACE\n");
+	           "                    [--steps K] [--max-len L] [--per-step] [--ring] TRACE\n");
 }
 
 int main(int argc, char **argv)
 {
 	const char *profname = "gpt-7b-flexsp", *trace = NULL;
 	int32_t ranks = 64, per_node = 8;
-	int batch = 512, steps = 100, per_step = 0;
+	int batch = 512, steps = 100, per_step = 0, ring = 0;
 	int64_t max_len = 196608;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -217,6 +275,8 @@ int main(int argc, char **argv)
 			return SL_EXIT_OK;
 		} else if (strcmp(a, "--per-step") == 0) {
 			per_step = 1;
+		} else if (strcmp(a, "--ring") == 0) {
+			ring = 1;
 		} else if (a[0] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-bound: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
@@ -286,7 +346,8 @@ int main(int argc, char **argv)
 		sl_plan_t *plan = NULL;
 		double lb = 0;
 		if (sl_plan_request("sluice", &cost, seqs, m, NULL, &plan) != SL_OK ||
-		    int_bound(&cost, len, m, plan->ideal_ms, plan->step_ms, &lb) != SL_OK) {
+		    int_bound(&cost, len, m, plan->ideal_ms, plan->step_ms, 0, &lb) != SL_OK ||
+		    (ring && int_bound(&cost, len, m, lb, plan->step_ms, 1, &lb) != SL_OK)) {
 			fprintf(stderr, "sluice-bound: step %d: %s\n", st, sl_errmsg());
 			sl_plan_free(&plan);
 			rc = SL_EXIT_FAIL;
