@@ -36,7 +36,7 @@
  * 2 SLUICE_REFINE re-roundings at the best plan's level and step, and
  * the best degrees again without riders. */
 #define SLUICE_REFINE 2
-#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 5)
+#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 9)
 
 /* Baselines scored as fallbacks, by registry name. The last, `flexsp`,
  * costs tens of milliseconds on short-dominated batches, where our plans
@@ -134,6 +134,7 @@ typedef struct {
 	double best_ms;
 	double best_mean; /* mean rank finish of the best plan */
 	int best_widen;   /* the best plan's rings were widened to whole nodes */
+	int best_riders;  /* the best plan was built with riders */
 	int64_t share;
 } search_t;
 
@@ -188,6 +189,7 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 		se->best = cand;
 		se->best_ms = ms;
 		se->best_widen = knobs->widen;
+		se->best_riders = knobs->riders;
 		memcpy(se->best_deg, deg, sizeof(int32_t) * n);
 		memcpy(se->best_off, off, sizeof(double) * n);
 	} else {
@@ -253,7 +255,18 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	 * rank finish (the level a balanced plan reaches) and for its step,
 	 * until the degrees stop changing. */
 	with_riders.level = lp.t_star * 1.05;
-	int long_dominated = 2 * (int64_t)lp.nlong >= n;
+	/* Long-dominated: at least half the sequences, or half the tokens, in
+	 * sequences the LP decides (that need several ranks). By tokens too:
+	 * code-file-like batches (median 500 tokens, a heavy tail) hold 55-70%
+	 * of their tokens in a third of their sequences, and there the
+	 * whole-node rings win by 5% (usr-include, docs/perf.md); Wikipedia
+	 * batches hold 18-54% and are not affected. */
+	double long_tok = 0, all_tok = 0;
+	for (int32_t j = 0; j < lp.nlong; j++)
+		long_tok += (double)seqs[lp.seq[j]].length;
+	for (int64_t i = 0; i < n; i++)
+		all_tok += (double)seqs[i].length;
+	int long_dominated = 2 * (int64_t)lp.nlong >= n || 2 * long_tok >= all_tok;
 	for (int which = 0; which < 2; which++) {
 		planner_sluice_lp_round(&ctx, &lp, which, deg, off);
 		SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
@@ -267,6 +280,17 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 			wide.widen = 1;
 			SL_CHECK_GOTO(try_degrees(&se, deg, off, &wide), rc, out);
 		}
+		/* ... and both without riders: on long-dominated batches the
+		 * riders' greedy fill (before stage 1) costs 3-7% where rings
+		 * are many (usr-include), the search does better with the short
+		 * sequences free. */
+		if (long_dominated) {
+			planner_sluice_knobs_t nr = no_riders;
+			nr.level = with_riders.level;
+			SL_CHECK_GOTO(try_degrees(&se, deg, off, &nr), rc, out);
+			nr.widen = 1;
+			SL_CHECK_GOTO(try_degrees(&se, deg, off, &nr), rc, out);
+		}
 	}
 	for (int it = 0; it < SLUICE_REFINE && se.best != NULL; it++) {
 		int before = se.nseen;
@@ -274,9 +298,11 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		double targets[2] = {se.best_mean, se.best_ms - g};
 		for (int z = 0; z < 2; z++) {
 			planner_sluice_lp_target(&ctx, &lp, targets[z], deg, off);
-			with_riders.level = targets[z];
-			with_riders.widen = se.best_widen;
-			SL_CHECK_GOTO(try_degrees(&se, deg, off, &with_riders), rc, out);
+			/* the best plan's knobs, at the new degrees */
+			planner_sluice_knobs_t k = se.best_riders ? with_riders : no_riders;
+			k.level = targets[z];
+			k.widen = se.best_widen;
+			SL_CHECK_GOTO(try_degrees(&se, deg, off, &k), rc, out);
 		}
 		if (se.nseen == before)
 			break;
