@@ -1,13 +1,6 @@
-/* sluice-bound: how far sluice's plans are from a lower bound that, unlike
- * the spec's ideal, charges whole micro-batch fixed costs (issue 10,
- * part 3).
- *
- *   sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]
- *                [--steps K] [--max-len L] [--per-step] TRACE
- *
- * Replays TRACE in consecutive batches of B sequences (lengths over L
- * dropped, as sluice-bench does), plans each with `sluice` and prints the
- * mean of step / ideal, step / bound and bound / ideal.
+/* A lower bound on the step of any plan that, unlike the spec's ideal,
+ * charges whole micro-batch fixed costs (issue 10, part 3); used by
+ * sluice-bound and sluice-optimum.
  *
  * The bound ("integral bound"). Every rank r of a valid plan runs k_r >= 1
  * group executions (when it holds anything) and holds L_r tokens over them
@@ -35,14 +28,19 @@
  * which it is feasible (bisection, to 0.01%) is a lower bound on every
  * plan's step; the reported bound is the larger of it and the ideal. It
  * drops: which sequences share a rank (bin packing), the placement of rings
- * on concrete ranks over time, padding of short sequences' partners. */
+ * on concrete ranks over time, padding of short sequences' partners.
+ *
+ * With ring set ("--ring"), the longest sequence runs on a whole number
+ * of ranks d: for each d, its d ranks form pools of their own whose ranks
+ * each carry its T(s, d, 0) and p_d / d tokens (tighter when one long
+ * sequence shapes the step; 10-60 MILPs per bisection step). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "intbound.h"
 #include "lp.h"
-#include "sluice/sluice.h"
 
 /* Whether the pooled MILP above is feasible at step T (*ok). With fix >= 0,
  * one sequence of length len[fix] (not counted in cnt) runs on exactly fd
@@ -63,7 +61,8 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 	if (K < 1)
 		return SL_OK;
 	if (K > 64)
-		K = 64; /* executions per rank beyond 64: never below T / beta on our traces */
+		return sl_seterr(SL_ERANGE, "sluice-bound: a step of %.0f ms allows %d micro-batches "
+		                 "per rank (limit 64)", T, K);
 	double ft = 0, fk = 0; /* the fixed sequence's per-rank time and tokens */
 	if (fix >= 0) {
 		int64_t p = sl_cost_padded(len[fix], fd);
@@ -207,11 +206,8 @@ static sl_err feasible_any(const sl_cost_t *c, const int64_t *len, int *cnt, int
 	return rc;
 }
 
-/* The integral bound of len[0..n) (contract at the top) into *lb, searched
- * between lo (a known lower bound) and hi (a known plan's step); with
- * ring set, the longest sequence's degree is whole (feasible_any). */
-static sl_err int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo, double hi,
-                        int ring, double *lb)
+sl_err bench_int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo, double hi,
+                       int ring, double *lb)
 {
 	sl_err rc = SL_OK;
 	double g = c->prof.grad_sync_ms;
@@ -256,126 +252,3 @@ out:
 	return rc;
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]\n"
-	           "                    [--steps K] [--max-len L] [--per-step] [--ring] TRACE\n");
-}
-
-int main(int argc, char **argv)
-{
-	const char *profname = "gpt-7b-flexsp", *trace = NULL;
-	int32_t ranks = 64, per_node = 8;
-	int batch = 512, steps = 100, per_step = 0, ring = 0;
-	int64_t max_len = 196608;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0) {
-			usage(stdout);
-			return SL_EXIT_OK;
-		} else if (strcmp(a, "--per-step") == 0) {
-			per_step = 1;
-		} else if (strcmp(a, "--ring") == 0) {
-			ring = 1;
-		} else if (a[0] == '-' && v == NULL) {
-			fprintf(stderr, "sluice-bound: %s needs a value\n", a);
-			return SL_EXIT_USAGE;
-		} else if (strcmp(a, "--profile") == 0) {
-			profname = argv[++i];
-		} else if (strcmp(a, "--ranks") == 0) {
-			ranks = atoi(argv[++i]);
-		} else if (strcmp(a, "--per-node") == 0) {
-			per_node = atoi(argv[++i]);
-		} else if (strcmp(a, "--batch") == 0) {
-			batch = atoi(argv[++i]);
-		} else if (strcmp(a, "--steps") == 0) {
-			steps = atoi(argv[++i]);
-		} else if (strcmp(a, "--max-len") == 0) {
-			max_len = atoll(argv[++i]);
-		} else if (a[0] == '-') {
-			fprintf(stderr, "sluice-bound: unknown option %s\n", a);
-			usage(stderr);
-			return SL_EXIT_USAGE;
-		} else {
-			trace = a;
-		}
-	}
-	if (trace == NULL || ranks < 1 || per_node < 1 || batch < 1 || steps < 1) {
-		usage(stderr);
-		return SL_EXIT_USAGE;
-	}
-	sl_log_init_from_env();
-	sl_profile_t prof;
-	sl_cost_t cost;
-	sl_cluster_t cl = {ranks, per_node < ranks ? per_node : ranks};
-	if (sl_profile_resolve(profname, &prof) != SL_OK || sl_cost_init(&cost, &prof, &cl) != SL_OK) {
-		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
-		return SL_EXIT_USAGE;
-	}
-	sl_lengths_t tr = {0};
-	if (sl_trace_read(trace, NULL, &tr) != SL_OK) {
-		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
-		return SL_EXIT_USAGE;
-	}
-	int rc = SL_EXIT_OK;
-	sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)batch);
-	int64_t *len = malloc(sizeof(int64_t) * (size_t)batch);
-	if (!seqs || !len) {
-		fprintf(stderr, "sluice-bound: out of memory\n");
-		rc = SL_EXIT_FAIL;
-		goto done;
-	}
-	if (per_step)
-		printf("%5s %12s %12s %12s %9s %9s %9s\n", "step", "sluice_ms", "ideal_ms", "bound_ms",
-		       "s/ideal", "s/bound", "b/ideal");
-	double sum_si = 0, sum_sb = 0, sum_bi = 0, worst_sb = 0;
-	int done_steps = 0;
-	size_t pos = 0;
-	for (int st = 0; st < steps; st++) {
-		int m = 0;
-		while (m < batch && pos < tr.n) {
-			int64_t s = tr.v[pos++];
-			if (s > max_len)
-				continue;
-			seqs[m].id = m;
-			seqs[m].length = s;
-			len[m++] = s;
-		}
-		if (m < batch)
-			break;
-		sl_plan_t *plan = NULL;
-		double lb = 0;
-		if (sl_plan_request("sluice", &cost, seqs, m, NULL, &plan) != SL_OK ||
-		    int_bound(&cost, len, m, plan->ideal_ms, plan->step_ms, 0, &lb) != SL_OK ||
-		    (ring && int_bound(&cost, len, m, lb, plan->step_ms, 1, &lb) != SL_OK)) {
-			fprintf(stderr, "sluice-bound: step %d: %s\n", st, sl_errmsg());
-			sl_plan_free(&plan);
-			rc = SL_EXIT_FAIL;
-			break;
-		}
-		double si = plan->step_ms / plan->ideal_ms, sb = plan->step_ms / lb,
-		       bi = lb / plan->ideal_ms;
-		if (per_step)
-			printf("%5d %12.1f %12.1f %12.1f %9.4f %9.4f %9.4f\n", st, plan->step_ms,
-			       plan->ideal_ms, lb, si, sb, bi);
-		fflush(stdout);
-		sum_si += si;
-		sum_sb += sb;
-		sum_bi += bi;
-		worst_sb = fmax(worst_sb, sb);
-		done_steps++;
-		sl_plan_free(&plan);
-	}
-	if (done_steps > 0)
-		printf("# %s: %d steps of %d on %d ranks (%d per node), %s: mean step/ideal %.4f, "
-		       "step/bound %.4f (worst %.4f), bound/ideal %.4f\n",
-		       trace, done_steps, batch, ranks, cl.ranks_per_node, profname,
-		       sum_si / done_steps, sum_sb / done_steps, worst_sb, sum_bi / done_steps);
-done:
-	free(seqs);
-	free(len);
-	sl_lengths_free(&tr);
-	sl_cost_fini(&cost);
-	lp_thread_end();
-	return rc;
-}
