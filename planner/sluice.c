@@ -36,7 +36,21 @@
  * 2 SLUICE_REFINE re-roundings at the best plan's level and step, and
  * the best degrees again without riders. */
 #define SLUICE_REFINE 2
-#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 9)
+/* Step targets tried last, between the decision LP's optimum and the best
+ * plan's step so far (lp_target at each): the LP's fractional fixed costs put its T below
+ * any plan with whole micro-batches, so its own roundings can take degrees
+ * too high for the step a plan reaches (16 ranks, 32 Wikipedia sequences:
+ * 1,402 ms -> 1,053 ms against a bound of 1,045; on the Wikipedia replay
+ * 1.113 -> 1.111, from its steps with one very long sequence). */
+#define SLUICE_LADDER 4
+/* The extra builds (ladder; no-rider variants on long-dominated batches)
+ * only up to this many sequences: each build costs about a second at 100K,
+ * where the work limit must keep planning within seconds. */
+#define SLUICE_EXTRA_MAX_SEQS 4096
+#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 9 + SLUICE_LADDER)
+/* Each build's share of the work limit: as for the 2 SLUICE_REFINE + 5
+ * builds every batch gets (the extra ones share what those leave). */
+#define SLUICE_BUILD_SHARES (2 * SLUICE_REFINE + 5)
 
 /* Baselines scored as fallbacks, by registry name. The last, `flexsp`,
  * costs tens of milliseconds on short-dominated batches, where our plans
@@ -246,7 +260,8 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	SL_DEBUG(SL_SUB_PLAN, "sluice: LP %.2f ms (%d long sequences, %lld candidates)",
 	         sl_now_ms() - tl0, lp.nlong, (long long)lp.cand_off[lp.nlong]);
 	SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
-	se.share = ctx.work_limit / SLUICE_MAX_BUILDS;
+	se.share = ctx.work_limit / SLUICE_BUILD_SHARES;
+	int extra = n <= SLUICE_EXTRA_MAX_SEQS;
 
 	/* The LP's degrees first (riders may fill a ring up to the decision
 	 * LP's step). Its optimum is below what a plan reaches, so a long
@@ -284,7 +299,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		 * riders' greedy fill (before stage 1) costs 3-7% where rings
 		 * are many (usr-include), the search does better with the short
 		 * sequences free. */
-		if (long_dominated) {
+		if (long_dominated && extra) {
 			planner_sluice_knobs_t nr = no_riders;
 			nr.level = with_riders.level;
 			SL_CHECK_GOTO(try_degrees(&se, deg, off, &nr), rc, out);
@@ -314,6 +329,15 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		no_riders.widen = se.best_widen;
 		SL_CHECK_GOTO(try_degrees(&se, deg, off, &no_riders), rc, out);
 
+	}
+	for (int z = 0; z < SLUICE_LADDER && extra && se.best != NULL; z++) {
+		double lad_lo = lp.t_star, lad_hi = se.best_ms - cost->prof.grad_sync_ms;
+		double tg = lad_lo + (lad_hi - lad_lo) * (z + 0.5) / SLUICE_LADDER;
+		planner_sluice_lp_target(&ctx, &lp, tg, deg, off);
+		planner_sluice_knobs_t k = se.best_riders ? with_riders : no_riders;
+		k.level = tg;
+		k.widen = se.best_widen;
+		SL_CHECK_GOTO(try_degrees(&se, deg, off, &k), rc, out);
 	}
 	int built = se.nseen;
 
