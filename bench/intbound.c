@@ -60,9 +60,6 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 	*ok = 0;
 	if (K < 1)
 		return SL_OK;
-	if (K > 64)
-		return sl_seterr(SL_ERANGE, "sluice-bound: a step of %.0f ms allows %d micro-batches "
-		                 "per rank (limit 64)", T, K);
 	double ft = 0, fk = 0; /* the fixed sequence's per-rank time and tokens */
 	if (fix >= 0) {
 		int64_t p = sl_cost_padded(len[fix], fd);
@@ -81,8 +78,8 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 	int ncap = m * maxd * K * P + 4 * K * P + 8;
 	int *cols = malloc(sizeof(int) * (size_t)ncap);
 	double *vals = malloc(sizeof(double) * (size_t)ncap);
-	int nk[128], ek[128];
-	if (!ncol || !tw || !tk || !ycol || !cols || !vals) {
+	int *nk = malloc(sizeof(int) * (size_t)(K * P)), *ek = malloc(sizeof(int) * (size_t)(K * P));
+	if (!ncol || !tw || !tk || !ycol || !cols || !vals || !nk || !ek) {
 		rc = sl_seterr(SL_ENOMEM, "sluice-bound: out of memory");
 		goto out;
 	}
@@ -182,6 +179,8 @@ out:
 	free(ycol);
 	free(cols);
 	free(vals);
+	free(nk);
+	free(ek);
 	return rc;
 }
 
