@@ -42,6 +42,10 @@
 #include "intbound.h"
 #include "lp.h"
 
+/* Branch-and-bound nodes per feasibility MILP; a search cut by it counts as
+ * feasible (deterministic, and the bound stays valid). */
+#define INTBOUND_NODES 2000
+
 /* Whether the pooled MILP above is feasible at step T (*ok). With fix >= 0,
  * one sequence of length len[fix] (not counted in cnt) runs on exactly fd
  * ranks: those form pools of their own (ring pools, k executions each,
@@ -111,7 +115,9 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 		/* a ring rank runs the fixed sequence in one of its k executions */
 		if (q >= K && ft + k * beta > T)
 			hi = 0;
-		SL_CHECK_GOTO(lp_add_col(lp, NULL, relax ? LP_CONTINUOUS : LP_INTEGER, 0, hi, 1, &nk[q]),
+		/* objective 0: any feasible point answers, so branch-and-bound
+		 * stops at the first */
+		SL_CHECK_GOTO(lp_add_col(lp, NULL, relax ? LP_CONTINUOUS : LP_INTEGER, 0, hi, 0, &nk[q]),
 		              rc, out);
 		SL_CHECK_GOTO(lp_add_col(lp, NULL, LP_CONTINUOUS, 0, INFINITY, 0, &ek[q]), rc, out);
 	}
@@ -164,11 +170,19 @@ static sl_err feasible(const sl_cost_t *c, const int64_t *len, const int *cnt, i
 	}
 	lp_opts_t o = {0};
 	o.presolve = 1;
+	o.node_lim = INTBOUND_NODES;
 	lp_result_t res;
 	rc = relax ? lp_solve(lp, &o, &res) : lp_solve_mip(lp, &o, &res);
 	if (rc == SL_EINFEASIBLE) { /* the answer, not a failure */
 		sl_clearerr();
 		rc = SL_OK;
+	} else if (rc == SL_ETIMEOUT) {
+		/* node limit before an answer: counted as feasible, so the bound
+		 * stays a bound (only weaker) */
+		sl_clearerr();
+		*ok = 1;
+		rc = SL_OK;
+		goto out;
 	}
 	*ok = rc == SL_OK && (res.status == LP_OPTIMAL || res.status == LP_FEASIBLE);
 out:

@@ -3,7 +3,7 @@
  * says which; issue 10, part 3).
  *
  *   sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]
- *                [--steps K] [--max-len L] [--per-step] [--ring] TRACE
+ *                [--steps K] [--first F] [--max-len L] [--per-step] [--ring] TRACE
  *
  * Replays TRACE in consecutive batches of B sequences (lengths over L
  * dropped, as sluice-bench does), plans each with `sluice` and prints the
@@ -22,14 +22,16 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]\n"
-	           "                    [--steps K] [--max-len L] [--per-step] [--ring] TRACE\n");
+	           "                    [--steps K] [--first F] [--max-len L] [--per-step] [--ring]\n"
+	           "                    TRACE\n"
+	           "(--first F: skip the first F batches, e.g. to resume a long run)\n");
 }
 
 int main(int argc, char **argv)
 {
 	const char *profname = "gpt-7b-flexsp", *trace = NULL;
 	int32_t ranks = 64, per_node = 8;
-	int batch = 512, steps = 100, per_step = 0, ring = 0;
+	int batch = 512, steps = 100, per_step = 0, ring = 0, first = 0;
 	int64_t max_len = 196608;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
 			per_node = atoi(argv[++i]);
 		} else if (strcmp(a, "--batch") == 0) {
 			batch = atoi(argv[++i]);
+		} else if (strcmp(a, "--first") == 0) {
+			first = atoi(argv[++i]);
 		} else if (strcmp(a, "--steps") == 0) {
 			steps = atoi(argv[++i]);
 		} else if (strcmp(a, "--max-len") == 0) {
@@ -63,7 +67,7 @@ int main(int argc, char **argv)
 			trace = a;
 		}
 	}
-	if (trace == NULL || ranks < 1 || per_node < 1 || batch < 1 || steps < 1) {
+	if (trace == NULL || ranks < 1 || per_node < 1 || batch < 1 || steps < 1 || first < 0) {
 		usage(stderr);
 		return SL_EXIT_USAGE;
 	}
@@ -106,6 +110,8 @@ int main(int argc, char **argv)
 		}
 		if (m < batch)
 			break;
+		if (st < first)
+			continue;
 		sl_plan_t *plan = NULL;
 		double lb = 0;
 		if (sl_plan_request("sluice", &cost, seqs, m, NULL, &plan) != SL_OK ||
