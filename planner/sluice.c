@@ -32,16 +32,16 @@
 /* Exact micro-batch MILPs per request. */
 #define SLUICE_MILP_PER_REQUEST 8
 
-/* Plans built per request at most: the two LPs' roundings, up to
- * 2 SLUICE_REFINE re-roundings at the best plan's level and step, and
- * the best degrees again without riders. */
+/* Re-roundings of the LP at the best plan's level and step (each round
+ * builds at most two plans). */
 #define SLUICE_REFINE 2
 /* Step targets tried last, between the decision LP's optimum and the best
- * plan's step so far (lp_target at each): the LP's fractional fixed costs put its T below
- * any plan with whole micro-batches, so its own roundings can take degrees
- * too high for the step a plan reaches (16 ranks, 32 Wikipedia sequences:
- * 1,402 ms -> 1,053 ms against a bound of 1,045; on the Wikipedia replay
- * 1.113 -> 1.111, from its steps with one very long sequence). */
+ * plan's step so far (lp_target at each): the LP's fractional fixed costs
+ * put its T below any plan with whole micro-batches, so its own roundings
+ * can take degrees too wide for the step a plan reaches (16 ranks, 32
+ * Wikipedia sequences: 1,402 ms -> 1,056 ms against a bound of 1,045; on
+ * the Wikipedia replay 1.113 -> 1.111, from its steps with one very long
+ * sequence). */
 #define SLUICE_LADDER 4
 /* The extra builds (ladder; no-rider variants on long-dominated batches)
  * only up to this many sequences: each build costs about a second at 100K,
@@ -50,6 +50,10 @@
 /* Batches up to this many sequences build each ladder rung with and
  * without riders. */
 #define SLUICE_LADDER_BOTH_MAX_SEQS 256
+/* Plans built per request at most: the two LPs' roundings (each also
+ * widened and without riders on long-dominated batches: 8), the
+ * re-roundings, the best degrees without riders, and the ladder (twice on
+ * small batches). */
 #define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 9 + 2 * SLUICE_LADDER)
 /* Each build's share of the work limit: as for the 2 SLUICE_REFINE + 5
  * builds every batch gets (the extra ones share what those leave). */
