@@ -45,6 +45,10 @@
 /* Branch-and-bound nodes per feasibility MILP; a search cut by it counts as
  * feasible (deterministic, and the bound stays valid). */
 #define INTBOUND_NODES 2000
+/* MILPs per feasibility check with the ring (degrees whose LP relaxation is
+ * feasible); past it the check answers feasible, which keeps the bound
+ * valid and its time bounded. */
+#define INTBOUND_RING_MILPS 8
 
 /* Whether the pooled MILP above is feasible at step T (*ok). With fix >= 0,
  * one sequence of length len[fix] (not counted in cnt) runs on exactly fd
@@ -208,11 +212,16 @@ static sl_err feasible_any(const sl_cost_t *c, const int64_t *len, int *cnt, int
 		return feasible(c, len, cnt, m, T, -1, 0, 0, ok);
 	cnt[fix]--;
 	sl_err rc = SL_OK;
+	int milps = 0;
 	*ok = 0;
 	for (int32_t d = 1; d <= c->cl.ranks && !*ok && rc == SL_OK; d++) {
 		int lpok = 0;
 		rc = feasible(c, len, cnt, m, T, fix, d, 1, &lpok);
-		if (rc == SL_OK && lpok)
+		if (rc != SL_OK || !lpok)
+			continue;
+		if (milps++ == INTBOUND_RING_MILPS)
+			*ok = 1; /* more degrees left than MILPs allowed: counted feasible */
+		else
 			rc = feasible(c, len, cnt, m, T, fix, d, 0, ok);
 	}
 	cnt[fix]++;
