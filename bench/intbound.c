@@ -256,6 +256,14 @@ sl_err bench_int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo,
 	lo -= g;
 	hi -= g;
 	int ok = 0;
+	/* hi is a valid plan's step, so the relaxation must hold there: a
+	 * check of the relaxation itself */
+	SL_CHECK_GOTO(feasible_any(c, v, cnt, m, hi, fix, &ok), rc, out);
+	if (!ok) {
+		rc = sl_seterr(SL_EINTERNAL, "sluice-bound: the relaxation is infeasible at %.3f ms, "
+		               "the step of a valid plan (a bug in the bound)", hi + g);
+		goto out;
+	}
 	SL_CHECK_GOTO(feasible_any(c, v, cnt, m, lo, fix, &ok), rc, out);
 	if (!ok) {
 		while (hi - lo > 2e-4 * hi) {

@@ -10,8 +10,9 @@
  * len[0..n) under c, into *lb: the least T at which intbound.c's pooled
  * MILP is feasible, searched by bisection (to 0.02%) between lo (a known
  * lower bound, e.g. the ideal) and hi (a known plan's step); ring: the
- * longest sequence on a whole number of ranks. Returns SL_ENOMEM or a
- * GLPK failure (SL_ELP). */
+ * longest sequence on a whole number of ranks. Returns SL_ENOMEM, a GLPK
+ * failure (SL_ELP), or SL_EINTERNAL when the relaxation is infeasible at
+ * hi (which a valid plan's step rules out: a bug). */
 sl_err bench_int_bound(const sl_cost_t *c, const int64_t *len, int n, double lo, double hi,
                        int ring, double *lb);
 
