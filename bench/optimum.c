@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intbound.h"
 #include "lp.h"
 #include "sluice/sluice.h"
 
@@ -325,6 +326,15 @@ int main(int argc, char **argv)
 						break;
 					}
 					lb = fmax(lb, plan->ideal_ms); /* both are lower bounds */
+					double ib = lb; /* and the pooled bound, whole fixed costs per rank */
+					if (bench_int_bound(&cost, len, m, lb, plan->step_ms, 1, &ib) != SL_OK) {
+						fprintf(stderr, "sluice-optimum: %s\n", sl_errmsg());
+						sl_plan_free(&plan);
+						rc = SL_EXIT_FAIL;
+						break;
+					}
+					if (!proven && ib > lb)
+						lb = ib;
 					double gm = plan->step_ms / lb - 1, gi = plan->step_ms / plan->ideal_ms - 1;
 					printf("%-28s %5d %4d %6zu %12.1f %12.1f %12.1f %8s %8.2f%% %8.2f%%\n",
 					       base, ranks[r], n, off, plan->step_ms, lb, plan->ideal_ms,

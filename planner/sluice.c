@@ -32,11 +32,32 @@
 /* Exact micro-batch MILPs per request. */
 #define SLUICE_MILP_PER_REQUEST 8
 
-/* Plans built per request at most: the two LPs' roundings, up to
- * 2 SLUICE_REFINE re-roundings at the best plan's level and step, and
- * the best degrees again without riders. */
+/* Re-roundings of the LP at the best plan's level and step (each round
+ * builds at most two plans). */
 #define SLUICE_REFINE 2
-#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 5)
+/* Step targets tried last, between the decision LP's optimum and the best
+ * plan's step so far (lp_target at each): the LP's fractional fixed costs
+ * put its T below any plan with whole micro-batches, so its own roundings
+ * can take degrees too wide for the step a plan reaches (16 ranks, 32
+ * Wikipedia sequences: 1,402 ms -> 1,056 ms against a bound of 1,045; on
+ * the Wikipedia replay 1.113 -> 1.111, from its steps with one very long
+ * sequence). */
+#define SLUICE_LADDER 4
+/* The extra builds (ladder; no-rider variants on long-dominated batches)
+ * only up to this many sequences: each build costs about a second at 100K,
+ * where the work limit must keep planning within seconds. */
+#define SLUICE_EXTRA_MAX_SEQS 4096
+/* Batches up to this many sequences build each ladder rung with and
+ * without riders. */
+#define SLUICE_LADDER_BOTH_MAX_SEQS 256
+/* Plans built per request at most: the two LPs' roundings (each also
+ * widened and without riders on long-dominated batches: 8), the
+ * re-roundings, the best degrees without riders, and the ladder (twice on
+ * small batches). */
+#define SLUICE_MAX_BUILDS (2 * SLUICE_REFINE + 9 + 2 * SLUICE_LADDER)
+/* Each build's share of the work limit: as for the 2 SLUICE_REFINE + 5
+ * builds every batch gets (the extra ones share what those leave). */
+#define SLUICE_BUILD_SHARES (2 * SLUICE_REFINE + 5)
 
 /* Baselines scored as fallbacks, by registry name. The last, `flexsp`,
  * costs tens of milliseconds on short-dominated batches, where our plans
@@ -168,6 +189,7 @@ typedef struct {
 	double best_ms;
 	double best_mean; /* mean rank finish of the best plan */
 	int best_widen;   /* the best plan's rings were widened to whole nodes */
+	int best_riders;  /* the best plan was built with riders */
 	int64_t share;
 	int64_t limit;      /* work the builds may reach: the limit less the fallbacks' */
 	int64_t build_cost; /* most units one build (placement and packing) charged */
@@ -262,6 +284,7 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 		se->best = cand;
 		se->best_ms = ms;
 		se->best_widen = knobs->widen;
+		se->best_riders = knobs->riders;
 		memcpy(se->best_deg, deg, sizeof(int32_t) * n);
 		memcpy(se->best_off, off, sizeof(double) * n);
 	} else {
@@ -270,12 +293,30 @@ static sl_err try_degrees(search_t *se, const int32_t *deg, const double *off,
 	return SL_OK;
 }
 
+/* Long-dominated: at least half the sequences, or half the tokens, in
+ * sequences the LP decides (that need several ranks). By tokens too:
+ * code-file-like batches (median 500 tokens, a heavy tail) hold 55-70% of
+ * their tokens in a third of their sequences, and there the whole-node
+ * rings win by 5% (usr-include, docs/perf.md); Wikipedia batches hold
+ * 18-54% and are not affected. */
+static int is_long_dominated(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp)
+{
+	double long_tok = 0, all_tok = 0;
+	for (int32_t j = 0; j < lp->nlong; j++)
+		long_tok += (double)ctx->seqs[lp->seq[j]].length;
+	for (int64_t i = 0; i < ctx->n; i++)
+		all_tok += (double)ctx->seqs[i].length;
+	return 2 * (int64_t)lp->nlong >= ctx->n || 2 * long_tok >= all_tok;
+}
+
 /* Builds the plans of the LP's roundings (try_degrees keeps the fastest in
  * se->best): deg and off are scratch of n entries. */
-static sl_err build_all(search_t *se, const planner_sluice_lp_t *lp, int32_t *deg, double *off)
+static sl_err build_all(search_t *se, const planner_sluice_lp_t *lp, int long_dominated,
+                        int32_t *deg, double *off)
 {
 	planner_sluice_ctx_t *ctx = se->ctx;
 	int64_t n = ctx->n;
+	int extra = n <= SLUICE_EXTRA_MAX_SEQS;
 	planner_sluice_knobs_t with_riders = {.riders = 1, .offload = 1, .merge = 1},
 	                       no_riders = {.riders = 0, .offload = 1, .merge = 1};
 	/* The LP's degrees first (riders may fill a ring up to the decision
@@ -285,19 +326,28 @@ static sl_err build_all(search_t *se, const planner_sluice_lp_t *lp, int32_t *de
 	 * rank finish (the level a balanced plan reaches) and for its step,
 	 * until the degrees stop changing. */
 	with_riders.level = lp->t_star * 1.05;
-	int long_dominated = 2 * (int64_t)lp->nlong >= n;
 	for (int which = 0; which < 2; which++) {
 		planner_sluice_lp_round(ctx, lp, which, deg, off);
 		SL_CHECK(try_degrees(se, deg, off, &with_riders));
-		/* Long-dominated batches (at least half the sequences need
-		 * several ranks): few short sequences are left to fill a ring's
-		 * spare memory, and rings of mixed widths leave ranks idle, so
-		 * also build the plan whose rings take whole nodes, shared by
-		 * several long sequences (merge_rings). */
+		/* Long-dominated batches: few short sequences are left to fill a
+		 * ring's spare memory, and rings of mixed widths leave ranks
+		 * idle, so also build the plan whose rings take whole nodes,
+		 * shared by several long sequences (merge_rings). */
 		if (long_dominated) {
 			planner_sluice_knobs_t wide = with_riders;
 			wide.widen = 1;
 			SL_CHECK(try_degrees(se, deg, off, &wide));
+		}
+		/* ... and both without riders: on long-dominated batches the
+		 * riders' greedy fill (before stage 1) costs 3-7% where rings
+		 * are many (usr-include), the search does better with the short
+		 * sequences free. */
+		if (long_dominated && extra) {
+			planner_sluice_knobs_t nr = no_riders;
+			nr.level = with_riders.level;
+			SL_CHECK(try_degrees(se, deg, off, &nr));
+			nr.widen = 1;
+			SL_CHECK(try_degrees(se, deg, off, &nr));
 		}
 	}
 	for (int it = 0; it < SLUICE_REFINE && se->best != NULL; it++) {
@@ -306,9 +356,11 @@ static sl_err build_all(search_t *se, const planner_sluice_lp_t *lp, int32_t *de
 		double targets[2] = {se->best_mean, se->best_ms - g};
 		for (int z = 0; z < 2; z++) {
 			planner_sluice_lp_target(ctx, lp, targets[z], deg, off);
-			with_riders.level = targets[z];
-			with_riders.widen = se->best_widen;
-			SL_CHECK(try_degrees(se, deg, off, &with_riders));
+			/* the best plan's knobs, at the new degrees */
+			planner_sluice_knobs_t k = se->best_riders ? with_riders : no_riders;
+			k.level = targets[z];
+			k.widen = se->best_widen;
+			SL_CHECK(try_degrees(se, deg, off, &k));
 		}
 		if (se->nseen == before)
 			break;
@@ -319,6 +371,23 @@ static sl_err build_all(search_t *se, const planner_sluice_lp_t *lp, int32_t *de
 		no_riders.level = se->best_ms;
 		no_riders.widen = se->best_widen;
 		SL_CHECK(try_degrees(se, deg, off, &no_riders));
+	}
+	for (int z = 0; z < SLUICE_LADDER && extra && se->best != NULL; z++) {
+		double lad_lo = lp->t_star, lad_hi = se->best_ms - se->cost->prof.grad_sync_ms;
+		double tg = lad_lo + (lad_hi - lad_lo) * (z + 0.5) / SLUICE_LADDER;
+		planner_sluice_lp_target(ctx, lp, tg, deg, off);
+		planner_sluice_knobs_t k = se->best_riders ? with_riders : no_riders;
+		k.level = tg;
+		k.widen = se->best_widen;
+		SL_CHECK(try_degrees(se, deg, off, &k));
+		/* small batches: each rung without riders too (riders filled
+		 * first can spoil the rung's degrees: 8 ranks, 64 Wikipedia
+		 * sequences 3,312 -> 3,218 ms; cheap at this size, while at 512
+		 * sequences it would add half to the planning time) */
+		if (k.riders && n <= SLUICE_LADDER_BOTH_MAX_SEQS) {
+			k.riders = 0;
+			SL_CHECK(try_degrees(se, deg, off, &k));
+		}
 	}
 	return SL_OK;
 }
@@ -402,9 +471,9 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		         sl_now_ms() - tl0, (long long)(ctx.work - wl0), lp.nlong,
 		         (long long)lp.cand_off[lp.nlong]);
 		SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
-		se.share = se.limit / SLUICE_MAX_BUILDS;
-		long_dominated = 2 * (int64_t)lp.nlong >= n;
-		SL_CHECK_GOTO(build_all(&se, &lp, deg, off), rc, out);
+		se.share = se.limit / SLUICE_BUILD_SHARES;
+		long_dominated = is_long_dominated(&ctx, &lp);
+		SL_CHECK_GOTO(build_all(&se, &lp, long_dominated, deg, off), rc, out);
 	} else {
 		ctx.truncated = 1;
 	}

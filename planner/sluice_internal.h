@@ -124,7 +124,8 @@ void planner_sluice_lp_fini(planner_sluice_lp_t *lp);
 
 /* Rounds an LP to degrees: every sequence gets deg[i] and off[i]; each
  * long sequence takes the usable candidate of largest value in the decision
- * LP (which == 0) or the bound LP (which == 1). */
+ * LP (which == 0) or the bound LP (which == 1) among those that finish
+ * within 10% of that LP's T (the fastest usable one when none does). */
 void planner_sluice_lp_round(const planner_sluice_ctx_t *ctx, const planner_sluice_lp_t *lp,
                              int which, int32_t *deg, double *off);
 /* Degrees for a step target: each long sequence takes the candidate our
