@@ -277,7 +277,7 @@ static const fwd_variant fwd_table[] = {
     FWD_V(64, 1, 4, 64),  FWD_V(64, 2, 4, 64),  FWD_V(64, 1, 8, 64),  FWD_V(64, 2, 4, 128),
     {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3", kern_sm90_fwd_d64},
     FWD_V(128, 1, 4, 64), FWD_V(128, 2, 4, 32), FWD_V(128, 1, 8, 64), FWD_V(128, 2, 4, 64),
-    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2", kern_sm90_fwd_d128},
+    {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3", kern_sm90_fwd_d128},
 };
 #undef FWD_V
 static const int fwd_count = sizeof(fwd_table) / sizeof(fwd_table[0]);

@@ -19,6 +19,8 @@
  * there) or past the tensor (zero filled by the TMA unit). */
 #include <math.h>
 
+#include <type_traits>
+
 #include "attn_sm90.cuh"
 #include "sluice/log.h"
 
@@ -156,10 +158,18 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 
 	if (nk > 0)
 		mbar_wait(bq, 0);
-	for (int j = 0; j < nk; ++j) {
+	/* one key tile; the first (FIRST) has no P V of a previous tile to
+	 * overlap. Peeled rather than branched: the compiler serialises wgmmas
+	 * it finds on paths it cannot prove warpgroup-uniform. */
+	auto step = [&](const int j, auto first) {
+		constexpr bool FIRST = decltype(first)::value;
 		const int s = j % STAGES;
 		const int sp = (j + STAGES - 1) % STAGES; /* stage of tile j - 1 */
+		/* both waits before the first wgmma: a (divergent) wait loop between
+		 * two wgmmas would make the compiler serialise them */
 		mbar_wait(bk + 8 * s, (j / STAGES) & 1);
+		if constexpr (!FIRST)
+			mbar_wait(bv + 8 * sp, ((j - 1) / STAGES) & 1);
 		wg_fence();
 		{
 			const uint64_t dqs = opaque(dq);
@@ -172,9 +182,8 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 			}
 		}
 		wg_commit();
-		if (j > 0) {
+		if constexpr (!FIRST) {
 			/* O += P_{j-1} V_{j-1} runs under this tile's softmax */
-			mbar_wait(bv + 8 * sp, ((j - 1) / STAGES) & 1);
 			const uint64_t dvs = opaque(dv + ((sp * L::KV) >> 4));
 #pragma unroll
 			for (int kk = 0; kk < BN / 16; ++kk)
@@ -240,7 +249,7 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 			}
 			rsum[rr] = sum;
 		}
-		if (j > 0) {
+		if constexpr (!FIRST) {
 			wg_wait<0>();
 			pin(o);
 			pin(p);
@@ -263,7 +272,11 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 			p[kk][2] = pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
 			p[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
 		}
-	}
+	};
+	if (nk > 0)
+		step(0, std::true_type{});
+	for (int j = 1; j < nk; ++j)
+		step(j, std::false_type{});
 	if (nk > 0) {
 		const int s = (nk - 1) % STAGES;
 		mbar_wait(bv + 8 * s, ((nk - 1) / STAGES) & 1);
@@ -376,7 +389,7 @@ sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st)
 }
 sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<128, 128, 2>(a, st);
+	return kern::sm90::launch_fwd_sm90<128, 64, 3>(a, st);
 }
 
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a)
