@@ -126,12 +126,6 @@ template <int N> __device__ __forceinline__ void regs_alloc()
 	asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
 }
 
-/* Named barrier over `count` threads (the consumer warpgroups only). */
-__device__ __forceinline__ void named_sync(int id, int count)
-{
-	asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
-}
-
 /* --------------------------------------------------------------- wgmma --- */
 
 /* Descriptor of a 128B-swizzled operand at shared address addr: lbo is the
