@@ -278,11 +278,13 @@ static const fwd_variant fwd_table[] = {
     {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3", kern_sm90_fwd_d64},
     FWD_V(128, 1, 4, 64), FWD_V(128, 2, 4, 32), FWD_V(128, 1, 8, 64), FWD_V(128, 2, 4, 64),
     {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3", kern_sm90_fwd_d128},
+    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq", kern_sm90_fwd_d128_n128},
 };
 #undef FWD_V
 static const int fwd_count = sizeof(fwd_table) / sizeof(fwd_table[0]);
 
-/* The variant's index among its head dim's, or -1. */
+/* The variant's index among its head dim's, or -1 (sm90: the first sm_90a
+ * one, the default). */
 static int fwd_index(int32_t head_dim, int sm90, int mt, int nw, int bn)
 {
 	int k = 0;

@@ -49,7 +49,7 @@ template <int D, int BN, int STAGES> struct fwd_smem {
 	static_assert(Q % 1024 == 0 && KV % 1024 == 0, "tiles start on 1024-byte boundaries");
 };
 
-template <int D, int BN, int STAGES>
+template <int D, int BN, int STAGES, bool OVERLAP>
 __global__ void __launch_bounds__(FWD_THREADS, 1)
     fwd_sm90_kernel(const kern_fwd_args_t a, const __grid_constant__ fwd_maps maps)
 {
@@ -273,22 +273,38 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 			p[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
 		}
 	};
-	if (nk > 0)
-		step(0, std::true_type{});
-	for (int j = 1; j < nk; ++j)
-		step(j, std::false_type{});
-	if (nk > 0) {
-		const int s = (nk - 1) % STAGES;
-		mbar_wait(bv + 8 * s, ((nk - 1) / STAGES) & 1);
+	/* O += P_j V_j, waited for; the stage is released */
+	auto pv = [&](const int j) {
+		const int s = j % STAGES;
+		mbar_wait(bv + 8 * s, (j / STAGES) & 1);
 		wg_fence();
+		const uint64_t dvs = opaque(dv + ((s * L::KV) >> 4));
 #pragma unroll
 		for (int kk = 0; kk < BN / 16; ++kk)
-			wgmma_rs_tb<D>(o, p[kk], dv + ((s * L::KV + kk * 16 * 128) >> 4));
+			wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
 		wg_commit();
 		wg_wait<0>();
 		pin(o);
 		pin(p);
+		mbar_arrive(be + 8 * s);
+	};
+	if constexpr (OVERLAP) {
+		if (nk > 0)
+			step(0, std::true_type{});
+		for (int j = 1; j < nk; ++j)
+			step(j, std::false_type{});
+	} else {
+		/* each tile on its own (fewer live registers: S and P of one tile
+		 * only); the two consumers still overlap each other */
+		for (int j = 0; j < nk - 1; ++j) {
+			step(j, std::true_type{});
+			pv(j);
+		}
+		if (nk > 0)
+			step(nk - 1, std::true_type{});
 	}
+	if (nk > 0)
+		pv(nk - 1);
 
 	/* epilogue */
 	fwd_row rows[2];
@@ -362,7 +378,7 @@ static sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_
 	return SL_OK;
 }
 
-template <int D, int BN, int STAGES>
+template <int D, int BN, int STAGES, bool OVERLAP>
 static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 {
 	using L = fwd_smem<D, BN, STAGES>;
@@ -370,7 +386,7 @@ static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, FWD_BM));
 	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BN));
 	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BN));
-	auto fn = fwd_sm90_kernel<D, BN, STAGES>;
+	auto fn = fwd_sm90_kernel<D, BN, STAGES, OVERLAP>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(L::ALLOC)));
 	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->heads));
@@ -385,11 +401,15 @@ static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 /* The sm_90a forward variants (kern.h). */
 sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<64, 128, 3>(a, st);
+	return kern::sm90::launch_fwd_sm90<64, 128, 3, true>(a, st);
 }
 sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<128, 64, 3>(a, st);
+	return kern::sm90::launch_fwd_sm90<128, 64, 3, true>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 128, 2, false>(a, st);
 }
 
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a)

@@ -126,6 +126,7 @@ int kern_device_sm90(void);
  * tensors: the TMA unit's needs). */
 sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
 
 /* Launch one hop on stream st (asynchronous; launch errors checked). */
