@@ -143,10 +143,16 @@ EOF
 		fi
 		;;
 	profile)
-		# Nsight Compute on the default forward (variant 3) and backward
-		# (variant 4) kernels of D = 128 at 16K tokens, 3 launches per variant
+		# Nsight Compute on the mma.sync forward (variant 3), the sm_90a
+		# forward and the backward (variant 4) kernels of D = 128 at 16K
+		# tokens, 3 launches per variant
 		if command -v ncu >/dev/null; then
 			step kernel ncu --clock-control none -k regex:fwd_kernel --launch-skip 9 \
+				--launch-count 1 --section SpeedOfLight --section WarpStateStats \
+				--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+				"$BIN/gpu_bench" kernel 128 16384 1 16 16 1
+			# the sm_90a forward (its first variant, the default on Hopper)
+			step kernel ncu --clock-control none -k regex:fwd_sm90_kernel --launch-skip 2 \
 				--launch-count 1 --section SpeedOfLight --section WarpStateStats \
 				--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
 				"$BIN/gpu_bench" kernel 128 16384 1 16 16 1
