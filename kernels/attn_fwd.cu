@@ -345,15 +345,18 @@ int kern_fwd_variants(int32_t head_dim)
 	return n;
 }
 
+int kern_path_mma_only(void)
+{
+	const char *path = getenv("SLUICE_KERN_PATH");
+	return path != nullptr && strcmp(path, "mma") == 0;
+}
+
 /* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma),
  * else the fastest mma.sync variant. */
 int kern_fwd_default(int32_t head_dim)
 {
-	const char *path = getenv("SLUICE_KERN_PATH");
 	const int mma = kern::fwd_default_mma(head_dim);
-	if (path != nullptr && strcmp(path, "mma") == 0)
-		return mma;
-	if ((path != nullptr && strcmp(path, "sm90") == 0) || kern_device_sm90()) {
+	if (!kern_path_mma_only() && kern_device_sm90()) {
 		const int v = kern::fwd_index(head_dim, 1, 0, 0, 0);
 		return v >= 0 ? v : mma;
 	}

@@ -418,7 +418,7 @@ int kern_sm90_fwd_fits(const kern_fwd_args_t *a)
 	                      reinterpret_cast<uintptr_t>(a->v);
 #if SLUICE_SM90A
 	return a->ntok > 0 && a->ntok <= INT32_MAX - 256 && (mis & 15u) == 0 && a->heads > 0 &&
-	       a->kv_heads > 0 && kern_device_sm90();
+	       a->kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();
 #else
 	(void)mis; /* the library has no sm_90a code */
 	return 0;

@@ -99,10 +99,11 @@ typedef struct kern_bwd_args {
  * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128.
  * The forward has mma.sync variants (sm_80+) and sm_90a variants (wgmma,
  * TMA, warp specialised: attn_fwd_sm90.cu). On an sm_90 card the default is
- * the sm_90a variant; SLUICE_KERN_PATH=mma makes it the mma.sync one (and
- * =sm90 insists on sm_90a where the card has it). A hop given to an sm_90a
- * variant that cannot run it (another card, ntok unknown, misaligned
- * tensors) runs on the mma.sync variant of the same block_m instead. */
+ * the sm_90a variant. SLUICE_KERN_PATH=mma turns the sm_90a kernels off:
+ * the defaults are the mma.sync ones and an sm_90a variant asked for by
+ * number runs as its fallback. A hop given to an sm_90a variant that cannot
+ * run it (another card, ntok unknown, misaligned tensors, the switch above)
+ * runs on the mma.sync variant of the same block_m instead. */
 int kern_head_dim_supported(int32_t head_dim);
 int kern_fwd_variants(int32_t head_dim);
 int kern_bwd_variants(int32_t head_dim);
@@ -119,6 +120,8 @@ const char *kern_bwd_name(int32_t head_dim, int variant);
 int kern_fwd_native(int32_t head_dim, int variant);
 /* 1 when the current device is an sm_90 (Hopper) card. */
 int kern_device_sm90(void);
+/* 1 when SLUICE_KERN_PATH=mma (the sm_90a kernels are off). */
+int kern_path_mma_only(void);
 
 /* The sm_90a forward launchers (attn_fwd_sm90.cu) behind kern_attn_fwd's
  * table, and whether a hop fits them on the current device (an sm_90 card,
