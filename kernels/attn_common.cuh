@@ -170,6 +170,87 @@ __device__ __forceinline__ int lane_hi_b(int lane)
 	return (lane >> 3) & 1;
 }
 
+/* What a forward tile of bm query rows starting at local row q0 needs:
+ * qvalid / kvalid are the shard's non-padding query / key rows, and the
+ * result is the number of leading keys any of the tile's valid queries sees
+ * (positions increase along a shard, so these are keys [0, result)). */
+__device__ __forceinline__ int fwd_keys_needed(const kern_fwd_args_t &a, const kern_seg_t &seg,
+                                               int q0, int bm, int *qvalid, int *kvalid)
+{
+	const int len = seg.len, chunk = seg.chunk;
+	const int s = static_cast<int>(seg.seqlen);
+	*qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
+	*kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
+	const int qv_tile = min(max(*qvalid - q0, 0), bm);
+	if (qv_tile <= 0)
+		return 0;
+	int kneed = *kvalid;
+	if (a.causal)
+		kneed = min(kneed, kern_count_le(chunk, a.d, a.k_owner, len,
+		                                 kern_pos(chunk, a.d, a.q_owner, q0 + qv_tile - 1)));
+	return kneed;
+}
+
+/* The forward epilogue of one query row, in two steps so that a quad's
+ * lanes all read the old LSE (merge modes) before lane t4 == 0 overwrites
+ * it: fwd_row_begin, __syncwarp, fwd_row_store. m is the row's running max
+ * (log2 domain), l its quad-reduced sum. */
+struct fwd_row {
+	float inv, lse_b, lse_a;
+	bool inseg;
+	int64_t row; /* (token, head) index */
+};
+
+__device__ __forceinline__ fwd_row fwd_row_begin(const kern_fwd_args_t &a, const kern_seg_t &seg,
+                                                 int h, int qi, int qvalid, float m, float l)
+{
+	const float LN2 = 0.6931471805599453f;
+	fwd_row r;
+	const bool ok = qi < qvalid && l > 0.f;
+	r.inv = ok ? 1.f / l : 0.f;
+	r.lse_b = ok ? (m + __log2f(l)) * LN2 : -INFINITY;
+	r.inseg = qi < seg.len;
+	r.row = (seg.off + qi) * a.heads + h;
+	r.lse_a = -INFINITY;
+	if (r.inseg && (a.mode == KERN_FWD_MERGE || a.mode == KERN_FWD_FINAL))
+		r.lse_a = a.lse[r.row];
+	return r;
+}
+
+/* Writes (or merges, worker/backend.h's stable LSE merge: kern_merge_weight)
+ * the row's LSE and its D outputs; acc[4 * dt + e] (e = 0, 1) is column
+ * 8 * dt + 2 * t4 + e, un-normalised. */
+template <int D>
+__device__ __forceinline__ void fwd_row_store(const kern_fwd_args_t &a, const fwd_row &r,
+                                              const float *acc, int t4)
+{
+	if (!r.inseg)
+		return;
+	const bool merge = a.mode == KERN_FWD_MERGE || a.mode == KERN_FWD_FINAL;
+	float lnew = r.lse_b, w = 1.f;
+	if (merge)
+		w = kern_merge_weight(r.lse_a, r.lse_b, &lnew);
+	if (t4 == 0)
+		a.lse[r.row] = lnew;
+	float *oa = a.oacc + r.row * D;
+	bf16 *o = static_cast<bf16 *>(a.o) + r.row * D;
+#pragma unroll
+	for (int dt = 0; dt < D / 8; ++dt) {
+		const int c = dt * 8 + 2 * t4;
+		float x0 = acc[4 * dt] * r.inv;
+		float x1 = acc[4 * dt + 1] * r.inv;
+		if (merge) {
+			const float2 old = *reinterpret_cast<const float2 *>(oa + c);
+			x0 = old.x - w * (old.x - x0);
+			x1 = old.y - w * (old.y - x1);
+		}
+		if (a.mode == KERN_FWD_INIT || a.mode == KERN_FWD_MERGE)
+			*reinterpret_cast<float2 *>(oa + c) = make_float2(x0, x1);
+		else
+			*reinterpret_cast<__nv_bfloat162 *>(o + c) = __floats2bfloat162_rn(x0, x1);
+	}
+}
+
 } // namespace kern
 
 #endif

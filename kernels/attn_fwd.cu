@@ -11,6 +11,8 @@
  * when all its keys are valid and precede the tile's first query. Rows that
  * see no key (and padding rows, qpos >= s) get O = 0 and LSE = -inf. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "attn_common.cuh"
 
@@ -44,18 +46,8 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(const kern_fwd_args_t a)
 	const int hk = h / (a.heads / a.kv_heads);
 	const int q0 = tile.start;
 	const int len = seg.len, chunk = seg.chunk;
-	const int s = static_cast<int>(seg.seqlen);
-	const int qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
-	const int kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
-	const int qv_tile = min(max(qvalid - q0, 0), BM);
-	int kneed = 0;
-	if (qv_tile > 0) {
-		kneed = kvalid;
-		if (a.causal)
-			kneed = min(kneed, kern_count_le(chunk, a.d, a.k_owner, len,
-			                                 kern_pos(chunk, a.d, a.q_owner,
-			                                          q0 + qv_tile - 1)));
-	}
+	int qvalid, kvalid;
+	const int kneed = fwd_keys_needed(a, seg, q0, BM, &qvalid, &kvalid);
 	const int nk = (kneed + BN - 1) / BN;
 	const int qmin = kern_pos(chunk, a.d, a.q_owner, q0);
 	const float sl2 = a.scale * 1.4426950408889634f;
@@ -234,11 +226,8 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(const kern_fwd_args_t a)
 		__syncthreads();
 	}
 
-	/* epilogue: normalise, then write or merge (worker/backend.h's stable
-	 * LSE merge, kern_merge_weight) */
-	const float LN2 = 0.6931471805599453f;
-	float inv[MT][2], lseb[MT][2], lsea[MT][2];
-	bool inseg[MT][2];
+	/* epilogue: normalise, then write or merge */
+	fwd_row rows[MT][2];
 #pragma unroll
 	for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -247,47 +236,14 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(const kern_fwd_args_t a)
 			l += __shfl_xor_sync(0xffffffffu, l, 1);
 			l += __shfl_xor_sync(0xffffffffu, l, 2);
 			const int qi = q0 + warp * 16 * MT + mt * 16 + g + rr * 8;
-			const bool ok = qi < qvalid && l > 0.f;
-			inv[mt][rr] = ok ? 1.f / l : 0.f;
-			lseb[mt][rr] = ok ? (mrow[mt][rr] + __log2f(l)) * LN2 : -INFINITY;
-			inseg[mt][rr] = qi < len;
-			lsea[mt][rr] = -INFINITY;
-			if (inseg[mt][rr] && (a.mode == KERN_FWD_MERGE || a.mode == KERN_FWD_FINAL))
-				lsea[mt][rr] = a.lse[(seg.off + qi) * a.heads + h];
+			rows[mt][rr] = fwd_row_begin(a, seg, h, qi, qvalid, mrow[mt][rr], l);
 		}
 	__syncwarp();
 #pragma unroll
 	for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-		for (int rr = 0; rr < 2; ++rr) {
-			if (!inseg[mt][rr])
-				continue;
-			const int qi = q0 + warp * 16 * MT + mt * 16 + g + rr * 8;
-			const int64_t row = (seg.off + qi) * a.heads + h;
-			float lnew = lseb[mt][rr], w = 1.f;
-			if (a.mode == KERN_FWD_MERGE || a.mode == KERN_FWD_FINAL)
-				w = kern_merge_weight(lsea[mt][rr], lseb[mt][rr], &lnew);
-			if (t4 == 0)
-				a.lse[row] = lnew;
-			float *oa = a.oacc + row * D;
-			bf16 *o = static_cast<bf16 *>(a.o) + row * D;
-#pragma unroll
-			for (int dt = 0; dt < NDT; ++dt) {
-				const int c = dt * 8 + 2 * t4;
-				float x0 = acc[mt][dt][rr * 2] * inv[mt][rr];
-				float x1 = acc[mt][dt][rr * 2 + 1] * inv[mt][rr];
-				if (a.mode == KERN_FWD_MERGE || a.mode == KERN_FWD_FINAL) {
-					const float2 old = *reinterpret_cast<const float2 *>(oa + c);
-					x0 = old.x - w * (old.x - x0);
-					x1 = old.y - w * (old.y - x1);
-				}
-				if (a.mode == KERN_FWD_INIT || a.mode == KERN_FWD_MERGE)
-					*reinterpret_cast<float2 *>(oa + c) = make_float2(x0, x1);
-				else
-					*reinterpret_cast<__nv_bfloat162 *>(o + c) =
-					    __floats2bfloat162_rn(x0, x1);
-			}
-		}
+		for (int rr = 0; rr < 2; ++rr)
+			fwd_row_store<D>(a, rows[mt][rr], &acc[mt][0][rr * 2], t4);
 }
 
 template <int D, int MT, int NW, int BN>
@@ -304,22 +260,44 @@ static sl_err launch_fwd(const kern_fwd_args_t *a, cudaStream_t st)
 	return SL_OK;
 }
 
+/* A forward variant: mma.sync tiles (mt, nw, bn) or, with sm90 set, one of
+ * attn_fwd_sm90.cu's (128 query rows: mt * nw * 16 as well). */
 struct fwd_variant {
 	int d, mt, nw, bn;
+	int sm90;
 	const char *name;
 	sl_err (*launch)(const kern_fwd_args_t *, cudaStream_t);
 };
 
 #define FWD_V(D, MT, NW, BN)                                                                       \
 	{                                                                                          \
-		D, MT, NW, BN, "d" #D "_m" #MT "x" #NW "_n" #BN, launch_fwd<D, MT, NW, BN>         \
+		D, MT, NW, BN, 0, "d" #D "_m" #MT "x" #NW "_n" #BN, launch_fwd<D, MT, NW, BN>      \
 	}
 static const fwd_variant fwd_table[] = {
     FWD_V(64, 1, 4, 64),  FWD_V(64, 2, 4, 64),  FWD_V(64, 1, 8, 64),  FWD_V(64, 2, 4, 128),
+    {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3", kern_sm90_fwd_d64},
     FWD_V(128, 1, 4, 64), FWD_V(128, 2, 4, 32), FWD_V(128, 1, 8, 64), FWD_V(128, 2, 4, 64),
+    {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3", kern_sm90_fwd_d128},
+    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq", kern_sm90_fwd_d128_n128},
 };
 #undef FWD_V
 static const int fwd_count = sizeof(fwd_table) / sizeof(fwd_table[0]);
+
+/* The variant's index among its head dim's, or -1 (sm90: the first sm_90a
+ * one, the default). */
+static int fwd_index(int32_t head_dim, int sm90, int mt, int nw, int bn)
+{
+	int k = 0;
+	for (int i = 0; i < fwd_count; ++i) {
+		const fwd_variant &v = fwd_table[i];
+		if (v.d != head_dim)
+			continue;
+		if (v.sm90 == sm90 && (sm90 || (v.mt == mt && v.nw == nw && v.bn == bn)))
+			return k;
+		++k;
+	}
+	return -1;
+}
 
 static const fwd_variant *fwd_find(int32_t head_dim, int variant)
 {
@@ -332,6 +310,13 @@ static const fwd_variant *fwd_find(int32_t head_dim, int variant)
 	return nullptr;
 }
 
+/* The mma.sync default (the fastest measured on H100 and H200, docs/gpu.md):
+ * also what a hop the sm_90a variant cannot take runs on (same 128 rows). */
+static int fwd_default_mma(int32_t head_dim)
+{
+	return head_dim == 64 ? fwd_index(64, 0, 2, 4, 64) : fwd_index(128, 0, 2, 4, 64);
+}
+
 } // namespace kern
 
 extern "C" {
@@ -339,6 +324,17 @@ extern "C" {
 int kern_head_dim_supported(int32_t head_dim)
 {
 	return head_dim == 64 || head_dim == 128;
+}
+
+int kern_device_sm90(void)
+{
+	int dev = 0, major = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+		(void)cudaGetLastError();
+		return 0;
+	}
+	return major == 9;
 }
 
 int kern_fwd_variants(int32_t head_dim)
@@ -349,10 +345,22 @@ int kern_fwd_variants(int32_t head_dim)
 	return n;
 }
 
-/* Defaults: the fastest variant measured on H100 (docs/gpu.md). */
+int kern_path_mma_only(void)
+{
+	const char *path = getenv("SLUICE_KERN_PATH");
+	return path != nullptr && strcmp(path, "mma") == 0;
+}
+
+/* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma),
+ * else the fastest mma.sync variant. */
 int kern_fwd_default(int32_t head_dim)
 {
-	return head_dim == 64 ? 1 : 3;
+	const int mma = kern::fwd_default_mma(head_dim);
+	if (!kern_path_mma_only() && kern_device_sm90()) {
+		const int v = kern::fwd_index(head_dim, 1, 0, 0, 0);
+		return v >= 0 ? v : mma;
+	}
+	return mma;
 }
 
 int32_t kern_fwd_block_m(int32_t head_dim, int variant)
@@ -365,6 +373,20 @@ const char *kern_fwd_name(int32_t head_dim, int variant)
 {
 	const kern::fwd_variant *v = kern::fwd_find(head_dim, variant);
 	return v ? v->name : "none";
+}
+
+int kern_fwd_native(int32_t head_dim, int variant)
+{
+	const kern::fwd_variant *v = kern::fwd_find(head_dim, variant);
+	if (v == nullptr)
+		return 0;
+	if (!v->sm90)
+		return 1;
+	kern_fwd_args_t probe;
+	memset(&probe, 0, sizeof(probe));
+	probe.ntok = 1;
+	probe.heads = probe.kv_heads = 1;
+	return kern_sm90_fwd_fits(&probe);
 }
 
 sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st)
@@ -382,6 +404,8 @@ sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st)
 		return sl_seterr(SL_EINVAL, "%s:%d: forward mode %d", __FILE__, __LINE__, a->mode);
 	if (a->ntiles == 0)
 		return SL_OK;
+	if (v->sm90 && !kern_sm90_fwd_fits(a))
+		v = kern::fwd_find(a->head_dim, kern::fwd_default_mma(a->head_dim));
 	return v->launch(a, st);
 }
 

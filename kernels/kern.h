@@ -70,6 +70,9 @@ typedef struct kern_fwd_args {
 	int32_t causal;
 	int32_t mode; /* kern_fwd_mode */
 	float scale;
+	int64_t ntok; /* rows of q, k, v (local tokens); 0: unknown, which keeps
+	               * the hop on the mma.sync kernels (the sm_90 ones describe
+	               * the tensors to the TMA unit and need their extent) */
 } kern_fwd_args_t;
 
 /* Arguments of one backward hop. dq is accumulated atomically (zero it once
@@ -93,7 +96,14 @@ typedef struct kern_bwd_args {
 } kern_bwd_args_t;
 
 /* Kernel variants (tile shapes) per head dimension; variant -1 picks the
- * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128. */
+ * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128.
+ * The forward has mma.sync variants (sm_80+) and sm_90a variants (wgmma,
+ * TMA, warp specialised: attn_fwd_sm90.cu). On an sm_90 card the default is
+ * the sm_90a variant. SLUICE_KERN_PATH=mma turns the sm_90a kernels off:
+ * the defaults are the mma.sync ones and an sm_90a variant asked for by
+ * number runs as its fallback. A hop given to an sm_90a variant that cannot
+ * run it (another card, ntok unknown, misaligned tensors, the switch above)
+ * runs on the mma.sync variant of the same block_m instead. */
 int kern_head_dim_supported(int32_t head_dim);
 int kern_fwd_variants(int32_t head_dim);
 int kern_bwd_variants(int32_t head_dim);
@@ -105,6 +115,22 @@ int32_t kern_bwd_block_n(int32_t head_dim, int variant);
 /* A short name of the variant's shape ("d128_m128_n64_w4"), static storage. */
 const char *kern_fwd_name(int32_t head_dim, int variant);
 const char *kern_bwd_name(int32_t head_dim, int variant);
+/* 1 when the forward variant runs as itself on the current device (the
+ * sm_90a ones need an sm_90 card), 0 when kern_attn_fwd would fall back. */
+int kern_fwd_native(int32_t head_dim, int variant);
+/* 1 when the current device is an sm_90 (Hopper) card. */
+int kern_device_sm90(void);
+/* 1 when SLUICE_KERN_PATH=mma (the sm_90a kernels are off). */
+int kern_path_mma_only(void);
+
+/* The sm_90a forward launchers (attn_fwd_sm90.cu) behind kern_attn_fwd's
+ * table, and whether a hop fits them on the current device (an sm_90 card,
+ * a library built for sm_90a, ntok known and < 2^31, 16-byte aligned
+ * tensors: the TMA unit's needs). */
+sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st);
+int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
 
 /* Launch one hop on stream st (asynchronous; launch errors checked). */
 sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st);

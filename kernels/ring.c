@@ -358,6 +358,7 @@ static void fwd_args(const kern_ctx_t *c, const kern_group_t *g, kern_fwd_args_t
 	a->causal = g->causal;
 	a->mode = mode;
 	a->scale = g->scale;
+	a->ntok = g->ntok;
 }
 
 static void bwd_args(const kern_group_t *g, kern_bwd_args_t *a, const void *kv, float *dkv,

@@ -205,7 +205,7 @@ static sl_err attn_forward(emul_t *e, const emul_group_t *eg, int32_t me)
 			.mode = d == 1   ? KERN_FWD_OUT
 			        : h == 0 ? KERN_FWD_INIT
 			                 : (h == d - 1 ? KERN_FWD_FINAL : KERN_FWD_MERGE),
-			.scale = 1.0f / sqrtf((float)e->L.md.head_dim)};
+			.scale = 1.0f / sqrtf((float)e->L.md.head_dim), .ntok = eg->ntok};
 		SL_CHECK(kern_attn_fwd(&a, -1, e->pg.st));
 	}
 	return SL_OK;

@@ -171,7 +171,7 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 	                      .oacc = b->oacc, .lse = b->lse_fin, .segs = b->seg, .tiles = b->qt,
 	                      .ntiles = nqt, .heads = H, .kv_heads = KH, .head_dim = D, .d = d,
 	                      .q_owner = qo, .k_owner = qo, .causal = 1, .mode = KERN_FWD_OUT,
-	                      .scale = 1.0f / sqrtf((float)D)};
+	                      .scale = 1.0f / sqrtf((float)D), .ntok = len};
 	/* the backward's final LSE and delta: the diagonal hop (every query
 	 * sees at least itself, so no row is -inf) */
 	SL_CHECK(kern_attn_fwd(&fa, -1, mc->pg.st));

@@ -18,6 +18,7 @@
 # env: BIN  folder with sluice, sluice-worker, gpu_host, gpu_kernel, gpu_ring,
 #           gpu_bench (default .gpubin, else build-cuda's places)
 #      OUT  log folder (default ./gpu-out); at most 8 files are written
+#      SLUICE_KERN_PATH=mma  the sm_90a kernels off (mma.sync everywhere)
 #      QUICK=1 smaller kernel/ring sizes (or KTOK / RTOK: lists of token counts);
 #      STEP_TIMEOUT seconds per command (240)
 set -u
@@ -82,7 +83,10 @@ for st in $stages; do
 	case $st in
 	check)
 		step check "$BIN/gpu_host"
-		step check "$BIN/gpu_kernel"
+		# a failing sm_90a kernel can end the process's CUDA context (a trapped
+		# wait): then the mma.sync kernels are checked again on their own
+		step check "$BIN/gpu_kernel" ||
+			SLUICE_KERN_PATH=mma step check "$BIN/gpu_kernel"
 		for n in 1 2 4; do
 			[ "$ngpu" -ge $n ] && step check "$BIN/gpu_ring" $n 128
 		done
@@ -143,10 +147,16 @@ EOF
 		fi
 		;;
 	profile)
-		# Nsight Compute on the default forward (variant 3) and backward
-		# (variant 4) kernels of D = 128 at 16K tokens, 3 launches per variant
+		# Nsight Compute on the mma.sync forward (variant 3), the sm_90a
+		# forward and the backward (variant 4) kernels of D = 128 at 16K
+		# tokens, 3 launches per variant
 		if command -v ncu >/dev/null; then
 			step kernel ncu --clock-control none -k regex:fwd_kernel --launch-skip 9 \
+				--launch-count 1 --section SpeedOfLight --section WarpStateStats \
+				--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+				"$BIN/gpu_bench" kernel 128 16384 1 16 16 1
+			# the sm_90a forward (its first variant, the default on Hopper)
+			step kernel ncu --clock-control none -k regex:fwd_sm90_kernel --launch-skip 2 \
 				--launch-count 1 --section SpeedOfLight --section WarpStateStats \
 				--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
 				"$BIN/gpu_bench" kernel 128 16384 1 16 16 1

@@ -67,6 +67,8 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 		const int nv = pass == 0 ? kern_fwd_variants(D) : kern_bwd_variants(D);
 		for (int v = 0; v < nv; v++) {
 			kern_tile_t *tl = NULL, *dt;
+			if (pass == 0 && !kern_fwd_native(D, v))
+				continue; /* an sm_90a variant on another card */
 			int32_t nt = 0;
 			const int32_t blk = pass == 0 ? kern_fwd_block_m(D, v) : kern_bwd_block_n(D, v);
 			SK(kern_tiles_build(&seg, 1, blk, pass == 0 ? 'q' : 'k', &tl, &nt));
@@ -75,7 +77,8 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 			kern_fwd_args_t fa = {.q = q, .k = kv, .v = (uint16_t *)kv + kvn, .o = o,
 			                      .lse = lse, .segs = dseg, .tiles = dt, .ntiles = nt,
 			                      .heads = H, .kv_heads = KH, .head_dim = D, .d = 1,
-			                      .causal = causal, .mode = KERN_FWD_OUT, .scale = scale};
+			                      .causal = causal, .mode = KERN_FWD_OUT, .scale = scale,
+			                      .ntok = tokens};
 			if (pass == 1) { /* O and LSE from the default forward */
 				kern_tile_t *ft = NULL, *dft;
 				int32_t nft = 0;

@@ -221,6 +221,12 @@ static int run_cfg(const cfg_t *c)
 	for (int pass = 0; pass < nfv + nbv; pass++) {
 		const int fwd_only = pass < nfv;
 		const int fv = fwd_only ? pass : -1, bv = fwd_only ? -1 : pass - nfv;
+		if (fwd_only && !kern_fwd_native(D, fv)) {
+			/* an sm_90a variant on another card would run its fallback */
+			printf("skip D=%d H=%d KH=%d d=%d causal=%d %-22s (not for this device)\n", D,
+			       H, KH, d, c->causal, kern_fwd_name(D, fv));
+			continue;
+		}
 		kern_tile_t *qt = NULL, *kt = NULL, *dqt, *dkt;
 		int32_t nqt = 0, nkt = 0;
 		err_acc_t e;
@@ -249,7 +255,7 @@ static int run_cfg(const cfg_t *c)
 				                   : (h == 0 ? KERN_FWD_INIT
 				                             : (h == d - 1 ? KERN_FWD_FINAL
 				                                           : KERN_FWD_MERGE)),
-				    .scale = scale};
+				    .scale = scale, .ntok = ntok};
 				SK(kern_attn_fwd(&a, fv, st));
 			}
 		}

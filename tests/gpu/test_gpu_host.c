@@ -317,13 +317,45 @@ static void test_ring_schedule(void **st)
 	}
 }
 
+/* The forward dispatch's invariants: tile tables are built from
+ * kern_fwd_block_m before a launch decides between the sm_90a kernel and its
+ * mma.sync fallback, so every sm_90a variant has the block_m of the mma.sync
+ * default; SLUICE_KERN_PATH=mma turns the sm_90a variants off and keeps the
+ * default's block_m. (Needs no device: without one nothing is sm_90.) */
+static void test_fwd_dispatch(void **st)
+{
+	(void)st;
+	for (int32_t D = 64; D <= 128; D += 64) {
+		const int n = kern_fwd_variants(D);
+		int nsm90 = 0;
+		assert_int_equal(setenv("SLUICE_KERN_PATH", "mma", 1), 0);
+		const int32_t bm = kern_fwd_block_m(D, -1);
+		assert_int_equal(bm, 128);
+		assert_true(strncmp(kern_fwd_name(D, -1), "sm90_", 5) != 0);
+		for (int v = 0; v < n; v++) {
+			if (strncmp(kern_fwd_name(D, v), "sm90_", 5) != 0) {
+				assert_true(kern_fwd_native(D, v));
+				continue;
+			}
+			nsm90++;
+			assert_int_equal(kern_fwd_block_m(D, v), bm);
+			assert_false(kern_fwd_native(D, v));
+		}
+		assert_true(nsm90 >= 1);
+		assert_int_equal(unsetenv("SLUICE_KERN_PATH"), 0);
+		assert_int_equal(kern_fwd_block_m(D, -1), bm);
+		if (!kern_device_sm90())
+			assert_true(strncmp(kern_fwd_name(D, -1), "sm90_", 5) != 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_positions_brute), cmocka_unit_test(test_tiles),
 	    cmocka_unit_test(test_segs_check),      cmocka_unit_test(test_bf16),
 	    cmocka_unit_test(test_ref_gradients),   cmocka_unit_test(test_merge),
-	    cmocka_unit_test(test_ring_schedule),
+	    cmocka_unit_test(test_ring_schedule),   cmocka_unit_test(test_fwd_dispatch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

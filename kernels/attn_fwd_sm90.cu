@@ -1,0 +1,426 @@
+/* sluice kernels: forward attention of one ring hop on sm_90a (Hopper), in
+ * the FlashAttention-3 design (Shah et al., 2024): a block of 128 query rows
+ * of one head runs three warpgroups. Warpgroup 0 is the producer: one thread
+ * issues TMA copies of the Q tile and of the K/V tiles into a ring of STAGES
+ * shared-memory stages (mbarriers "full" for K and V apart, "empty" per
+ * stage) and the warpgroup gives its registers to the others (setmaxnreg).
+ * Warpgroups 1 and 2 are consumers of 64 rows each: S = Q K^T by wgmma from
+ * shared memory into registers, the online softmax in fp32 (exp2 domain),
+ * then O += P V by wgmma with P from registers. Within a consumer the
+ * softmax of tile j runs while the wgmma of P_{j-1} V_{j-1} is in flight
+ * (FlashAttention-3's intra-warpgroup overlap, section 3.2); the two
+ * consumers interleave their GEMMs and softmaxes on their own.
+ *
+ * Masking, padding and the LSE modes are the mma.sync kernel's
+ * (attn_fwd.cu): by global (zigzag) position, a query tile needs the first
+ * fwd_keys_needed keys, rows that see nothing get O = 0 and LSE = -inf.
+ * TMA boxes are not clipped to a segment: rows past it are other segments'
+ * tokens (finite inputs; their scores are masked to -inf, so P is exactly 0
+ * there) or past the tensor (zero filled by the TMA unit). */
+#include <math.h>
+
+#include <type_traits>
+
+#include "attn_sm90.cuh"
+#include "sluice/log.h"
+
+namespace kern {
+namespace sm90 {
+
+/* The three tensor maps of a hop, passed by value as one kernel parameter
+ * (__grid_constant__: the TMA unit reads them from parameter space). */
+struct fwd_maps {
+	CUtensorMap q, k, v;
+};
+
+constexpr int FWD_BM = 128;      /* query rows per block: 2 consumers x 64 */
+constexpr int FWD_THREADS = 384; /* producer + 2 consumer warpgroups */
+
+template <int D, int BN, int STAGES> struct fwd_smem {
+	static constexpr uint32_t Q = FWD_BM * D * 2;
+	static constexpr uint32_t KV = BN * D * 2; /* one K (or V) stage */
+	static constexpr uint32_t K0 = Q;
+	static constexpr uint32_t V0 = Q + STAGES * KV;
+	static constexpr uint32_t BAR = Q + 2 * STAGES * KV;
+	/* barriers: q, kfull[S], vfull[S], empty[S] */
+	static constexpr uint32_t BYTES = BAR + 8 * (1 + 3 * STAGES);
+	/* + 1024: the dynamic window is re-aligned to 1024 bytes */
+	static constexpr size_t ALLOC = BYTES + 1024;
+	static_assert(Q % 1024 == 0 && KV % 1024 == 0, "tiles start on 1024-byte boundaries");
+};
+
+template <int D, int BN, int STAGES, bool OVERLAP>
+__global__ void __launch_bounds__(FWD_THREADS, 1)
+    fwd_sm90_kernel(const kern_fwd_args_t a, const __grid_constant__ fwd_maps maps)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+	__trap(); /* compiled for another target: kern_sm90_fwd_fits never picks it */
+#else
+	using L = fwd_smem<D, BN, STAGES>;
+	constexpr int NSL = D / 64;          /* 64-column slabs of a row */
+	constexpr int NKT = BN / 8;          /* n8 column tiles of S */
+	constexpr uint32_t QSLAB = FWD_BM * 128; /* bytes of one slab of the Q tile */
+	constexpr uint32_t KSLAB = BN * 128;
+	static_assert(D == 64 || D == 128, "head dim");
+	static_assert(BN == 64 || BN == 128, "key tile");
+
+	extern __shared__ uint8_t smem_raw[];
+	const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+	const uint32_t sQ = base, sK = base + L::K0, sV = base + L::V0;
+	const uint32_t bq = base + L::BAR;
+	const uint32_t bk = bq + 8, bv = bk + 8 * STAGES, be = bv + 8 * STAGES;
+
+	/* through a shuffle: the compiler then knows the role is warp-uniform
+	 * and keeps the consumers' wgmmas unserialised */
+	const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x >> 7), 0);
+	const kern_tile_t tile = a.tiles[blockIdx.x];
+	const kern_seg_t seg = a.segs[tile.seg];
+	const int h = blockIdx.y;
+	const int hk = h / (a.heads / a.kv_heads);
+	const int q0 = tile.start;
+	int qvalid, kvalid;
+	const int kneed = fwd_keys_needed(a, seg, q0, FWD_BM, &qvalid, &kvalid);
+	/* shuffled: warp-uniform to the compiler (it serialises wgmmas that it
+	 * finds on possibly divergent paths) */
+	const int nk = __shfl_sync(0xffffffffu, (kneed + BN - 1) / BN, 0);
+
+	if (threadIdx.x == 0) {
+		mbar_init(bq, 1);
+		for (int s = 0; s < STAGES; ++s) {
+			mbar_init(bk + 8 * s, 1);
+			mbar_init(bv + 8 * s, 1);
+			mbar_init(be + 8 * s, 2 * 128); /* every consumer thread */
+		}
+		mbar_fence_init();
+	}
+	__syncthreads();
+
+	if (wg == 0) {
+		/* producer */
+		regs_dealloc<40>();
+		if (threadIdx.x == 0 && nk > 0) {
+			tma_prefetch_desc(&maps.q);
+			tma_prefetch_desc(&maps.k);
+			tma_prefetch_desc(&maps.v);
+			const int32_t row0 = static_cast<int32_t>(seg.off);
+			mbar_arrive_expect_tx(bq, L::Q);
+#pragma unroll
+			for (int sl = 0; sl < NSL; ++sl)
+				tma_load_3d(sQ + sl * QSLAB, &maps.q, bq, sl * 64, h, row0 + q0);
+			for (int j = 0; j < nk; ++j) {
+				const int s = j % STAGES, n = j / STAGES;
+				if (n > 0)
+					mbar_wait(be + 8 * s, (n - 1) & 1);
+				const uint32_t off = static_cast<uint32_t>(s) * L::KV;
+				mbar_arrive_expect_tx(bk + 8 * s, L::KV);
+#pragma unroll
+				for (int sl = 0; sl < NSL; ++sl)
+					tma_load_3d(sK + off + sl * KSLAB, &maps.k, bk + 8 * s, sl * 64,
+					            hk, row0 + j * BN);
+				mbar_arrive_expect_tx(bv + 8 * s, L::KV);
+#pragma unroll
+				for (int sl = 0; sl < NSL; ++sl)
+					tma_load_3d(sV + off + sl * KSLAB, &maps.v, bv + 8 * s, sl * 64,
+					            hk, row0 + j * BN);
+			}
+		}
+		return;
+	}
+
+	/* consumers */
+	regs_alloc<232>();
+	const int cw = wg - 1;
+	const int wtid = threadIdx.x & 127, warp = wtid >> 5, lane = wtid & 31;
+	const int g = lane >> 2, t4 = lane & 3;
+	const int len = seg.len, chunk = seg.chunk;
+	const float sl2 = a.scale * 1.4426950408889634f;
+	const int crow0 = q0 + 64 * cw; /* this consumer's first row */
+	int qpos[2];
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		const int r = crow0 + 16 * warp + g + 8 * rr;
+		qpos[rr] = r < len ? kern_pos(chunk, a.d, a.q_owner, r) : INT32_MAX;
+	}
+	const int qmin = kern_pos(chunk, a.d, a.q_owner, min(crow0, len - 1));
+
+	/* descriptors; a k step of 16 columns is 32 bytes inside a slab */
+	const uint64_t dq = desc_sw128(sQ + cw * 64 * 128, 16, 1024);
+	const uint64_t dk = desc_sw128(sK, 16, 1024);
+	const uint64_t dv = desc_sw128(sV, KSLAB, 1024);
+
+	float o[D / 2];
+	float sc[BN / 2];
+	uint32_t p[BN / 16][4];
+	float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+#pragma unroll
+	for (int i = 0; i < D / 2; ++i)
+		o[i] = 0.f;
+
+	if (nk > 0)
+		mbar_wait(bq, 0);
+	/* one key tile; the first (FIRST) has no P V of a previous tile to
+	 * overlap. Peeled rather than branched: the compiler serialises wgmmas
+	 * it finds on paths it cannot prove warpgroup-uniform. */
+	auto step = [&](const int j, auto first) {
+		constexpr bool FIRST = decltype(first)::value;
+		const int s = j % STAGES;
+		const int sp = (j + STAGES - 1) % STAGES; /* stage of tile j - 1 */
+		/* both waits before the first wgmma: a (divergent) wait loop between
+		 * two wgmmas would make the compiler serialise them */
+		mbar_wait(bk + 8 * s, (j / STAGES) & 1);
+		if constexpr (!FIRST)
+			mbar_wait(bv + 8 * sp, ((j - 1) / STAGES) & 1);
+		wg_fence();
+		{
+			const uint64_t dqs = opaque(dq);
+			const uint64_t dks = opaque(dk + ((s * L::KV) >> 4));
+#pragma unroll
+			for (int ks = 0; ks < D / 16; ++ks) {
+				const uint32_t koff = (ks >> 2) * KSLAB + (ks & 3) * 32;
+				const uint32_t qoff = (ks >> 2) * QSLAB + (ks & 3) * 32;
+				wgmma_ss<BN>(sc, dqs + (qoff >> 4), dks + (koff >> 4), ks > 0);
+			}
+		}
+		wg_commit();
+		if constexpr (!FIRST) {
+			/* O += P_{j-1} V_{j-1} runs under this tile's softmax */
+			const uint64_t dvs = opaque(dv + ((sp * L::KV) >> 4));
+#pragma unroll
+			for (int kk = 0; kk < BN / 16; ++kk)
+				wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
+			wg_commit();
+			wg_wait<1>();
+		} else {
+			wg_wait<0>();
+		}
+		pin(sc);
+
+		/* scale into the log2 domain and mask */
+		const int k0 = j * BN;
+		const bool need_mask = __shfl_sync(
+		    0xffffffffu,
+		    k0 + BN > kvalid ||
+		        (a.causal && kern_pos(chunk, a.d, a.k_owner, k0 + BN - 1) > qmin),
+		    0);
+		if (need_mask) {
+#pragma unroll
+			for (int nt = 0; nt < NKT; ++nt)
+#pragma unroll
+				for (int e1 = 0; e1 < 2; ++e1) {
+					const int col = k0 + nt * 8 + 2 * t4 + e1;
+					const bool kok = col < kvalid;
+					const int kp =
+					    kok ? kern_pos(chunk, a.d, a.k_owner, col) : INT32_MAX;
+#pragma unroll
+					for (int rr = 0; rr < 2; ++rr) {
+						const bool seen = kok && (!a.causal || kp <= qpos[rr]);
+						float &x = sc[4 * nt + 2 * rr + e1];
+						x = seen ? x * sl2 : -INFINITY;
+					}
+				}
+		} else {
+#pragma unroll
+			for (int i = 0; i < BN / 2; ++i)
+				sc[i] *= sl2;
+		}
+
+		/* online softmax of rows g and g + 8 (a quad shares a row) */
+		float alpha[2], rsum[2];
+#pragma unroll
+		for (int rr = 0; rr < 2; ++rr) {
+			float mx = -INFINITY;
+#pragma unroll
+			for (int nt = 0; nt < NKT; ++nt)
+				mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * rr], sc[4 * nt + 2 * rr + 1]));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+			const float mnew = fmaxf(mrow[rr], mx);
+			const float muse = mnew == -INFINITY ? 0.f : mnew;
+			alpha[rr] = exp2f(mrow[rr] - muse);
+			mrow[rr] = mnew;
+			float sum = 0.f;
+#pragma unroll
+			for (int nt = 0; nt < NKT; ++nt) {
+				const float p0 = exp2f(sc[4 * nt + 2 * rr] - muse);
+				const float p1 = exp2f(sc[4 * nt + 2 * rr + 1] - muse);
+				sc[4 * nt + 2 * rr] = p0;
+				sc[4 * nt + 2 * rr + 1] = p1;
+				sum += p0 + p1;
+			}
+			rsum[rr] = sum;
+		}
+		if constexpr (!FIRST) {
+			wg_wait<0>();
+			pin(o);
+			pin(p);
+			mbar_arrive(be + 8 * sp); /* K and V of tile j - 1 are free */
+		}
+#pragma unroll
+		for (int rr = 0; rr < 2; ++rr) {
+			lrow[rr] = lrow[rr] * alpha[rr] + rsum[rr];
+#pragma unroll
+			for (int dt = 0; dt < D / 8; ++dt) {
+				o[4 * dt + 2 * rr] *= alpha[rr];
+				o[4 * dt + 2 * rr + 1] *= alpha[rr];
+			}
+		}
+		/* P as the A fragment of m64k16: columns 16 kk .. 16 kk + 15 */
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; ++kk) {
+			p[kk][0] = pack_bf16(sc[8 * kk], sc[8 * kk + 1]);
+			p[kk][1] = pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
+			p[kk][2] = pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
+			p[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
+		}
+	};
+	/* O += P_j V_j, waited for; the stage is released */
+	auto pv = [&](const int j) {
+		const int s = j % STAGES;
+		mbar_wait(bv + 8 * s, (j / STAGES) & 1);
+		wg_fence();
+		const uint64_t dvs = opaque(dv + ((s * L::KV) >> 4));
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; ++kk)
+			wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
+		wg_commit();
+		wg_wait<0>();
+		pin(o);
+		pin(p);
+		mbar_arrive(be + 8 * s);
+	};
+	if constexpr (OVERLAP) {
+		if (nk > 0)
+			step(0, std::true_type{});
+		for (int j = 1; j < nk; ++j)
+			step(j, std::false_type{});
+	} else {
+		/* each tile on its own (fewer live registers: S and P of one tile
+		 * only); the two consumers still overlap each other */
+		for (int j = 0; j < nk - 1; ++j) {
+			step(j, std::true_type{});
+			pv(j);
+		}
+		if (nk > 0)
+			step(nk - 1, std::true_type{});
+	}
+	if (nk > 0)
+		pv(nk - 1);
+
+	/* epilogue */
+	fwd_row rows[2];
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		float l = lrow[rr];
+		l += __shfl_xor_sync(0xffffffffu, l, 1);
+		l += __shfl_xor_sync(0xffffffffu, l, 2);
+		rows[rr] = fwd_row_begin(a, seg, h, crow0 + 16 * warp + g + 8 * rr, qvalid, mrow[rr], l);
+	}
+	__syncwarp();
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr)
+		fwd_row_store<D>(a, rows[rr], &o[2 * rr], t4);
+#endif
+}
+
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (the
+ * library links only cudart); resolved once. */
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                    const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                    const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                    CUtensorMapFloatOOBfill);
+
+static sl_err encode_fn(encode_tiled_fn *out)
+{
+	static encode_tiled_fn fn = nullptr;
+	static cudaError_t err = cudaSuccess;
+	static cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSuccess;
+	static const bool once = [] {
+		void *p = nullptr;
+		err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000,
+		                                       cudaEnableDefault, &q);
+		fn = reinterpret_cast<encode_tiled_fn>(p);
+		return true;
+	}();
+	(void)once;
+	if (err != cudaSuccess)
+		return kern_cuda_err(static_cast<int>(err), "cudaGetDriverEntryPointByVersion",
+		                     __FILE__, __LINE__);
+	if (fn == nullptr || q != cudaDriverEntryPointSuccess)
+		return sl_seterr(SL_ECUDA, "%s:%d: the driver has no cuTensorMapEncodeTiled (query %d)",
+		                 __FILE__, __LINE__, static_cast<int>(q));
+	*out = fn;
+	return SL_OK;
+}
+
+/* A tensor map of a bf16 [ntok][heads][D] tensor whose boxes are `rows`
+ * tokens x 64 columns of one head, 128B-swizzled in shared memory. */
+static sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows)
+{
+	encode_tiled_fn fn;
+	SL_CHECK(encode_fn(&fn));
+	const cuuint64_t dims[3] = {static_cast<cuuint64_t>(D), static_cast<cuuint64_t>(heads),
+	                            static_cast<cuuint64_t>(ntok)};
+	const cuuint64_t strides[2] = {static_cast<cuuint64_t>(D) * 2,
+	                               static_cast<cuuint64_t>(D) * 2 * heads};
+	const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(rows)};
+	const cuuint32_t estr[3] = {1, 1, 1};
+	const CUresult r = fn(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(ptr), dims,
+	                      strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+	                      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+	                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	if (r != CUDA_SUCCESS)
+		return sl_seterr(SL_ECUDA,
+		                 "%s:%d: cuTensorMapEncodeTiled failed (%d): D %d, heads %d, "
+		                 "ntok %lld, box rows %d",
+		                 __FILE__, __LINE__, static_cast<int>(r), D, heads,
+		                 static_cast<long long>(ntok), rows);
+	return SL_OK;
+}
+
+template <int D, int BN, int STAGES, bool OVERLAP>
+static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	using L = fwd_smem<D, BN, STAGES>;
+	fwd_maps maps;
+	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, FWD_BM));
+	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BN));
+	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BN));
+	auto fn = fwd_sm90_kernel<D, BN, STAGES, OVERLAP>;
+	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                               static_cast<int>(L::ALLOC)));
+	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->heads));
+	fn<<<grid, FWD_THREADS, L::ALLOC, st>>>(*a, maps);
+	KERN_LAUNCHED("fwd_sm90_kernel");
+	return SL_OK;
+}
+
+} // namespace sm90
+} // namespace kern
+
+/* The sm_90a forward variants (kern.h). */
+sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<64, 128, 3, true>(a, st);
+}
+sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 64, 3, true>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 128, 2, false>(a, st);
+}
+
+int kern_sm90_fwd_fits(const kern_fwd_args_t *a)
+{
+	const uintptr_t mis = reinterpret_cast<uintptr_t>(a->q) | reinterpret_cast<uintptr_t>(a->k) |
+	                      reinterpret_cast<uintptr_t>(a->v);
+#if SLUICE_SM90A
+	return a->ntok > 0 && a->ntok <= INT32_MAX - 256 && (mis & 15u) == 0 && a->heads > 0 &&
+	       a->kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();
+#else
+	(void)mis; /* the library has no sm_90a code */
+	return 0;
+#endif
+}
