@@ -20,7 +20,7 @@ zcat data/traces/wikipedia-flexsp.txt.gz | grep -v '^#' | head -256 >"$W/wiki256
 zcat data/traces/wikipedia-flexsp.txt.gz | grep -v '^#' | head -512 >"$W/wiki512.txt"
 grep -v '^#' bench/gpu/long-lognormal.txt | head -16 >"$W/long16.txt"
 grep -v '^#' bench/gpu/long-lognormal.txt | head -24 >"$W/long24.txt"
-calib=$OUT/gpt-7b.json
+calib=${CALIB:-$OUT/gpt-7b.json}
 [ -f "$calib" ] || { echo "fidelity: $calib missing (run bench/gpu/profile.sh first)"; exit 1; }
 BUDGET=${BUDGET:-420} # seconds; later runs are skipped past it (the summary still comes)
 run() { # ranks batch profile-tag profile policy
@@ -35,7 +35,10 @@ run() { # ranks batch profile-tag profile policy
 		>"$n.table.txt" 2>&1
 	echo "### r$R $b $tag $pol rc=$? $(tail -1 "$n.table.txt")"
 }
-for spec in "16 wiki256" "16 long16" "64 wiki512" "64 long24"; do
+# SPECS: which "ranks batch" pairs run (comma separated), for a call that
+# finishes what an earlier one's time budget skipped
+IFS=, read -r -a specs <<<"${SPECS:-16 wiki256,16 long16,64 wiki512,64 long24}"
+for spec in "${specs[@]}"; do
 	set -- $spec
 	for tp in "calib $calib" "flexsp gpt-7b-flexsp"; do
 		set -- $spec $tp
@@ -45,7 +48,7 @@ for spec in "16 wiki256" "16 long16" "64 wiki512" "64 long24"; do
 	done
 done
 # repeatability: the same plan once more
-cp "$W/runs/r16-wiki256-calib-sluice.plan.json" "$W/repeat.plan.json"
+[ -f "$W/runs/r16-wiki256-calib-sluice.plan.json" ] && cp "$W/runs/r16-wiki256-calib-sluice.plan.json" "$W/repeat.plan.json"
 timeout -k 5 60 "$BIN/sluice" run-plan --emulate --model gpt-7b --profile "$calib" \
 	--iters "$ITERS" --warmup "$WARMUP" --report "$W/runs/repeat.report.json" \
 	"$W/repeat.plan.json" >"$W/runs/repeat.table.txt" 2>&1

@@ -15,6 +15,8 @@ def main(d):
     runs = {}
     for p in sorted(glob.glob(os.path.join(d, "r*.report.json"))):
         name = os.path.basename(p)[: -len(".report.json")]
+        if name.count("-") < 3:  # repeat.report.json: the repeatability run
+            continue
         r, batch, tag, pol = name.split("-", 3)
         runs[(int(r[1:]), batch, tag, pol)] = json.load(open(p))
     if not runs:

@@ -161,8 +161,8 @@ def rank_main(a):
                         "micro_batches": None, "policy": plan.policy,
                         "groups": [list(g.ranks) for g in plan.groups]},
                        os.path.join(a.run_dir, "step%d.pt" % step))
-        counts = torch.tensor([len(work)])
-        allc = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+        counts = torch.tensor([len(work)], device=dev)  # NCCL gathers device tensors only
+        allc = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(world)]
         dist.all_gather(allc, counts)
         if rank == 0:
             with open(os.path.join(a.run_dir, "counts%d.json" % step), "w") as f:
