@@ -95,7 +95,7 @@ int cli_cmd_profile(int argc, char **argv)
 		int64_t hidden, heads, kv_heads, head_dim, ffn, layers, vocab, reps, device;
 		double p2p, p2p_inter, reserve_gib, max_offload;
 		int quiet, reference_form;
-	} a = {"gpt-7b", NULL, "-", NULL, "1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
+	} a = {"gpt-7b", NULL, "-", NULL, "64,256,1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
 	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 0, 0};
 	const cli_opt_t opts[] = {
 		{"model", 'm', CLI_OPT_STR, &a.model, "NAME|FILE",
@@ -112,8 +112,9 @@ int cli_cmd_profile(int argc, char **argv)
 		{"layers", 0, CLI_OPT_INT, &a.layers, "N", "override the layers", NULL, 1, 100000, NULL},
 		{"vocab", 0, CLI_OPT_INT, &a.vocab, "N", "override the vocabulary (0: no LM head)", NULL,
 		 0, 100000000, NULL},
-		{"tokens", 0, CLI_OPT_STR, &a.tokens, "LIST", "token counts of the GEMM points",
-		 "1024,2048,4096,8192,16384", 1, 0, NULL},
+		{"tokens", 0, CLI_OPT_STR, &a.tokens, "LIST",
+		 "token counts of the GEMM points (small ones fit the fixed cost of small groups)",
+		 "64,256,1024,2048,4096,8192,16384", 1, 0, NULL},
 		{"hop-lens", 0, CLI_OPT_STR, &a.lens, "LIST",
 		 "tokens per rank of the attention hop points (even)", "1024,2048,4096,8192,16384", 1,
 		 0, NULL},
