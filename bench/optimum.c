@@ -227,7 +227,8 @@ out:
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-optimum [--profile NAME] [--per-node G] [--time-limit S]\n"
-	           "                      [--instances K] TRACE...\n");
+	           "                      [--instances K] [--version] TRACE...\n\n%s",
+	        SL_EXIT_HELP);
 }
 
 int main(int argc, char **argv)
@@ -239,8 +240,11 @@ int main(int argc, char **argv)
 	int first_trace = argc;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0) {
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
+			return SL_EXIT_OK;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("sluice-optimum %s\n", SLUICE_VERSION);
 			return SL_EXIT_OK;
 		} else if (a[0] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-optimum: %s needs a value\n", a);

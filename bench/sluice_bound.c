@@ -24,7 +24,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sluice-bound [--profile NAME] [--ranks N] [--per-node G] [--batch B]\n"
 	           "                    [--steps K] [--first F] [--max-len L] [--per-step] [--ring]\n"
 	           "                    TRACE\n"
-	           "(--first F: skip the first F batches, e.g. to resume a long run)\n");
+	           "                    [--version]\n"
+	           "(--first F: skip the first F batches, e.g. to resume a long run)\n\n%s",
+	        SL_EXIT_HELP);
 }
 
 int main(int argc, char **argv)
@@ -35,8 +37,11 @@ int main(int argc, char **argv)
 	int64_t max_len = 196608;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0) {
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
+			return SL_EXIT_OK;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("sluice-bound %s\n", SLUICE_VERSION);
 			return SL_EXIT_OK;
 		} else if (strcmp(a, "--per-step") == 0) {
 			per_step = 1;
@@ -75,7 +80,7 @@ int main(int argc, char **argv)
 	sl_profile_t prof;
 	sl_cost_t cost;
 	sl_cluster_t cl = {ranks, per_node < ranks ? per_node : ranks};
-	if (sl_profile_resolve(profname, &prof) != SL_OK || sl_cost_init(&cost, &prof, &cl) != SL_OK) {
+	if (sl_profile_resolve(profname, &prof) != SL_OK) {
 		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
 		return SL_EXIT_USAGE;
 	}
@@ -83,6 +88,11 @@ int main(int argc, char **argv)
 	if (sl_trace_read(trace, NULL, &tr) != SL_OK) {
 		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
 		return SL_EXIT_USAGE;
+	}
+	if (sl_cost_init(&cost, &prof, &cl) != SL_OK) { /* read, but infeasible */
+		fprintf(stderr, "sluice-bound: %s\n", sl_errmsg());
+		sl_lengths_free(&tr);
+		return SL_EXIT_FAIL;
 	}
 	int rc = SL_EXIT_OK;
 	sl_seq_t *seqs = malloc(sizeof(sl_seq_t) * (size_t)batch);

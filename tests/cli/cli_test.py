@@ -3,6 +3,7 @@
 check its output, its files and its exit statuses.
 
 usage: cli_test.py --sluice PATH [--sluiced PATH] [--worker PATH] [--bench PATH]
+                   [--bound PATH] [--optimum PATH]
                    --tmp DIR GROUP
 GROUP is one of: help, list, plan, replay, score, errors, exits (ctest runs each
 as cli_<group>). Python standard library only.
@@ -21,7 +22,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 SLUICE = None
-OTHER = {}  # the other binaries: "sluiced", "worker", "bench" -> path
+OTHER = {}  # the other binaries: "sluiced", "worker", "bench", "bound", "optimum" -> path
 TMP = None
 FAILURES = []
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -614,6 +615,8 @@ def test_exits():
         "worker": (["--plan", missing, "--rank", 0],
                    ["--plan", plan_json, "--rank", 0, "--run-dir", path("nope/run")]),
         "bench": ([missing], ["--ranks", 1, "--per-node", 1, "--profile", "gpt-30b-flexsp", f]),
+        "bound": ([missing], ["--ranks", 1, "--per-node", 1, "--profile", "gpt-30b-flexsp", f]),
+        "optimum": ([missing], ["--profile", "gpt-30b-flexsp", f]),
     }
     for key, (nofile, failing) in others.items():
         exe = OTHER.get(key)
@@ -640,13 +643,14 @@ def main():
     global SLUICE, TMP
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    for key in ("sluiced", "worker", "bench"):
+    for key in ("sluiced", "worker", "bench", "bound", "optimum"):
         ap.add_argument("--" + key)
     ap.add_argument("--tmp", required=True)
     ap.add_argument("group", choices=sorted(GROUPS))
     a = ap.parse_args()
     SLUICE, TMP = a.sluice, a.tmp
-    OTHER.update({k: getattr(a, k) for k in ("sluiced", "worker", "bench") if getattr(a, k)})
+    OTHER.update({k: getattr(a, k) for k in ("sluiced", "worker", "bench", "bound", "optimum")
+                  if getattr(a, k)})
     shutil.rmtree(TMP, ignore_errors=True)
     os.makedirs(TMP)
     GROUPS[a.group]()
