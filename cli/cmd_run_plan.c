@@ -149,7 +149,7 @@ int cli_cmd_run_plan(int argc, char **argv)
 		{"seed", 0, CLI_OPT_U64, &a.seed, "S", "seed of the random inputs", "1", 1, 0, NULL},
 		{"iters", 0, CLI_OPT_INT, &a.iters, "N", "timed forward+backward runs (median)", "1", 1,
 		 1000000, NULL},
-		{"warmup", 0, CLI_OPT_INT, &a.warmup, "N", "untimed runs first", "0", 0, 1000000, NULL},
+		{"warmup", 0, CLI_OPT_INT, &a.warmup, "N", "untimed runs first (--emulate: of every group execution)", "0", 0, 1000000, NULL},
 		{"timeout", 0, CLI_OPT_INT, &a.timeout, "S", "seconds a worker waits for a peer", "60",
 		 1, 86400, NULL},
 		{"profile", 0, CLI_OPT_STR, &a.profile, "NAME|FILE",

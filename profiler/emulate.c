@@ -394,7 +394,11 @@ sl_err sl_calib_emulate(const sl_plan_t *plan, sl_emul_opts_t *o, double *rank_m
 	}
 	SL_CHECK_GOTO(prof_head_alloc(&e.pg, &e.hd, &o->model), rc, out);
 	for (int64_t gi = 0; gi < plan->ngroups; gi++)
-		SL_CHECK_GOTO(emulate_group(&e, plan, gi, gi == 0 ? o->warmup : 0, rank_ms, parts),
+		/* every group warms up, not only the first: on an H100 a tiny
+		 * group's first run took 3-30x its steady time (new GEMM shapes,
+		 * allocations), and those runs landed on the critical rank
+		 * (docs/fidelity.md) */
+		SL_CHECK_GOTO(emulate_group(&e, plan, gi, o->warmup, rank_ms, parts),
 		              rc, out);
 out:
 	bufs_free(&e.b);
