@@ -350,6 +350,10 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					const planner_sluice_bin_t *bb = &st->bins[b];
 					if (b == a)
 						continue;
+					/* on another rank the score is at least fin + d, d >= 0
+					 * (adding never shortens a bin): skip what cannot win */
+					if (bb->rank != rs && st->fin[bb->rank] >= best.score - EPS)
+						continue;
 					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
 					if (isinf(tb2))
 						continue;
@@ -397,8 +401,18 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					if (bb->rank == rs)
 						continue;
 					double tb = bin_ms_of(ctx, bb);
-					for (int32_t j = bb->head; j >= 0; j = st->next[j]) {
+					/* A swap gives this bin a longer sequence (t1 grows with
+					 * the length, so t1[j] < t means a shorter j: dl > 0,
+					 * dt > 0), which cannot shorten it (bin_ms is monotone,
+					 * and so is its floating point): every score here is at
+					 * least (fin - tb) + tb. Once that cannot beat the best
+					 * move, the bin is skipped. Exact: the same moves win. */
+					const double floor_b = (st->fin[bb->rank] - tb) + tb;
+					for (int32_t j = floor_b < best.score - EPS ? bb->head : -1; j >= 0;
+					     j = st->next[j]) {
 						if (ctx->t1[j] >= t)
+							continue;
+						if (ctx->seqs[j].length <= s && floor_b >= best.score - EPS)
 							continue;
 						int64_t dl = s - ctx->seqs[j].length;
 						double dt = t - ctx->t1[j];
