@@ -73,13 +73,13 @@ double sl_cost_seq_ms(const sl_cost_t *c, int64_t s, int32_t d, double f, int on
 	const sl_profile_t *p = &c->prof;
 	double pd = (double)sl_cost_padded(s, d);
 	double t = (p->alpha1 * pd * pd + p->alpha2 * pd) / d;
-	if (d > 1 && p->ring_tok_ms > 0) /* extension, 0 in the reference */
-		t += p->ring_tok_ms * pd * (1.0 - 1.0 / d);
 	if (d > 1) {
 		if (p->sp_comm == SL_SP_ULYSSES) {
 			double bw = d <= c->cl.ranks ? c->a2a_gbps[d] : bw_lookup(p, d);
 			t += (p->a2a_bytes_per_token * pd / d) / MIB / bw;
 		} else {
+			/* the ring hop extension (ring profiles only; 0 in the reference) */
+			t += p->ring_tok_ms * pd * (1.0 - 1.0 / d);
 			double bw = one_node ? p->p2p_gbps_intra : p->p2p_gbps_inter;
 			double tm = (double)(d - 1) * ((p->kv_bytes_per_token * pd / d) / MIB) / bw;
 			t = t > tm ? t : tm;

@@ -48,10 +48,12 @@ for spec in "${specs[@]}"; do
 	done
 done
 # repeatability: the same plan once more
-[ -f "$W/runs/r16-wiki256-calib-sluice.plan.json" ] && cp "$W/runs/r16-wiki256-calib-sluice.plan.json" "$W/repeat.plan.json"
-timeout -k 5 60 "$BIN/sluice" run-plan --emulate --model gpt-7b --profile "$calib" \
-	--iters "$ITERS" --warmup "$WARMUP" --report "$W/runs/repeat.report.json" \
-	"$W/repeat.plan.json" >"$W/runs/repeat.table.txt" 2>&1
-echo "### repeat rc=$? $(tail -1 "$W/runs/repeat.table.txt")"
+if [ -f "$W/runs/r16-wiki256-calib-sluice.plan.json" ]; then
+	cp "$W/runs/r16-wiki256-calib-sluice.plan.json" "$W/repeat.plan.json"
+	timeout -k 5 60 "$BIN/sluice" run-plan --emulate --model gpt-7b --profile "$calib" \
+		--iters "$ITERS" --warmup "$WARMUP" --report "$W/runs/repeat.report.json" \
+		"$W/repeat.plan.json" >"$W/runs/repeat.table.txt" 2>&1
+	echo "### repeat rc=$? $(tail -1 "$W/runs/repeat.table.txt")"
+fi
 python3 bench/gpu/fidelity_summary.py "$W/runs" | tee "$OUT/summary.md"
 tar -C "$W" -czf "$OUT/runs.tar.gz" runs

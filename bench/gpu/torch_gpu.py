@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 import sluice
 import sluice.torch as st
+from sdpa import timed  # bench/gpu/sdpa.py: CUDA-event median after warm-up
 
 CASES = [  # (label, heads, kv_heads, head_dim, lengths)
     ("d128 gqa4 mixed", 16, 4, 128, [8192, 4097, 2048, 1000, 63]),
@@ -51,22 +52,6 @@ def sdpa_seq(q, k, v, backend=None):
         with torch.nn.attention.sdpa_kernel(backend):
             o = F.scaled_dot_product_attention(qq, kk, vv, is_causal=True)
     return o.squeeze(0).transpose(0, 1)
-
-
-def timed(fn, reps):
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    ts.sort()
-    return ts[len(ts) // 2]
 
 
 def run_case(label, H, KH, D, lengths, ring, reps):
