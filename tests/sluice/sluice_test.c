@@ -561,6 +561,22 @@ static void sluice_offload_saves_microbatch(void **state)
 	sl_cost_fini(&c);
 }
 
+/* Plans n sequences with `policy` under a deadline that has already passed:
+ * the answer must be `fallback`'s valid plan, marked truncated, its note
+ * containing `note`. Returns the plan (the caller frees it). */
+static sl_plan_t *plan_past_deadline(const sl_cost_t *c, const sl_seq_t *s, int64_t n,
+                                     const char *policy, const char *fallback, const char *note)
+{
+	sl_policy_opts_t d = {.deadline_ms = sl_now_ms() - 1};
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_plan_request(policy, c, s, n, &d, &p), SL_OK);
+	assert_int_equal(sl_plan_validate(p, c, report, "passed deadline"), 0);
+	assert_int_equal(p->search_truncated, 1);
+	assert_string_equal(p->policy, fallback);
+	assert_non_null(strstr(p->note, note));
+	return p;
+}
+
 /* The wall-clock stops: a cancelled request gets SL_ETIMEOUT and no plan; a
  * deadline already passed gives the fallback's valid plan, marked truncated
  * with a note naming both policies; a big batch with a 100 ms deadline
@@ -577,12 +593,8 @@ static void sluice_deadline(void **state)
 	sl_policy_opts_t o = {.cancel = &cancel};
 	assert_int_equal(sl_plan_request("sluice", &c, s, 512, &o, &p), SL_ETIMEOUT);
 	assert_null(p);
-	sl_policy_opts_t d = {.deadline_ms = sl_now_ms() - 1};
-	assert_int_equal(sl_plan_request("sluice", &c, s, 512, &d, &p), SL_OK);
-	assert_int_equal(sl_plan_validate(p, &c, report, "passed deadline"), 0);
-	assert_int_equal(p->search_truncated, 1);
-	assert_string_equal(p->policy, "static");
-	assert_non_null(strstr(p->note, "deadline reached before sluice had a plan"));
+	p = plan_past_deadline(&c, s, 512, "sluice", "static",
+	                       "deadline reached before sluice had a plan");
 	sl_plan_free(&p);
 	free(s);
 	sl_cost_fini(&c);
@@ -769,15 +781,10 @@ static void aligned_deadline(void **state)
 	sl_cost_t c;
 	cost_for("gpt-7b-flexsp", 64, 8, &c);
 	sl_seq_t *s = lognormal_batch(41, 512, longest_placeable(&c));
-	sl_policy_opts_t d = {.deadline_ms = sl_now_ms() - 1};
-	sl_plan_t *p = NULL;
-	assert_int_equal(sl_plan_request("sluice-aligned", &c, s, 512, &d, &p), SL_OK);
-	assert_int_equal(sl_plan_validate(p, &c, report, "aligned, passed deadline"), 0);
+	sl_plan_t *p = plan_past_deadline(&c, s, 512, "sluice-aligned", "sluice-aligned",
+	                                  "before sluice-aligned had a plan; fallback "
+	                                  "sluice-aligned without the deadline");
 	aligned_rules(p, "aligned, passed deadline");
-	assert_int_equal(p->search_truncated, 1);
-	assert_string_equal(p->policy, "sluice-aligned");
-	assert_non_null(strstr(p->note, "before sluice-aligned had a plan; fallback sluice-aligned "
-	                                "without the deadline"));
 	sl_plan_free(&p);
 	free(s);
 	sl_cost_fini(&c);
