@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "benchopt.h"
 #include "intbound.h"
 #include "lp.h"
 #include "sluice/sluice.h"
@@ -238,21 +239,18 @@ int main(int argc, char **argv)
 	int inst = 3;
 	double tlim_s = 20;
 	int first_trace = argc;
+	const bench_opts_t bo = {"sluice-optimum", usage, &profname, NULL, &per_node,
+	                         NULL, NULL, NULL};
 	for (int i = 1; i < argc; i++) {
+		int code, r = bench_opt(&bo, argc, argv, &i, &code);
+		if (r == BENCH_OPT_EXIT)
+			return code;
+		if (r == BENCH_OPT_TAKEN)
+			continue;
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return SL_EXIT_OK;
-		} else if (strcmp(a, "--version") == 0) {
-			printf("sluice-optimum %s\n", SLUICE_VERSION);
-			return SL_EXIT_OK;
-		} else if (a[0] == '-' && v == NULL) {
+		if (a[0] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-optimum: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
-		} else if (strcmp(a, "--profile") == 0) {
-			profname = argv[++i];
-		} else if (strcmp(a, "--per-node") == 0) {
-			per_node = atoi(argv[++i]);
 		} else if (strcmp(a, "--time-limit") == 0) {
 			tlim_s = atof(argv[++i]);
 		} else if (strcmp(a, "--instances") == 0) {

@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "benchopt.h"
 #include "sluice/sluice.h"
 
 #ifndef SLUICE_BENCH_DEFAULT_TRACE
@@ -483,16 +484,17 @@ int main(int argc, char **argv)
 	double limits[16] = {10, 100, 1000, 5000};
 	int64_t max_len = 192 * 1024;
 
+	const bench_opts_t bo = {"sluice-bench", usage, &profname, &ranks, &per_node,
+	                         &batch, &steps, &max_len};
 	for (int i = 1; i < argc; i++) {
+		int code, r = bench_opt(&bo, argc, argv, &i, &code);
+		if (r == BENCH_OPT_EXIT)
+			return code;
+		if (r == BENCH_OPT_TAKEN)
+			continue;
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return SL_EXIT_OK;
-		} else if (strcmp(a, "--version") == 0) {
-			printf("sluice-bench %s\n", SLUICE_VERSION);
-			return SL_EXIT_OK;
-		} else if (strcmp(a, "--no-scaling") == 0) {
+		if (strcmp(a, "--no-scaling") == 0) {
 			do_scaling = 0;
 		} else if (strcmp(a, "--scaling-only") == 0) {
 			do_replay = 0;
@@ -523,18 +525,6 @@ int main(int argc, char **argv)
 		} else if (a[0] == '-' && a[1] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-bench: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
-		} else if (strcmp(a, "--profile") == 0) {
-			profname = argv[++i];
-		} else if (strcmp(a, "--ranks") == 0) {
-			ranks = atoi(argv[++i]);
-		} else if (strcmp(a, "--per-node") == 0) {
-			per_node = atoi(argv[++i]);
-		} else if (strcmp(a, "--batch") == 0) {
-			batch = atoi(argv[++i]);
-		} else if (strcmp(a, "--steps") == 0) {
-			steps = atoi(argv[++i]);
-		} else if (strcmp(a, "--max-len") == 0) {
-			max_len = atoll(argv[++i]);
 		} else if (strcmp(a, "--csv") == 0) {
 			csvpath = argv[++i];
 		} else if (a[0] == '-') {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "benchopt.h"
 #include "intbound.h"
 #include "lp.h"
 #include "sluice/sluice.h"
@@ -35,35 +36,24 @@ int main(int argc, char **argv)
 	int32_t ranks = 64, per_node = 8;
 	int batch = 512, steps = 100, per_step = 0, ring = 0, first = 0;
 	int64_t max_len = 196608;
+	const bench_opts_t bo = {"sluice-bound", usage, &profname, &ranks, &per_node,
+	                         &batch, &steps, &max_len};
 	for (int i = 1; i < argc; i++) {
+		int code, r = bench_opt(&bo, argc, argv, &i, &code);
+		if (r == BENCH_OPT_EXIT)
+			return code;
+		if (r == BENCH_OPT_TAKEN)
+			continue;
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return SL_EXIT_OK;
-		} else if (strcmp(a, "--version") == 0) {
-			printf("sluice-bound %s\n", SLUICE_VERSION);
-			return SL_EXIT_OK;
-		} else if (strcmp(a, "--per-step") == 0) {
+		if (strcmp(a, "--per-step") == 0) {
 			per_step = 1;
 		} else if (strcmp(a, "--ring") == 0) {
 			ring = 1;
 		} else if (a[0] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-bound: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
-		} else if (strcmp(a, "--profile") == 0) {
-			profname = argv[++i];
-		} else if (strcmp(a, "--ranks") == 0) {
-			ranks = atoi(argv[++i]);
-		} else if (strcmp(a, "--per-node") == 0) {
-			per_node = atoi(argv[++i]);
-		} else if (strcmp(a, "--batch") == 0) {
-			batch = atoi(argv[++i]);
 		} else if (strcmp(a, "--first") == 0) {
 			first = atoi(argv[++i]);
-		} else if (strcmp(a, "--steps") == 0) {
-			steps = atoi(argv[++i]);
-		} else if (strcmp(a, "--max-len") == 0) {
-			max_len = atoll(argv[++i]);
 		} else if (a[0] == '-') {
 			fprintf(stderr, "sluice-bound: unknown option %s\n", a);
 			usage(stderr);
