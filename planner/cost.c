@@ -68,26 +68,51 @@ double sl_cost_resident(int64_t s, int32_t d, double f)
 	return (1.0 - f) * (double)sl_cost_padded(s, d) / d;
 }
 
-double sl_cost_seq_ms(const sl_cost_t *c, int64_t s, int32_t d, double f, int one_node)
+/* The compute part of T(s, d, 0) and, in *comm, its communication: the
+ * all-to-all (Ulysses, added to the compute) or the ring's K/V transfer
+ * (overlapped: the sequence takes the longer of the two). */
+static double seq_parts_ms(const sl_cost_t *c, int64_t s, int32_t d, int one_node, double *comm)
 {
 	const sl_profile_t *p = &c->prof;
 	double pd = (double)sl_cost_padded(s, d);
 	double t = (p->alpha1 * pd * pd + p->alpha2 * pd) / d;
+	*comm = 0;
 	if (d > 1) {
 		if (p->sp_comm == SL_SP_ULYSSES) {
 			double bw = d <= c->cl.ranks ? c->a2a_gbps[d] : bw_lookup(p, d);
-			t += (p->a2a_bytes_per_token * pd / d) / MIB / bw;
+			*comm = (p->a2a_bytes_per_token * pd / d) / MIB / bw;
 		} else {
 			/* the ring hop extension (ring profiles only; 0 in the reference) */
 			t += p->ring_tok_ms * pd * (1.0 - 1.0 / d);
 			double bw = one_node ? p->p2p_gbps_intra : p->p2p_gbps_inter;
-			double tm = (double)(d - 1) * ((p->kv_bytes_per_token * pd / d) / MIB) / bw;
-			t = t > tm ? t : tm;
+			*comm = (double)(d - 1) * ((p->kv_bytes_per_token * pd / d) / MIB) / bw;
 		}
 	}
-	if (f > 0)
-		t += (f * p->act_bytes_per_token * pd / d) / MIB / p->pcie_gbps;
 	return t;
+}
+
+double sl_cost_seq_ms(const sl_cost_t *c, int64_t s, int32_t d, double f, int one_node)
+{
+	const sl_profile_t *p = &c->prof;
+	double tm;
+	double t = seq_parts_ms(c, s, d, one_node, &tm);
+	if (p->sp_comm == SL_SP_ULYSSES)
+		t += tm;
+	else
+		t = t > tm ? t : tm;
+	if (f > 0)
+		t += (f * p->act_bytes_per_token * (double)sl_cost_padded(s, d) / d) / MIB /
+		     p->pcie_gbps;
+	return t;
+}
+
+double sl_cost_seq_comm_ms(const sl_cost_t *c, int64_t s, int32_t d, int one_node)
+{
+	double tm;
+	double t = seq_parts_ms(c, s, d, one_node, &tm);
+	if (c->prof.sp_comm == SL_SP_ULYSSES)
+		return tm;
+	return tm > t ? tm - t : 0;
 }
 
 double sl_cost_min_offload(const sl_cost_t *c, int64_t s, int32_t d)

@@ -168,6 +168,17 @@ double sl_plan_group_ms(const sl_plan_t *plan, const sl_group_t *g, const sl_cos
 	return t;
 }
 
+double sl_plan_group_comm_ms(const sl_plan_t *plan, const sl_group_t *g, const sl_cost_t *cost)
+{
+	const sl_item_t *it = sl_group_items(plan, g);
+	int one = sl_cost_one_node(cost, sl_group_ranks(plan, g), g->nranks);
+	double t = 0;
+	for (int32_t i = 0; i < g->nitems; i++)
+		if (it[i].seq >= 0 && it[i].seq < plan->nseqs)
+			t += sl_cost_seq_comm_ms(cost, plan->seqs[it[i].seq].length, g->nranks, one);
+	return t;
+}
+
 void sl_plan_timeline(const sl_plan_t *plan, const sl_cost_t *cost, double *start_ms,
                       double *group_ms, double *ready_ms)
 {

@@ -81,11 +81,15 @@ static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hy
  * sequence), `batch-adaptive` is `static` once per power-of-two degree,
  * `megatron-hybrid-cp` about 0.5 us a sequence, `sluice-aligned` scans the
  * batch once per slot (about 3 ns per pair of sequences), `flexsp` with
- * SLUICE_FLEXSP_LPS configuration LPs 10-80 ms. */
+ * SLUICE_FLEXSP_LPS configuration LPs about 1 ms plus 26 ns per pair of
+ * sequences (log-normal long batches on 64 ranks: 1-256 sequences 1-3 ms,
+ * 1,024 29 ms, 4,096 437 ms; it was charged a flat 80 ms, which kept it
+ * from ever being scored on small batches and undercharged large ones). */
 #define SLUICE_STATIC_UNITS_PER_SEQ 64
 #define SLUICE_STATIC_UNITS_PER_RANK 8
 #define SLUICE_MEGATRON_UNITS_PER_SEQ 96
-#define SLUICE_FLEXSP_UNITS ((int64_t)12 * 1000 * 1000)
+#define SLUICE_FLEXSP_MS_BASE 1.0
+#define SLUICE_FLEXSP_MS_PER_PAIR 2.6e-5
 /* A fallback whose predicted cost is over this share of the work limit is
  * not scored at all (it would crowd out the search); the others' cost is
  * set aside from the start, so the search leaves them room. */
@@ -218,7 +222,8 @@ static int64_t fallback_units(size_t k, const sl_cost_t *cost, const sl_seq_t *s
 		       SLUICE_STATIC_UNITS_PER_RANK * (int64_t)cost->cl.ranks;
 	if (k == SLUICE_FALLBACK_ALIGNED)
 		return n * n / 2 + one;
-	return SLUICE_FLEXSP_UNITS;
+	return (int64_t)((SLUICE_FLEXSP_MS_BASE + SLUICE_FLEXSP_MS_PER_PAIR * (double)n * (double)n) *
+	                 (double)SLUICE_WORK_PER_MS);
 }
 
 /* Builds, polishes and scores the plan of these degrees (unless built
@@ -443,17 +448,19 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	 * a share of the limit are not scored). flexsp's is set aside on
 	 * every batch where it may be scored. */
 	int64_t fb_units[sizeof(fallbacks) / sizeof(fallbacks[0])], reserve = 0;
+	/* fb_dear: not scored because the limit cannot pay for it (the search
+	 * counts as cut only where it would have been scored) */
 	int fb_on[sizeof(fallbacks) / sizeof(fallbacks[0])];
+	int fb_dear[sizeof(fallbacks) / sizeof(fallbacks[0])];
 	int long_dominated = 0;
 	for (size_t k = 0; k < sizeof(fallbacks) / sizeof(fallbacks[0]); k++) {
 		fb_units[k] = fallback_units(k, cost, seqs, n);
 		fb_on[k] = sl_policy_find(fallbacks[k]) != NULL &&
 		           !(k == SLUICE_FALLBACK_FLEXSP && n > SLUICE_FLEXSP_MAX_SEQS) &&
 		           !(k == SLUICE_FALLBACK_ALIGNED && cost->cl.ranks > SLUICE_ALIGNED_MAX_RANKS);
-		if (fb_on[k] && fb_units[k] > ctx.work_limit / SLUICE_FALLBACK_SHARE) {
+		fb_dear[k] = fb_on[k] && fb_units[k] > ctx.work_limit / SLUICE_FALLBACK_SHARE;
+		if (fb_dear[k])
 			fb_on[k] = 0;
-			ctx.truncated = 1;
-		}
 		if (fb_on[k])
 			reserve += fb_units[k];
 	}
@@ -486,9 +493,14 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		 * fallback answers); with no plan at all `static` answers whatever
 		 * its cost */
 		int forced = se.best == NULL && strcmp(fallbacks[k], "static") == 0;
-		if (pol == NULL || planner_sluice_stopped(&ctx) || (!fb_on[k] && !forced) ||
+		if (pol == NULL || planner_sluice_stopped(&ctx) ||
 		    (k == SLUICE_FALLBACK_FLEXSP && !(se.best_widen && long_dominated)))
 			continue;
+		if (!fb_on[k] && !forced) {
+			if (fb_dear[k])
+				ctx.truncated = 1;
+			continue;
+		}
 		if (!forced && ctx.work + fb_units[k] > ctx.work_limit) {
 			ctx.truncated = 1; /* the builds overran their share */
 			continue;

@@ -374,6 +374,9 @@ typedef struct worker_emul {
 	const sl_plan_t *plan; /* borrowed */
 	double *rank_ms, *parts;
 	double *pred_ms, *pred_start, *meas_ms, *meas_start; /* [ngroups] */
+	/* [ngroups]: the slowest rank's measured compute, and the transfer the
+	 * model leaves exposed (not run on one GPU); meas_ms is their sum */
+	double *comp_ms, *xfer_ms;
 	double *pred_rank, *meas_rank;                       /* [ranks], grad sync included */
 	double pred_step, meas_step, grad_sync_ms;
 	int have_pred;

@@ -136,6 +136,9 @@ sl_err sl_plan_evaluate(sl_plan_t *plan, const sl_cost_t *cost);
 
 /* Time of one group execution under the reference model. */
 double sl_plan_group_ms(const sl_plan_t *plan, const sl_group_t *g, const sl_cost_t *cost);
+/* The part of sl_plan_group_ms that is communication not hidden behind
+ * compute (sl_cost_seq_comm_ms summed over the group's sequences). */
+double sl_plan_group_comm_ms(const sl_plan_t *plan, const sl_group_t *g, const sl_cost_t *cost);
 
 /* The reference timing rule (cost-model.md, "A group execution, a slot, a
  * step"), the one every step time comes from: every rank walks the slots in

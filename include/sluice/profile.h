@@ -119,6 +119,11 @@ int64_t sl_cost_padded(int64_t s, int32_t d);
  * one_node says whether all ranks of the group share a node (ring bandwidth). */
 double sl_cost_seq_ms(const sl_cost_t *c, int64_t s, int32_t d, double f, int one_node);
 
+/* The communication in sl_cost_seq_ms(c, s, d, f, one_node) that the model
+ * does not hide behind compute: Ulysses' all-to-all, or the part of a ring's
+ * K/V transfer longer than the ring's compute; 0 when d == 1. */
+double sl_cost_seq_comm_ms(const sl_cost_t *c, int64_t s, int32_t d, int one_node);
+
 /* Resident tokens per rank of s on d ranks with offload f: (1 - f) * p / d. */
 double sl_cost_resident(int64_t s, int32_t d, double f);
 

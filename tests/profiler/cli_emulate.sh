@@ -10,6 +10,7 @@
 # usage: cli_emulate.sh SLUICE PYTHON TMPDIR
 set -u
 sluice=$1 py=$2 tmp=$3
+src=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$tmp" && mkdir -p "$tmp"
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -48,7 +49,15 @@ grep -q "step: predicted" "$tmp/out" || fail "no step line in the table: $(tail 
 import json, statistics, sys
 plan, meas, rep, tr, ptr = (json.load(open(a)) for a in sys.argv[1:6])
 groups = [g for s in plan["slots"] for g in s["groups"]]
-m = [max(x["rank_ms"]) for x in meas["groups"]]
+# measured = the slowest rank's compute + the transfer the model leaves exposed
+# (gpt-7b-flexsp is Ulysses: its all-to-all, checked against the ring case below)
+comp = [max(x["rank_ms"]) for x in meas["groups"]]
+xfer = [g["modeled_transfer_ms"] for g in rep["groups"]]
+assert all(x >= 0 for x in xfer) and any(x > 0 for x in xfer), xfer
+for g, rg in zip((g for s in plan["slots"] for g in s["groups"]), rep["groups"]):
+    assert (rg["modeled_transfer_ms"] > 0) == (len(g["ranks"]) > 1), rg
+m = [c + x for c, x in zip(comp, xfer)]
+assert all(abs(rg["measured_compute_ms"] - c) < 1e-9 for rg, c in zip(rep["groups"], comp))
 # the timing rule, independently
 ready = [0.0] * plan["ranks"]
 starts = []
@@ -93,6 +102,45 @@ for g, t, st in zip(groups, m, starts):
         assert e["pid"] == r and abs(e["ts"] - st * 1000) < 1e-3 and abs(e["dur"] - t * 1000) < 1e-3
 pred_x = [e for e in ptr["traceEvents"] if e["ph"] == "X"]
 assert abs(max(e["ts"] + e["dur"] for e in pred_x) - plan["predicted"]["step_ms"] * 1000) < 1
+PY
+# a ring profile (h100-gpt-7b: 100 / 25 GB/s): the exposed transfer per group is
+# sum over sequences of max(0, K/V transfer - ring compute), computed here
+# (static on rings of 16: two nodes at 25 GB/s, so transfers are exposed)
+ring=$src/profiles/h100-gpt-7b.json
+expect 0 "" "$sluice" plan --ranks 16 --profile "$ring" --policy static --sp 16 --format json \
+	-o "$tmp/plan16.json" "$tmp/batch.txt"
+"$py" -c 'import json, sys
+p = json.load(open(sys.argv[1]))
+json.dump({"groups": [{"rank_ms": [50.0 + 5 * i for i in range(len(g["ranks"]))]}
+                      for s in p["slots"] for g in s["groups"]]}, open(sys.argv[2], "w"))' \
+	"$tmp/plan16.json" "$tmp/meas16.json" || fail "making the ring case's times"
+expect 0 "" "$sluice" run-plan --emulate --measured "$tmp/meas16.json" --profile "$ring" \
+	--report "$tmp/ring.json" "$tmp/plan16.json"
+"$py" - "$tmp/plan16.json" "$tmp/meas16.json" "$tmp/ring.json" "$ring" \
+	<<'PY' || fail "the exposed ring transfer is wrong"
+import json, sys
+plan, meas, rep, prof = (json.load(open(a)) for a in sys.argv[1:5])
+lens = {s["id"]: s["length"] for s in plan["sequences"]}
+rpn = plan["ranks_per_node"]
+groups = [g for s in plan["slots"] for g in s["groups"]]
+exposed = 0
+for g, rg, mg in zip(groups, rep["groups"], meas["groups"]):
+    d = len(g["ranks"])
+    one = len({r // rpn for r in g["ranks"]}) == 1
+    bw = prof["p2p_gbps_intra"] if one else prof["p2p_gbps_inter"]
+    want = 0.0
+    for it in g["sequences"]:
+        if d == 1:
+            continue
+        s = lens[it["id"]]
+        pd = -(-s // (2 * d)) * 2 * d
+        t = (prof["alpha1"] * pd * pd + prof["alpha2"] * pd) / d + prof["ring_tok_ms"] * pd * (1 - 1 / d)
+        tm = (d - 1) * (prof["kv_bytes_per_token"] * pd / d / 2**20) / bw
+        want += max(0.0, tm - t)
+    assert abs(rg["modeled_transfer_ms"] - want) <= 1e-9 * max(1.0, want), (rg, want)
+    assert abs(rg["measured_ms"] - max(mg["rank_ms"]) - want) <= 1e-9 * max(1.0, want)
+    exposed += want > 0
+assert exposed > 0, "no group of this plan has an exposed transfer: the check proves nothing"
 PY
 # bad input: group count, a negative time, options without --emulate
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); d["groups"].pop(); json.dump(d, open(sys.argv[2], "w"))' \

@@ -344,6 +344,42 @@ static void sluice_long_dominated(void **state)
 	sl_cost_fini(&c);
 }
 
+/* Small long-dominated batches (1-16 sequences of median 26K tokens on 16
+ * and 64 ranks): the default limit pays for everything here, so the plan is
+ * not marked cut, and no registered policy is faster. flexsp's fallback
+ * used to be charged a flat 12M units, over a quarter of a small batch's
+ * limit: it was never scored and every such plan said "search cut". */
+static void sluice_small_long_batches(void **state)
+{
+	(void)state;
+	sl_policy_opts_t o = {.trace_max_len = SL_SYNTH_MAX_LEN};
+	const int32_t ranks[] = {16, 64};
+	for (size_t ri = 0; ri < sizeof(ranks) / sizeof(ranks[0]); ri++) {
+		sl_cost_t c;
+		cost_for("gpt-7b-flexsp", ranks[ri], 8, &c);
+		for (int64_t n = 1; n <= 16; n *= 2) {
+			sl_seq_t *s = lognormal_batch_of((uint64_t)(7 + n), n, log(26000.0), 1.0,
+			                                 SL_SYNTH_MAX_LEN);
+			sl_plan_t *p = plan_checked(&c, s, n, &o, "small long batch");
+			if (p->search_truncated)
+				fail_msg("%d ranks, %lld sequences: marked cut (%s)", (int)ranks[ri],
+				         (long long)n, p->note);
+			for (size_t k = 0; k < sl_policy_count(); k++) {
+				const char *name = sl_policy_at(k)->name;
+				if (strcmp(name, "sluice") == 0)
+					continue;
+				double b = step_of(name, &c, s, n, &o);
+				if (!(p->step_ms <= b * (1 + 1e-12)))
+					fail_msg("%d ranks, %lld sequences: sluice %.3f ms slower than %s "
+					         "%.3f ms", (int)ranks[ri], (long long)n, p->step_ms, name, b);
+			}
+			sl_plan_free(&p);
+			free(s);
+		}
+		sl_cost_fini(&c);
+	}
+}
+
 /* Code-file-like batches (issue 10, part 3): log-normal lengths with median
  * 500 and sigma 2 (a third of the sequences hold 60-70% of the tokens, as
  * the files under /usr/include do), 512 per batch on 64 ranks. Every
@@ -831,6 +867,7 @@ int main(void)
 		cmocka_unit_test(sluice_not_slower),
 		cmocka_unit_test(sluice_long_dominated),
 		cmocka_unit_test(sluice_code_files),
+		cmocka_unit_test(sluice_small_long_batches),
 		cmocka_unit_test(sluice_few_per_rank),
 		cmocka_unit_test(sluice_quality),
 		cmocka_unit_test(sluice_node_local),
