@@ -104,7 +104,8 @@ typedef struct kern_bwd_args {
  * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128.
  * The forward and the backward have mma.sync variants (sm_80+) and sm_90a
  * variants (wgmma, TMA, warp specialised: attn_fwd_sm90.cu,
- * attn_bwd_sm90.cu). On an sm_90 card the default is the sm_90a variant.
+ * attn_bwd_sm90.cu). On an sm_90 card the default is the sm_90a variant
+ * where it is measured faster (every forward; the d64 backward).
  * SLUICE_KERN_PATH=mma turns the sm_90a kernels off: the defaults are the
  * mma.sync ones and an sm_90a variant asked for by number runs as its
  * fallback. A hop given to an sm_90a variant that cannot run it (another
