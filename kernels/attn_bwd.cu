@@ -11,13 +11,17 @@
  * dQ = dS K (warp w: columns w*D/NW ..) and add it to global memory.
  * P uses the final LSE of the whole ring (worker/backend.h). */
 #include <math.h>
+#include <string.h>
 
 #include "attn_common.cuh"
 
 namespace kern {
 
+/* split: the table's key tiles are split * BN keys long (an sm_90a
+ * variant's 128-key tiles run on a 64-key kernel as its fallback); block x
+ * takes sub-tile x % split of tile x / split. */
 template <int D, int NW, int BM, int NSUB>
-__global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
+__global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a, const int split)
 {
 	constexpr int NT = NW * 32;
 	constexpr int BN = 16 * NW;
@@ -47,11 +51,11 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a)
 	const int g = lane >> 2, t4 = lane & 3;
 	const frag_off<CH> offA(lane_row_a(lane), lane_hi_a(lane));
 	const frag_off<CH> offB(lane_row_b(lane), lane_hi_b(lane));
-	const kern_tile_t tile = a.tiles[blockIdx.x];
+	const kern_tile_t tile = a.tiles[blockIdx.x / split];
 	const kern_seg_t seg = a.segs[tile.seg];
 	const int hk = blockIdx.y;
 	const int G = a.heads / a.kv_heads;
-	const int k0 = tile.start;
+	const int k0 = tile.start + static_cast<int>(blockIdx.x % split) * BN;
 	const int len = seg.len, chunk = seg.chunk;
 	const int s = static_cast<int>(seg.seqlen);
 	const int qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
@@ -323,32 +327,42 @@ template <int D, int NW, int BM> static size_t bwd_smem()
 }
 
 template <int D, int NW, int BM, int NSUB>
-static sl_err launch_bwd(const kern_bwd_args_t *a, cudaStream_t st)
+static sl_err launch_bwd(const kern_bwd_args_t *a, int split, cudaStream_t st)
 {
 	const size_t smem = bwd_smem<D, NW, BM>();
 	auto fn = bwd_kernel<D, NW, BM, NSUB>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(smem)));
-	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->kv_heads));
-	fn<<<grid, NW * 32, smem, st>>>(*a);
+	dim3 grid(static_cast<unsigned>(a->ntiles) * static_cast<unsigned>(split),
+	          static_cast<unsigned>(a->kv_heads));
+	fn<<<grid, NW * 32, smem, st>>>(*a, split);
 	KERN_LAUNCHED("bwd_kernel");
 	return SL_OK;
 }
 
+/* A backward variant: mma.sync tiles (bn = 16 nw keys, bm queries; launch)
+ * or, with sm90 set, one of attn_bwd_sm90.cu's (bn = 128 keys; launch90). */
 struct bwd_variant {
-	int d, nw, bm;
+	int d, bn, bm;
+	int sm90;
 	const char *name;
-	sl_err (*launch)(const kern_bwd_args_t *, cudaStream_t);
+	sl_err (*launch)(const kern_bwd_args_t *, int, cudaStream_t);
+	sl_err (*launch90)(const kern_bwd_args_t *, cudaStream_t);
 };
 
 #define BWD_V(D, NW, BM, NSUB)                                                                     \
 	{                                                                                          \
-		D, NW, BM, "d" #D "_n" #NW "x16_m" #BM "s" #NSUB, launch_bwd<D, NW, BM, NSUB>      \
+		D, 16 * NW, BM, 0, "d" #D "_n" #NW "x16_m" #BM "s" #NSUB,                         \
+		    launch_bwd<D, NW, BM, NSUB>, nullptr                                               \
 	}
+/* New variants go after a head dim's existing ones: variants are chosen by
+ * index (SLUICE_KERN_BWD, kern_bwd_default). */
 static const bwd_variant bwd_table[] = {
     BWD_V(64, 4, 64, 1),  BWD_V(64, 4, 128, 2), BWD_V(64, 4, 64, 2),
+    {64, 128, 128, 1, "sm90_d64_n128_m128_s2", nullptr, kern_sm90_bwd_d64},
     BWD_V(128, 4, 32, 1), BWD_V(128, 4, 64, 1), BWD_V(128, 8, 32, 1),
     BWD_V(128, 4, 64, 2), BWD_V(128, 8, 64, 2),
+    {128, 128, 64, 1, "sm90_d128_n128_m64_s2", nullptr, kern_sm90_bwd_d128},
 };
 #undef BWD_V
 static const int bwd_count = sizeof(bwd_table) / sizeof(bwd_table[0]);
@@ -364,6 +378,28 @@ static const bwd_variant *bwd_find(int32_t head_dim, int variant)
 	return nullptr;
 }
 
+/* The index of the head dim's first sm_90a variant, or -1. */
+static int bwd_index_sm90(int32_t head_dim)
+{
+	int k = 0;
+	for (int i = 0; i < bwd_count; ++i) {
+		if (bwd_table[i].d != head_dim)
+			continue;
+		if (bwd_table[i].sm90)
+			return k;
+		++k;
+	}
+	return -1;
+}
+
+/* The mma.sync default (the fastest measured, docs/gpu.md): d64_n4x16_m64s2,
+ * d128_n8x16_m64s2. It also runs the hops an sm_90a variant cannot take, on
+ * that variant's 128-key tiles (d64: two 64-key blocks per tile). */
+static int bwd_default_mma(int32_t head_dim)
+{
+	return head_dim == 64 ? 2 : 4;
+}
+
 } // namespace kern
 
 extern "C" {
@@ -376,15 +412,39 @@ int kern_bwd_variants(int32_t head_dim)
 	return n;
 }
 
+/* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma)
+ * where it is measured faster, else the fastest mma.sync variant. H100,
+ * 2026-12-07 (docs/gpu.md): d64 242-254 TFLOP/s against mma.sync's 199-201;
+ * d128 130-138 against 231-236 (ptxas spills in the d128 kernel), so d128
+ * stays on mma.sync by default (variant 5 asks for the sm_90a one). */
 int kern_bwd_default(int32_t head_dim)
 {
-	return head_dim == 64 ? 2 : 4; /* d64_n4x16_m64s2, d128_n8x16_m64s2 */
+	const int mma = kern::bwd_default_mma(head_dim);
+	if (head_dim == 64 && !kern_path_mma_only() && kern_device_sm90()) {
+		const int v = kern::bwd_index_sm90(head_dim);
+		return v >= 0 ? v : mma;
+	}
+	return mma;
 }
 
 int32_t kern_bwd_block_n(int32_t head_dim, int variant)
 {
 	const kern::bwd_variant *v = kern::bwd_find(head_dim, variant);
-	return v ? 16 * v->nw : 0;
+	return v ? v->bn : 0;
+}
+
+int kern_bwd_native(int32_t head_dim, int variant)
+{
+	const kern::bwd_variant *v = kern::bwd_find(head_dim, variant);
+	if (v == nullptr)
+		return 0;
+	if (!v->sm90)
+		return 1;
+	kern_bwd_args_t probe;
+	memset(&probe, 0, sizeof(probe));
+	probe.ntok = 1;
+	probe.heads = probe.kv_heads = 1;
+	return kern_sm90_bwd_fits(&probe);
 }
 
 const char *kern_bwd_name(int32_t head_dim, int variant)
@@ -406,7 +466,20 @@ sl_err kern_attn_bwd(const kern_bwd_args_t *a, int variant, cudaStream_t st)
 		                 __FILE__, __LINE__, a->heads, a->kv_heads);
 	if (a->ntiles == 0)
 		return SL_OK;
-	return v->launch(a, st);
+	if (v->sm90 && kern_sm90_bwd_fits(a))
+		return v->launch90(a, st);
+	int split = 1;
+	if (v->sm90) {
+		/* the mma.sync default on this variant's tiles */
+		const kern::bwd_variant *m = kern::bwd_find(a->head_dim,
+		                                            kern::bwd_default_mma(a->head_dim));
+		if (m == nullptr || v->bn % m->bn != 0)
+			return sl_seterr(SL_EINVAL, "%s:%d: no mma.sync fallback for backward variant "
+			                 "%s", __FILE__, __LINE__, v->name);
+		split = v->bn / m->bn;
+		v = m;
+	}
+	return v->launch(a, split, st);
 }
 
 } // extern "C"

@@ -353,9 +353,8 @@ static sl_err encode_fn(encode_tiled_fn *out)
 	return SL_OK;
 }
 
-/* A tensor map of a bf16 [ntok][heads][D] tensor whose boxes are `rows`
- * tokens x 64 columns of one head, 128B-swizzled in shared memory. */
-static sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows)
+/* attn_sm90.cuh's make_map. */
+sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows)
 {
 	encode_tiled_fn fn;
 	SL_CHECK(encode_fn(&fn));

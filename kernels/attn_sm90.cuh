@@ -163,6 +163,22 @@ template <int N> __device__ __forceinline__ void wg_wait()
 	asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 
+/* Makes this thread's generic-proxy writes to shared memory (st.shared)
+ * visible to the async proxy (wgmma operands read through descriptors);
+ * follow it with a barrier before the wgmma of another thread reads them. */
+__device__ __forceinline__ void fence_proxy_async()
+{
+	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+/* Named barrier `id` (1..15; 0 is __syncthreads') over `count` threads, a
+ * multiple of 32: the consumer warpgroups' own barrier (the producer does
+ * not take part). */
+__device__ __forceinline__ void named_bar_sync(int id, int count)
+{
+	asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
 /* Pins registers an asynchronous wgmma reads or writes across the code
  * between its issue and its wait: the compiler may neither move the values
  * nor reuse the registers before this point. */
@@ -275,6 +291,26 @@ __device__ __forceinline__ void wgmma_rs_n128_tb(float (&d)[64], const uint32_t 
 	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
+/* d (64 x 64, fp32) = A (smem, MN-major: M contiguous) * B (smem, MN-major:
+ * N contiguous) + (accumulate ? d : 0). Both operands transposed (PTX ISA
+ * imm-trans-a = imm-trans-b = 1, allowed for .bf16): the backward's
+ * dQ = dS K with dS stored as dS^T [keys][queries] and K as [keys][D]. */
+__device__ __forceinline__ void wgmma_ss_n64_tt(float (&d)[32], uint64_t da, uint64_t db,
+                                                 int accumulate)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+	             "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+	             ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
+	             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+	             "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+	             "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+	             "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
+	             "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]),
+	             "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+	             : "l"(da), "l"(db), "r"(accumulate));
+}
+
 /* Shape dispatch of the wrappers above. */
 template <int N> __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t da,
                                                           uint64_t db, int accumulate)
@@ -294,6 +330,11 @@ template <int N> __device__ __forceinline__ void wgmma_rs_tb(float (&d)[N / 2],
 	else
 		wgmma_rs_n128_tb(d, a, db);
 }
+
+/* A tensor map of a bf16 [ntok][heads][D] tensor whose boxes are `rows`
+ * tokens x 64 columns of one head, 128B-swizzled in shared memory
+ * (attn_fwd_sm90.cu; host code). */
+sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows);
 
 } // namespace sm90
 } // namespace kern

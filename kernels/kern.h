@@ -1,7 +1,8 @@
 /* sluice kernels: internal header of the CUDA + NCCL part (library sl_kernels).
  *
  * Three layers:
- *  - per-hop attention kernels (attn_fwd.cu, attn_bwd.cu, attn_misc.cu): one
+ *  - per-hop attention kernels (attn_fwd.cu, attn_bwd.cu, attn_misc.cu; the
+ *    sm_90a ones in attn_fwd_sm90.cu, attn_bwd_sm90.cu): one
  *    block of local queries against one K/V shard of the same group, packed
  *    variable-length sequences, causal by global (zigzag) position, GQA, bf16
  *    in, fp32 accumulation, LSE out (FlashAttention-2 tiling: Dao, 2023);
@@ -78,7 +79,9 @@ typedef struct kern_fwd_args {
 /* Arguments of one backward hop. dq is accumulated atomically (zero it once
  * before the first hop); dk/dv are the contribution of this hop's queries
  * (accumulate = 0: overwritten, 1: added). Every row of dk/dv of the shard is
- * written. The scale is folded into dS, so dq/dk are final gradients. */
+ * written. The scale is folded into dS, so dq/dk are final gradients.
+ * Inputs must be finite everywhere in [0, ntok) rows, padding included: the
+ * sm_90a kernel's boxes cover other segments' rows, multiplied by exact 0. */
 typedef struct kern_bwd_args {
 	const void *q, *k, *v, *dout; /* bf16 */
 	const float *lse;             /* [ntok][H], final (after every hop) */
@@ -93,17 +96,24 @@ typedef struct kern_bwd_args {
 	int32_t causal;
 	int32_t accumulate;
 	float scale;
+	int64_t ntok; /* rows of q, k, v, dout; 0: unknown, which keeps the hop
+	               * on the mma.sync kernels (as kern_fwd_args_t's) */
 } kern_bwd_args_t;
 
 /* Kernel variants (tile shapes) per head dimension; variant -1 picks the
  * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128.
- * The forward has mma.sync variants (sm_80+) and sm_90a variants (wgmma,
- * TMA, warp specialised: attn_fwd_sm90.cu). On an sm_90 card the default is
- * the sm_90a variant. SLUICE_KERN_PATH=mma turns the sm_90a kernels off:
- * the defaults are the mma.sync ones and an sm_90a variant asked for by
- * number runs as its fallback. A hop given to an sm_90a variant that cannot
- * run it (another card, ntok unknown, misaligned tensors, the switch above)
- * runs on the mma.sync variant of the same block_m instead. */
+ * The forward and the backward have mma.sync variants (sm_80+) and sm_90a
+ * variants (wgmma, TMA, warp specialised: attn_fwd_sm90.cu,
+ * attn_bwd_sm90.cu). On an sm_90 card the default is the sm_90a variant
+ * where it is measured faster (every forward; the d64 backward).
+ * SLUICE_KERN_PATH=mma turns the sm_90a kernels off: the defaults are the
+ * mma.sync ones and an sm_90a variant asked for by number runs as its
+ * fallback. A hop given to an sm_90a variant that cannot run it (another
+ * card, ntok unknown, misaligned tensors, the switch above) runs on the
+ * default mma.sync variant instead, on the same tiles: the forward's of the
+ * same block_m, the backward's 128-key tiles split into blocks of the
+ * mma.sync default's block_n (d64: 2 x 64 keys). Callers build their tiles
+ * with kern_fwd_block_m / kern_bwd_block_n of the variant they pass. */
 int kern_head_dim_supported(int32_t head_dim);
 int kern_fwd_variants(int32_t head_dim);
 int kern_bwd_variants(int32_t head_dim);
@@ -118,6 +128,8 @@ const char *kern_bwd_name(int32_t head_dim, int variant);
 /* 1 when the forward variant runs as itself on the current device (the
  * sm_90a ones need an sm_90 card), 0 when kern_attn_fwd would fall back. */
 int kern_fwd_native(int32_t head_dim, int variant);
+/* The same for a backward variant and kern_attn_bwd. */
+int kern_bwd_native(int32_t head_dim, int variant);
 /* 1 when the current device is an sm_90 (Hopper) card. */
 int kern_device_sm90(void);
 /* 1 when SLUICE_KERN_PATH=mma (the sm_90a kernels are off). */
@@ -131,6 +143,11 @@ sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
+/* The sm_90a backward launchers (attn_bwd_sm90.cu; 128-key tiles) and the
+ * same test for a backward hop (q, k, v and dout aligned). */
+sl_err kern_sm90_bwd_d64(const kern_bwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_bwd_d128(const kern_bwd_args_t *a, cudaStream_t st);
+int kern_sm90_bwd_fits(const kern_bwd_args_t *a);
 
 /* Launch one hop on stream st (asynchronous; launch errors checked). */
 sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st);

@@ -387,6 +387,7 @@ static void bwd_args(const kern_group_t *g, kern_bwd_args_t *a, const void *kv, 
 	a->causal = g->causal;
 	a->accumulate = accumulate;
 	a->scale = g->scale;
+	a->ntok = g->ntok;
 }
 
 /* Event slots of a pass with d hops. */

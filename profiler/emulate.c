@@ -230,7 +230,8 @@ static sl_err attn_backward(emul_t *e, const emul_group_t *eg, int32_t me)
 			.dv = dkv + kvn, .segs = eg->segs_d, .tiles = eg->kt, .ntiles = eg->nkt,
 			.heads = e->L.md.heads, .kv_heads = e->L.md.kv_heads,
 			.head_dim = e->L.md.head_dim, .d = d, .q_owner = me, .k_owner = ko,
-			.causal = 1, .accumulate = 0, .scale = 1.0f / sqrtf((float)e->L.md.head_dim)};
+			.causal = 1, .accumulate = 0, .scale = 1.0f / sqrtf((float)e->L.md.head_dim),
+			.ntok = eg->ntok};
 		SL_CHECK(kern_attn_bwd(&a, -1, e->pg.st));
 		if (h >= 1)
 			SL_CHECK(kern_add_f32(e->b.dkv_trav, e->b.dkv_tmp, kvn * 2, e->pg.st));

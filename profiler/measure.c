@@ -189,7 +189,8 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 	                      .lse = b->lse_fin, .delta = b->delta, .dq = b->dq, .dk = b->dkv,
 	                      .dv = b->dkv + kvn, .segs = b->seg, .tiles = b->kt, .ntiles = nkt,
 	                      .heads = H, .kv_heads = KH, .head_dim = D, .d = d, .q_owner = qo,
-	                      .k_owner = ko, .causal = 1, .accumulate = 0, .scale = fa.scale};
+	                      .k_owner = ko, .causal = 1, .accumulate = 0, .scale = fa.scale,
+	                      .ntok = len};
 	KERN_CUDA(cudaMemsetAsync(b->dq, 0, (size_t)len * H * D * 4, mc->pg.st));
 	for (int pass = 0; pass < 2; pass++)
 		for (int r = -2; r < mc->reps; r++) {

@@ -67,7 +67,7 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 		const int nv = pass == 0 ? kern_fwd_variants(D) : kern_bwd_variants(D);
 		for (int v = 0; v < nv; v++) {
 			kern_tile_t *tl = NULL, *dt;
-			if (pass == 0 && !kern_fwd_native(D, v))
+			if (pass == 0 ? !kern_fwd_native(D, v) : !kern_bwd_native(D, v))
 				continue; /* an sm_90a variant on another card */
 			int32_t nt = 0;
 			const int32_t blk = pass == 0 ? kern_fwd_block_m(D, v) : kern_bwd_block_n(D, v);
@@ -99,7 +99,7 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 			                      .dk = dkv, .dv = dkv + kvn, .segs = dseg, .tiles = dt,
 			                      .ntiles = nt, .heads = H, .kv_heads = KH,
 			                      .head_dim = D, .d = 1, .causal = causal,
-			                      .accumulate = 0, .scale = scale};
+			                      .accumulate = 0, .scale = scale, .ntok = tokens};
 			for (int r = -2; r < reps; r++) {
 				if (pass == 1)
 					CK(cudaMemsetAsync(dq, 0, (size_t)qn * 4, st));

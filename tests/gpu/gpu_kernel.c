@@ -217,14 +217,22 @@ static int run_cfg(const cfg_t *c)
 		CK(cudaMalloc((void **)&ddkv[i], (size_t)kvn * 2 * 4 + 16));
 	}
 
+	/* passes: every forward variant, every backward variant, then each
+	 * sm_90a backward variant once more with ntok = 0, which runs its
+	 * mma.sync fallback on its own 128-key tiles (d64: split in two) */
 	const int nfv = kern_fwd_variants(D), nbv = kern_bwd_variants(D);
-	for (int pass = 0; pass < nfv + nbv; pass++) {
+	for (int pass = 0; pass < nfv + 2 * nbv; pass++) {
 		const int fwd_only = pass < nfv;
-		const int fv = fwd_only ? pass : -1, bv = fwd_only ? -1 : pass - nfv;
-		if (fwd_only && !kern_fwd_native(D, fv)) {
+		const int fallback = pass >= nfv + nbv;
+		const int fv = fwd_only ? pass : -1;
+		const int bv = fwd_only ? -1 : (pass - nfv) % nbv;
+		if (fallback && strncmp(kern_bwd_name(D, bv), "sm90", 4) != 0)
+			continue;
+		if (fwd_only ? !kern_fwd_native(D, fv) : (!fallback && !kern_bwd_native(D, bv))) {
 			/* an sm_90a variant on another card would run its fallback */
 			printf("skip D=%d H=%d KH=%d d=%d causal=%d %-22s (not for this device)\n", D,
-			       H, KH, d, c->causal, kern_fwd_name(D, fv));
+			       H, KH, d, c->causal,
+			       fwd_only ? kern_fwd_name(D, fv) : kern_bwd_name(D, bv));
 			continue;
 		}
 		kern_tile_t *qt = NULL, *kt = NULL, *dqt, *dkt;
@@ -278,7 +286,7 @@ static int run_cfg(const cfg_t *c)
 					    .tiles = dkt, .ntiles = nkt, .heads = H, .kv_heads = KH,
 					    .head_dim = D, .d = d, .q_owner = i, .k_owner = owner,
 					    .causal = c->causal, .accumulate = touched[owner],
-					    .scale = scale};
+					    .scale = scale, .ntok = fallback ? 0 : ntok};
 					SK(kern_attn_bwd(&a, bv, st));
 					touched[owner] = 1;
 				}
@@ -349,10 +357,10 @@ static int run_cfg(const cfg_t *c)
 		int ok = e.bad == 0;
 		for (int w = 0; w < (fwd_only ? 2 : 5); w++)
 			ok = ok && rel(&e, w) < TOL;
-		printf("%s D=%d H=%d KH=%d d=%d causal=%d %-22s O %.2e LSE %.2e", ok ? "ok  " : "FAIL",
-		       D, H, KH, d, c->causal,
-		       fwd_only ? kern_fwd_name(D, fv) : kern_bwd_name(D, bv), rel(&e, 0),
-		       rel(&e, 1));
+		printf("%s D=%d H=%d KH=%d d=%d causal=%d %-22s%s O %.2e LSE %.2e",
+		       ok ? "ok  " : "FAIL", D, H, KH, d, c->causal,
+		       fwd_only ? kern_fwd_name(D, fv) : kern_bwd_name(D, bv),
+		       fallback ? " (mma fallback)" : "", rel(&e, 0), rel(&e, 1));
 		if (!fwd_only)
 			printf(" dQ %.2e dK %.2e dV %.2e", rel(&e, 2), rel(&e, 3), rel(&e, 4));
 		printf(" bad %lld\n", (long long)e.bad);

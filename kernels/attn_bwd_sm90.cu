@@ -1,0 +1,493 @@
+/* sluice kernels: backward attention of one ring hop on sm_90a (Hopper), in
+ * the FlashAttention-3 design (Shah et al., 2024, section 3 and appendix
+ * B.1; FlashAttention-2's backward, Dao 2023, section 3.2, on wgmma/TMA).
+ *
+ * A block owns BN = 128 keys of one KV head (attn_bwd.cu's parallelisation:
+ * the grid is key tiles x KV heads) and walks every (query head of the GQA
+ * group, query tile of BM rows) that can see its keys. Three warpgroups:
+ *  - warpgroup 0, the producer: thread 0 issues TMA copies of K and V once
+ *    and of the Q and dO tiles of each iteration into a ring of STAGES
+ *    shared-memory stages ("full" mbarrier per stage, transaction bytes);
+ *    warp 1 loads the tile's LSE and delta rows (fp32, strided by heads, so
+ *    not a TMA box) into the same stage and arrives on "full" too; it gives
+ *    its registers to the consumers (setmaxnreg);
+ *  - warpgroups 1 and 2, the consumers: consumer c owns keys 64c .. 64c+63
+ *    of the tile, and per iteration computes, with wgmma (M = its 64 keys):
+ *      S^T  = K_c Q^T          (A = K, B = Q: both K-major in shared memory)
+ *      dP^T = V_c dO^T         (A = V, B = dO: both K-major)
+ *      P^T  = exp(S^T * scale - LSE), dS^T = scale * P^T (dP^T - delta)
+ *      dV_c += P^T dO          (A = P^T from registers, B = dO MN-major)
+ *      dK_c += dS^T Q          (A = dS^T from registers, B = Q MN-major)
+ *    dK_c and dV_c (fp32, 64 x D each) stay in registers for the whole
+ *    loop. dS^T also goes to shared memory (bf16, 128B-swizzled, double
+ *    buffered); after a named barrier of the two consumers, each computes
+ *    its 64 x 64 part of dQ = dS K (A = dS^T read transposed, B = K read
+ *    MN-major) and adds it to global memory with fp32 atomics.
+ * The swapped S^T (keys as rows) is what lets P^T and dS^T feed the dV and
+ * dK wgmmas straight from the accumulator registers (FlashAttention-3's
+ * SdP_swapAB): a wgmma accumulator's 16-column block, rounded to bf16, is
+ * the A fragment of m64k16 (attn_sm90.cuh).
+ *
+ * Tile shapes: D = 128: BM = 64 (dQ: consumer c takes D columns 64c..);
+ * D = 64: BM = 128 (dQ: consumer c takes query rows 64c..). Either way each
+ * consumer's dQ part is one whole 64 x 64 swizzle atom column, so every
+ * descriptor starts on a slab boundary.
+ *
+ * Masking, padding and LSE handling are attn_bwd.cu's: by global (zigzag)
+ * position; a key tile needs the query tiles from the first query that sees
+ * its first key; queries >= qvalid (padding) and rows whose LSE is -inf get
+ * P = 0; keys >= kvalid get P = 0; dQ rows >= qvalid are never written and
+ * every row < len of dK/dV is. TMA boxes are not clipped to a segment: rows
+ * past it are other segments' tokens (finite inputs, multiplied by exact
+ * zeros: P and dS are 0 there) or past the tensor (zero filled). */
+#include <math.h>
+
+#include "attn_sm90.cuh"
+#include "sluice/log.h"
+
+namespace kern {
+namespace sm90 {
+
+/* The four tensor maps of a hop (__grid_constant__ kernel parameter). */
+struct bwd_maps {
+	CUtensorMap q, dout, k, v;
+};
+
+constexpr int BWD_BN = 128;      /* keys per block: 2 consumers x 64 */
+constexpr int BWD_THREADS = 384; /* producer + 2 consumer warpgroups */
+
+/* Shared memory, every tile on a 1024-byte boundary (the 128B swizzle's
+ * phase is the address's own bits; descriptors' base offset 0):
+ *   K, V       [D/64 slabs][BN rows][64 cols] bf16, loaded once
+ *   Q, dO      [STAGES][D/64 slabs][BM rows][64 cols]
+ *   dS^T       [2 buffers][BM/64 slabs][BN key rows][64 query cols]
+ *   LSE, delta [STAGES][BM] fp32
+ *   barriers   kv, full[STAGES], empty[STAGES] */
+template <int D, int BM, int STAGES> struct bwd_smem {
+	static constexpr uint32_t KV = BWD_BN * D * 2; /* one K (or V) tile */
+	static constexpr uint32_t QB = BM * D * 2;     /* one Q (or dO) stage */
+	static constexpr uint32_t DSB = BWD_BN * BM * 2; /* one dS^T buffer */
+	static constexpr uint32_t K0 = 0;
+	static constexpr uint32_t V0 = KV;
+	static constexpr uint32_t Q0 = 2 * KV;
+	static constexpr uint32_t DO0 = Q0 + STAGES * QB;
+	static constexpr uint32_t DS0 = DO0 + STAGES * QB;
+	static constexpr uint32_t L0 = DS0 + 2 * DSB;
+	static constexpr uint32_t DL0 = L0 + STAGES * BM * 4;
+	static constexpr uint32_t BAR = DL0 + STAGES * BM * 4;
+	static constexpr uint32_t BYTES = BAR + 8 * (1 + 2 * STAGES);
+	static constexpr size_t ALLOC = BYTES + 1024; /* re-aligned to 1024 */
+	static_assert(KV % 1024 == 0 && QB % 1024 == 0 && DSB % 1024 == 0, "tile alignment");
+	static_assert(BAR % 8 == 0, "mbarrier alignment");
+	static_assert(ALLOC <= 227 * 1024, "shared memory of one block");
+};
+
+template <int D, int BM, int STAGES>
+__global__ void __launch_bounds__(BWD_THREADS, 1)
+    bwd_sm90_kernel(const kern_bwd_args_t a, const __grid_constant__ bwd_maps maps)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+	__trap(); /* compiled for another target: kern_sm90_bwd_fits never picks it */
+#else
+	using L = bwd_smem<D, BM, STAGES>;
+	constexpr int BN = BWD_BN;
+	constexpr uint32_t KSLAB = BN * 128; /* bytes of one 64-column slab of K/V */
+	constexpr uint32_t QSLAB = BM * 128; /* ... of a Q/dO stage */
+	constexpr uint32_t DSLAB = BN * 128; /* ... of a dS^T buffer (64 queries) */
+	constexpr int NSL = D / 64;
+	/* dQ split between the consumers: MS query slabs x NS column slabs */
+	constexpr int MS = BM / 64, NS = D / 64;
+	static_assert(D == 64 || D == 128, "head dim");
+	static_assert(BM == 64 || BM == 128, "query tile");
+	static_assert(MS * NS == 2, "each consumer's dQ part is one 64 x 64 block");
+
+	extern __shared__ uint8_t smem_raw[];
+	const uint32_t raw = smem_u32(smem_raw);
+	const uint32_t base = (raw + 1023u) & ~1023u;
+	const uint32_t sK = base + L::K0, sV = base + L::V0, sQ = base + L::Q0;
+	const uint32_t sdO = base + L::DO0, sdS = base + L::DS0;
+	float *const sL = reinterpret_cast<float *>(smem_raw + (base - raw) + L::L0);
+	float *const sDl = reinterpret_cast<float *>(smem_raw + (base - raw) + L::DL0);
+	const uint32_t bkv = base + L::BAR;
+	const uint32_t bfull = bkv + 8, bempty = bfull + 8 * STAGES;
+
+	/* shuffled: warp-uniform to the compiler (which serialises wgmmas it
+	 * finds on possibly divergent paths) */
+	const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x >> 7), 0);
+	const kern_tile_t tile = a.tiles[blockIdx.x];
+	const kern_seg_t seg = a.segs[tile.seg];
+	const int hk = blockIdx.y;
+	const int G = a.heads / a.kv_heads;
+	const int k0 = tile.start;
+	const int len = seg.len, chunk = seg.chunk;
+	const int s = static_cast<int>(seg.seqlen);
+	const int qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
+	const int kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
+	const int kv_tile = min(max(kvalid - k0, 0), BN);
+	/* the query tiles [i0, i1) that can see a key of the tile (attn_bwd.cu) */
+	int i0 = 0, i1 = 0;
+	if (kv_tile > 0) {
+		const int qstart =
+		    a.causal ? kern_count_le(chunk, a.d, a.q_owner, len,
+		                             kern_pos(chunk, a.d, a.k_owner, k0) - 1)
+		             : 0;
+		if (qstart < qvalid) {
+			i0 = qstart / BM;
+			i1 = (qvalid + BM - 1) / BM;
+		}
+	}
+	const int nq = i1 - i0;
+	const int niter = __shfl_sync(0xffffffffu, nq * G, 0);
+
+	if (threadIdx.x == 0) {
+		mbar_init(bkv, 1);
+		for (int st = 0; st < STAGES; ++st) {
+			mbar_init(bfull + 8 * st, 1 + 32);  /* TMA thread + the LSE warp */
+			mbar_init(bempty + 8 * st, 2 * 128); /* every consumer thread */
+		}
+		mbar_fence_init();
+	}
+	__syncthreads();
+
+	if (wg == 0) {
+		/* producer */
+		regs_dealloc<40>();
+		const int32_t row0 = static_cast<int32_t>(seg.off);
+		if (threadIdx.x == 0 && niter > 0) {
+			tma_prefetch_desc(&maps.q);
+			tma_prefetch_desc(&maps.dout);
+			tma_prefetch_desc(&maps.k);
+			tma_prefetch_desc(&maps.v);
+			mbar_arrive_expect_tx(bkv, 2 * L::KV);
+#pragma unroll
+			for (int sl = 0; sl < NSL; ++sl) {
+				tma_load_3d(sK + sl * KSLAB, &maps.k, bkv, sl * 64, hk, row0 + k0);
+				tma_load_3d(sV + sl * KSLAB, &maps.v, bkv, sl * 64, hk, row0 + k0);
+			}
+			for (int it = 0; it < niter; ++it) {
+				const int st = it % STAGES, n = it / STAGES;
+				const int h = hk * G + it / nq;
+				const int qt0 = (i0 + it % nq) * BM;
+				if (n > 0)
+					mbar_wait(bempty + 8 * st, (n - 1) & 1);
+				const uint32_t off = static_cast<uint32_t>(st) * L::QB;
+				mbar_arrive_expect_tx(bfull + 8 * st, 2 * L::QB);
+#pragma unroll
+				for (int sl = 0; sl < NSL; ++sl) {
+					tma_load_3d(sQ + off + sl * QSLAB, &maps.q, bfull + 8 * st,
+					            sl * 64, h, row0 + qt0);
+					tma_load_3d(sdO + off + sl * QSLAB, &maps.dout, bfull + 8 * st,
+					            sl * 64, h, row0 + qt0);
+				}
+			}
+		} else if (threadIdx.x >= 32 && threadIdx.x < 64 && niter > 0) {
+			/* LSE and delta of the tile's rows; rows >= qvalid read 0 (their
+			 * P is forced to 0 by the consumers) */
+			const int lane = threadIdx.x - 32;
+			for (int it = 0; it < niter; ++it) {
+				const int st = it % STAGES, n = it / STAGES;
+				const int h = hk * G + it / nq;
+				const int qt0 = (i0 + it % nq) * BM;
+				if (n > 0)
+					mbar_wait(bempty + 8 * st, (n - 1) & 1);
+#pragma unroll
+				for (int r = lane; r < BM; r += 32) {
+					const int qi = qt0 + r;
+					float l = 0.f, dl = 0.f;
+					if (qi < qvalid) {
+						const int64_t idx = (seg.off + qi) * a.heads + h;
+						l = a.lse[idx];
+						dl = a.delta[idx];
+					}
+					sL[st * BM + r] = l;
+					sDl[st * BM + r] = dl;
+				}
+				/* release: the stores above are visible to whoever
+				 * observes the phase complete */
+				mbar_arrive(bfull + 8 * st);
+			}
+		}
+		return;
+	}
+
+	/* consumers */
+	regs_alloc<232>();
+	const int cw = wg - 1;
+	const int wtid = threadIdx.x & 127, warp = wtid >> 5, lane = wtid & 31;
+	const int g = lane >> 2, t4 = lane & 3;
+	const float sl2 = a.scale * 1.4426950408889634f;
+	const int mw = MS == 2 ? cw : 0; /* this consumer's dQ query slab */
+	const int nw = NS == 2 ? cw : 0; /* ... and column slab */
+
+	/* Accumulator layout (wgmma m64nN, fp32; attn_sm90.cuh): element i of a
+	 * thread is row 16 * warp + g + 8 * ((i >> 1) & 1), column
+	 * 8 * (i >> 2) + 2 * t4 + (i & 1). For S^T/dP^T rows are this consumer's
+	 * keys and columns the tile's queries; for dK/dV rows are keys and
+	 * columns head dims; for dQ rows are queries (+ 64 mw) and columns head
+	 * dims (+ 64 nw). This thread's keys: rows g and g + 8 (rr = 0, 1). */
+	bool kok[2];
+	int kp[2];
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		const int kr = k0 + 64 * cw + 16 * warp + g + 8 * rr;
+		kok[rr] = kr < kvalid;
+		kp[rr] = kok[rr] ? kern_pos(chunk, a.d, a.k_owner, kr) : INT32_MAX;
+	}
+	const int kmax = kv_tile > 0 ? kern_pos(chunk, a.d, a.k_owner, k0 + kv_tile - 1) : 0;
+
+	float dk[D / 2], dv[D / 2];
+#pragma unroll
+	for (int i = 0; i < D / 2; ++i)
+		dk[i] = dv[i] = 0.f;
+
+	if (niter > 0)
+		mbar_wait(bkv, 0);
+	for (int it = 0; it < niter; ++it) {
+		const int st = it % STAGES, n = it / STAGES, b = it & 1;
+		const int h = hk * G + it / nq;
+		const int qt0 = (i0 + it % nq) * BM;
+		/* this stage's tiles; opaque: the descriptors below are rebuilt
+		 * from it every iteration rather than held in 16 registers */
+		const uint32_t sb = static_cast<uint32_t>(opaque(base));
+		const uint32_t sQs = sb + L::Q0 + st * L::QB, sdOs = sb + L::DO0 + st * L::QB;
+		const float *lq = sL + st * BM, *dlq = sDl + st * BM;
+
+		mbar_wait(bfull + 8 * st, n & 1);
+
+		/* Descriptors (desc_sw128(addr, lbo, sbo)), as the forward builds
+		 * its: K-major operands (contraction along the 128-byte row) step 32
+		 * bytes per k16 inside a slab and a whole slab every 4 steps, lbo
+		 * unused; MN-major operands (contraction down the rows) step 16 rows
+		 * = 2048 bytes per k16, lbo = the distance between 64-column slabs
+		 * along M/N. sbo = 1024: 8 rows of 128 bytes. */
+
+		/* S^T = K_c Q^T: A = K rows 64c.. (K-major), B = Q [BM][D] (K-major) */
+		float sc[BM / 2];
+		wg_fence();
+		{
+			const uint64_t da = desc_sw128(sb + L::K0 + cw * 64 * 128, 16, 1024);
+			const uint64_t db = desc_sw128(sQs, 16, 1024);
+#pragma unroll
+			for (int ks = 0; ks < D / 16; ++ks) {
+				const uint32_t ko = (ks >> 2) * KSLAB + (ks & 3) * 32;
+				const uint32_t qo = (ks >> 2) * QSLAB + (ks & 3) * 32;
+				wgmma_ss<BM>(sc, da + (ko >> 4), db + (qo >> 4), ks > 0);
+			}
+			wg_commit();
+		}
+		wg_wait<0>();
+		pin(sc);
+
+		/* P^T: keys are rows, queries columns (attn_bwd.cu's rule) */
+		const bool need_mask = __shfl_sync(
+		    0xffffffffu,
+		    kv_tile < BN ||
+		        (a.causal && kmax > kern_pos(chunk, a.d, a.q_owner, min(qt0, len - 1))),
+		    0);
+#pragma unroll
+		for (int j = 0; j < BM / 8; ++j)
+#pragma unroll
+			for (int e = 0; e < 2; ++e) {
+				const int qc = 8 * j + 2 * t4 + e;
+				const float lraw = lq[qc];
+				/* padding rows and rows that saw no key: P = 0 */
+				const float l2 = qt0 + qc < qvalid && lraw != -INFINITY
+				                     ? lraw * 1.4426950408889634f
+				                     : INFINITY;
+				int qp = 0;
+				if (need_mask && a.causal)
+					qp = qt0 + qc < len ? kern_pos(chunk, a.d, a.q_owner, qt0 + qc)
+					                    : INT32_MAX;
+#pragma unroll
+				for (int rr = 0; rr < 2; ++rr) {
+					float &x = sc[4 * j + 2 * rr + e];
+					float p = exp2f(x * sl2 - l2);
+					if (need_mask && !(kok[rr] && (!a.causal || kp[rr] <= qp)))
+						p = 0.f;
+					x = p;
+				}
+			}
+
+		/* P^T as m64k16 A fragments (columns 16 kk .. 16 kk + 15): a0 (row
+		 * g, cols 2t4..), a1 (g + 8, 2t4..), a2 (g, 2t4 + 8..), a3 (g + 8,
+		 * 2t4 + 8..) = accumulator elements 8kk + {0,1}, {2,3}, {4,5},
+		 * {6,7}. S^T's fp32 registers die here: dS uses the bf16 P (what
+		 * dV's product uses too), so S^T and dP^T are never live together
+		 * next to dK and dV. */
+		uint32_t pf[BM / 16][4];
+#pragma unroll
+		for (int kk = 0; kk < BM / 16; ++kk)
+#pragma unroll
+			for (int q4 = 0; q4 < 4; ++q4)
+				pf[kk][q4] = pack_bf16(sc[8 * kk + 2 * q4], sc[8 * kk + 2 * q4 + 1]);
+
+		/* dP^T = V_c dO^T: A = V rows 64c.. (K-major), B = dO (K-major) */
+		float dp[BM / 2];
+		wg_fence();
+		{
+			const uint64_t da = desc_sw128(sb + L::V0 + cw * 64 * 128, 16, 1024);
+			const uint64_t db = desc_sw128(sdOs, 16, 1024);
+#pragma unroll
+			for (int ks = 0; ks < D / 16; ++ks) {
+				const uint32_t ko = (ks >> 2) * KSLAB + (ks & 3) * 32;
+				const uint32_t qo = (ks >> 2) * QSLAB + (ks & 3) * 32;
+				wgmma_ss<BM>(dp, da + (ko >> 4), db + (qo >> 4), ks > 0);
+			}
+			wg_commit();
+		}
+		wg_wait<0>();
+		pin(dp);
+
+		/* dS^T = scale * P^T (dP^T - delta), packed like P^T and also
+		 * stored to shared memory: element (key r, query c) at slab c / 64,
+		 * row r, 16-byte chunk (c % 64) / 8 stored at chunk
+		 * ((c % 64) / 8) ^ (r % 8) (128B swizzle; r % 8 == g). */
+		uint32_t sf[BM / 16][4];
+		const uint32_t sdSb = sb + L::DS0 + b * L::DSB;
+#pragma unroll
+		for (int kk = 0; kk < BM / 16; ++kk)
+#pragma unroll
+			for (int q4 = 0; q4 < 4; ++q4) {
+				const int j = 2 * kk + (q4 >> 1); /* n8 tile: 8 queries */
+				const int qc = 8 * j + 2 * t4;
+				const int i = 8 * kk + 2 * q4;
+				const __nv_bfloat162 pp = *reinterpret_cast<const __nv_bfloat162 *>(&pf[kk][q4]);
+				const float d0 = __low2float(pp) * (dp[i] - dlq[qc]) * a.scale;
+				const float d1 = __high2float(pp) * (dp[i + 1] - dlq[qc + 1]) * a.scale;
+				sf[kk][q4] = pack_bf16(d0, d1);
+				const int r = 64 * cw + 16 * warp + g + 8 * (q4 & 1);
+				const uint32_t addr = sdSb + (j >> 3) * DSLAB + r * 128 +
+				                      (((j & 7) ^ g) << 4) + 4 * t4;
+				st_shared_u32(addr, sf[kk][q4]);
+			}
+		fence_proxy_async();
+
+		/* dV += P^T dO, dK += dS^T Q: B = dO, Q [q = k][D = n], MN-major */
+		wg_fence();
+		{
+			const uint64_t ot = desc_sw128(sdOs, QSLAB, 1024);
+			const uint64_t qt = desc_sw128(sQs, QSLAB, 1024);
+#pragma unroll
+			for (int kk = 0; kk < BM / 16; ++kk)
+				wgmma_rs_tb<D>(dv, pf[kk], ot + ((kk * 16 * 128) >> 4));
+#pragma unroll
+			for (int kk = 0; kk < BM / 16; ++kk)
+				wgmma_rs_tb<D>(dk, sf[kk], qt + ((kk * 16 * 128) >> 4));
+			wg_commit();
+		}
+		wg_wait<0>();
+		pin(dv);
+		pin(dk);
+		pin(pf);
+		pin(sf);
+		mbar_arrive(bempty + 8 * st); /* Q, dO, LSE, delta of the stage are free */
+
+		/* both consumers' dS^T are in shared memory; dS^T buffer b is next
+		 * written at iteration it + 2, after the barrier of it + 1, which
+		 * neither consumer passes before the other has finished this
+		 * iteration's dQ (waited for below) */
+		named_bar_sync(1, 256);
+
+		/* dQ (64 x 64 of this consumer) = dS K: A = dS^T [keys = k][queries
+		 * = m] (MN-major, query slab mw), B = K [keys = k][D = n] (MN-major,
+		 * column slab nw) */
+		float dq[32];
+		wg_fence();
+		{
+			const uint64_t da = desc_sw128(sdSb + mw * DSLAB, DSLAB, 1024);
+			const uint64_t db = desc_sw128(sb + L::K0 + nw * KSLAB, KSLAB, 1024);
+#pragma unroll
+			for (int kk = 0; kk < BN / 16; ++kk)
+				wgmma_ss_n64_tt(dq, da + ((kk * 16 * 128) >> 4),
+				                db + ((kk * 16 * 128) >> 4), kk > 0);
+			wg_commit();
+		}
+		wg_wait<0>();
+		pin(dq);
+
+		/* dQ rows 64 mw + 16 warp + g (+8), columns 64 nw + 8 jj + 2 t4 */
+#pragma unroll
+		for (int rr = 0; rr < 2; ++rr) {
+			const int qi = qt0 + 64 * mw + 16 * warp + g + 8 * rr;
+			if (qi >= qvalid)
+				continue;
+			float *dst = a.dq + ((seg.off + qi) * a.heads + h) * D + 64 * nw + 2 * t4;
+#pragma unroll
+			for (int jj = 0; jj < 8; ++jj)
+				atomicAdd(reinterpret_cast<float2 *>(dst + 8 * jj),
+				          make_float2(dq[4 * jj + 2 * rr], dq[4 * jj + 2 * rr + 1]));
+		}
+	}
+
+	/* every row < len of the shard's dK/dV gets this hop's contribution */
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		const int kr = k0 + 64 * cw + 16 * warp + g + 8 * rr;
+		if (kr >= len)
+			continue;
+		const int64_t row = ((seg.off + kr) * a.kv_heads + hk) * D + 2 * t4;
+		float *pk = a.dk + row, *pv = a.dv + row;
+#pragma unroll
+		for (int dt = 0; dt < D / 8; ++dt) {
+			float2 xk = make_float2(dk[4 * dt + 2 * rr], dk[4 * dt + 2 * rr + 1]);
+			float2 xv = make_float2(dv[4 * dt + 2 * rr], dv[4 * dt + 2 * rr + 1]);
+			float2 *ak = reinterpret_cast<float2 *>(pk + 8 * dt);
+			float2 *av = reinterpret_cast<float2 *>(pv + 8 * dt);
+			if (a.accumulate) {
+				const float2 ok = *ak, ov = *av;
+				xk.x += ok.x;
+				xk.y += ok.y;
+				xv.x += ov.x;
+				xv.y += ov.y;
+			}
+			*ak = xk;
+			*av = xv;
+		}
+	}
+#endif
+}
+
+template <int D, int BM, int STAGES>
+static sl_err launch_bwd_sm90(const kern_bwd_args_t *a, cudaStream_t st)
+{
+	using L = bwd_smem<D, BM, STAGES>;
+	bwd_maps maps;
+	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, BM));
+	SL_CHECK(make_map(&maps.dout, a->dout, D, a->heads, a->ntok, BM));
+	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BWD_BN));
+	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BWD_BN));
+	auto fn = bwd_sm90_kernel<D, BM, STAGES>;
+	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+	                               static_cast<int>(L::ALLOC)));
+	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->kv_heads));
+	fn<<<grid, BWD_THREADS, L::ALLOC, st>>>(*a, maps);
+	KERN_LAUNCHED("bwd_sm90_kernel");
+	return SL_OK;
+}
+
+} // namespace sm90
+} // namespace kern
+
+/* The sm_90a backward variants (kern.h): 128 keys per block. */
+sl_err kern_sm90_bwd_d64(const kern_bwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_bwd_sm90<64, 128, 2>(a, st);
+}
+sl_err kern_sm90_bwd_d128(const kern_bwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_bwd_sm90<128, 64, 2>(a, st);
+}
+
+int kern_sm90_bwd_fits(const kern_bwd_args_t *a)
+{
+	const uintptr_t mis = reinterpret_cast<uintptr_t>(a->q) | reinterpret_cast<uintptr_t>(a->k) |
+	                      reinterpret_cast<uintptr_t>(a->v) |
+	                      reinterpret_cast<uintptr_t>(a->dout);
+#if SLUICE_SM90A
+	return a->ntok > 0 && a->ntok <= INT32_MAX - 256 && (mis & 15u) == 0 && a->heads > 0 &&
+	       a->kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();
+#else
+	(void)mis; /* the library has no sm_90a code */
+	return 0;
+#endif
+}
