@@ -55,5 +55,5 @@ if [ -f "$W/runs/r16-wiki256-calib-sluice.plan.json" ]; then
 		"$W/repeat.plan.json" >"$W/runs/repeat.table.txt" 2>&1
 	echo "### repeat rc=$? $(tail -1 "$W/runs/repeat.table.txt")"
 fi
-python3 bench/gpu/fidelity_summary.py "$W/runs" | tee "$OUT/summary.md"
+python3 bench/gpu/fidelity_summary.py "$W/runs" "$calib" | tee "$OUT/summary.md"
 tar -C "$W" -czf "$OUT/runs.tar.gz" runs

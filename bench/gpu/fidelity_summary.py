@@ -2,8 +2,11 @@
 """Summarises the reports of bench/gpu/fidelity.sh (docs/fidelity.md): per
 rank count, batch and profile, every policy's predicted and measured step and
 the median |predicted - measured| / measured per group execution; whether the
-measured ranking of policies matches the predicted one; calibrated vs FlexSP
-plans measured. usage: fidelity_summary.py RUNS_DIR"""
+measured ranking of policies matches the predicted one (whole order, and pair
+by pair where the predictions differ); calibrated vs FlexSP plans measured,
+both under one communication model (the calibrated profile's: each group's
+measured compute plus the ring transfer that profile leaves exposed, then the
+timing rule). usage: fidelity_summary.py RUNS_DIR [CALIB_PROFILE]"""
 import glob
 import json
 import os
@@ -11,7 +14,44 @@ import statistics
 import sys
 
 
-def main(d):
+# predicted steps closer than this are a tie: their measured order says nothing
+TIE = 1e-3
+
+
+def exposed_ms(prof, plan, group):
+    """The ring transfer prof's model leaves exposed in one group execution
+    (planner/cost.c sl_cost_seq_comm_ms, ring form): per sequence, the K/V
+    transfer of d - 1 hops minus the ring's compute, when longer."""
+    d = len(group["ranks"])
+    if d == 1:
+        return 0.0
+    lens = plan["_lens"]
+    one = len({r // plan["ranks_per_node"] for r in group["ranks"]}) == 1
+    bw = prof["p2p_gbps_intra"] if one else prof["p2p_gbps_inter"]
+    t = 0.0
+    for it in group["sequences"]:
+        pd = -(-lens[it["id"]] // (2 * d)) * 2 * d
+        comp = (prof["alpha1"] * pd * pd + prof["alpha2"] * pd) / d + \
+            prof.get("ring_tok_ms", 0.0) * pd * (1 - 1 / d)
+        tm = (d - 1) * (prof["kv_bytes_per_token"] * pd / d / 2**20) / bw
+        t += max(0.0, tm - comp)
+    return t
+
+
+def step_under(prof, plan, rep):
+    """Measured step of a report with prof's transfers: the timing rule over
+    (slowest rank's compute + exposed transfer) per group, plus grad sync."""
+    groups = [g for s in plan["slots"] for g in s["groups"]]
+    ready = [0.0] * plan["ranks"]
+    for g, rg in zip(groups, rep["groups"]):
+        t = max(rg["rank_ms"]) + exposed_ms(prof, plan, g)
+        st = max(ready[r] for r in g["ranks"])
+        for r in g["ranks"]:
+            ready[r] = st + t
+    return max(ready) + prof.get("grad_sync_ms", 0.0)
+
+
+def main(d, calib=None):
     runs = {}
     for p in sorted(glob.glob(os.path.join(d, "r*.report.json"))):
         name = os.path.basename(p)[: -len(".report.json")]
@@ -46,23 +86,52 @@ def main(d):
                   f"median step err {100 * statistics.median(alls[tag]):.1f}% "
                   f"({len(alls[tag])} plans)")
     print("\nranking of policies (fastest first), predicted vs measured:\n")
+    agree = pairs = 0
     for cfg in sorted({k[:3] for k in keys}):
         pols = [k[3] for k in keys if k[:3] == cfg]
-        pr = sorted(pols, key=lambda p: runs[cfg + (p,)]["predicted_step_ms"])
-        me = sorted(pols, key=lambda p: runs[cfg + (p,)]["measured_step_ms"])
+        pred = {p: runs[cfg + (p,)]["predicted_step_ms"] for p in pols}
+        meas = {p: runs[cfg + (p,)]["measured_step_ms"] for p in pols}
+        pr = sorted(pols, key=lambda p: pred[p])
+        me = sorted(pols, key=lambda p: meas[p])
+        wrong = []
+        for i, a in enumerate(pols):
+            for b in pols[i + 1:]:
+                if abs(pred[a] - pred[b]) <= TIE * min(pred[a], pred[b]):
+                    continue  # a predicted tie
+                pairs += 1
+                if (pred[a] < pred[b]) == (meas[a] < meas[b]):
+                    agree += 1
+                else:
+                    wrong.append(f"{a}/{b}")
         print(f"- r{cfg[0]} {cfg[1]} {cfg[2]}: predicted {' < '.join(pr)}; measured "
-              f"{' < '.join(me)}; {'same' if pr == me else 'DIFFERENT'}")
-    print("\nplans made with the calibrated profile vs FlexSP's constants, measured step ms:\n")
+              f"{' < '.join(me)}; {'same' if pr == me else 'different'}; pairs with "
+              f"distinct predictions ordered alike: "
+              f"{'all' if not wrong else 'all but ' + ', '.join(wrong)}")
+    print(f"\npairs of policies with distinct predictions (> {100 * TIE:.1f}% apart) whose "
+          f"measured order matches: {agree} of {pairs}")
+    if calib is None:
+        return 0
+    prof = json.load(open(calib))
+    print("\nplans made with the calibrated profile vs FlexSP's constants, measured step ms "
+          "(measured compute + the calibrated profile's exposed ring transfers, timing rule):\n")
+    nslow = ncmp = 0
     for k in keys:
-        if k[2] != "calib":
+        if k[2] != "calib" or (k[0], k[1], "flexsp", k[3]) not in runs:
             continue
-        f = runs.get((k[0], k[1], "flexsp", k[3]))
-        if f:
-            a, b = runs[k]["measured_step_ms"], f["measured_step_ms"]
-            print(f"- r{k[0]} {k[1]} {k[3]}: calibrated {a:.1f}, flexsp {b:.1f} "
-                  f"({'no slower' if a <= b * 1.0 else 'SLOWER'}, {100 * (a - b) / b:+.1f}%)")
+        st = []
+        for tag in ("calib", "flexsp"):
+            name = f"r{k[0]}-{k[1]}-{tag}-{k[3]}"
+            plan = json.load(open(os.path.join(d, name + ".plan.json")))
+            plan["_lens"] = {x["id"]: x["length"] for x in plan["sequences"]}
+            st.append(step_under(prof, plan, runs[(k[0], k[1], tag, k[3])]))
+        a, b = st
+        ncmp += 1
+        nslow += a > b
+        print(f"- r{k[0]} {k[1]} {k[3]}: calibrated {a:.1f}, flexsp {b:.1f} "
+              f"({'no slower' if a <= b else 'SLOWER'}, {100 * (a - b) / b:+.1f}%)")
+    print(f"\ncalibrated plans no slower on {ncmp - nslow} of {ncmp}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
