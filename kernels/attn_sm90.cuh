@@ -82,6 +82,17 @@ __device__ __forceinline__ uint64_t global_ns()
 	return t;
 }
 
+/* Ends the launch with an error (trap). A call, never inlined: a trap
+ * instruction anywhere in the kernel's own code after setmaxnreg.inc makes
+ * ptxas (CUDA 13.0) ignore the raised budget there and allocate the
+ * consumers at the launch's 65536 / threads registers (168 for 384 threads:
+ * the backward spilled 856 bytes and serialised its wgmmas, C7512); a trap
+ * in a called function does not. */
+[[noreturn]] static __device__ __noinline__ void wait_timed_out()
+{
+	__trap();
+}
+
 /* Waits for the phase of parity `parity` of the barrier to complete; traps
  * (the launch fails with an error) after KERN_SM90_WAIT_NS. */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
@@ -91,7 +102,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
 	const uint64_t t0 = global_ns();
 	while (!mbar_try_wait(bar, parity))
 		if (global_ns() - t0 > KERN_SM90_WAIT_NS)
-			__trap();
+			wait_timed_out();
 }
 
 /* ----------------------------------------------------------------- TMA --- */
