@@ -412,15 +412,14 @@ int kern_bwd_variants(int32_t head_dim)
 	return n;
 }
 
-/* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma)
- * where it is measured faster, else the fastest mma.sync variant. H100,
- * 2026-12-07 (docs/gpu.md): d64 242-254 TFLOP/s against mma.sync's 199-201;
- * d128 130-138 against 231-236 (ptxas spills in the d128 kernel), so d128
- * stays on mma.sync by default (variant 5 asks for the sm_90a one). */
+/* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma),
+ * else the fastest mma.sync variant. H100, 2026-12-07 (docs/gpu.md):
+ * D = 128 348-353 TFLOP/s against mma.sync's 231-236, D = 64 273-283
+ * against 194-201. */
 int kern_bwd_default(int32_t head_dim)
 {
 	const int mma = kern::bwd_default_mma(head_dim);
-	if (head_dim == 64 && !kern_path_mma_only() && kern_device_sm90()) {
+	if (!kern_path_mma_only() && kern_device_sm90()) {
 		const int v = kern::bwd_index_sm90(head_dim);
 		return v >= 0 ? v : mma;
 	}

@@ -276,23 +276,28 @@ struct fwd_variant {
 static const fwd_variant fwd_table[] = {
     FWD_V(64, 1, 4, 64),  FWD_V(64, 2, 4, 64),  FWD_V(64, 1, 8, 64),  FWD_V(64, 2, 4, 128),
     {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3", kern_sm90_fwd_d64},
+    {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3_pp", kern_sm90_fwd_d64_pp},
     FWD_V(128, 1, 4, 64), FWD_V(128, 2, 4, 32), FWD_V(128, 1, 8, 64), FWD_V(128, 2, 4, 64),
     {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3", kern_sm90_fwd_d128},
     {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq", kern_sm90_fwd_d128_n128},
+    {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3_pp", kern_sm90_fwd_d128_pp},
+    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq_pp", kern_sm90_fwd_d128_n128_pp},
+    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2", kern_sm90_fwd_d128_n128_ov},
+    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_pp", kern_sm90_fwd_d128_n128_ov_pp},
 };
 #undef FWD_V
 static const int fwd_count = sizeof(fwd_table) / sizeof(fwd_table[0]);
 
-/* The variant's index among its head dim's, or -1 (sm90: the first sm_90a
- * one, the default). */
-static int fwd_index(int32_t head_dim, int sm90, int mt, int nw, int bn)
+/* The index of the mma.sync variant of these tiles among its head dim's,
+ * or -1. */
+static int fwd_index(int32_t head_dim, int mt, int nw, int bn)
 {
 	int k = 0;
 	for (int i = 0; i < fwd_count; ++i) {
 		const fwd_variant &v = fwd_table[i];
 		if (v.d != head_dim)
 			continue;
-		if (v.sm90 == sm90 && (sm90 || (v.mt == mt && v.nw == nw && v.bn == bn)))
+		if (!v.sm90 && v.mt == mt && v.nw == nw && v.bn == bn)
 			return k;
 		++k;
 	}
@@ -314,7 +319,7 @@ static const fwd_variant *fwd_find(int32_t head_dim, int variant)
  * also what a hop the sm_90a variant cannot take runs on (same 128 rows). */
 static int fwd_default_mma(int32_t head_dim)
 {
-	return head_dim == 64 ? fwd_index(64, 0, 2, 4, 64) : fwd_index(128, 0, 2, 4, 64);
+	return head_dim == 64 ? fwd_index(64, 2, 4, 64) : fwd_index(128, 2, 4, 64);
 }
 
 } // namespace kern
@@ -351,13 +356,31 @@ int kern_path_mma_only(void)
 	return path != nullptr && strcmp(path, "mma") == 0;
 }
 
-/* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma),
- * else the fastest mma.sync variant. */
+/* The index of the named variant among its head dim's, or -1. */
+static int fwd_index_named(int32_t head_dim, const char *name)
+{
+	int k = 0;
+	for (int i = 0; i < kern::fwd_count; ++i) {
+		if (kern::fwd_table[i].d != head_dim)
+			continue;
+		if (strcmp(kern::fwd_table[i].name, name) == 0)
+			return k;
+		++k;
+	}
+	return -1;
+}
+
+/* Default: the fastest sm_90a kernel on sm_90 cards (unless
+ * SLUICE_KERN_PATH=mma), else the fastest mma.sync variant. H100,
+ * 2026-12-07 (docs/gpu.md), 16K-64K tokens: D = 128 the 128-key tiles with
+ * ping-pong turns (595-653 TFLOP/s; the others 520-555), D = 64 the 128-key
+ * tiles with the intra-warpgroup overlap and no turns (418-445). */
 int kern_fwd_default(int32_t head_dim)
 {
 	const int mma = kern::fwd_default_mma(head_dim);
 	if (!kern_path_mma_only() && kern_device_sm90()) {
-		const int v = kern::fwd_index(head_dim, 1, 0, 0, 0);
+		const int v = fwd_index_named(head_dim, head_dim == 128 ? "sm90_d128_m128_n128_s2_seq_pp"
+		                                                        : "sm90_d64_m128_n128_s3");
 		return v >= 0 ? v : mma;
 	}
 	return mma;

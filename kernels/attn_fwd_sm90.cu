@@ -9,7 +9,15 @@
  * then O += P V by wgmma with P from registers. Within a consumer the
  * softmax of tile j runs while the wgmma of P_{j-1} V_{j-1} is in flight
  * (FlashAttention-3's intra-warpgroup overlap, section 3.2); the two
- * consumers interleave their GEMMs and softmaxes on their own.
+ * consumers interleave their GEMMs and softmaxes on their own, or, in the
+ * ping-pong variants (PP), take turns through two named barriers: one
+ * consumer's GEMMs are issued while the other computes its softmax
+ * (FlashAttention-3's inter-warpgroup overlap, section 3.1). A turn is the
+ * GEMMs of one step: with OVERLAP, S_j = Q K_j^T and O += P_{j-1} V_{j-1};
+ * without, O += P_{j-1} V_{j-1} and S_j. Consumer 0 opens with a signal to
+ * itself; each turn starts with bar.sync on the consumer's own barrier and
+ * ends with bar.arrive on the other's (the last arrival is left pending when
+ * the block exits).
  *
  * Masking, padding and the LSE modes are the mma.sync kernel's
  * (attn_fwd.cu): by global (zigzag) position, a query tile needs the first
@@ -49,7 +57,10 @@ template <int D, int BN, int STAGES> struct fwd_smem {
 	static_assert(Q % 1024 == 0 && KV % 1024 == 0, "tiles start on 1024-byte boundaries");
 };
 
-template <int D, int BN, int STAGES, bool OVERLAP>
+/* named barriers of the ping-pong turns: consumer c syncs on FWD_BAR_TURN + c */
+constexpr int FWD_BAR_TURN = 1;
+
+template <int D, int BN, int STAGES, bool OVERLAP, bool PP>
 __global__ void __launch_bounds__(FWD_THREADS, 1)
     fwd_sm90_kernel(const kern_fwd_args_t a, const __grid_constant__ fwd_maps maps)
 {
@@ -156,6 +167,18 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	for (int i = 0; i < D / 2; ++i)
 		o[i] = 0.f;
 
+	/* ping-pong turns: wait for ours, then give the other consumer its turn */
+	auto turn_begin = [&]() {
+		if constexpr (PP)
+			named_bar_sync(FWD_BAR_TURN + cw, 256);
+	};
+	auto turn_end = [&]() {
+		if constexpr (PP)
+			named_bar_arrive(FWD_BAR_TURN + (1 - cw), 256);
+	};
+	if (PP && cw == 0)
+		named_bar_arrive(FWD_BAR_TURN, 256); /* consumer 0 goes first */
+
 	if (nk > 0)
 		mbar_wait(bq, 0);
 	/* one key tile; the first (FIRST) has no P V of a previous tile to
@@ -170,6 +193,8 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 		mbar_wait(bk + 8 * s, (j / STAGES) & 1);
 		if constexpr (!FIRST)
 			mbar_wait(bv + 8 * sp, ((j - 1) / STAGES) & 1);
+		if constexpr (OVERLAP && !FIRST)
+			turn_begin();
 		wg_fence();
 		{
 			const uint64_t dqs = opaque(dq);
@@ -189,8 +214,12 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 			for (int kk = 0; kk < BN / 16; ++kk)
 				wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
 			wg_commit();
+			if constexpr (OVERLAP)
+				turn_end();
 			wg_wait<1>();
 		} else {
+			if constexpr (!OVERLAP)
+				turn_end(); /* the turn began before pv(j - 1) (or the loop) */
 			wg_wait<0>();
 		}
 		pin(sc);
@@ -277,6 +306,8 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	auto pv = [&](const int j) {
 		const int s = j % STAGES;
 		mbar_wait(bv + 8 * s, (j / STAGES) & 1);
+		if constexpr (!OVERLAP)
+			turn_begin(); /* this P V and the next tile's S = Q K^T */
 		wg_fence();
 		const uint64_t dvs = opaque(dv + ((s * L::KV) >> 4));
 #pragma unroll
@@ -296,6 +327,8 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	} else {
 		/* each tile on its own (fewer live registers: S and P of one tile
 		 * only); the two consumers still overlap each other */
+		if (nk > 0)
+			turn_begin(); /* the first S = Q K^T */
 		for (int j = 0; j < nk - 1; ++j) {
 			step(j, std::true_type{});
 			pv(j);
@@ -303,8 +336,11 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 		if (nk > 0)
 			step(nk - 1, std::true_type{});
 	}
-	if (nk > 0)
+	if (nk > 0) {
 		pv(nk - 1);
+		if constexpr (!OVERLAP)
+			turn_end();
+	}
 
 	/* epilogue */
 	fwd_row rows[2];
@@ -377,7 +413,7 @@ sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok,
 	return SL_OK;
 }
 
-template <int D, int BN, int STAGES, bool OVERLAP>
+template <int D, int BN, int STAGES, bool OVERLAP, bool PP>
 static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 {
 	using L = fwd_smem<D, BN, STAGES>;
@@ -385,7 +421,7 @@ static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, FWD_BM));
 	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BN));
 	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BN));
-	auto fn = fwd_sm90_kernel<D, BN, STAGES, OVERLAP>;
+	auto fn = fwd_sm90_kernel<D, BN, STAGES, OVERLAP, PP>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(L::ALLOC)));
 	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->heads));
@@ -400,15 +436,35 @@ static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 /* The sm_90a forward variants (kern.h). */
 sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<64, 128, 3, true>(a, st);
+	return kern::sm90::launch_fwd_sm90<64, 128, 3, true, false>(a, st);
 }
 sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<128, 64, 3, true>(a, st);
+	return kern::sm90::launch_fwd_sm90<128, 64, 3, true, false>(a, st);
 }
 sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<128, 128, 2, false>(a, st);
+	return kern::sm90::launch_fwd_sm90<128, 128, 2, false, false>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n128_ov(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 128, 2, true, false>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n128_ov_pp(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 128, 2, true, true>(a, st);
+}
+sl_err kern_sm90_fwd_d64_pp(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<64, 128, 3, true, true>(a, st);
+}
+sl_err kern_sm90_fwd_d128_pp(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 64, 3, true, true>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 128, 2, false, true>(a, st);
 }
 
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a)

@@ -190,6 +190,12 @@ __device__ __forceinline__ void named_bar_sync(int id, int count)
 	asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 
+/* Arrives on named barrier id without waiting (the other side syncs). */
+__device__ __forceinline__ void named_bar_arrive(int id, int count)
+{
+	asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
 /* Pins registers an asynchronous wgmma reads or writes across the code
  * between its issue and its wait: the compiler may neither move the values
  * nor reuse the registers before this point. */

@@ -104,8 +104,8 @@ typedef struct kern_bwd_args {
  * default (the fastest measured, docs/gpu.md). Supported head dims: 64, 128.
  * The forward and the backward have mma.sync variants (sm_80+) and sm_90a
  * variants (wgmma, TMA, warp specialised: attn_fwd_sm90.cu,
- * attn_bwd_sm90.cu). On an sm_90 card the default is the sm_90a variant
- * where it is measured faster (every forward; the d64 backward).
+ * attn_bwd_sm90.cu). On an sm_90 card the default is the fastest sm_90a
+ * variant measured (kern_fwd_default, kern_bwd_default).
  * SLUICE_KERN_PATH=mma turns the sm_90a kernels off: the defaults are the
  * mma.sync ones and an sm_90a variant asked for by number runs as its
  * fallback. A hop given to an sm_90a variant that cannot run it (another
@@ -142,6 +142,13 @@ int kern_path_mma_only(void);
 sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st);
+/* ... the same with the consumers' GEMMs taking turns (ping-pong) */
+sl_err kern_sm90_fwd_d64_pp(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128_pp(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st);
+/* 128-key tiles with the intra-warpgroup overlap, without and with turns */
+sl_err kern_sm90_fwd_d128_n128_ov(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128_n128_ov_pp(const kern_fwd_args_t *a, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
 /* The sm_90a backward launchers (attn_bwd_sm90.cu; 128-key tiles) and the
  * same test for a backward hop (q, k, v and dout aligned). */
