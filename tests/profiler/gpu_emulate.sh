@@ -27,7 +27,10 @@ for g in r["groups"]:
     assert all(t > 0 for t in g["rank_ms"]), g
     p = g["slowest_rank_parts_ms"]
     assert p["linear"] > 0 and p["attention"] > 0 and p["head"] > 0, p
-    assert abs(g["measured_ms"] - max(g["rank_ms"])) < 1e-9
+    # measured = the slowest rank's compute + the transfer the profile leaves exposed
+    assert abs(g["measured_compute_ms"] - max(g["rank_ms"])) < 1e-9
+    assert g["modeled_transfer_ms"] >= 0 and (g["modeled_transfer_ms"] > 0) == (len(g["ranks"]) > 1)
+    assert abs(g["measured_ms"] - g["measured_compute_ms"] - g["modeled_transfer_ms"]) < 1e-9
 assert r["measured_step_ms"] >= max(g["measured_ms"] for g in r["groups"])
 PY
 echo "gpu_emulate: ok"
