@@ -46,6 +46,17 @@ static double bin_ms_delta(const planner_sluice_ctx_t *ctx, const planner_sluice
 	return planner_sluice_bin_ms(ctx, tok, b->sum_t + dt, cnt);
 }
 
+/* fmax without the libm call (it is not inlined): the same value for every
+ * pair, NaN included (the other argument), so scores do not change. */
+static inline double max_ms(double a, double b)
+{
+	if (a != a)
+		return b;
+	if (b != b)
+		return a;
+	return a > b ? a : b;
+}
+
 enum { MV_NONE, MV_BIN, MV_NEWBIN, MV_SWAP, MV_GIVE, MV_DISSOLVE, MV_WIDE };
 
 typedef struct {
@@ -106,6 +117,16 @@ typedef struct {
 	int32_t *plan_to; /* [n] bin chosen for each sequence of the dissolved bin */
 	double *wmax;    /* [nwide] latest finish among a wide group's ranks but rs */
 	char *has_rs;    /* [nwide] whether rs is one of its ranks */
+	/* One descent step's view of tbins[q], read by every sequence of rs
+	 * (nothing changes until a move is applied): the bin's time, and the
+	 * sequences of other ranks' bins copied out of their lists, in list
+	 * order, at seq_of[seq_off[q] .. seq_off[q + 1]), with their least t1
+	 * (a sequence of rs swaps only with a shorter one). */
+	double *tb_ms, *tb_min_t1;
+	int32_t *seq_off;
+	int32_t *seq_of;  /* [n] */
+	double *seq_t1;   /* [n] */
+	int64_t *seq_len; /* [n] */
 	/* the targets: the ranks that finish first, a bounded max-heap */
 	planner_heap_t first;
 } scratch_t;
@@ -240,28 +261,29 @@ static int try_riders(planner_sluice_state_t *st, scratch_t *sc, int32_t rs, dou
 	return 0;
 }
 
+/* Reallocates *p to bytes; 0 (and *p untouched) when memory runs out. */
+static int resize(void **p, size_t bytes)
+{
+	void *q = realloc(*p, bytes);
+	if (q != NULL)
+		*p = q;
+	return q != NULL;
+}
+
 /* Grows the per-bin scratch arrays to hold nb bins. */
 static sl_err ensure_scratch(scratch_t *sc, int32_t nb)
 {
 	if (nb <= sc->tbins_cap)
 		return SL_OK;
 	size_t nc = (size_t)nb * 2 + 16;
-	int32_t *a1 = realloc(sc->tbins, sizeof(int32_t) * nc);
-	if (a1)
-		sc->tbins = a1;
-	int64_t *a2 = realloc(sc->add_tok, sizeof(int64_t) * nc);
-	if (a2)
-		sc->add_tok = a2;
-	int64_t *a3 = realloc(sc->add_oc, sizeof(int64_t) * nc);
-	if (a3)
-		sc->add_oc = a3;
-	double *a4 = realloc(sc->add_t, sizeof(double) * nc);
-	if (a4)
-		sc->add_t = a4;
-	int32_t *a5 = realloc(sc->add_cnt, sizeof(int32_t) * nc);
-	if (a5)
-		sc->add_cnt = a5;
-	if (!a1 || !a2 || !a3 || !a4 || !a5)
+	if (!resize((void **)&sc->tbins, sizeof(int32_t) * nc) ||
+	    !resize((void **)&sc->add_tok, sizeof(int64_t) * nc) ||
+	    !resize((void **)&sc->add_oc, sizeof(int64_t) * nc) ||
+	    !resize((void **)&sc->add_t, sizeof(double) * nc) ||
+	    !resize((void **)&sc->add_cnt, sizeof(int32_t) * nc) ||
+	    !resize((void **)&sc->tb_ms, sizeof(double) * nc) ||
+	    !resize((void **)&sc->tb_min_t1, sizeof(double) * nc) ||
+	    !resize((void **)&sc->seq_off, sizeof(int32_t) * (nc + 1)))
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
 	sc->tbins_cap = (int32_t)nc;
 	return SL_OK;
@@ -309,6 +331,22 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				if (st->bins[b].count > 0)
 					sc->tbins[sc->ntb++] = b;
 		}
+		int32_t nseq = 0;
+		for (int32_t q = 0; q < sc->ntb; q++) {
+			const planner_sluice_bin_t *bb = &st->bins[sc->tbins[q]];
+			double lo = INFINITY;
+			sc->tb_ms[q] = bin_ms_of(ctx, bb);
+			sc->seq_off[q] = nseq;
+			for (int32_t j = bb->rank != rs ? bb->head : -1; j >= 0; j = st->next[j]) {
+				sc->seq_of[nseq] = j;
+				sc->seq_t1[nseq] = ctx->t1[j];
+				sc->seq_len[nseq++] = ctx->seqs[j].length;
+				if (ctx->t1[j] < lo)
+					lo = ctx->t1[j];
+			}
+			sc->tb_min_t1[q] = lo;
+		}
+		sc->seq_off[sc->ntb] = nseq;
 		move_t best = {MV_NONE, -1, -1, -1, -1, M};
 		for (int32_t w = 0; w < st->nwide; w++) {
 			const planner_sluice_wide_t *wd = &st->wide[w];
@@ -331,10 +369,16 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 			if (ba->count == 0)
 				continue;
 			double ta = bin_ms_of(ctx, ba);
-			/* whole micro-batch to another rank */
+			/* whole micro-batch to another rank: targets come earliest
+			 * finish first, so the scores never drop along them, and
+			 * once one does not win no later one can (only the first
+			 * can win at all): exact */
 			for (int32_t q = 0; q < nt; q++) {
 				int32_t r = sc->tgt[q];
-				consider(&best, MV_GIVE, -1, -1, a, r, fmax(M - ta, st->fin[r] + ta));
+				double score = max_ms(M - ta, st->fin[r] + ta);
+				if (!(score < best.score - EPS))
+					break;
+				consider(&best, MV_GIVE, -1, -1, a, r, score);
 			}
 			ctx->work += nt;
 			for (int32_t i = ba->head; i >= 0; i = st->next[i]) {
@@ -357,21 +401,25 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
 					if (isinf(tb2))
 						continue;
-					double d = tb2 - bin_ms_of(ctx, bb);
+					double d = tb2 - sc->tb_ms[q];
 					if (bb->rank == rs)
 						consider(&best, MV_BIN, i, -1, b, rs, fa + d);
 					else
 						consider(&best, MV_BIN, i, -1, b, bb->rank,
-						         fmax(fa, st->fin[bb->rank] + d));
+						         max_ms(fa, st->fin[bb->rank] + d));
 				}
 				ctx->work += sc->ntb;
 				/* into a new micro-batch of another rank */
 				if ((double)s - ctx->cap <= (double)ctx->offcap[i]) {
 					double tn = planner_sluice_bin_ms(ctx, s, t, 1);
+					/* as for whole micro-batches: only the first
+					 * target can win */
 					for (int32_t q = 0; q < nt; q++) {
 						int32_t r = sc->tgt[q];
-						consider(&best, MV_NEWBIN, i, -1, -1, r,
-						         fmax(fa, st->fin[r] + tn));
+						double score = max_ms(fa, st->fin[r] + tn);
+						if (!(score < best.score - EPS))
+							break;
+						consider(&best, MV_NEWBIN, i, -1, -1, r, score);
 					}
 					ctx->work += nt;
 				}
@@ -390,7 +438,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					wd->sum_t -= tr;
 					wd->res -= res;
 					wd->offcap -= oc;
-					double sc2 = fmax(sc->wmax[w] + dl, sc->has_rs[w] ? fa + dl : fa);
+					double sc2 = max_ms(sc->wmax[w] + dl, sc->has_rs[w] ? fa + dl : fa);
 					consider(&best, MV_WIDE, i, -1, w, -1, sc2);
 				}
 				ctx->work += 4 * st->nwide;
@@ -400,29 +448,34 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					const planner_sluice_bin_t *bb = &st->bins[b];
 					if (bb->rank == rs)
 						continue;
-					double tb = bin_ms_of(ctx, bb);
+					double tb = sc->tb_ms[q];
 					/* A swap gives this bin a longer sequence (t1 grows with
 					 * the length, so t1[j] < t means a shorter j: dl > 0,
 					 * dt > 0), which cannot shorten it (bin_ms is monotone,
 					 * and so is its floating point): every score here is at
 					 * least (fin - tb) + tb. Once that cannot beat the best
 					 * move, the bin is skipped. Exact: the same moves win. */
+					/* ... and a bin with no sequence shorter than i
+					 * has no swap at all. */
 					const double floor_b = (st->fin[bb->rank] - tb) + tb;
-					for (int32_t j = floor_b < best.score - EPS ? bb->head : -1; j >= 0;
-					     j = st->next[j]) {
-						if (ctx->t1[j] >= t)
+					int32_t k0 = sc->seq_off[q], k1 = sc->seq_off[q + 1];
+					if (!(floor_b < best.score - EPS) || !(sc->tb_min_t1[q] < t))
+						k1 = k0;
+					for (int32_t k = k0; k < k1; k++) {
+						if (sc->seq_t1[k] >= t)
 							continue;
-						if (ctx->seqs[j].length <= s && floor_b >= best.score - EPS)
+						if (sc->seq_len[k] <= s && floor_b >= best.score - EPS)
 							continue;
-						int64_t dl = s - ctx->seqs[j].length;
-						double dt = t - ctx->t1[j];
+						int32_t j = sc->seq_of[k];
+						int64_t dl = s - sc->seq_len[k];
+						double dt = t - sc->seq_t1[k];
 						int64_t doc = ctx->offcap[i] - ctx->offcap[j];
 						double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
 						double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
 						if (isinf(na) || isinf(nb))
 							continue;
 						consider(&best, MV_SWAP, i, j, b, bb->rank,
-						         fmax(M - ta + na, st->fin[bb->rank] - tb + nb));
+						         max_ms(M - ta + na, st->fin[bb->rank] - tb + nb));
 					}
 					ctx->work += bb->count;
 				}
@@ -676,7 +729,14 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	sc.wmax = malloc(sizeof(double) * (size_t)(st->nwide + 1));
 	sc.has_rs = malloc((size_t)(st->nwide + 1));
 	seqs = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-	if (!sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
+	sc.tb_ms = malloc(sizeof(double) * nb0);
+	sc.tb_min_t1 = malloc(sizeof(double) * nb0);
+	sc.seq_off = malloc(sizeof(int32_t) * (nb0 + 1));
+	sc.seq_of = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+	sc.seq_t1 = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+	sc.seq_len = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+	if (!sc.tb_ms || !sc.tb_min_t1 || !sc.seq_off || !sc.seq_of || !sc.seq_t1 || !sc.seq_len ||
+	    !sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
 	    !sc.add_t || !sc.add_cnt || !sc.dfin || !sc.plan_to || !sc.wmax || !sc.has_rs ||
 	    !seqs || planner_heap_reserve(&sc.first, SEARCH_TARGETS) != SL_OK) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
@@ -710,6 +770,12 @@ out:
 	free(sc.plan_to);
 	free(sc.wmax);
 	free(sc.has_rs);
+	free(sc.tb_ms);
+	free(sc.tb_min_t1);
+	free(sc.seq_off);
+	free(sc.seq_of);
+	free(sc.seq_t1);
+	free(sc.seq_len);
 	free(seqs);
 	return rc;
 }
