@@ -109,6 +109,19 @@ static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hy
  * placement grow faster than linearly (seconds at 20K sequences). */
 #define SLUICE_FLEXSP_MAX_SEQS 4096
 
+/* Releases what ctx_init allocated (also of a ctx it failed to fill). */
+static void ctx_fini(planner_sluice_ctx_t *ctx)
+{
+	free(ctx->t1);
+	free(ctx->offcap);
+	free(ctx->by_t);
+	free(ctx->by_len);
+	free(ctx->len_pos);
+	ctx->t1 = NULL;
+	ctx->offcap = NULL;
+	ctx->by_t = ctx->by_len = ctx->len_pos = NULL;
+}
+
 /* Fills ctx for the request (ctx_fini releases it): per-sequence times and
  * offload room, and the work limit; *default_limit tells whether that is
  * the policy's default rather than the caller's work or time limit. */
@@ -162,15 +175,10 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 	}
 	ctx->milp_left = SLUICE_MILP_PER_REQUEST;
 	ctx->opts = opts;
-	return SL_OK;
-}
-
-static void ctx_fini(planner_sluice_ctx_t *ctx)
-{
-	free(ctx->t1);
-	free(ctx->offcap);
-	ctx->t1 = NULL;
-	ctx->offcap = NULL;
+	sl_err rc = planner_sluice_orders(ctx);
+	if (rc != SL_OK)
+		ctx_fini(ctx);
+	return rc;
 }
 
 /* The search state of one request: the best plan so far and the degree

@@ -24,7 +24,13 @@
 #include "sluice_internal.h"
 
 /* Fixed-cost and offload time of L tokens on one rank under the best
- * micro-batch count (cap tokens each, excess offloaded when allowed). */
+ * micro-batch count (cap tokens each, excess offloaded when allowed).
+ * Never drops as L grows over whole tokens (stage 1 relies on it): each of
+ * the three costs grows with L where it is allowed, an allowed one only
+ * becomes disallowed as L grows within [k cap, (k + 1) cap) (the excess
+ * grows faster than 0.95 fmax L), and the one that appears at k cap (k
+ * micro-batches, nothing offloaded) costs k beta, what ceil(L / cap)
+ * micro-batches cost just below it. */
 static double rank_overhead(const planner_sluice_ctx_t *ctx, double L, int offload)
 {
 	if (L <= 0)
@@ -60,6 +66,64 @@ static int cmp_tkey(const void *a, const void *b)
 	if (x->len != y->len)
 		return x->len > y->len ? -1 : 1;
 	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int cmp_len_pos(const void *a, const void *b, void *arg)
+{
+	const int32_t *pos = arg;
+	int32_t x = pos[*(const int32_t *)a], y = pos[*(const int32_t *)b];
+	return (x > y) - (x < y);
+}
+
+sl_err planner_sluice_orders(planner_sluice_ctx_t *ctx)
+{
+	int32_t n = ctx->n;
+	size_t cnt = (size_t)(n > 0 ? n : 1);
+	sl_err rc = SL_OK;
+	tkey_t *keys = malloc(sizeof(tkey_t) * cnt);
+	planner_len_key_t *lk = malloc(sizeof(planner_len_key_t) * cnt);
+	ctx->by_t = malloc(sizeof(int32_t) * cnt);
+	ctx->by_len = malloc(sizeof(int32_t) * cnt);
+	ctx->len_pos = malloc(sizeof(int32_t) * cnt);
+	if (!keys || !lk || !ctx->by_t || !ctx->by_len || !ctx->len_pos) {
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %d sequences", n);
+		goto out;
+	}
+	for (int32_t i = 0; i < n; i++) {
+		keys[i].t = ctx->t1[i];
+		keys[i].len = lk[i].len = ctx->seqs[i].length;
+		keys[i].idx = lk[i].idx = i;
+	}
+	qsort(keys, (size_t)n, sizeof(tkey_t), cmp_tkey);
+	qsort(lk, (size_t)n, sizeof(planner_len_key_t), planner_len_key_desc);
+	for (int32_t z = 0; z < n; z++) {
+		ctx->by_t[z] = keys[z].idx;
+		ctx->by_len[z] = lk[z].idx;
+		ctx->len_pos[lk[z].idx] = z;
+	}
+out:
+	free(keys);
+	free(lk);
+	return rc;
+}
+
+/* Below this many, planner_sluice_sort_len sorts by insertion (the lists
+ * it gets are mostly a rank's or a micro-batch's few sequences). */
+#define SORT_LEN_SMALL 24
+
+void planner_sluice_sort_len(const planner_sluice_ctx_t *ctx, int32_t *idx, int32_t m)
+{
+	const int32_t *pos = ctx->len_pos;
+	if (m > SORT_LEN_SMALL) {
+		qsort_r(idx, (size_t)m, sizeof(int32_t), cmp_len_pos, (void *)pos);
+		return;
+	}
+	for (int32_t q = 1; q < m; q++) {
+		int32_t x = idx[q], z = q;
+		for (; z > 0 && pos[idx[z - 1]] > pos[x]; z--)
+			idx[z] = idx[z - 1];
+		idx[z] = x;
+	}
 }
 
 /* Candidate index of stage 1 on large clusters: every rank in a min-heap
@@ -150,6 +214,11 @@ static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 	return ceil(L / ctx->cap) * ctx->cap - L;
 }
 
+/* Margin (ms) by which a rank's floor in stage 1 must miss the best finish
+ * before the rank is skipped unexamined: far above rounding, far below any
+ * difference the choice of rank rests on. */
+#define STAGE1_SLACK 1e-6
+
 /* Rings of one shape looked at per rider on large clusters. */
 #define RIDER_PEEK 8
 
@@ -190,6 +259,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *L = calloc((size_t)N, sizeof(double));
 	double *S = calloc((size_t)N, sizeof(double));
 	double *F = malloc(sizeof(double) * (size_t)N);
+	/* rank_overhead of L[r], a floor under what adding to r costs */
+	double *O = calloc((size_t)N, sizeof(double));
 	int32_t *bin = malloc(sizeof(int32_t) * (size_t)N);
 	int32_t *cand = malloc(sizeof(int32_t) * (size_t)(KFIRST + NBUCKET + 1));
 	planner_heap_ent_t first[KFIRST > RIDER_PEEK ? KFIRST : RIDER_PEEK];
@@ -206,18 +277,20 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	int big = N > 256;
 	planner_iheap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
 	int32_t *wpos = NULL, peek[RIDER_PEEK];
-	if (!items || !L || !S || !F || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
+	if (!items || !L || !S || !F || !O || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
 	    !dtr) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
 		goto out;
 	}
-	for (int32_t i = 0; i < n; i++)
+	/* the sequences not yet placed, in stage 1's order */
+	for (int32_t z = 0; z < n; z++) {
+		int32_t i = ctx->by_t[z];
 		if (st->where[i] == INT32_MIN) {
 			items[m].t = ctx->t1[i];
 			items[m].len = ctx->seqs[i].length;
 			items[m++].idx = i;
 		}
-	qsort(items, (size_t)m, sizeof(tkey_t), cmp_tkey);
+	}
 	if (big)
 		SL_CHECK_GOTO(rindex_init(&ix, N, ctx->cap), rc, out);
 	for (int32_t r = 0; r < N; r++) {
@@ -291,8 +364,16 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			ctx->work += nc + NBUCKET;
 		} else {
 			for (int32_t r = 0; r < N; r++) {
-				double f = st->ready[r] + S[r] + t +
-				           rank_overhead(ctx, L[r] + s, knobs->offload);
+				/* Ranks come in order, so a later one must beat
+				 * best_f by 1e-9 (better_rank); the overhead never
+				 * drops as L grows (rank_overhead) and neither does
+				 * the sum in floating point, so a rank whose floor
+				 * cannot (with slack for rounding) is skipped: the
+				 * same rank wins. */
+				double lo = st->ready[r] + S[r] + t;
+				if (best >= 0 && lo + O[r] >= best_f - 1e-9 + STAGE1_SLACK)
+					continue;
+				double f = lo + rank_overhead(ctx, L[r] + s, knobs->offload);
 				if (better_rank(f, r, best_f, best)) {
 					best_f = f;
 					best = r;
@@ -369,6 +450,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		L[best] += s;
 		S[best] += t;
 		F[best] = best_f;
+		O[best] = rank_overhead(ctx, L[best], knobs->offload);
 		if (big)
 			SL_CHECK_GOTO(rindex_put(&ix, best, F[best], rank_room(ctx, L[best])), rc,
 			              out);
@@ -405,6 +487,7 @@ out:
 	free(L);
 	free(S);
 	free(F);
+	free(O);
 	free(bin);
 	free(cand);
 	return rc;
@@ -417,14 +500,6 @@ typedef struct {
 	int64_t offcap;
 	int32_t idx;
 } pitem_t;
-
-static int cmp_pitem(const void *a, const void *b)
-{
-	const pitem_t *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->idx > y->idx) - (x->idx < y->idx);
-}
 
 /* Excess over cap of a micro-batch holding `load` tokens. */
 static int64_t excess(const planner_sluice_ctx_t *ctx, int64_t load)
@@ -668,6 +743,7 @@ sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
 		return SL_OK;
 	pitem_t *it = malloc(sizeof(pitem_t) * (size_t)m);
 	int32_t *as = malloc(sizeof(int32_t) * (size_t)m * 2);
+	int32_t *seq = as; /* the rank's sequences, gathered before as is used */
 	int64_t *load = malloc(sizeof(int64_t) * (size_t)(m + 2) * 2);
 	int32_t *bins = malloc(sizeof(int32_t) * (size_t)(m + 2));
 	if (!it || !as || !load || !bins) {
@@ -679,15 +755,20 @@ sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
 	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext) {
 		while (st->bins[b].head >= 0) {
 			int32_t i = st->bins[b].head;
-			it[m].len = ctx->seqs[i].length;
-			it[m].offcap = ctx->offcap[i];
-			it[m++].idx = i;
+			seq[m++] = i;
 			L += ctx->seqs[i].length;
 			planner_sluice_bin_remove(st, i);
 		}
 		bins[nb++] = b;
 	}
-	qsort(it, (size_t)m, sizeof(pitem_t), cmp_pitem);
+	/* longest first */
+	planner_sluice_sort_len(ctx, seq, m);
+	for (int32_t q = 0; q < m; q++) {
+		int32_t i = seq[q];
+		it[q].len = ctx->seqs[i].length;
+		it[q].offcap = ctx->offcap[i];
+		it[q].idx = i;
+	}
 	int32_t *best_as = as + m;
 	int64_t *ocap = load + (m + 2);
 	int32_t best_k = 0;

@@ -190,16 +190,6 @@ static double try_dissolve(planner_sluice_state_t *st, scratch_t *sc, int32_t a,
 	return worst;
 }
 
-static int cmp_len_desc(const void *a, const void *b, void *arg)
-{
-	const planner_sluice_ctx_t *ctx = arg;
-	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-	int64_t lx = ctx->seqs[x].length, ly = ctx->seqs[y].length;
-	if (lx != ly)
-		return lx > ly ? -1 : 1;
-	return (x > y) - (x < y);
-}
-
 /* Takes a rider of a wide group that rank rs belongs to out into the best
  * target micro-batch (exact: applies, retimes, keeps it if the step drops,
  * else undoes). Returns 1 when a rider moved. */
@@ -485,7 +475,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				int32_t m = 0;
 				for (int32_t i = ba->head; i >= 0; i = st->next[i])
 					seqs[m++] = i;
-				qsort_r(seqs, (size_t)m, sizeof(int32_t), cmp_len_desc, ctx);
+				planner_sluice_sort_len(ctx, seqs, m);
 				double sc_ = try_dissolve(st, sc, a, rs, M, seqs, m);
 				if (sc_ < best.score - EPS) {
 					consider(&best, MV_DISSOLVE, -1, -1, a, -1, sc_);
