@@ -22,6 +22,11 @@
 #include "sluice_internal.h"
 
 #define EPS 1e-6
+/* Margin (ms) by which a lower bound on a move's score, summed in another
+ * order than the score itself, must miss the best move before the move is
+ * skipped unscored: far above the rounding of either sum (ulps of
+ * thousands of ms), so the skip is exact. */
+#define FLOOR_SLACK 1e-6
 /* Ranks looked at as targets on large clusters (all when N <= this). */
 #define SEARCH_TARGETS 48
 /* Micro-batches with room looked at per sequence when shedding work. */
@@ -378,6 +383,9 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				double fa = M - ta + ta2; /* rs's finish without i */
 				if (fa >= M - EPS)
 					continue;
+				/* rs's finish after swapping i for j, less its offload:
+				 * a floor under a swap's score (below) */
+				const double swap_a = (M - ta) + ctx->beta + ba->sum_t;
 				/* into an existing micro-batch */
 				for (int32_t q = 0; q < sc->ntb; q++) {
 					int32_t b = sc->tbins[q];
@@ -448,6 +456,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					/* ... and a bin with no sequence shorter than i
 					 * has no swap at all. */
 					const double floor_b = (st->fin[bb->rank] - tb) + tb;
+					const double swap_b = (st->fin[bb->rank] - tb) + ctx->beta + bb->sum_t;
 					int32_t k0 = sc->seq_off[q], k1 = sc->seq_off[q + 1];
 					if (!(floor_b < best.score - EPS) || !(sc->tb_min_t1[q] < t))
 						k1 = k0;
@@ -456,9 +465,16 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 							continue;
 						if (sc->seq_len[k] <= s && floor_b >= best.score - EPS)
 							continue;
+						/* Each side of a swap finishes at least at its
+						 * floor, less or plus dt, the offload being at
+						 * least 0: j too short loads b past the best
+						 * move, j too long frees too little of a */
+						double dt = t - sc->seq_t1[k];
+						double thr = best.score - EPS + FLOOR_SLACK;
+						if (swap_b + dt >= thr || swap_a - dt >= thr)
+							continue;
 						int32_t j = sc->seq_of[k];
 						int64_t dl = s - sc->seq_len[k];
-						double dt = t - sc->seq_t1[k];
 						int64_t doc = ctx->offcap[i] - ctx->offcap[j];
 						double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
 						double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
