@@ -197,6 +197,15 @@ static void rindex_fini(rindex_t *ix)
 	free(ix->bucket);
 }
 
+/* Stage 1's finish of a rank (ready at `ready`, holding L tokens of S ms)
+ * that takes a sequence of s tokens and t ms; an empty rank's is its floor
+ * fl, which stage 1 computes as this would. */
+static double rank_finish(const planner_sluice_ctx_t *ctx, double ready, double S, double L,
+                          double t, double s, double fl, int offload)
+{
+	return L > 0 ? ready + S + t + rank_overhead(ctx, L + s, offload) : fl;
+}
+
 /* Whether rank r finishing at f beats the best so far (rank best at best_f;
  * best < 0 when none yet). The first candidate always wins: with inf or NaN
  * finish times no comparison holds, and best must still name a rank rather
@@ -214,9 +223,10 @@ static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 	return ceil(L / ctx->cap) * ctx->cap - L;
 }
 
-/* Margin (ms) by which a rank's floor in stage 1 must miss the best finish
- * before the rank is skipped unexamined: far above rounding, far below any
- * difference the choice of rank rests on. */
+/* Margin (ms) by which a rank's floor in stage 1 must miss a finish before
+ * the rank is skipped unexamined: far above rounding and above N times the
+ * 1e-9 tolerance of better_rank on the clusters that scan every rank (N <=
+ * 256), far below any difference the choice of rank rests on. */
 #define STAGE1_SLACK 1e-6
 
 /* Rings of one shape looked at per rider on large clusters. */
@@ -261,6 +271,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *F = malloc(sizeof(double) * (size_t)N);
 	/* rank_overhead of L[r], a floor under what adding to r costs */
 	double *O = calloc((size_t)N, sizeof(double));
+	double *R = calloc((size_t)N, sizeof(double)); /* rank_room of L[r] */
+	double *fl = malloc(sizeof(double) * (size_t)N); /* [N] floors of one sequence */
 	int32_t *bin = malloc(sizeof(int32_t) * (size_t)N);
 	int32_t *cand = malloc(sizeof(int32_t) * (size_t)(KFIRST + NBUCKET + 1));
 	planner_heap_ent_t first[KFIRST > RIDER_PEEK ? KFIRST : RIDER_PEEK];
@@ -277,7 +289,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	int big = N > 256;
 	planner_iheap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
 	int32_t *wpos = NULL, peek[RIDER_PEEK];
-	if (!items || !L || !S || !F || !O || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
+	if (!items || !L || !S || !F || !O || !R || !fl || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
 	    !dtr) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
 		goto out;
@@ -363,17 +375,48 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			}
 			ctx->work += nc + NBUCKET;
 		} else {
+			/* Every rank's floor: its finish with the sequence, its
+			 * overhead as before (the overhead never drops as L grows,
+			 * rank_overhead, nor does the sum in floating point); on
+			 * an empty rank the floor is its finish (every empty
+			 * rank's overhead is the sequence's own). The rank of the
+			 * least floor, and the one of the least floor among those
+			 * with room for the sequence, are costed first: a rank
+			 * whose floor is STAGE1_SLACK past the lower of their
+			 * finishes can neither end up chosen nor, as the loop
+			 * below goes through the ranks in order, change which one
+			 * is (only ranks within 1e-9 of each other could, and the
+			 * slack is over N of those); nor can a rank whose floor
+			 * cannot beat the best so far by 1e-9 (better_rank). Both
+			 * are skipped: the same rank wins as when every rank is
+			 * costed. */
+			double ov0 = rank_overhead(ctx, s, knobs->offload);
+			int32_t c = -1, c2 = -1;
 			for (int32_t r = 0; r < N; r++) {
-				/* Ranks come in order, so a later one must beat
-				 * best_f by 1e-9 (better_rank); the overhead never
-				 * drops as L grows (rank_overhead) and neither does
-				 * the sum in floating point, so a rank whose floor
-				 * cannot (with slack for rounding) is skipped: the
-				 * same rank wins. */
-				double lo = st->ready[r] + S[r] + t;
-				if (best >= 0 && lo + O[r] >= best_f - 1e-9 + STAGE1_SLACK)
+				fl[r] = st->ready[r] + S[r] + t + (L[r] > 0 ? O[r] : ov0);
+				if (c < 0 || fl[r] < fl[c])
+					c = r;
+				if (R[r] >= s && (c2 < 0 || fl[r] < fl[c2]))
+					c2 = r;
+			}
+			double f_c = rank_finish(ctx, st->ready[c], S[c], L[c], t, s, fl[c], knobs->offload);
+			if (c2 >= 0 && c2 != c) {
+				double f2 = rank_finish(ctx, st->ready[c2], S[c2], L[c2], t, s, fl[c2],
+				                        knobs->offload);
+				if (f2 < f_c) {
+					f_c = f2;
+					c = c2;
+				}
+			}
+			double cut = isfinite(f_c) ? f_c + STAGE1_SLACK : NAN; /* NAN: no cut */
+			for (int32_t r = 0; r < N; r++) {
+				if (r != c && fl[r] >= cut)
 					continue;
-				double f = lo + rank_overhead(ctx, L[r] + s, knobs->offload);
+				if (best >= 0 && fl[r] >= best_f - 1e-9 + STAGE1_SLACK)
+					continue;
+				double f = r == c ? f_c
+				                  : rank_finish(ctx, st->ready[r], S[r], L[r], t, s,
+				                                fl[r], knobs->offload);
 				if (better_rank(f, r, best_f, best)) {
 					best_f = f;
 					best = r;
@@ -451,6 +494,7 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		S[best] += t;
 		F[best] = best_f;
 		O[best] = rank_overhead(ctx, L[best], knobs->offload);
+		R[best] = rank_room(ctx, L[best]);
 		if (big)
 			SL_CHECK_GOTO(rindex_put(&ix, best, F[best], rank_room(ctx, L[best])), rc,
 			              out);
@@ -488,6 +532,8 @@ out:
 	free(S);
 	free(F);
 	free(O);
+	free(R);
+	free(fl);
 	free(bin);
 	free(cand);
 	return rc;
