@@ -132,8 +132,7 @@ typedef struct {
 	int32_t *seq_of;  /* [n] */
 	double *seq_t1;   /* [n] */
 	int64_t *seq_len; /* [n] */
-	/* the targets: the ranks that finish first, a bounded max-heap */
-	planner_heap_t first;
+	int32_t *ord;    /* [N] ranks by (finish, rank), kept across descent steps */
 } scratch_t;
 
 /* Tries to empty bin a of rank rs into the target ranks' micro-batches
@@ -296,24 +295,32 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 		if (!planner_sluice_budget_ok(ctx))
 			break;
 		/* the last rank (ties: the lowest) and the targets: the ntgt_max
-		 * ranks that finish first, kept in a bounded max-heap */
+		 * ranks that finish first (ties: the lower rank), earliest first,
+		 * read off sc->ord, which stays sorted by (finish, rank) from step
+		 * to step: a step changes the finish of a few ranks, so insertion
+		 * sort restores the order in about N steps (finishes are finite:
+		 * no move is taken that makes a group's time infinite) */
 		int32_t rs = 0;
 		for (int32_t r = 1; r < N; r++)
 			if (st->fin[r] > st->fin[rs])
 				rs = r;
 		double M = st->fin[rs];
-		planner_heap_clear(&sc->first);
-		for (int32_t r = 0; r < N; r++)
-			if (r != rs)
-				SL_CHECK(planner_heap_keep(&sc->first, ntgt_max, st->fin[r], r));
-		ctx->work += N;
-		/* the max-heap pops the latest first: targets fill from the back,
-		 * earliest finish first (ties: the lower rank) */
-		int32_t nt = (int32_t)planner_heap_size(&sc->first);
-		for (int32_t q = nt - 1; q >= 0; q--) {
-			sc->tgt[q] = (int32_t)planner_heap_top(&sc->first)->id;
-			planner_heap_pop(&sc->first);
+		for (int32_t q = 1; q < N; q++) {
+			int32_t x = sc->ord[q], z = q;
+			double fx = st->fin[x];
+			for (; z > 0; z--) {
+				double fz = st->fin[sc->ord[z - 1]];
+				if (fz < fx || (fz == fx && sc->ord[z - 1] < x))
+					break;
+				sc->ord[z] = sc->ord[z - 1];
+			}
+			sc->ord[z] = x;
 		}
+		int32_t nt = 0;
+		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
+			if (sc->ord[q] != rs)
+				sc->tgt[nt++] = sc->ord[q];
+		ctx->work += N;
 		sc->tgt[nt] = -1;
 		for (int32_t q = 0; q < nt; q++)
 			sc->is_tgt[sc->tgt[q]] = 1;
@@ -719,9 +726,9 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	int32_t *seqs = NULL;
 	(void)knobs;
 	memset(&sc, 0, sizeof(sc));
-	planner_heap_init(&sc.first, 1);
 	size_t nb0 = (size_t)st->bins_cap + (size_t)N + 16;
 	sc.rf = malloc(sizeof(planner_key_t) * (size_t)N);
+	sc.ord = malloc(sizeof(int32_t) * (size_t)N);
 	sc.tgt = malloc(sizeof(int32_t) * ((size_t)N + 1));
 	sc.is_tgt = calloc((size_t)N, 1);
 	sc.tbins_cap = (int32_t)nb0;
@@ -744,10 +751,12 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	if (!sc.tb_ms || !sc.tb_min_t1 || !sc.seq_off || !sc.seq_of || !sc.seq_t1 || !sc.seq_len ||
 	    !sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
 	    !sc.add_t || !sc.add_cnt || !sc.dfin || !sc.plan_to || !sc.wmax || !sc.has_rs ||
-	    !seqs || planner_heap_reserve(&sc.first, SEARCH_TARGETS) != SL_OK) {
+	    !seqs || !sc.ord) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
 		goto out;
 	}
+	for (int32_t r = 0; r < N; r++)
+		sc.ord[r] = r;
 	planner_sluice_retime(st);
 	/* Descend on the last finish; then trade work (offloaded excess, nearly
 	 * empty micro-batches) for room that ranks below the step still have,
@@ -764,7 +773,7 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	}
 out:
 	free(sc.rf);
-	planner_heap_fini(&sc.first);
+	free(sc.ord);
 	free(sc.tgt);
 	free(sc.is_tgt);
 	free(sc.tbins);
