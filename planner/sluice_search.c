@@ -403,6 +403,11 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					 * (adding never shortens a bin): skip what cannot win */
 					if (bb->rank != rs && st->fin[bb->rank] >= best.score - EPS)
 						continue;
+					/* ... and d >= t (up to rounding): so is the score
+					 * at least its rank's finish (rs's without i) + t */
+					if ((bb->rank == rs ? fa : st->fin[bb->rank]) + t >=
+					    best.score - EPS + FLOOR_SLACK)
+						continue;
 					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
 					if (isinf(tb2))
 						continue;
