@@ -125,9 +125,10 @@ typedef struct {
 	/* One descent step's view of tbins[q], read by every sequence of rs
 	 * (nothing changes until a move is applied): the bin's time, and the
 	 * sequences of other ranks' bins copied out of their lists, in list
-	 * order, at seq_of[seq_off[q] .. seq_off[q + 1]), with their least t1
-	 * (a sequence of rs swaps only with a shorter one). */
-	double *tb_ms, *tb_min_t1;
+	 * order, at seq_of[seq_off[q] .. seq_off[q + 1]), with their least and
+	 * largest t1 (a sequence of rs swaps only with a shorter one, and only
+	 * within a window of times, below). */
+	double *tb_ms, *tb_min_t1, *tb_max_t1;
 	int32_t *seq_off;
 	int32_t *seq_of;  /* [n] */
 	double *seq_t1;   /* [n] */
@@ -277,6 +278,7 @@ static sl_err ensure_scratch(scratch_t *sc, int32_t nb)
 	    !resize((void **)&sc->add_cnt, sizeof(int32_t) * nc) ||
 	    !resize((void **)&sc->tb_ms, sizeof(double) * nc) ||
 	    !resize((void **)&sc->tb_min_t1, sizeof(double) * nc) ||
+	    !resize((void **)&sc->tb_max_t1, sizeof(double) * nc) ||
 	    !resize((void **)&sc->seq_off, sizeof(int32_t) * (nc + 1)))
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
 	sc->tbins_cap = (int32_t)nc;
@@ -336,7 +338,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 		int32_t nseq = 0;
 		for (int32_t q = 0; q < sc->ntb; q++) {
 			const planner_sluice_bin_t *bb = &st->bins[sc->tbins[q]];
-			double lo = INFINITY;
+			double lo = INFINITY, hi = -INFINITY;
 			sc->tb_ms[q] = bin_ms_of(ctx, bb);
 			sc->seq_off[q] = nseq;
 			for (int32_t j = bb->rank != rs ? bb->head : -1; j >= 0; j = st->next[j]) {
@@ -345,8 +347,11 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				sc->seq_len[nseq++] = ctx->seqs[j].length;
 				if (ctx->t1[j] < lo)
 					lo = ctx->t1[j];
+				if (ctx->t1[j] > hi)
+					hi = ctx->t1[j];
 			}
 			sc->tb_min_t1[q] = lo;
+			sc->tb_max_t1[q] = hi;
 		}
 		sc->seq_off[sc->ntb] = nseq;
 		move_t best = {MV_NONE, -1, -1, -1, -1, M};
@@ -469,8 +474,15 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					 * has no swap at all. */
 					const double floor_b = (st->fin[bb->rank] - tb) + tb;
 					const double swap_b = (st->fin[bb->rank] - tb) + ctx->beta + bb->sum_t;
+					/* Below, a swap with j needs dt = t - t1[j] under
+					 * thr - swap_b and over swap_a - thr: a bin whose
+					 * times all miss that window (by more than
+					 * rounding) has no swap either. */
 					int32_t k0 = sc->seq_off[q], k1 = sc->seq_off[q + 1];
-					if (!(floor_b < best.score - EPS) || !(sc->tb_min_t1[q] < t))
+					double thr0 = best.score - EPS + FLOOR_SLACK;
+					if (!(floor_b < best.score - EPS) || !(sc->tb_min_t1[q] < t) ||
+					    !(sc->tb_max_t1[q] > t - (thr0 - swap_b) - FLOOR_SLACK) ||
+					    !(sc->tb_min_t1[q] < t - (swap_a - thr0) + FLOOR_SLACK))
 						k1 = k0;
 					for (int32_t k = k0; k < k1; k++) {
 						if (sc->seq_t1[k] >= t)
@@ -749,11 +761,12 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	seqs = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
 	sc.tb_ms = malloc(sizeof(double) * nb0);
 	sc.tb_min_t1 = malloc(sizeof(double) * nb0);
+	sc.tb_max_t1 = malloc(sizeof(double) * nb0);
 	sc.seq_off = malloc(sizeof(int32_t) * (nb0 + 1));
 	sc.seq_of = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
 	sc.seq_t1 = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
 	sc.seq_len = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
-	if (!sc.tb_ms || !sc.tb_min_t1 || !sc.seq_off || !sc.seq_of || !sc.seq_t1 || !sc.seq_len ||
+	if (!sc.tb_ms || !sc.tb_min_t1 || !sc.tb_max_t1 || !sc.seq_off || !sc.seq_of || !sc.seq_t1 || !sc.seq_len ||
 	    !sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
 	    !sc.add_t || !sc.add_cnt || !sc.dfin || !sc.plan_to || !sc.wmax || !sc.has_rs ||
 	    !seqs || !sc.ord) {
@@ -792,6 +805,7 @@ out:
 	free(sc.has_rs);
 	free(sc.tb_ms);
 	free(sc.tb_min_t1);
+	free(sc.tb_max_t1);
 	free(sc.seq_off);
 	free(sc.seq_of);
 	free(sc.seq_t1);
