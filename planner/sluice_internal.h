@@ -209,9 +209,18 @@ void planner_sluice_sort_len(const planner_sluice_ctx_t *ctx, int32_t *idx, int3
 sl_err planner_sluice_state_init(planner_sluice_state_t *st, planner_sluice_ctx_t *ctx);
 void planner_sluice_state_fini(planner_sluice_state_t *st);
 
-/* Bin time: beta + sum of t1 + offload of the excess over cap. */
-double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens, double sum_t,
-                             int32_t count);
+/* Bin time: beta + sum of t1 + offload of the excess over cap (inline: the
+ * local search prices several million candidate bins per request). */
+static inline double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens,
+                                           double sum_t, int32_t count)
+{
+	if (count == 0)
+		return 0.0;
+	double t = ctx->beta + sum_t;
+	if ((double)tokens > ctx->cap)
+		t += ctx->c_off * ((double)tokens - ctx->cap);
+	return t;
+}
 
 /* The dynamic mesh: places the wide groups of deg[] (node-local rings, list
  * scheduling), lets short sequences ride, then assigns the rest to ranks

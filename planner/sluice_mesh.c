@@ -52,17 +52,6 @@ void planner_sluice_state_fini(planner_sluice_state_t *st)
 	memset(st, 0, sizeof(*st));
 }
 
-double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens, double sum_t,
-                             int32_t count)
-{
-	if (count == 0)
-		return 0.0;
-	double t = ctx->beta + sum_t;
-	if ((double)tokens > ctx->cap)
-		t += ctx->c_off * ((double)tokens - ctx->cap);
-	return t;
-}
-
 int32_t planner_sluice_bin_new(planner_sluice_state_t *st, int32_t r)
 {
 	if (st->nbins == st->bins_cap) {
