@@ -392,12 +392,18 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			 * costed. */
 			double ov0 = rank_overhead(ctx, s, knobs->offload);
 			int32_t c = -1, c2 = -1;
+			double fl_c = 0, fl_c2 = 0;
 			for (int32_t r = 0; r < N; r++) {
-				fl[r] = st->ready[r] + S[r] + t + (L[r] > 0 ? O[r] : ov0);
-				if (c < 0 || fl[r] < fl[c])
+				double x = st->ready[r] + S[r] + t + (L[r] > 0 ? O[r] : ov0);
+				fl[r] = x;
+				if (c < 0 || x < fl_c) {
 					c = r;
-				if (R[r] >= s && (c2 < 0 || fl[r] < fl[c2]))
+					fl_c = x;
+				}
+				if (R[r] >= s && (c2 < 0 || x < fl_c2)) {
 					c2 = r;
+					fl_c2 = x;
+				}
 			}
 			double f_c = rank_finish(ctx, st->ready[c], S[c], L[c], t, s, fl[c], knobs->offload);
 			if (c2 >= 0 && c2 != c) {
