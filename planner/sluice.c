@@ -109,19 +109,6 @@ static const char *const fallbacks[] = {"batch-adaptive", "static", "megatron-hy
  * placement grow faster than linearly (seconds at 20K sequences). */
 #define SLUICE_FLEXSP_MAX_SEQS 4096
 
-/* Releases what ctx_init allocated (also of a ctx it failed to fill). */
-static void ctx_fini(planner_sluice_ctx_t *ctx)
-{
-	free(ctx->t1);
-	free(ctx->offcap);
-	free(ctx->by_t);
-	free(ctx->by_len);
-	free(ctx->len_pos);
-	ctx->t1 = NULL;
-	ctx->offcap = NULL;
-	ctx->by_t = ctx->by_len = ctx->len_pos = NULL;
-}
-
 /* Fills ctx for the request (ctx_fini releases it): per-sequence times and
  * offload room, and the work limit; *default_limit tells whether that is
  * the policy's default rather than the caller's work or time limit. */
@@ -175,10 +162,20 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 	}
 	ctx->milp_left = SLUICE_MILP_PER_REQUEST;
 	ctx->opts = opts;
-	sl_err rc = planner_sluice_orders(ctx);
-	if (rc != SL_OK)
-		ctx_fini(ctx);
-	return rc;
+	return SL_OK;
+}
+
+/* Releases what ctx_init and planner_sluice_orders allocated. */
+static void ctx_fini(planner_sluice_ctx_t *ctx)
+{
+	free(ctx->t1);
+	free(ctx->offcap);
+	free(ctx->by_t);
+	free(ctx->by_len);
+	free(ctx->len_pos);
+	ctx->t1 = NULL;
+	ctx->offcap = NULL;
+	ctx->by_t = ctx->by_len = ctx->len_pos = NULL;
 }
 
 /* The search state of one request: the best plan so far and the degree
@@ -478,6 +475,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		         "sluice: LP %.2f ms (%lld work; %d long sequences, %lld candidates)",
 		         sl_now_ms() - tl0, (long long)(ctx.work - wl0), lp.nlong,
 		         (long long)lp.cand_off[lp.nlong]);
+		SL_CHECK_GOTO(planner_sluice_orders(&ctx), rc, out);
 		SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
 		se.share = se.limit / SLUICE_BUILD_SHARES;
 		long_dominated = is_long_dominated(&ctx, &lp);

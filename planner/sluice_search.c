@@ -256,6 +256,42 @@ static int try_riders(planner_sluice_state_t *st, scratch_t *sc, int32_t rs, dou
 	return 0;
 }
 
+static int cmp_rank_fin(const void *a, const void *b, void *arg)
+{
+	const double *fin = arg;
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	if (fin[x] != fin[y])
+		return fin[x] < fin[y] ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+/* Re-sorts the ranks ord[0 .. N) by (fin, rank). A descent step changes a
+ * few ranks' finish, so insertion sort restores the order in about N
+ * steps; when the order was far off (the first step, a retime), it stops
+ * after a few N moves and sorts the rest the usual way: the same order
+ * either way (finishes are finite: no move is taken that makes a group's
+ * time infinite, so the order is total). */
+static void sort_ranks(int32_t *ord, int32_t N, const double *fin)
+{
+	int64_t moves = 0, budget = 4 * (int64_t)N + 64;
+	for (int32_t q = 1; q < N; q++) {
+		int32_t x = ord[q], z = q;
+		double fx = fin[x];
+		for (; z > 0; z--) {
+			double fz = fin[ord[z - 1]];
+			if (fz < fx || (fz == fx && ord[z - 1] < x))
+				break;
+			ord[z] = ord[z - 1];
+		}
+		ord[z] = x;
+		moves += q - z;
+		if (moves > budget) {
+			qsort_r(ord, (size_t)N, sizeof(int32_t), cmp_rank_fin, (void *)fin);
+			return;
+		}
+	}
+}
+
 /* Reallocates *p to bytes; 0 (and *p untouched) when memory runs out. */
 static int resize(void **p, size_t bytes)
 {
@@ -298,26 +334,13 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 			break;
 		/* the last rank (ties: the lowest) and the targets: the ntgt_max
 		 * ranks that finish first (ties: the lower rank), earliest first,
-		 * read off sc->ord, which stays sorted by (finish, rank) from step
-		 * to step: a step changes the finish of a few ranks, so insertion
-		 * sort restores the order in about N steps (finishes are finite:
-		 * no move is taken that makes a group's time infinite) */
+		 * read off sc->ord, kept sorted by (finish, rank) */
 		int32_t rs = 0;
 		for (int32_t r = 1; r < N; r++)
 			if (st->fin[r] > st->fin[rs])
 				rs = r;
 		double M = st->fin[rs];
-		for (int32_t q = 1; q < N; q++) {
-			int32_t x = sc->ord[q], z = q;
-			double fx = st->fin[x];
-			for (; z > 0; z--) {
-				double fz = st->fin[sc->ord[z - 1]];
-				if (fz < fx || (fz == fx && sc->ord[z - 1] < x))
-					break;
-				sc->ord[z] = sc->ord[z - 1];
-			}
-			sc->ord[z] = x;
-		}
+		sort_ranks(sc->ord, N, st->fin);
 		int32_t nt = 0;
 		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
 			if (sc->ord[q] != rs)
