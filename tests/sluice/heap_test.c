@@ -1,8 +1,8 @@
 /* Tests of the planner's binary heap (planner/heap.c): pop order against a
  * sorted reference, ties by id in both directions, growth from a zeroed
- * struct, re-keying the top (LPT dealing against a linear scan), bounded
- * selection, and lazy deletion by stamp; the indexed heap against a brute
- * force reference under random re-keys and removals. */
+ * struct, re-keying the top (LPT dealing against a linear scan), and lazy
+ * deletion by stamp; the indexed heap against a brute force reference under
+ * random re-keys and removals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -280,8 +280,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_order_matches_sort), cmocka_unit_test(test_ties_by_id),
 	    cmocka_unit_test(test_growth_and_clear),   cmocka_unit_test(test_replace_top_lpt),
-	    cmocka_unit_test(test_lazy_stamps),
-	    cmocka_unit_test(test_indexed),
+	    cmocka_unit_test(test_lazy_stamps),        cmocka_unit_test(test_indexed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
