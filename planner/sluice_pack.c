@@ -58,16 +58,6 @@ typedef struct {
 	int32_t idx;
 } tkey_t;
 
-static int cmp_tkey(const void *a, const void *b)
-{
-	const tkey_t *x = a, *y = b;
-	if (x->t != y->t)
-		return x->t > y->t ? -1 : 1;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 static int cmp_len_pos(const void *a, const void *b, void *arg)
 {
 	const int32_t *pos = arg;
@@ -75,35 +65,65 @@ static int cmp_len_pos(const void *a, const void *b, void *arg)
 	return (x > y) - (x < y);
 }
 
+/* Stable LSD radix sort of idx[0 .. n) by key[idx[z]] ascending (a byte a
+ * pass; passes whose byte is the same for every key are skipped). tmp is
+ * scratch of n. */
+static void radix_sort(int32_t *idx, int32_t *tmp, const uint64_t *key, int32_t n)
+{
+	for (int shift = 0; shift < 64; shift += 8) {
+		int32_t count[257] = {0};
+		for (int32_t z = 0; z < n; z++)
+			count[((key[idx[z]] >> shift) & 0xff) + 1]++;
+		int same = 0;
+		for (int b = 1; b <= 256; b++)
+			same |= count[b] == n;
+		if (same)
+			continue;
+		for (int b = 0; b < 256; b++)
+			count[b + 1] += count[b];
+		for (int32_t z = 0; z < n; z++)
+			tmp[count[(key[idx[z]] >> shift) & 0xff]++] = idx[z];
+		memcpy(idx, tmp, sizeof(int32_t) * (size_t)n);
+	}
+}
+
 sl_err planner_sluice_orders(planner_sluice_ctx_t *ctx)
 {
 	int32_t n = ctx->n;
 	size_t cnt = (size_t)(n > 0 ? n : 1);
 	sl_err rc = SL_OK;
-	tkey_t *keys = malloc(sizeof(tkey_t) * cnt);
-	planner_len_key_t *lk = malloc(sizeof(planner_len_key_t) * cnt);
+	uint64_t *key = calloc(cnt, sizeof(uint64_t));
+	int32_t *tmp = malloc(sizeof(int32_t) * cnt);
 	ctx->by_t = malloc(sizeof(int32_t) * cnt);
 	ctx->by_len = malloc(sizeof(int32_t) * cnt);
 	ctx->len_pos = malloc(sizeof(int32_t) * cnt);
-	if (!keys || !lk || !ctx->by_t || !ctx->by_len || !ctx->len_pos) {
+	if (!key || !tmp || !ctx->by_t || !ctx->by_len || !ctx->len_pos) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %d sequences", n);
 		goto out;
 	}
+	/* Longest first, ties by the lower index: a stable sort of the indices
+	 * by ~length (sl_plan_request refuses lengths below 1). Stage 1's order
+	 * sorts that stably by t1, largest first: t1 >= 0 and never NaN
+	 * (sl_profile_check keeps the model's constants >= 0), and the bits of
+	 * non-negative doubles order as their values do (-0 becomes +0). */
 	for (int32_t i = 0; i < n; i++) {
-		keys[i].t = ctx->t1[i];
-		keys[i].len = lk[i].len = ctx->seqs[i].length;
-		keys[i].idx = lk[i].idx = i;
+		ctx->by_len[i] = i;
+		key[i] = ~(uint64_t)ctx->seqs[i].length;
 	}
-	qsort(keys, (size_t)n, sizeof(tkey_t), cmp_tkey);
-	qsort(lk, (size_t)n, sizeof(planner_len_key_t), planner_len_key_desc);
-	for (int32_t z = 0; z < n; z++) {
-		ctx->by_t[z] = keys[z].idx;
-		ctx->by_len[z] = lk[z].idx;
-		ctx->len_pos[lk[z].idx] = z;
+	radix_sort(ctx->by_len, tmp, key, n);
+	for (int32_t i = 0; i < n; i++) {
+		double t = ctx->t1[i] == 0 ? 0.0 : ctx->t1[i];
+		uint64_t bits;
+		memcpy(&bits, &t, sizeof(bits));
+		key[i] = ~bits;
 	}
+	memcpy(ctx->by_t, ctx->by_len, sizeof(int32_t) * (size_t)n);
+	radix_sort(ctx->by_t, tmp, key, n);
+	for (int32_t z = 0; z < n; z++)
+		ctx->len_pos[ctx->by_len[z]] = z;
 out:
-	free(keys);
-	free(lk);
+	free(key);
+	free(tmp);
 	return rc;
 }
 
