@@ -65,6 +65,7 @@ typedef struct al {
 	double *ready;   /* [N] when each rank is free after the committed slots */
 	int32_t *owner;  /* [N] group of the current slot, -1 free */
 	int32_t *ranks;  /* [N] scratch */
+	char *one;       /* [2 N] whether group g is node-local (al_slot's scratch) */
 	al_group_t *grp; /* [N] groups of the current slot */
 	int32_t ngrp;
 	/* items of the current slot: sequence, group, offload */
@@ -389,6 +390,18 @@ static sl_err al_fill(al_t *a, sl_plan_t *plan)
 	return SL_OK;
 }
 
+/* Kinds of group (size, node-local) whose costs al_slot keeps per sequence:
+ * more than the power-of-two sizes up to 2^31, twice. */
+#define AL_KINDS 64
+
+/* A sequence's resident tokens per rank and time (NAN: not computed yet)
+ * in a group of one kind. */
+typedef struct al_kind {
+	int32_t size;
+	char one;
+	double res, ms;
+} al_kind_t;
+
 /* Builds the current slot (steps 2 and 3) and appends it to the plan. */
 static sl_err al_slot(al_t *a, sl_plan_t *plan)
 {
@@ -406,19 +419,38 @@ static sl_err al_slot(al_t *a, sl_plan_t *plan)
 			al_add(a, al_new_group(a, s, a->deg[q]), q,
 			       sl_cost_offload_for(c, a->seqs[q].length, a->deg[q], (double)c->cap));
 	}
+	/* A sequence's resident tokens and time in a group depend only on the
+	 * group's size and whether it is node-local: per sequence, each is
+	 * computed once per such kind of group (the same values as per
+	 * group). */
+	for (int32_t g = 0; g < a->ngrp; g++)
+		a->one[g] = (char)al_one_node(a, a->grp[g].start, a->grp[g].size);
 	for (int32_t i = 0; i < a->n && a->left > 0; i++) {
 		int32_t q = a->order[i];
 		if (a->placed[q])
 			continue;
-		int32_t best = -1;
+		int32_t best = -1, nk = 0;
 		double bend = INFINITY;
+		al_kind_t kind[AL_KINDS];
 		for (int32_t g = 0; g < a->ngrp; g++) {
 			al_group_t *G = &a->grp[g];
-			if (G->size < a->deg[q] ||
-			    G->resident + sl_cost_resident(a->seqs[q].length, G->size, 0.0) >
-			        (double)c->cap)
+			if (G->size < a->deg[q])
 				continue;
-			double end = G->begin + G->ms + al_seq_ms(a, q, G->start, G->size, 0.0);
+			int32_t z = 0;
+			while (z < nk && (kind[z].size != G->size || kind[z].one != a->one[g]))
+				z++;
+			if (z == nk) {
+				if (nk == AL_KINDS)
+					nk = z = 0; /* more kinds than sizes of groups: start over */
+				kind[z] = (al_kind_t){G->size, a->one[g],
+				                      sl_cost_resident(a->seqs[q].length, G->size, 0.0), NAN};
+				nk++;
+			}
+			if (G->resident + kind[z].res > (double)c->cap)
+				continue;
+			if (isnan(kind[z].ms))
+				kind[z].ms = sl_cost_seq_ms(c, a->seqs[q].length, G->size, 0.0, a->one[g]);
+			double end = G->begin + G->ms + kind[z].ms;
 			if (end < bend) {
 				bend = end;
 				best = g;
@@ -453,12 +485,10 @@ static sl_err al_slot(al_t *a, sl_plan_t *plan)
 	return SL_OK;
 }
 
-static const al_t *al_sort_ctx; /* qsort has no context argument */
-
-static int al_order_cmp(const void *x, const void *y)
+static int al_order_cmp(const void *x, const void *y, void *arg)
 {
 	int32_t i = *(const int32_t *)x, j = *(const int32_t *)y;
-	const al_t *a = al_sort_ctx;
+	const al_t *a = arg;
 	if (a->deg[i] != a->deg[j])
 		return a->deg[i] > a->deg[j] ? -1 : 1;
 	if (a->seqs[i].length != a->seqs[j].length)
@@ -501,9 +531,7 @@ static sl_err al_degrees(al_t *a)
 	}
 	for (int32_t i = 0; i < a->n; i++)
 		a->order[i] = i;
-	al_sort_ctx = a;
-	qsort(a->order, (size_t)a->n, sizeof(int32_t), al_order_cmp);
-	al_sort_ctx = NULL;
+	qsort_r(a->order, (size_t)a->n, sizeof(int32_t), al_order_cmp, a);
 	return SL_OK;
 }
 
@@ -542,10 +570,11 @@ sl_err planner_policy_aligned(const sl_cost_t *cost, const sl_seq_t *seqs, int64
 	a.ready = calloc(sN, sizeof(*a.ready));
 	a.owner = malloc(sN * sizeof(*a.owner));
 	a.ranks = malloc(sN * sizeof(*a.ranks));
+	a.one = malloc(2 * sN);
 	/* merges add a group per merge: at most N groups plus N merges */
 	a.grp = malloc(2 * sN * sizeof(*a.grp));
 	if (!a.deg || !a.order || !a.placed || !a.it_seq || !a.it_grp || !a.it_off || !a.ready ||
-	    !a.owner || !a.ranks || !a.grp) {
+	    !a.owner || !a.ranks || !a.one || !a.grp) {
 		rc = sl_seterr(SL_ENOMEM, "sluice-aligned: out of memory for %lld sequences",
 		               (long long)n);
 		goto out;
@@ -579,6 +608,7 @@ out:
 	free(a.ready);
 	free(a.owner);
 	free(a.ranks);
+	free(a.one);
 	free(a.grp);
 	return rc;
 }

@@ -180,9 +180,11 @@ static int fx_blast(fx_ctx_t *ctx, int32_t k, int sum_obj, const double *crit,
 	double beta = ctx->cost->prof.beta;
 	double *f = malloc(sizeof(*f) * (size_t)(k + 1) * (size_t)(n + 1));
 	int64_t *arg = malloc(sizeof(*arg) * (size_t)(k + 1) * (size_t)(n + 1));
+	int64_t *below = malloc(sizeof(*below) * (size_t)(n + 1));
+	double *pmin = malloc(sizeof(*pmin) * (size_t)(n + 1));
 	int ok = 0;
 
-	if (f == NULL || arg == NULL)
+	if (f == NULL || arg == NULL || below == NULL || pmin == NULL)
 		goto out;
 	for (int64_t j = 0; j <= n; j++)
 		f[j] = j == 0 ? 0 : INFINITY;
@@ -192,16 +194,32 @@ static int fx_blast(fx_ctx_t *ctx, int32_t k, int sum_obj, const double *crit,
 			goto out;
 		double *fq = f + (size_t)q * (n + 1), *fp = f + (size_t)(q - 1) * (n + 1);
 		int64_t *aq = arg + (size_t)q * (n + 1);
+		/* below[i]: the largest i' <= i where fp is finite (-1: none);
+		 * only those can start a piece, and the room test passed over
+		 * the others holds at the next one down as well (tpre grows) */
+		for (int64_t i = 0; i <= n; i++) {
+			below[i] = isfinite(fp[i]) ? i : (i > 0 ? below[i - 1] : -1);
+			pmin[i] = i > 0 && pmin[i - 1] < fp[i] ? pmin[i - 1] : fp[i];
+		}
 		for (int64_t j = 0; j <= n; j++) {
 			fq[j] = INFINITY;
 			aq[j] = -1;
 			/* the piece [i, j): nonempty, within the room */
-			for (int64_t i = j - 1; i >= q - 1; i--) {
+			for (int64_t i = j > 0 ? below[j - 1] : -1; i >= q - 1;
+			     i = i > 0 ? below[i - 1] : -1) {
 				if (tpre[j] - tpre[i] > room)
 					break;
-				if (!isfinite(fp[i]))
-					continue;
 				double w = (wpre[j] - wpre[i]) / ctx->N;
+				/* Every piece [i', j) with i' <= i costs c >= beta +
+				 * w (w only grows as the piece does) on top of, or
+				 * besides, fp[i'] >= pmin[i] (times are never
+				 * negative, sl_profile_check, so neither is f): once
+				 * that floor misses fq[j], none of them can win (the
+				 * same argmin) */
+				double lo = sum_obj ? pmin[i] + (beta + w)
+				                    : (pmin[i] > beta + w ? pmin[i] : beta + w);
+				if (!(lo < fq[j]))
+					break;
 				double c = beta + (crit[i] > w ? crit[i] : w);
 				double v = sum_obj ? fp[i] + c : (fp[i] > c ? fp[i] : c);
 				if (v < fq[j]) {
@@ -220,6 +238,8 @@ static int fx_blast(fx_ctx_t *ctx, int32_t k, int sum_obj, const double *crit,
 out:
 	free(f);
 	free(arg);
+	free(below);
+	free(pmin);
 	return ok;
 }
 

@@ -1,9 +1,9 @@
 /* sluice planner: the one binary heap the planner's greedy loops share
- * (sluice's candidate index and rider rings, the local search's targets,
- * LPT dealing, Megatron hybrid CP's group choice). Entries are ordered by key
- * and then by id, so every order is total and every plan deterministic; the
- * sift loops are the textbook ones (CLRS ch. 6), kept as they were in each
- * caller so that the plans did not change when they moved here. */
+ * (sluice's candidate index and rider rings, LPT dealing, Megatron hybrid
+ * CP's group choice). Entries are ordered by key and then by id, so every
+ * order is total and every plan deterministic; the sift loops are the
+ * textbook ones (CLRS ch. 6), kept as they were in each caller so that the
+ * plans did not change when they moved here. */
 #include <stdlib.h>
 
 #include "planner.h"
@@ -102,16 +102,6 @@ void planner_heap_replace_top(planner_heap_t *h, double key, int64_t id, int32_t
 	h->e[0].id = id;
 	h->e[0].stamp = stamp;
 	heap_sift_down(h, 0);
-}
-
-sl_err planner_heap_keep(planner_heap_t *h, int64_t k, double key, int64_t id)
-{
-	if (h->n < k)
-		return planner_heap_push(h, key, id, 0);
-	planner_heap_ent_t e = {key, id, 0};
-	if (k > 0 && heap_above(h, &h->e[0], &e))
-		planner_heap_replace_top(h, key, id, 0);
-	return SL_OK;
 }
 
 const planner_heap_ent_t *planner_heap_top_live(planner_heap_t *h, const int32_t *stamp)

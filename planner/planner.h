@@ -104,11 +104,6 @@ void planner_heap_pop(planner_heap_t *h);
 /* Overwrites the top entry (h must not be empty) and restores the order:
  * a re-keyed top, cheaper than a pop and a push. */
 void planner_heap_replace_top(planner_heap_t *h, double key, int64_t id, int32_t stamp);
-/* Bounded selection: keeps in h the k entries that come first in the
- * opposite order (a max-heap keeps the k smallest): pushes while h holds
- * fewer than k, else replaces the top when (key, id) belongs below it.
- * SL_ENOMEM only from a push (planner_heap_reserve(h, k) first rules it out). */
-sl_err planner_heap_keep(planner_heap_t *h, int64_t k, double key, int64_t id);
 /* The top live entry, or NULL: pops stale entries (stamp != stamp[id]) off
  * the top first. stamp must have an entry for every id in h. */
 const planner_heap_ent_t *planner_heap_top_live(planner_heap_t *h, const int32_t *stamp);

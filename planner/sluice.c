@@ -169,12 +169,17 @@ static sl_err ctx_init(planner_sluice_ctx_t *ctx, const sl_cost_t *cost, const s
 	return SL_OK;
 }
 
+/* Releases what ctx_init and planner_sluice_orders allocated. */
 static void ctx_fini(planner_sluice_ctx_t *ctx)
 {
 	free(ctx->t1);
 	free(ctx->offcap);
+	free(ctx->by_t);
+	free(ctx->by_len);
+	free(ctx->len_pos);
 	ctx->t1 = NULL;
 	ctx->offcap = NULL;
+	ctx->by_t = ctx->by_len = ctx->len_pos = NULL;
 }
 
 /* The search state of one request: the best plan so far and the degree
@@ -477,6 +482,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		         "sluice: LP %.2f ms (%lld work; %d long sequences, %lld candidates)",
 		         sl_now_ms() - tl0, (long long)(ctx.work - wl0), lp.nlong,
 		         (long long)lp.cand_off[lp.nlong]);
+		SL_CHECK_GOTO(planner_sluice_orders(&ctx), rc, out);
 		SL_CHECK_GOTO(planner_sluice_state_init(&st, &ctx), rc, out);
 		se.share = se.limit / SLUICE_BUILD_SHARES;
 		long_dominated = is_long_dominated(&ctx, &lp);

@@ -37,6 +37,12 @@ typedef struct planner_sluice_ctx {
 	double fmax;    /* largest offload fraction the profile allows */
 	double *t1;     /* [n] time alone on one rank without offload */
 	int64_t *offcap; /* [n] tokens of it that may be offloaded on one rank */
+	/* The request's sequences in the orders every build sorts subsets of,
+	 * sorted once (planner_sluice_orders): a subset filtered from one of
+	 * them comes out exactly as sorting it would (the orders are total). */
+	int32_t *by_t;    /* [n] stage 1's: t1, then length, longest first; then index */
+	int32_t *by_len;  /* [n] longest first, ties by the lower index */
+	int32_t *len_pos; /* [n] each sequence's place in by_len */
 	int64_t work;   /* work units spent so far (deterministic) */
 	int64_t work_limit;
 	int truncated;  /* 1 once the work limit (or a stop) cut a stage short */
@@ -192,13 +198,29 @@ typedef struct planner_sluice_knobs {
 	int widen;      /* rings of fewer ranks than a node take the whole node */
 } planner_sluice_knobs_t;
 
+/* Sorts the request's sequences into ctx's by_t, by_len and len_pos
+ * (allocated here; the caller frees them with the rest of ctx). */
+sl_err planner_sluice_orders(planner_sluice_ctx_t *ctx);
+/* Sorts m sequence indices longest first, ties by the lower index (as
+ * planner_len_key_desc orders them), by their places in ctx->by_len. */
+void planner_sluice_sort_len(const planner_sluice_ctx_t *ctx, int32_t *idx, int32_t m);
+
 /* Allocates an empty state for ctx; planner_sluice_state_fini releases it. */
 sl_err planner_sluice_state_init(planner_sluice_state_t *st, planner_sluice_ctx_t *ctx);
 void planner_sluice_state_fini(planner_sluice_state_t *st);
 
-/* Bin time: beta + sum of t1 + offload of the excess over cap. */
-double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens, double sum_t,
-                             int32_t count);
+/* Bin time: beta + sum of t1 + offload of the excess over cap (inline: the
+ * local search prices several million candidate bins per request). */
+static inline double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens,
+                                           double sum_t, int32_t count)
+{
+	if (count == 0)
+		return 0.0;
+	double t = ctx->beta + sum_t;
+	if ((double)tokens > ctx->cap)
+		t += ctx->c_off * ((double)tokens - ctx->cap);
+	return t;
+}
 
 /* The dynamic mesh: places the wide groups of deg[] (node-local rings, list
  * scheduling), lets short sequences ride, then assigns the rest to ranks

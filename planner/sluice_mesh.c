@@ -52,17 +52,6 @@ void planner_sluice_state_fini(planner_sluice_state_t *st)
 	memset(st, 0, sizeof(*st));
 }
 
-double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int64_t tokens, double sum_t,
-                             int32_t count)
-{
-	if (count == 0)
-		return 0.0;
-	double t = ctx->beta + sum_t;
-	if ((double)tokens > ctx->cap)
-		t += ctx->c_off * ((double)tokens - ctx->cap);
-	return t;
-}
-
 int32_t planner_sluice_bin_new(planner_sluice_state_t *st, int32_t r)
 {
 	if (st->nbins == st->bins_cap) {
@@ -416,12 +405,14 @@ static sl_err add_riders(planner_sluice_state_t *st, const int32_t *deg, double 
 		free(skip);
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory");
 	}
-	for (int32_t i = 0; i < n; i++)
+	/* longest first */
+	for (int32_t z = 0; z < n; z++) {
+		int32_t i = ctx->by_len[z];
 		if (deg[i] == 1 && (double)ctx->seqs[i].length <= ctx->cap) {
 			ks[m].len = ctx->seqs[i].length;
 			ks[m++].idx = i;
 		}
-	qsort(ks, (size_t)m, sizeof(planner_len_key_t), planner_len_key_desc);
+	}
 	/* skip[q]: the first list entry at or after q not yet riding anywhere
 	 * (path-halving union-find), so placed sequences are never rescanned */
 	for (int32_t q = 0; q <= m; q++)
@@ -744,26 +735,26 @@ out:
 /* Adds bin b's sequences as one single-rank group, offloading the tokens
  * over cap from the longest sequences first. */
 static sl_err emit_bin(const planner_sluice_state_t *st, int32_t b, sl_plan_t *plan,
-                       planner_len_key_t *tmp)
+                       int32_t *tmp)
 {
 	const planner_sluice_ctx_t *ctx = st->ctx;
 	const planner_sluice_bin_t *bn = &st->bins[b];
 	int32_t m = 0;
 	for (int32_t i = bn->head; i >= 0; i = st->next[i]) {
-		tmp[m].len = ctx->seqs[i].length;
-		tmp[m++].idx = i;
+		tmp[m++] = i;
 	}
-	qsort(tmp, (size_t)m, sizeof(planner_len_key_t), planner_len_key_desc);
+	planner_sluice_sort_len(ctx, tmp, m);
 	int32_t r = bn->rank;
 	SL_CHECK(sl_plan_add_group(plan, &r, 1));
 	int64_t over = bn->tokens - (int64_t)ctx->cap;
 	for (int32_t q = 0; q < m; q++) {
-		int32_t i = tmp[q].idx;
+		int32_t i = tmp[q];
+		int64_t len = ctx->seqs[i].length;
 		double f = 0;
 		if (over > 0) {
 			int64_t v = over < ctx->offcap[i] ? over : ctx->offcap[i];
 			if (v > 0) {
-				f = sl_cost_offload_for(ctx->cost, tmp[q].len, 1, (double)(tmp[q].len - v));
+				f = sl_cost_offload_for(ctx->cost, len, 1, (double)(len - v));
 				over -= v;
 			}
 		}
@@ -785,7 +776,7 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 	sl_err rc = SL_OK;
 	sl_plan_t *plan = NULL;
 	int32_t *last = NULL, *wslot = NULL, *order = NULL, *off = NULL;
-	planner_len_key_t *tmp = NULL;
+	int32_t *tmp = NULL;
 
 	*out = NULL;
 	plan = sl_plan_new("sluice", c->prof.name, N, ctx->G, c->cap, ctx->seqs, n);
@@ -793,7 +784,7 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 	off = malloc(sizeof(int32_t) * ((size_t)N + 1));
 	wslot = malloc(sizeof(int32_t) * (size_t)(st->nwide > 0 ? st->nwide : 1));
 	order = malloc(sizeof(int32_t) * (size_t)(st->nbins + 1));
-	tmp = malloc(sizeof(planner_len_key_t) * (size_t)n);
+	tmp = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
 	if (plan == NULL || last == NULL || off == NULL || wslot == NULL || order == NULL ||
 	    tmp == NULL) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory writing the plan");
@@ -839,22 +830,22 @@ sl_err planner_sluice_emit(const planner_sluice_state_t *st, sl_plan_t **out)
 			SL_CHECK_GOTO(sl_plan_add_item(plan, wd->lead, wd->off), rc, out);
 			int32_t k = 0;
 			for (int32_t i = st->whead[w]; i >= 0; i = st->next[i]) {
-				tmp[k].len = ctx->seqs[i].length;
-				tmp[k++].idx = i;
+				tmp[k++] = i;
 			}
 			/* riders longest first; their excess over cap is offloaded
 			 * from the longest */
-			qsort(tmp, (size_t)k, sizeof(planner_len_key_t), planner_len_key_desc);
+			planner_sluice_sort_len(ctx, tmp, k);
 			double over = wd->res - ctx->cap;
 			for (int32_t q = 0; q < k; q++) {
 				double f = 0, res, t, oc;
-				planner_sluice_rider(ctx, wd, tmp[q].idx, &t, &res, &oc);
+				planner_sluice_rider(ctx, wd, tmp[q], &t, &res, &oc);
 				if (over > 1e-9 && oc > 0) {
 					double v = over < oc ? over : oc;
-					f = sl_cost_offload_for(c, tmp[q].len, wd->d, res - v);
+					f = sl_cost_offload_for(c, ctx->seqs[tmp[q]].length, wd->d,
+					                        res - v);
 					over -= v;
 				}
-				SL_CHECK_GOTO(sl_plan_add_item(plan, tmp[q].idx, f), rc, out);
+				SL_CHECK_GOTO(sl_plan_add_item(plan, tmp[q], f), rc, out);
 			}
 			if (over > 1e-9) {
 				rc = sl_seterr(SL_EINTERNAL,

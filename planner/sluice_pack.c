@@ -24,7 +24,13 @@
 #include "sluice_internal.h"
 
 /* Fixed-cost and offload time of L tokens on one rank under the best
- * micro-batch count (cap tokens each, excess offloaded when allowed). */
+ * micro-batch count (cap tokens each, excess offloaded when allowed).
+ * Never drops as L grows over whole tokens (stage 1 relies on it): each of
+ * the three costs grows with L where it is allowed, an allowed one only
+ * becomes disallowed as L grows within [k cap, (k + 1) cap) (the excess
+ * grows faster than 0.95 fmax L), and the one that appears at k cap (k
+ * micro-batches, nothing offloaded) costs k beta, what ceil(L / cap)
+ * micro-batches cost just below it. */
 static double rank_overhead(const planner_sluice_ctx_t *ctx, double L, int offload)
 {
 	if (L <= 0)
@@ -52,14 +58,92 @@ typedef struct {
 	int32_t idx;
 } tkey_t;
 
-static int cmp_tkey(const void *a, const void *b)
+static int cmp_len_pos(const void *a, const void *b, void *arg)
 {
-	const tkey_t *x = a, *y = b;
-	if (x->t != y->t)
-		return x->t > y->t ? -1 : 1;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->idx > y->idx) - (x->idx < y->idx);
+	const int32_t *pos = arg;
+	int32_t x = pos[*(const int32_t *)a], y = pos[*(const int32_t *)b];
+	return (x > y) - (x < y);
+}
+
+/* Stable LSD radix sort of idx[0 .. n) by key[idx[z]] ascending (a byte a
+ * pass; passes whose byte is the same for every key are skipped). tmp is
+ * scratch of n. */
+static void radix_sort(int32_t *idx, int32_t *tmp, const uint64_t *key, int32_t n)
+{
+	for (int shift = 0; shift < 64; shift += 8) {
+		int32_t count[257] = {0};
+		for (int32_t z = 0; z < n; z++)
+			count[((key[idx[z]] >> shift) & 0xff) + 1]++;
+		int same = 0;
+		for (int b = 1; b <= 256; b++)
+			same |= count[b] == n;
+		if (same)
+			continue;
+		for (int b = 0; b < 256; b++)
+			count[b + 1] += count[b];
+		for (int32_t z = 0; z < n; z++)
+			tmp[count[(key[idx[z]] >> shift) & 0xff]++] = idx[z];
+		memcpy(idx, tmp, sizeof(int32_t) * (size_t)n);
+	}
+}
+
+sl_err planner_sluice_orders(planner_sluice_ctx_t *ctx)
+{
+	int32_t n = ctx->n;
+	size_t cnt = (size_t)(n > 0 ? n : 1);
+	sl_err rc = SL_OK;
+	uint64_t *key = calloc(cnt, sizeof(uint64_t));
+	int32_t *tmp = malloc(sizeof(int32_t) * cnt);
+	ctx->by_t = malloc(sizeof(int32_t) * cnt);
+	ctx->by_len = malloc(sizeof(int32_t) * cnt);
+	ctx->len_pos = malloc(sizeof(int32_t) * cnt);
+	if (!key || !tmp || !ctx->by_t || !ctx->by_len || !ctx->len_pos) {
+		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory for %d sequences", n);
+		goto out;
+	}
+	/* Longest first, ties by the lower index: a stable sort of the indices
+	 * by ~length (sl_plan_request refuses lengths below 1). Stage 1's order
+	 * sorts that stably by t1, largest first: t1 >= 0 and never NaN
+	 * (sl_profile_check keeps the model's constants >= 0), and the bits of
+	 * non-negative doubles order as their values do (-0 becomes +0). */
+	for (int32_t i = 0; i < n; i++) {
+		ctx->by_len[i] = i;
+		key[i] = ~(uint64_t)ctx->seqs[i].length;
+	}
+	radix_sort(ctx->by_len, tmp, key, n);
+	for (int32_t i = 0; i < n; i++) {
+		double t = ctx->t1[i] == 0 ? 0.0 : ctx->t1[i];
+		uint64_t bits;
+		memcpy(&bits, &t, sizeof(bits));
+		key[i] = ~bits;
+	}
+	memcpy(ctx->by_t, ctx->by_len, sizeof(int32_t) * (size_t)n);
+	radix_sort(ctx->by_t, tmp, key, n);
+	for (int32_t z = 0; z < n; z++)
+		ctx->len_pos[ctx->by_len[z]] = z;
+out:
+	free(key);
+	free(tmp);
+	return rc;
+}
+
+/* Below this many, planner_sluice_sort_len sorts by insertion (the lists
+ * it gets are mostly a rank's or a micro-batch's few sequences). */
+#define SORT_LEN_SMALL 24
+
+void planner_sluice_sort_len(const planner_sluice_ctx_t *ctx, int32_t *idx, int32_t m)
+{
+	const int32_t *pos = ctx->len_pos;
+	if (m > SORT_LEN_SMALL) {
+		qsort_r(idx, (size_t)m, sizeof(int32_t), cmp_len_pos, (void *)pos);
+		return;
+	}
+	for (int32_t q = 1; q < m; q++) {
+		int32_t x = idx[q], z = q;
+		for (; z > 0 && pos[idx[z - 1]] > pos[x]; z--)
+			idx[z] = idx[z - 1];
+		idx[z] = x;
+	}
 }
 
 /* Candidate index of stage 1 on large clusters: every rank in a min-heap
@@ -133,6 +217,15 @@ static void rindex_fini(rindex_t *ix)
 	free(ix->bucket);
 }
 
+/* Stage 1's finish of a rank (ready at `ready`, holding L tokens of S ms)
+ * that takes a sequence of s tokens and t ms; an empty rank's is its floor
+ * fl, which stage 1 computes as this would. */
+static double rank_finish(const planner_sluice_ctx_t *ctx, double ready, double S, double L,
+                          double t, double s, double fl, int offload)
+{
+	return L > 0 ? ready + S + t + rank_overhead(ctx, L + s, offload) : fl;
+}
+
 /* Whether rank r finishing at f beats the best so far (rank best at best_f;
  * best < 0 when none yet). The first candidate always wins: with inf or NaN
  * finish times no comparison holds, and best must still name a rank rather
@@ -149,6 +242,12 @@ static double rank_room(const planner_sluice_ctx_t *ctx, double L)
 		return 0;
 	return ceil(L / ctx->cap) * ctx->cap - L;
 }
+
+/* Margin (ms) by which a rank's floor in stage 1 must miss a finish before
+ * the rank is skipped unexamined: far above rounding and above N times the
+ * 1e-9 tolerance of better_rank on the clusters that scan every rank (N <=
+ * 256), far below any difference the choice of rank rests on. */
+#define STAGE1_SLACK 1e-6
 
 /* Rings of one shape looked at per rider on large clusters. */
 #define RIDER_PEEK 8
@@ -190,6 +289,10 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	double *L = calloc((size_t)N, sizeof(double));
 	double *S = calloc((size_t)N, sizeof(double));
 	double *F = malloc(sizeof(double) * (size_t)N);
+	/* rank_overhead of L[r], a floor under what adding to r costs */
+	double *O = calloc((size_t)N, sizeof(double));
+	double *R = calloc((size_t)N, sizeof(double)); /* rank_room of L[r] */
+	double *fl = malloc(sizeof(double) * (size_t)N); /* [N] floors of one sequence */
 	int32_t *bin = malloc(sizeof(int32_t) * (size_t)N);
 	int32_t *cand = malloc(sizeof(int32_t) * (size_t)(KFIRST + NBUCKET + 1));
 	planner_heap_ent_t first[KFIRST > RIDER_PEEK ? KFIRST : RIDER_PEEK];
@@ -206,18 +309,20 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 	int big = N > 256;
 	planner_iheap_t *kheap = NULL; /* [nd] open final rings by latest finish, per shape */
 	int32_t *wpos = NULL, peek[RIDER_PEEK];
-	if (!items || !L || !S || !F || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
+	if (!items || !L || !S || !F || !O || !R || !fl || !bin || !cand || !rw || !wmax || !lastw || !dk || !dval ||
 	    !dtr) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory assigning %d sequences", n);
 		goto out;
 	}
-	for (int32_t i = 0; i < n; i++)
+	/* the sequences not yet placed, in stage 1's order */
+	for (int32_t z = 0; z < n; z++) {
+		int32_t i = ctx->by_t[z];
 		if (st->where[i] == INT32_MIN) {
 			items[m].t = ctx->t1[i];
 			items[m].len = ctx->seqs[i].length;
 			items[m++].idx = i;
 		}
-	qsort(items, (size_t)m, sizeof(tkey_t), cmp_tkey);
+	}
 	if (big)
 		SL_CHECK_GOTO(rindex_init(&ix, N, ctx->cap), rc, out);
 	for (int32_t r = 0; r < N; r++) {
@@ -290,9 +395,54 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 			}
 			ctx->work += nc + NBUCKET;
 		} else {
+			/* Every rank's floor: its finish with the sequence, its
+			 * overhead as before (the overhead never drops as L grows,
+			 * rank_overhead, nor does the sum in floating point); on
+			 * an empty rank the floor is its finish (every empty
+			 * rank's overhead is the sequence's own). The rank of the
+			 * least floor, and the one of the least floor among those
+			 * with room for the sequence, are costed first: a rank
+			 * whose floor is STAGE1_SLACK past the lower of their
+			 * finishes can neither end up chosen nor, as the loop
+			 * below goes through the ranks in order, change which one
+			 * is (only ranks within 1e-9 of each other could, and the
+			 * slack is over N of those); nor can a rank whose floor
+			 * cannot beat the best so far by 1e-9 (better_rank). Both
+			 * are skipped: the same rank wins as when every rank is
+			 * costed. */
+			double ov0 = rank_overhead(ctx, s, knobs->offload);
+			int32_t c = -1, c2 = -1;
+			double fl_c = 0, fl_c2 = 0;
 			for (int32_t r = 0; r < N; r++) {
-				double f = st->ready[r] + S[r] + t +
-				           rank_overhead(ctx, L[r] + s, knobs->offload);
+				double x = st->ready[r] + S[r] + t + (L[r] > 0 ? O[r] : ov0);
+				fl[r] = x;
+				if (c < 0 || x < fl_c) {
+					c = r;
+					fl_c = x;
+				}
+				if (R[r] >= s && (c2 < 0 || x < fl_c2)) {
+					c2 = r;
+					fl_c2 = x;
+				}
+			}
+			double f_c = rank_finish(ctx, st->ready[c], S[c], L[c], t, s, fl[c], knobs->offload);
+			if (c2 >= 0 && c2 != c) {
+				double f2 = rank_finish(ctx, st->ready[c2], S[c2], L[c2], t, s, fl[c2],
+				                        knobs->offload);
+				if (f2 < f_c) {
+					f_c = f2;
+					c = c2;
+				}
+			}
+			double cut = isfinite(f_c) ? f_c + STAGE1_SLACK : NAN; /* NAN: no cut */
+			for (int32_t r = 0; r < N; r++) {
+				if (r != c && fl[r] >= cut)
+					continue;
+				if (best >= 0 && fl[r] >= best_f - 1e-9 + STAGE1_SLACK)
+					continue;
+				double f = r == c ? f_c
+				                  : rank_finish(ctx, st->ready[r], S[r], L[r], t, s,
+				                                fl[r], knobs->offload);
 				if (better_rank(f, r, best_f, best)) {
 					best_f = f;
 					best = r;
@@ -369,6 +519,8 @@ sl_err planner_sluice_assign(planner_sluice_state_t *st, const planner_sluice_kn
 		L[best] += s;
 		S[best] += t;
 		F[best] = best_f;
+		O[best] = rank_overhead(ctx, L[best], knobs->offload);
+		R[best] = rank_room(ctx, L[best]);
 		if (big)
 			SL_CHECK_GOTO(rindex_put(&ix, best, F[best], rank_room(ctx, L[best])), rc,
 			              out);
@@ -405,6 +557,9 @@ out:
 	free(L);
 	free(S);
 	free(F);
+	free(O);
+	free(R);
+	free(fl);
 	free(bin);
 	free(cand);
 	return rc;
@@ -417,14 +572,6 @@ typedef struct {
 	int64_t offcap;
 	int32_t idx;
 } pitem_t;
-
-static int cmp_pitem(const void *a, const void *b)
-{
-	const pitem_t *x = a, *y = b;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return (x->idx > y->idx) - (x->idx < y->idx);
-}
 
 /* Excess over cap of a micro-batch holding `load` tokens. */
 static int64_t excess(const planner_sluice_ctx_t *ctx, int64_t load)
@@ -668,6 +815,7 @@ sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
 		return SL_OK;
 	pitem_t *it = malloc(sizeof(pitem_t) * (size_t)m);
 	int32_t *as = malloc(sizeof(int32_t) * (size_t)m * 2);
+	int32_t *seq = as; /* the rank's sequences, gathered before as is used */
 	int64_t *load = malloc(sizeof(int64_t) * (size_t)(m + 2) * 2);
 	int32_t *bins = malloc(sizeof(int32_t) * (size_t)(m + 2));
 	if (!it || !as || !load || !bins) {
@@ -679,15 +827,20 @@ sl_err planner_sluice_pack_rank(planner_sluice_state_t *st, int32_t r,
 	for (int32_t b = st->rank_head[r]; b >= 0; b = st->bins[b].rnext) {
 		while (st->bins[b].head >= 0) {
 			int32_t i = st->bins[b].head;
-			it[m].len = ctx->seqs[i].length;
-			it[m].offcap = ctx->offcap[i];
-			it[m++].idx = i;
+			seq[m++] = i;
 			L += ctx->seqs[i].length;
 			planner_sluice_bin_remove(st, i);
 		}
 		bins[nb++] = b;
 	}
-	qsort(it, (size_t)m, sizeof(pitem_t), cmp_pitem);
+	/* longest first */
+	planner_sluice_sort_len(ctx, seq, m);
+	for (int32_t q = 0; q < m; q++) {
+		int32_t i = seq[q];
+		it[q].len = ctx->seqs[i].length;
+		it[q].offcap = ctx->offcap[i];
+		it[q].idx = i;
+	}
 	int32_t *best_as = as + m;
 	int64_t *ocap = load + (m + 2);
 	int32_t best_k = 0;

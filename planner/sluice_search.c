@@ -22,6 +22,11 @@
 #include "sluice_internal.h"
 
 #define EPS 1e-6
+/* Margin (ms) by which a lower bound on a move's score, summed in another
+ * order than the score itself, must miss the best move before the move is
+ * skipped unscored: far above the rounding of either sum (ulps of
+ * thousands of ms), so the skip is exact. */
+#define FLOOR_SLACK 1e-6
 /* Ranks looked at as targets on large clusters (all when N <= this). */
 #define SEARCH_TARGETS 48
 /* Micro-batches with room looked at per sequence when shedding work. */
@@ -44,6 +49,17 @@ static double bin_ms_delta(const planner_sluice_ctx_t *ctx, const planner_sluice
 	if ((double)tok - ctx->cap > (double)(b->offcap + doc))
 		return INFINITY;
 	return planner_sluice_bin_ms(ctx, tok, b->sum_t + dt, cnt);
+}
+
+/* fmax without the libm call (it is not inlined): the same value for every
+ * pair, NaN included (the other argument), so scores do not change. */
+static inline double max_ms(double a, double b)
+{
+	if (a != a)
+		return b;
+	if (b != b)
+		return a;
+	return a > b ? a : b;
 }
 
 enum { MV_NONE, MV_BIN, MV_NEWBIN, MV_SWAP, MV_GIVE, MV_DISSOLVE, MV_WIDE };
@@ -106,8 +122,18 @@ typedef struct {
 	int32_t *plan_to; /* [n] bin chosen for each sequence of the dissolved bin */
 	double *wmax;    /* [nwide] latest finish among a wide group's ranks but rs */
 	char *has_rs;    /* [nwide] whether rs is one of its ranks */
-	/* the targets: the ranks that finish first, a bounded max-heap */
-	planner_heap_t first;
+	/* One descent step's view of tbins[q], read by every sequence of rs
+	 * (nothing changes until a move is applied): the bin's time, and the
+	 * sequences of other ranks' bins copied out of their lists, in list
+	 * order, at seq_of[seq_off[q] .. seq_off[q + 1]), with their least and
+	 * largest t1 (a sequence of rs swaps only with a shorter one, and only
+	 * within a window of times, below). */
+	double *tb_ms, *tb_min_t1, *tb_max_t1;
+	int32_t *seq_off;
+	int32_t *seq_of;  /* [n] */
+	double *seq_t1;   /* [n] */
+	int64_t *seq_len; /* [n] */
+	int32_t *ord;    /* [N] ranks by (finish, rank), kept across descent steps */
 } scratch_t;
 
 /* Tries to empty bin a of rank rs into the target ranks' micro-batches
@@ -167,16 +193,6 @@ static double try_dissolve(planner_sluice_state_t *st, scratch_t *sc, int32_t a,
 			worst = bestf;
 	}
 	return worst;
-}
-
-static int cmp_len_desc(const void *a, const void *b, void *arg)
-{
-	const planner_sluice_ctx_t *ctx = arg;
-	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-	int64_t lx = ctx->seqs[x].length, ly = ctx->seqs[y].length;
-	if (lx != ly)
-		return lx > ly ? -1 : 1;
-	return (x > y) - (x < y);
 }
 
 /* Takes a rider of a wide group that rank rs belongs to out into the best
@@ -240,28 +256,66 @@ static int try_riders(planner_sluice_state_t *st, scratch_t *sc, int32_t rs, dou
 	return 0;
 }
 
+static int cmp_rank_fin(const void *a, const void *b, void *arg)
+{
+	const double *fin = arg;
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	if (fin[x] != fin[y])
+		return fin[x] < fin[y] ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+/* Re-sorts the ranks ord[0 .. N) by (fin, rank). A descent step changes a
+ * few ranks' finish, so insertion sort restores the order in about N
+ * steps; when the order was far off (the first step, a retime), it stops
+ * after a few N moves and sorts the rest the usual way: the same order
+ * either way (finishes are finite: no move is taken that makes a group's
+ * time infinite, so the order is total). */
+static void sort_ranks(int32_t *ord, int32_t N, const double *fin)
+{
+	int64_t moves = 0, budget = 4 * (int64_t)N + 64;
+	for (int32_t q = 1; q < N; q++) {
+		int32_t x = ord[q], z = q;
+		double fx = fin[x];
+		for (; z > 0; z--) {
+			double fz = fin[ord[z - 1]];
+			if (fz < fx || (fz == fx && ord[z - 1] < x))
+				break;
+			ord[z] = ord[z - 1];
+		}
+		ord[z] = x;
+		moves += q - z;
+		if (moves > budget) {
+			qsort_r(ord, (size_t)N, sizeof(int32_t), cmp_rank_fin, (void *)fin);
+			return;
+		}
+	}
+}
+
+/* Reallocates *p to bytes; 0 (and *p untouched) when memory runs out. */
+static int resize(void **p, size_t bytes)
+{
+	void *q = realloc(*p, bytes);
+	if (q != NULL)
+		*p = q;
+	return q != NULL;
+}
+
 /* Grows the per-bin scratch arrays to hold nb bins. */
 static sl_err ensure_scratch(scratch_t *sc, int32_t nb)
 {
 	if (nb <= sc->tbins_cap)
 		return SL_OK;
 	size_t nc = (size_t)nb * 2 + 16;
-	int32_t *a1 = realloc(sc->tbins, sizeof(int32_t) * nc);
-	if (a1)
-		sc->tbins = a1;
-	int64_t *a2 = realloc(sc->add_tok, sizeof(int64_t) * nc);
-	if (a2)
-		sc->add_tok = a2;
-	int64_t *a3 = realloc(sc->add_oc, sizeof(int64_t) * nc);
-	if (a3)
-		sc->add_oc = a3;
-	double *a4 = realloc(sc->add_t, sizeof(double) * nc);
-	if (a4)
-		sc->add_t = a4;
-	int32_t *a5 = realloc(sc->add_cnt, sizeof(int32_t) * nc);
-	if (a5)
-		sc->add_cnt = a5;
-	if (!a1 || !a2 || !a3 || !a4 || !a5)
+	if (!resize((void **)&sc->tbins, sizeof(int32_t) * nc) ||
+	    !resize((void **)&sc->add_tok, sizeof(int64_t) * nc) ||
+	    !resize((void **)&sc->add_oc, sizeof(int64_t) * nc) ||
+	    !resize((void **)&sc->add_t, sizeof(double) * nc) ||
+	    !resize((void **)&sc->add_cnt, sizeof(int32_t) * nc) ||
+	    !resize((void **)&sc->tb_ms, sizeof(double) * nc) ||
+	    !resize((void **)&sc->tb_min_t1, sizeof(double) * nc) ||
+	    !resize((void **)&sc->tb_max_t1, sizeof(double) * nc) ||
+	    !resize((void **)&sc->seq_off, sizeof(int32_t) * (nc + 1)))
 		return sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
 	sc->tbins_cap = (int32_t)nc;
 	return SL_OK;
@@ -279,24 +333,19 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 		if (!planner_sluice_budget_ok(ctx))
 			break;
 		/* the last rank (ties: the lowest) and the targets: the ntgt_max
-		 * ranks that finish first, kept in a bounded max-heap */
+		 * ranks that finish first (ties: the lower rank), earliest first,
+		 * read off sc->ord, kept sorted by (finish, rank) */
 		int32_t rs = 0;
 		for (int32_t r = 1; r < N; r++)
 			if (st->fin[r] > st->fin[rs])
 				rs = r;
 		double M = st->fin[rs];
-		planner_heap_clear(&sc->first);
-		for (int32_t r = 0; r < N; r++)
-			if (r != rs)
-				SL_CHECK(planner_heap_keep(&sc->first, ntgt_max, st->fin[r], r));
+		sort_ranks(sc->ord, N, st->fin);
+		int32_t nt = 0;
+		for (int32_t q = 0; q < N && nt < ntgt_max; q++)
+			if (sc->ord[q] != rs)
+				sc->tgt[nt++] = sc->ord[q];
 		ctx->work += N;
-		/* the max-heap pops the latest first: targets fill from the back,
-		 * earliest finish first (ties: the lower rank) */
-		int32_t nt = (int32_t)planner_heap_size(&sc->first);
-		for (int32_t q = nt - 1; q >= 0; q--) {
-			sc->tgt[q] = (int32_t)planner_heap_top(&sc->first)->id;
-			planner_heap_pop(&sc->first);
-		}
 		sc->tgt[nt] = -1;
 		for (int32_t q = 0; q < nt; q++)
 			sc->is_tgt[sc->tgt[q]] = 1;
@@ -309,6 +358,25 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				if (st->bins[b].count > 0)
 					sc->tbins[sc->ntb++] = b;
 		}
+		int32_t nseq = 0;
+		for (int32_t q = 0; q < sc->ntb; q++) {
+			const planner_sluice_bin_t *bb = &st->bins[sc->tbins[q]];
+			double lo = INFINITY, hi = -INFINITY;
+			sc->tb_ms[q] = bin_ms_of(ctx, bb);
+			sc->seq_off[q] = nseq;
+			for (int32_t j = bb->rank != rs ? bb->head : -1; j >= 0; j = st->next[j]) {
+				sc->seq_of[nseq] = j;
+				sc->seq_t1[nseq] = ctx->t1[j];
+				sc->seq_len[nseq++] = ctx->seqs[j].length;
+				if (ctx->t1[j] < lo)
+					lo = ctx->t1[j];
+				if (ctx->t1[j] > hi)
+					hi = ctx->t1[j];
+			}
+			sc->tb_min_t1[q] = lo;
+			sc->tb_max_t1[q] = hi;
+		}
+		sc->seq_off[sc->ntb] = nseq;
 		move_t best = {MV_NONE, -1, -1, -1, -1, M};
 		for (int32_t w = 0; w < st->nwide; w++) {
 			const planner_sluice_wide_t *wd = &st->wide[w];
@@ -331,10 +399,16 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 			if (ba->count == 0)
 				continue;
 			double ta = bin_ms_of(ctx, ba);
-			/* whole micro-batch to another rank */
+			/* whole micro-batch to another rank: targets come earliest
+			 * finish first, so the scores never drop along them, and
+			 * once one does not win no later one can (only the first
+			 * can win at all): exact */
 			for (int32_t q = 0; q < nt; q++) {
 				int32_t r = sc->tgt[q];
-				consider(&best, MV_GIVE, -1, -1, a, r, fmax(M - ta, st->fin[r] + ta));
+				double score = max_ms(M - ta, st->fin[r] + ta);
+				if (!(score < best.score - EPS))
+					break;
+				consider(&best, MV_GIVE, -1, -1, a, r, score);
 			}
 			ctx->work += nt;
 			for (int32_t i = ba->head; i >= 0; i = st->next[i]) {
@@ -344,6 +418,9 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				double fa = M - ta + ta2; /* rs's finish without i */
 				if (fa >= M - EPS)
 					continue;
+				/* rs's finish after swapping i for j, less its offload:
+				 * a floor under a swap's score (below) */
+				const double swap_a = (M - ta) + ctx->beta + ba->sum_t;
 				/* into an existing micro-batch */
 				for (int32_t q = 0; q < sc->ntb; q++) {
 					int32_t b = sc->tbins[q];
@@ -354,24 +431,33 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					 * (adding never shortens a bin): skip what cannot win */
 					if (bb->rank != rs && st->fin[bb->rank] >= best.score - EPS)
 						continue;
+					/* ... and d >= t (up to rounding): so is the score
+					 * at least its rank's finish (rs's without i) + t */
+					if ((bb->rank == rs ? fa : st->fin[bb->rank]) + t >=
+					    best.score - EPS + FLOOR_SLACK)
+						continue;
 					double tb2 = bin_ms_delta(ctx, bb, s, t, 1, ctx->offcap[i]);
 					if (isinf(tb2))
 						continue;
-					double d = tb2 - bin_ms_of(ctx, bb);
+					double d = tb2 - sc->tb_ms[q];
 					if (bb->rank == rs)
 						consider(&best, MV_BIN, i, -1, b, rs, fa + d);
 					else
 						consider(&best, MV_BIN, i, -1, b, bb->rank,
-						         fmax(fa, st->fin[bb->rank] + d));
+						         max_ms(fa, st->fin[bb->rank] + d));
 				}
 				ctx->work += sc->ntb;
 				/* into a new micro-batch of another rank */
 				if ((double)s - ctx->cap <= (double)ctx->offcap[i]) {
 					double tn = planner_sluice_bin_ms(ctx, s, t, 1);
+					/* as for whole micro-batches: only the first
+					 * target can win */
 					for (int32_t q = 0; q < nt; q++) {
 						int32_t r = sc->tgt[q];
-						consider(&best, MV_NEWBIN, i, -1, -1, r,
-						         fmax(fa, st->fin[r] + tn));
+						double score = max_ms(fa, st->fin[r] + tn);
+						if (!(score < best.score - EPS))
+							break;
+						consider(&best, MV_NEWBIN, i, -1, -1, r, score);
 					}
 					ctx->work += nt;
 				}
@@ -390,7 +476,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					wd->sum_t -= tr;
 					wd->res -= res;
 					wd->offcap -= oc;
-					double sc2 = fmax(sc->wmax[w] + dl, sc->has_rs[w] ? fa + dl : fa);
+					double sc2 = max_ms(sc->wmax[w] + dl, sc->has_rs[w] ? fa + dl : fa);
 					consider(&best, MV_WIDE, i, -1, w, -1, sc2);
 				}
 				ctx->work += 4 * st->nwide;
@@ -400,29 +486,49 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 					const planner_sluice_bin_t *bb = &st->bins[b];
 					if (bb->rank == rs)
 						continue;
-					double tb = bin_ms_of(ctx, bb);
+					double tb = sc->tb_ms[q];
 					/* A swap gives this bin a longer sequence (t1 grows with
 					 * the length, so t1[j] < t means a shorter j: dl > 0,
 					 * dt > 0), which cannot shorten it (bin_ms is monotone,
 					 * and so is its floating point): every score here is at
 					 * least (fin - tb) + tb. Once that cannot beat the best
 					 * move, the bin is skipped. Exact: the same moves win. */
+					/* ... and a bin with no sequence shorter than i
+					 * has no swap at all. */
 					const double floor_b = (st->fin[bb->rank] - tb) + tb;
-					for (int32_t j = floor_b < best.score - EPS ? bb->head : -1; j >= 0;
-					     j = st->next[j]) {
-						if (ctx->t1[j] >= t)
+					const double swap_b = (st->fin[bb->rank] - tb) + ctx->beta + bb->sum_t;
+					/* Below, a swap with j needs dt = t - t1[j] under
+					 * thr - swap_b and over swap_a - thr: a bin whose
+					 * times all miss that window (by more than
+					 * rounding) has no swap either. */
+					int32_t k0 = sc->seq_off[q], k1 = sc->seq_off[q + 1];
+					double thr0 = best.score - EPS + FLOOR_SLACK;
+					if (!(floor_b < best.score - EPS) || !(sc->tb_min_t1[q] < t) ||
+					    !(sc->tb_max_t1[q] > t - (thr0 - swap_b) - FLOOR_SLACK) ||
+					    !(sc->tb_min_t1[q] < t - (swap_a - thr0) + FLOOR_SLACK))
+						k1 = k0;
+					for (int32_t k = k0; k < k1; k++) {
+						if (sc->seq_t1[k] >= t)
 							continue;
-						if (ctx->seqs[j].length <= s && floor_b >= best.score - EPS)
+						if (sc->seq_len[k] <= s && floor_b >= best.score - EPS)
 							continue;
-						int64_t dl = s - ctx->seqs[j].length;
-						double dt = t - ctx->t1[j];
+						/* Each side of a swap finishes at least at its
+						 * floor, less or plus dt, the offload being at
+						 * least 0: j too short loads b past the best
+						 * move, j too long frees too little of a */
+						double dt = t - sc->seq_t1[k];
+						double thr = best.score - EPS + FLOOR_SLACK;
+						if (swap_b + dt >= thr || swap_a - dt >= thr)
+							continue;
+						int32_t j = sc->seq_of[k];
+						int64_t dl = s - sc->seq_len[k];
 						int64_t doc = ctx->offcap[i] - ctx->offcap[j];
 						double na = bin_ms_delta(ctx, ba, -dl, -dt, 0, -doc);
 						double nb = bin_ms_delta(ctx, bb, dl, dt, 0, doc);
 						if (isinf(na) || isinf(nb))
 							continue;
 						consider(&best, MV_SWAP, i, j, b, bb->rank,
-						         fmax(M - ta + na, st->fin[bb->rank] - tb + nb));
+						         max_ms(M - ta + na, st->fin[bb->rank] - tb + nb));
 					}
 					ctx->work += bb->count;
 				}
@@ -432,7 +538,7 @@ static sl_err descend(planner_sluice_state_t *st, scratch_t *sc, int32_t *seqs, 
 				int32_t m = 0;
 				for (int32_t i = ba->head; i >= 0; i = st->next[i])
 					seqs[m++] = i;
-				qsort_r(seqs, (size_t)m, sizeof(int32_t), cmp_len_desc, ctx);
+				planner_sluice_sort_len(ctx, seqs, m);
 				double sc_ = try_dissolve(st, sc, a, rs, M, seqs, m);
 				if (sc_ < best.score - EPS) {
 					consider(&best, MV_DISSOLVE, -1, -1, a, -1, sc_);
@@ -660,9 +766,9 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	int32_t *seqs = NULL;
 	(void)knobs;
 	memset(&sc, 0, sizeof(sc));
-	planner_heap_init(&sc.first, 1);
 	size_t nb0 = (size_t)st->bins_cap + (size_t)N + 16;
 	sc.rf = malloc(sizeof(planner_key_t) * (size_t)N);
+	sc.ord = malloc(sizeof(int32_t) * (size_t)N);
 	sc.tgt = malloc(sizeof(int32_t) * ((size_t)N + 1));
 	sc.is_tgt = calloc((size_t)N, 1);
 	sc.tbins_cap = (int32_t)nb0;
@@ -676,12 +782,22 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	sc.wmax = malloc(sizeof(double) * (size_t)(st->nwide + 1));
 	sc.has_rs = malloc((size_t)(st->nwide + 1));
 	seqs = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-	if (!sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
+	sc.tb_ms = malloc(sizeof(double) * nb0);
+	sc.tb_min_t1 = malloc(sizeof(double) * nb0);
+	sc.tb_max_t1 = malloc(sizeof(double) * nb0);
+	sc.seq_off = malloc(sizeof(int32_t) * (nb0 + 1));
+	sc.seq_of = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+	sc.seq_t1 = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+	sc.seq_len = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+	if (!sc.tb_ms || !sc.tb_min_t1 || !sc.tb_max_t1 || !sc.seq_off || !sc.seq_of || !sc.seq_t1 || !sc.seq_len ||
+	    !sc.rf || !sc.tgt || !sc.is_tgt || !sc.tbins || !sc.add_tok || !sc.add_oc ||
 	    !sc.add_t || !sc.add_cnt || !sc.dfin || !sc.plan_to || !sc.wmax || !sc.has_rs ||
-	    !seqs || planner_heap_reserve(&sc.first, SEARCH_TARGETS) != SL_OK) {
+	    !seqs || !sc.ord) {
 		rc = sl_seterr(SL_ENOMEM, "sluice: out of memory in the local search");
 		goto out;
 	}
+	for (int32_t r = 0; r < N; r++)
+		sc.ord[r] = r;
 	planner_sluice_retime(st);
 	/* Descend on the last finish; then trade work (offloaded excess, nearly
 	 * empty micro-batches) for room that ranks below the step still have,
@@ -698,7 +814,7 @@ sl_err planner_sluice_search(planner_sluice_state_t *st, const planner_sluice_kn
 	}
 out:
 	free(sc.rf);
-	planner_heap_fini(&sc.first);
+	free(sc.ord);
 	free(sc.tgt);
 	free(sc.is_tgt);
 	free(sc.tbins);
@@ -710,6 +826,13 @@ out:
 	free(sc.plan_to);
 	free(sc.wmax);
 	free(sc.has_rs);
+	free(sc.tb_ms);
+	free(sc.tb_min_t1);
+	free(sc.tb_max_t1);
+	free(sc.seq_off);
+	free(sc.seq_of);
+	free(sc.seq_t1);
+	free(sc.seq_len);
 	free(seqs);
 	return rc;
 }

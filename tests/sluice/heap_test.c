@@ -1,8 +1,8 @@
 /* Tests of the planner's binary heap (planner/heap.c): pop order against a
  * sorted reference, ties by id in both directions, growth from a zeroed
- * struct, re-keying the top (LPT dealing against a linear scan), bounded
- * selection, and lazy deletion by stamp; the indexed heap against a brute
- * force reference under random re-keys and removals. */
+ * struct, re-keying the top (LPT dealing against a linear scan), and lazy
+ * deletion by stamp; the indexed heap against a brute force reference under
+ * random re-keys and removals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,35 +158,6 @@ static void test_replace_top_lpt(void **state)
 	planner_heap_fini(&h);
 }
 
-/* A max-heap bounded at k keeps the k entries that come first (key, then
- * id), and they pop latest first; k = 0 keeps nothing. */
-static void test_keep_bounded(void **state)
-{
-	(void)state;
-	enum { N = 300, K = 17 };
-	planner_key_t ref[N];
-	double key[K];
-	int64_t id[K];
-	planner_heap_t h;
-	planner_heap_init(&h, 1);
-	uint64_t s = 3;
-	for (int32_t i = 0; i < N; i++) {
-		ref[i].key = (double)(rng_next(&s) % 20);
-		ref[i].id = N - 1 - i;
-		assert_int_equal(planner_heap_keep(&h, K, ref[i].key, ref[i].id), SL_OK);
-		assert_int_equal(planner_heap_size(&h), i + 1 < K ? i + 1 : K);
-	}
-	qsort(ref, N, sizeof(ref[0]), planner_key_asc);
-	drain(&h, key, id, K);
-	for (int i = 0; i < K; i++) {
-		assert_true(key[i] == ref[K - 1 - i].key);
-		assert_int_equal(id[i], ref[K - 1 - i].id);
-	}
-	assert_int_equal(planner_heap_keep(&h, 0, 1.0, 1), SL_OK);
-	assert_int_equal(planner_heap_size(&h), 0);
-	planner_heap_fini(&h);
-}
-
 /* Lazy deletion: re-keying an id bumps its stamp and pushes it again; the
  * stale entries never surface through top_live, live ones come out in
  * order, and a heap of stale entries only reads as empty. */
@@ -309,8 +280,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_order_matches_sort), cmocka_unit_test(test_ties_by_id),
 	    cmocka_unit_test(test_growth_and_clear),   cmocka_unit_test(test_replace_top_lpt),
-	    cmocka_unit_test(test_keep_bounded),       cmocka_unit_test(test_lazy_stamps),
-	    cmocka_unit_test(test_indexed),
+	    cmocka_unit_test(test_lazy_stamps),        cmocka_unit_test(test_indexed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
