@@ -28,6 +28,17 @@
  * SdP_swapAB): a wgmma accumulator's 16-column block, rounded to bf16, is
  * the A fragment of m64k16 (attn_sm90.cuh).
  *
+ * Options (template OPT, KERN_BWD90_* in kern.h; each a table variant, so
+ * they are measured side by side): OV issues dP^T right behind S^T (it runs
+ * under the exponentials), dV's product before dS^T's arithmetic, and
+ * waits for dV and dK only after dQ's product is issued (wgmma.wait_group 1),
+ * so the tensor cores are not idle at the barrier; V4 adds dQ with 16-byte
+ * atomics (a lane pair trades halves so each lane holds 4 columns of one
+ * row), halving the atomic instructions; BULK stages each warp's 16 dQ rows
+ * in shared memory and adds each row with one cp.reduce.async.bulk (the
+ * TMA unit's reduce-add, FlashAttention-3's dQaccum route) instead of 16
+ * atomics per thread; STAGES 3 (S3) deepens the Q/dO ring.
+ *
  * Tile shapes: D = 128: BM = 64 (dQ: consumer c takes D columns 64c..);
  * D = 64: BM = 128 (dQ: consumer c takes query rows 64c..). Either way each
  * consumer's dQ part is one whole 64 x 64 swizzle atom column, so every
