@@ -341,30 +341,45 @@ static sl_err launch_bwd(const kern_bwd_args_t *a, int split, cudaStream_t st)
 }
 
 /* A backward variant: mma.sync tiles (bn = 16 nw keys, bm queries; launch)
- * or, with sm90 set, one of attn_bwd_sm90.cu's (bn = 128 keys; launch90). */
+ * or, with sm90 set, attn_bwd_sm90.cu's kernel (bn = 128 keys) with the
+ * options opt (KERN_BWD90_*). */
 struct bwd_variant {
 	int d, bn, bm;
-	int sm90;
+	int sm90, opt;
 	const char *name;
 	sl_err (*launch)(const kern_bwd_args_t *, int, cudaStream_t);
-	sl_err (*launch90)(const kern_bwd_args_t *, cudaStream_t);
 };
 
 #define BWD_V(D, NW, BM, NSUB)                                                                     \
 	{                                                                                          \
-		D, 16 * NW, BM, 0, "d" #D "_n" #NW "x16_m" #BM "s" #NSUB,                         \
-		    launch_bwd<D, NW, BM, NSUB>, nullptr                                               \
+		D, 16 * NW, BM, 0, 0, "d" #D "_n" #NW "x16_m" #BM "s" #NSUB,                      \
+		    launch_bwd<D, NW, BM, NSUB>                                                        \
 	}
+#define BWD_V90(D, BM, S, TAG, OPT)                                                               \
+	{                                                                                          \
+		D, 128, BM, 1, OPT, "sm90_d" #D "_n128_m" #BM "_s" #S TAG, nullptr                \
+	}
+/* the sm_90a variants after the first, one per option set (KERN_BWD90_*) */
+#define BWD_V90_OPTS(D, BM)                                                                        \
+	BWD_V90(D, BM, 2, "_ov", KERN_BWD90_OV), BWD_V90(D, BM, 2, "_v4", KERN_BWD90_V4),         \
+	    BWD_V90(D, BM, 2, "_bulk", KERN_BWD90_BULK),                                         \
+	    BWD_V90(D, BM, 2, "_ov_v4", KERN_BWD90_OV | KERN_BWD90_V4),                           \
+	    BWD_V90(D, BM, 2, "_ov_bulk", KERN_BWD90_OV | KERN_BWD90_BULK),                       \
+	    BWD_V90(D, BM, 3, "_ov_v4", KERN_BWD90_S3 | KERN_BWD90_OV | KERN_BWD90_V4)
 /* New variants go after a head dim's existing ones: variants are chosen by
  * index (SLUICE_KERN_BWD, kern_bwd_default). */
 static const bwd_variant bwd_table[] = {
     BWD_V(64, 4, 64, 1),  BWD_V(64, 4, 128, 2), BWD_V(64, 4, 64, 2),
-    {64, 128, 128, 1, "sm90_d64_n128_m128_s2", nullptr, kern_sm90_bwd_d64},
+    BWD_V90(64, 128, 2, "", 0),
+    BWD_V90_OPTS(64, 128), /* indices 4-9 */
     BWD_V(128, 4, 32, 1), BWD_V(128, 4, 64, 1), BWD_V(128, 8, 32, 1),
     BWD_V(128, 4, 64, 2), BWD_V(128, 8, 64, 2),
-    {128, 128, 64, 1, "sm90_d128_n128_m64_s2", nullptr, kern_sm90_bwd_d128},
+    BWD_V90(128, 64, 2, "", 0),
+    BWD_V90_OPTS(128, 64), /* indices 6-11 */
 };
 #undef BWD_V
+#undef BWD_V90
+#undef BWD_V90_OPTS
 static const int bwd_count = sizeof(bwd_table) / sizeof(bwd_table[0]);
 
 static const bwd_variant *bwd_find(int32_t head_dim, int variant)
@@ -466,7 +481,7 @@ sl_err kern_attn_bwd(const kern_bwd_args_t *a, int variant, cudaStream_t st)
 	if (a->ntiles == 0)
 		return SL_OK;
 	if (v->sm90 && kern_sm90_bwd_fits(a))
-		return v->launch90(a, st);
+		return kern_sm90_bwd(a, v->opt, st);
 	int split = 1;
 	if (v->sm90) {
 		/* the mma.sync default on this variant's tiles */

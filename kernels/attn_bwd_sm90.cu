@@ -28,6 +28,17 @@
  * SdP_swapAB): a wgmma accumulator's 16-column block, rounded to bf16, is
  * the A fragment of m64k16 (attn_sm90.cuh).
  *
+ * Options (template OPT, KERN_BWD90_* in kern.h; each a table variant, so
+ * they are measured side by side): OV issues dP^T right behind S^T (it runs
+ * under the exponentials), dV's product before dS^T's arithmetic, and
+ * waits for dV and dK only after dQ's product is issued (wgmma.wait_group 1),
+ * so the tensor cores are not idle at the barrier; V4 adds dQ with 16-byte
+ * atomics (a lane pair trades halves so each lane holds 4 columns of one
+ * row), halving the atomic instructions; BULK stages each warp's 16 dQ rows
+ * in shared memory and adds each row with one cp.reduce.async.bulk (the
+ * TMA unit's reduce-add, FlashAttention-3's dQaccum route) instead of 16
+ * atomics per thread; STAGES 3 (S3) deepens the Q/dO ring.
+ *
  * Tile shapes: D = 128: BM = 64 (dQ: consumer c takes D columns 64c..);
  * D = 64: BM = 128 (dQ: consumer c takes query rows 64c..). Either way each
  * consumer's dQ part is one whole 64 x 64 swizzle atom column, so every
@@ -55,6 +66,12 @@ struct bwd_maps {
 
 constexpr int BWD_BN = 128;      /* keys per block: 2 consumers x 64 */
 constexpr int BWD_THREADS = 384; /* producer + 2 consumer warpgroups */
+/* KERN_BWD90_BULK's dQ staging: a warp's 16 rows of 64 fp32, each row
+ * padded by 32 bytes so that the float2 stores of a half warp (rows g,
+ * columns 2 t4) fall on 16 different bank pairs (row stride = 8 banks mod
+ * 32); the bulk copy needs a row's 256 bytes contiguous, so no swizzle. */
+constexpr uint32_t BWD_DQROW = 256 + 32;
+constexpr uint32_t BWD_DQW = 16 * BWD_DQROW;
 
 /* Shared memory, every tile on a 1024-byte boundary (the 128B swizzle's
  * phase is the address's own bits; descriptors' base offset 0):
@@ -62,8 +79,10 @@ constexpr int BWD_THREADS = 384; /* producer + 2 consumer warpgroups */
  *   Q, dO      [STAGES][D/64 slabs][BM rows][64 cols]
  *   dS^T       [2 buffers][BM/64 slabs][BN key rows][64 query cols]
  *   LSE, delta [STAGES][BM] fp32
+ *   dQ         (KERN_BWD90_BULK only) [8 warps][16 rows][BWD_DQROW bytes]
+ *              fp32, each warp's rows of its consumer's 64 x 64 dQ part
  *   barriers   kv, full[STAGES], empty[STAGES] */
-template <int D, int BM, int STAGES> struct bwd_smem {
+template <int D, int BM, int STAGES, bool BULK> struct bwd_smem {
 	static constexpr uint32_t KV = BWD_BN * D * 2; /* one K (or V) tile */
 	static constexpr uint32_t QB = BM * D * 2;     /* one Q (or dO) stage */
 	static constexpr uint32_t DSB = BWD_BN * BM * 2; /* one dS^T buffer */
@@ -74,7 +93,8 @@ template <int D, int BM, int STAGES> struct bwd_smem {
 	static constexpr uint32_t DS0 = DO0 + STAGES * QB;
 	static constexpr uint32_t L0 = DS0 + 2 * DSB;
 	static constexpr uint32_t DL0 = L0 + STAGES * BM * 4;
-	static constexpr uint32_t BAR = DL0 + STAGES * BM * 4;
+	static constexpr uint32_t DQ0 = DL0 + STAGES * BM * 4;
+	static constexpr uint32_t BAR = DQ0 + (BULK ? 8 * BWD_DQW : 0);
 	static constexpr uint32_t BYTES = BAR + 8 * (1 + 2 * STAGES);
 	static constexpr size_t ALLOC = BYTES + 1024; /* re-aligned to 1024 */
 	static_assert(KV % 1024 == 0 && QB % 1024 == 0 && DSB % 1024 == 0, "tile alignment");
@@ -82,14 +102,17 @@ template <int D, int BM, int STAGES> struct bwd_smem {
 	static_assert(ALLOC <= 227 * 1024, "shared memory of one block");
 };
 
-template <int D, int BM, int STAGES>
+template <int D, int BM, int STAGES, int OPT>
 __global__ void __launch_bounds__(BWD_THREADS, 1)
     bwd_sm90_kernel(const kern_bwd_args_t a, const __grid_constant__ bwd_maps maps)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 	__trap(); /* compiled for another target: kern_sm90_bwd_fits never picks it */
 #else
-	using L = bwd_smem<D, BM, STAGES>;
+	constexpr bool OV = (OPT & KERN_BWD90_OV) != 0;
+	constexpr bool V4 = (OPT & KERN_BWD90_V4) != 0;
+	constexpr bool BULK = (OPT & KERN_BWD90_BULK) != 0;
+	using L = bwd_smem<D, BM, STAGES, BULK>;
 	constexpr int BN = BWD_BN;
 	constexpr uint32_t KSLAB = BN * 128; /* bytes of one 64-column slab of K/V */
 	constexpr uint32_t QSLAB = BM * 128; /* ... of a Q/dO stage */
@@ -254,6 +277,21 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 
 		mbar_wait(bfull + 8 * st, n & 1);
 
+		/* acc = A B^T, A = 64 rows of K or V at sa, B = the stage's Q or dO
+		 * at sq (both K-major), as one commit group */
+		auto issue_kmajor = [&](float (&acc)[BM / 2], uint32_t sa, uint32_t sq) {
+			wg_fence();
+			const uint64_t da = desc_sw128(sa, 16, 1024);
+			const uint64_t db = desc_sw128(sq, 16, 1024);
+#pragma unroll
+			for (int ks = 0; ks < D / 16; ++ks) {
+				const uint32_t ko = (ks >> 2) * KSLAB + (ks & 3) * 32;
+				const uint32_t qo = (ks >> 2) * QSLAB + (ks & 3) * 32;
+				wgmma_ss<BM>(acc, da + (ko >> 4), db + (qo >> 4), ks > 0);
+			}
+			wg_commit();
+		};
+
 		/* Descriptors (desc_sw128(addr, lbo, sbo)), as the forward builds
 		 * its: K-major operands (contraction along the 128-byte row) step 32
 		 * bytes per k16 inside a slab and a whole slab every 4 steps, lbo
@@ -261,21 +299,18 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		 * = 2048 bytes per k16, lbo = the distance between 64-column slabs
 		 * along M/N. sbo = 1024: 8 rows of 128 bytes. */
 
-		/* S^T = K_c Q^T: A = K rows 64c.. (K-major), B = Q [BM][D] (K-major) */
-		float sc[BM / 2];
-		wg_fence();
-		{
-			const uint64_t da = desc_sw128(sb + L::K0 + cw * 64 * 128, 16, 1024);
-			const uint64_t db = desc_sw128(sQs, 16, 1024);
-#pragma unroll
-			for (int ks = 0; ks < D / 16; ++ks) {
-				const uint32_t ko = (ks >> 2) * KSLAB + (ks & 3) * 32;
-				const uint32_t qo = (ks >> 2) * QSLAB + (ks & 3) * 32;
-				wgmma_ss<BM>(sc, da + (ko >> 4), db + (qo >> 4), ks > 0);
-			}
-			wg_commit();
+		/* S^T = K_c Q^T: A = K rows 64c.. (K-major), B = Q [BM][D] (K-major);
+		 * with OV dP^T = V_c dO^T (A = V rows 64c.., B = dO, both K-major)
+		 * is issued right behind it and runs under the exponentials */
+		float sc[BM / 2], dp[BM / 2];
+		const uint32_t sVc = sb + L::V0 + cw * 64 * 128;
+		issue_kmajor(sc, sb + L::K0 + cw * 64 * 128, sQs);
+		if constexpr (OV) {
+			issue_kmajor(dp, sVc, sdOs);
+			wg_wait<1>();
+		} else {
+			wg_wait<0>();
 		}
-		wg_wait<0>();
 		pin(sc);
 
 		/* P^T: keys are rows, queries columns (attn_bwd.cu's rule) */
@@ -312,8 +347,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		 * g, cols 2t4..), a1 (g + 8, 2t4..), a2 (g, 2t4 + 8..), a3 (g + 8,
 		 * 2t4 + 8..) = accumulator elements 8kk + {0,1}, {2,3}, {4,5},
 		 * {6,7}. S^T's fp32 registers die here: dS uses the bf16 P (what
-		 * dV's product uses too), so S^T and dP^T are never live together
-		 * next to dK and dV. */
+		 * dV's product uses too), so without OV S^T and dP^T are never live
+		 * together next to dK and dV. */
 		uint32_t pf[BM / 16][4];
 #pragma unroll
 		for (int kk = 0; kk < BM / 16; ++kk)
@@ -321,21 +356,21 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 			for (int q4 = 0; q4 < 4; ++q4)
 				pf[kk][q4] = pack_bf16(sc[8 * kk + 2 * q4], sc[8 * kk + 2 * q4 + 1]);
 
-		/* dP^T = V_c dO^T: A = V rows 64c.. (K-major), B = dO (K-major) */
-		float dp[BM / 2];
-		wg_fence();
-		{
-			const uint64_t da = desc_sw128(sb + L::V0 + cw * 64 * 128, 16, 1024);
-			const uint64_t db = desc_sw128(sdOs, 16, 1024);
+		/* B of dV += P^T dO and dK += dS^T Q: dO, Q [q = k][D = n], MN-major */
+		const uint64_t ot = desc_sw128(sdOs, QSLAB, 1024);
+		const uint64_t qt = desc_sw128(sQs, QSLAB, 1024);
+		if constexpr (OV) {
+			/* dV's product needs only P^T: it runs under dS^T's arithmetic */
+			wg_fence();
 #pragma unroll
-			for (int ks = 0; ks < D / 16; ++ks) {
-				const uint32_t ko = (ks >> 2) * KSLAB + (ks & 3) * 32;
-				const uint32_t qo = (ks >> 2) * QSLAB + (ks & 3) * 32;
-				wgmma_ss<BM>(dp, da + (ko >> 4), db + (qo >> 4), ks > 0);
-			}
+			for (int kk = 0; kk < BM / 16; ++kk)
+				wgmma_rs_tb<D>(dv, pf[kk], ot + ((kk * 16 * 128) >> 4));
 			wg_commit();
+			wg_wait<1>(); /* dP^T done, dV may still run */
+		} else {
+			issue_kmajor(dp, sVc, sdOs);
+			wg_wait<0>();
 		}
-		wg_wait<0>();
 		pin(dp);
 
 		/* dS^T = scale * P^T (dP^T - delta), packed like P^T and also
@@ -362,30 +397,36 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 			}
 		fence_proxy_async();
 
-		/* dV += P^T dO, dK += dS^T Q: B = dO, Q [q = k][D = n], MN-major */
 		wg_fence();
 		{
-			const uint64_t ot = desc_sw128(sdOs, QSLAB, 1024);
-			const uint64_t qt = desc_sw128(sQs, QSLAB, 1024);
+			if constexpr (!OV) {
 #pragma unroll
-			for (int kk = 0; kk < BM / 16; ++kk)
-				wgmma_rs_tb<D>(dv, pf[kk], ot + ((kk * 16 * 128) >> 4));
+				for (int kk = 0; kk < BM / 16; ++kk)
+					wgmma_rs_tb<D>(dv, pf[kk], ot + ((kk * 16 * 128) >> 4));
+			}
 #pragma unroll
 			for (int kk = 0; kk < BM / 16; ++kk)
 				wgmma_rs_tb<D>(dk, sf[kk], qt + ((kk * 16 * 128) >> 4));
 			wg_commit();
 		}
-		wg_wait<0>();
-		pin(dv);
-		pin(dk);
-		pin(pf);
-		pin(sf);
-		mbar_arrive(bempty + 8 * st); /* Q, dO, LSE, delta of the stage are free */
+		/* Q, dO, LSE, delta of the stage are free once dV and dK are done */
+		auto release = [&]() {
+			pin(dv);
+			pin(dk);
+			pin(pf);
+			pin(sf);
+			mbar_arrive(bempty + 8 * st);
+		};
+		if constexpr (!OV) {
+			wg_wait<0>();
+			release();
+		}
 
 		/* both consumers' dS^T are in shared memory; dS^T buffer b is next
 		 * written at iteration it + 2, after the barrier of it + 1, which
 		 * neither consumer passes before the other has finished this
-		 * iteration's dQ (waited for below) */
+		 * iteration's dQ (waited for below). With OV dV and dK still run
+		 * here, under the barrier and dQ's product. */
 		named_bar_sync(1, 256);
 
 		/* dQ (64 x 64 of this consumer) = dS K: A = dS^T [keys = k][queries
@@ -402,21 +443,72 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 				                db + ((kk * 16 * 128) >> 4), kk > 0);
 			wg_commit();
 		}
+		if constexpr (OV) {
+			wg_wait<1>();
+			release();
+		}
 		wg_wait<0>();
 		pin(dq);
 
-		/* dQ rows 64 mw + 16 warp + g (+8), columns 64 nw + 8 jj + 2 t4 */
+		/* dQ rows 64 mw + 16 warp + g (+8), columns 64 nw + 8 jj + 2 t4,
+		 * added to global memory (never stored: hops accumulate into it) */
+		const int qw = qt0 + 64 * mw + 16 * warp; /* this warp's first row */
+		float *const dqw = a.dq + ((seg.off + qw) * a.heads + h) * D + 64 * nw;
+		const int64_t rs = static_cast<int64_t>(a.heads) * D; /* row stride */
+		if constexpr (BULK) {
+			/* each row's 64 floats to shared memory, then one bulk
+			 * reduce-add per row (lanes 0-15 each issue one) */
+			const uint32_t wq = sb + L::DQ0 + (4 * cw + warp) * BWD_DQW;
+			if (lane < 16)
+				bulk_wait_read(); /* the previous iteration's rows are read */
+			__syncwarp();
 #pragma unroll
-		for (int rr = 0; rr < 2; ++rr) {
-			const int qi = qt0 + 64 * mw + 16 * warp + g + 8 * rr;
-			if (qi >= qvalid)
-				continue;
-			float *dst = a.dq + ((seg.off + qi) * a.heads + h) * D + 64 * nw + 2 * t4;
+			for (int rr = 0; rr < 2; ++rr)
 #pragma unroll
-			for (int jj = 0; jj < 8; ++jj)
-				atomicAdd(reinterpret_cast<float2 *>(dst + 8 * jj),
-				          make_float2(dq[4 * jj + 2 * rr], dq[4 * jj + 2 * rr + 1]));
+				for (int jj = 0; jj < 8; ++jj)
+					st_shared_f32x2(wq + (g + 8 * rr) * BWD_DQROW + (8 * jj + 2 * t4) * 4,
+					                dq[4 * jj + 2 * rr], dq[4 * jj + 2 * rr + 1]);
+			fence_proxy_async();
+			__syncwarp();
+			if (lane < 16) {
+				if (qw + lane < qvalid)
+					bulk_reduce_add_f32(dqw + lane * rs, wq + lane * BWD_DQROW, 256);
+				bulk_commit();
+			}
+		} else if constexpr (V4) {
+			/* lane pairs (t4, t4 ^ 1) trade halves: the even lane adds row
+			 * g, columns 8 jj + 2 t4 .. + 3, the odd one row g + 8 */
+			const int odd = t4 & 1;
+			float *dst = dqw + (g + 8 * odd) * rs + 4 * (t4 >> 1);
+			const bool ok = qw + g + 8 * odd < qvalid;
+#pragma unroll
+			for (int jj = 0; jj < 8; ++jj) {
+				const float *x = dq + 4 * jj;
+				const float r0 = __shfl_xor_sync(0xffffffffu, odd ? x[0] : x[2], 1);
+				const float r1 = __shfl_xor_sync(0xffffffffu, odd ? x[1] : x[3], 1);
+				const float4 v = odd ? make_float4(r0, r1, x[2], x[3])
+				                     : make_float4(x[0], x[1], r0, r1);
+				if (ok)
+					atomicAdd(reinterpret_cast<float4 *>(dst + 8 * jj), v);
+			}
+		} else {
+#pragma unroll
+			for (int rr = 0; rr < 2; ++rr) {
+				if (qw + g + 8 * rr >= qvalid)
+					continue;
+				float *dst = dqw + (g + 8 * rr) * rs + 2 * t4;
+#pragma unroll
+				for (int jj = 0; jj < 8; ++jj)
+					atomicAdd(reinterpret_cast<float2 *>(dst + 8 * jj),
+					          make_float2(dq[4 * jj + 2 * rr], dq[4 * jj + 2 * rr + 1]));
+			}
 		}
+	}
+	if constexpr (BULK) {
+		/* the shared rows must outlive their reads, and the sums must land
+		 * before the launch counts as done */
+		if (lane < 16)
+			bulk_wait_all();
 	}
 
 	/* every row < len of the shard's dK/dV gets this hop's contribution */
@@ -447,16 +539,16 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 #endif
 }
 
-template <int D, int BM, int STAGES>
+template <int D, int BM, int STAGES, int OPT>
 static sl_err launch_bwd_sm90(const kern_bwd_args_t *a, cudaStream_t st)
 {
-	using L = bwd_smem<D, BM, STAGES>;
+	using L = bwd_smem<D, BM, STAGES, (OPT & KERN_BWD90_BULK) != 0>;
 	bwd_maps maps;
 	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, BM));
 	SL_CHECK(make_map(&maps.dout, a->dout, D, a->heads, a->ntok, BM));
 	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BWD_BN));
 	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BWD_BN));
-	auto fn = bwd_sm90_kernel<D, BM, STAGES>;
+	auto fn = bwd_sm90_kernel<D, BM, STAGES, OPT>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(L::ALLOC)));
 	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->kv_heads));
@@ -465,24 +557,53 @@ static sl_err launch_bwd_sm90(const kern_bwd_args_t *a, cudaStream_t st)
 	return SL_OK;
 }
 
+/* The option sets the variant table uses (kern.h), per head dim's tile. */
+template <int D, int BM>
+static sl_err launch_bwd_opt(const kern_bwd_args_t *a, int opt, cudaStream_t st)
+{
+	constexpr int OV = KERN_BWD90_OV, V4 = KERN_BWD90_V4, BULK = KERN_BWD90_BULK;
+	constexpr int S3 = KERN_BWD90_S3;
+	switch (opt) {
+	case 0:
+		return launch_bwd_sm90<D, BM, 2, 0>(a, st);
+	case OV:
+		return launch_bwd_sm90<D, BM, 2, OV>(a, st);
+	case V4:
+		return launch_bwd_sm90<D, BM, 2, V4>(a, st);
+	case BULK:
+		return launch_bwd_sm90<D, BM, 2, BULK>(a, st);
+	case OV | V4:
+		return launch_bwd_sm90<D, BM, 2, OV | V4>(a, st);
+	case OV | BULK:
+		return launch_bwd_sm90<D, BM, 2, OV | BULK>(a, st);
+	case S3 | OV | V4:
+		return launch_bwd_sm90<D, BM, 3, OV | V4>(a, st);
+	default:
+		return sl_seterr(SL_EINVAL, "%s:%d: no sm_90a backward with options %#x", __FILE__,
+		                 __LINE__, static_cast<unsigned>(opt));
+	}
+}
+
 } // namespace sm90
 } // namespace kern
 
 /* The sm_90a backward variants (kern.h): 128 keys per block. */
-sl_err kern_sm90_bwd_d64(const kern_bwd_args_t *a, cudaStream_t st)
+sl_err kern_sm90_bwd(const kern_bwd_args_t *a, int opt, cudaStream_t st)
 {
-	return kern::sm90::launch_bwd_sm90<64, 128, 2>(a, st);
-}
-sl_err kern_sm90_bwd_d128(const kern_bwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_bwd_sm90<128, 64, 2>(a, st);
+	if (a->head_dim == 64)
+		return kern::sm90::launch_bwd_opt<64, 128>(a, opt, st);
+	if (a->head_dim == 128)
+		return kern::sm90::launch_bwd_opt<128, 64>(a, opt, st);
+	return sl_seterr(SL_EINVAL, "%s:%d: no sm_90a backward for head_dim %d", __FILE__,
+	                 __LINE__, a->head_dim);
 }
 
 int kern_sm90_bwd_fits(const kern_bwd_args_t *a)
 {
 	const uintptr_t mis = reinterpret_cast<uintptr_t>(a->q) | reinterpret_cast<uintptr_t>(a->k) |
 	                      reinterpret_cast<uintptr_t>(a->v) |
-	                      reinterpret_cast<uintptr_t>(a->dout);
+	                      reinterpret_cast<uintptr_t>(a->dout) |
+	                      reinterpret_cast<uintptr_t>(a->dq); /* v4 / bulk adds */
 #if SLUICE_SM90A
 	return a->ntok > 0 && a->ntok <= INT32_MAX - 256 && (mis & 15u) == 0 && a->heads > 0 &&
 	       a->kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();

@@ -106,6 +106,11 @@ __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v)
 	asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
 
+__device__ __forceinline__ void st_shared_f32x2(uint32_t addr, float x, float y)
+{
+	asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(x), "f"(y) : "memory");
+}
+
 /* Loads rows [0, ROWS) x D bf16 of a row-major global matrix (row stride in
  * elements) into a swizzled tile; rows >= rows_valid are zero filled. Each
  * thread keeps one chunk column and steps RS rows at a time (RS a multiple of

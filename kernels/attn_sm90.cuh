@@ -124,6 +124,35 @@ __device__ __forceinline__ void tma_prefetch_desc(const CUtensorMap *map)
 	             : "memory");
 }
 
+/* Bulk reduce-add (PTX cp.reduce.async.bulk, sm_90): adds `bytes` (a
+ * multiple of 16) of fp32 at shared address src element-wise into global
+ * memory at dst (16-byte aligned), asynchronously; atomic per element, like
+ * red.global.add. Tracked in the issuing thread's bulk groups: commit, then
+ * wait before the source is overwritten (read) or the sums are needed (all).
+ * Write the source with st.shared, then fence_proxy_async() and a barrier
+ * of the writers before the issuing thread's call. */
+__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, uint32_t src, uint32_t bytes)
+{
+	asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+	             :: "l"(dst), "r"(src), "r"(bytes)
+	             : "memory");
+}
+__device__ __forceinline__ void bulk_commit()
+{
+	asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+/* Waits until this thread's committed bulk operations have read their
+ * shared-memory sources. */
+__device__ __forceinline__ void bulk_wait_read()
+{
+	asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+/* Waits until this thread's committed bulk operations are complete. */
+__device__ __forceinline__ void bulk_wait_all()
+{
+	asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+
 /* ------------------------------------------------ warpgroup registers --- */
 
 /* setmaxnreg (FlashAttention-3, section 3.1): the producer warpgroup gives

@@ -150,10 +150,18 @@ sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128_n128_ov(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128_n128_ov_pp(const kern_fwd_args_t *a, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
-/* The sm_90a backward launchers (attn_bwd_sm90.cu; 128-key tiles) and the
- * same test for a backward hop (q, k, v and dout aligned). */
-sl_err kern_sm90_bwd_d64(const kern_bwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_bwd_d128(const kern_bwd_args_t *a, cudaStream_t st);
+/* The sm_90a backward launcher (attn_bwd_sm90.cu; 128-key tiles; head_dim
+ * 64 or 128) with a set of the options below (0: the first kernel; the
+ * variant table in attn_bwd.cu names the sets it uses, others are
+ * SL_EINVAL), and the test for a backward hop (q, k, v, dout and dq
+ * 16-byte aligned). */
+enum {
+	KERN_BWD90_OV = 1,  /* dP^T under the exponentials, dV/dK under dQ's GEMM */
+	KERN_BWD90_V4 = 2,  /* dQ by 16-byte atomics (lane pairs trade halves) */
+	KERN_BWD90_BULK = 4, /* dQ via shared memory and bulk reduce-adds per row */
+	KERN_BWD90_S3 = 8   /* three Q/dO stages instead of two */
+};
+sl_err kern_sm90_bwd(const kern_bwd_args_t *a, int opt, cudaStream_t st);
 int kern_sm90_bwd_fits(const kern_bwd_args_t *a);
 
 /* Launch one hop on stream st (asynchronous; launch errors checked). */
