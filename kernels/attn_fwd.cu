@@ -284,6 +284,8 @@ static const fwd_variant fwd_table[] = {
     {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq_pp", kern_sm90_fwd_d128_n128_pp},
     {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2", kern_sm90_fwd_d128_n128_ov},
     {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_pp", kern_sm90_fwd_d128_n128_ov_pp},
+    {128, 2, 4, 176, 1, "sm90_d128_m128_n176_s2_seq_pp", kern_sm90_fwd_d128_n176_pp},
+    {128, 2, 4, 176, 1, "sm90_d128_m128_n176_s2_seq", kern_sm90_fwd_d128_n176},
 };
 #undef FWD_V
 static const int fwd_count = sizeof(fwd_table) / sizeof(fwd_table[0]);

@@ -55,6 +55,10 @@ template <int D, int BN, int STAGES> struct fwd_smem {
 	/* + 1024: the dynamic window is re-aligned to 1024 bytes */
 	static constexpr size_t ALLOC = BYTES + 1024;
 	static_assert(Q % 1024 == 0 && KV % 1024 == 0, "tiles start on 1024-byte boundaries");
+	/* a K/V slab (BN rows of 128 bytes) too: 176 x 128 = 22 x 1024 */
+	static_assert((BN * 128) % 1024 == 0, "slabs start on 1024-byte boundaries");
+	/* the sm_90 opt-in limit of dynamic shared memory per block (227 KB) */
+	static_assert(ALLOC <= 227 * 1024, "shared memory");
 };
 
 /* named barriers of the ping-pong turns: consumer c syncs on FWD_BAR_TURN + c */
@@ -73,7 +77,9 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	constexpr uint32_t QSLAB = FWD_BM * 128; /* bytes of one slab of the Q tile */
 	constexpr uint32_t KSLAB = BN * 128;
 	static_assert(D == 64 || D == 128, "head dim");
-	static_assert(BN == 64 || BN == 128, "key tile");
+	/* 176: FlashAttention-3's non-causal D = 128 tile (S in 88 registers,
+	 * P V in 11 k16 steps; nothing below needs a power of two) */
+	static_assert(BN == 64 || BN == 128 || (BN == 176 && D == 128), "key tile");
 
 	extern __shared__ uint8_t smem_raw[];
 	const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -465,6 +471,14 @@ sl_err kern_sm90_fwd_d128_pp(const kern_fwd_args_t *a, cudaStream_t st)
 sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st)
 {
 	return kern::sm90::launch_fwd_sm90<128, 128, 2, false, true>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n176(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 176, 2, false, false>(a, st);
+}
+sl_err kern_sm90_fwd_d128_n176_pp(const kern_fwd_args_t *a, cudaStream_t st)
+{
+	return kern::sm90::launch_fwd_sm90<128, 176, 2, false, true>(a, st);
 }
 
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a)

@@ -357,15 +357,43 @@ __device__ __forceinline__ void wgmma_ss_n64_tt(float (&d)[32], uint64_t da, uin
 	             : "l"(da), "l"(db), "r"(accumulate));
 }
 
+/* The 8 accumulator operands d[b .. b + 7] of an asm statement: wgmma_ss_n176's
+ * list, written as 11 of these rather than 88 constraints by hand. */
+#define SL_WG_D8(b)                                                                                \
+	"+f"(d[(b)]), "+f"(d[(b) + 1]), "+f"(d[(b) + 2]), "+f"(d[(b) + 3]), "+f"(d[(b) + 4]),      \
+	    "+f"(d[(b) + 5]), "+f"(d[(b) + 6]), "+f"(d[(b) + 7])
+
+/* d (64 x 176, fp32) = A (smem, K-major) * B (smem, K-major) + (accumulate ? d : 0):
+ * FlashAttention-3's 176-key tile of S = Q K^T at D = 128. */
+__device__ __forceinline__ void wgmma_ss_n176(float (&d)[88], uint64_t da, uint64_t db,
+                                              int accumulate)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+	             "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 "
+	             "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+	             ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+	             ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47"
+	             ",%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+	             ",%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79"
+	             ",%80,%81,%82,%83,%84,%85,%86,%87}, %88, %89, p, 1, 1, 0, 0;\n}\n"
+	             : SL_WG_D8(0), SL_WG_D8(8), SL_WG_D8(16), SL_WG_D8(24), SL_WG_D8(32),
+	               SL_WG_D8(40), SL_WG_D8(48), SL_WG_D8(56), SL_WG_D8(64), SL_WG_D8(72),
+	               SL_WG_D8(80)
+	             : "l"(da), "l"(db), "r"(accumulate));
+}
+#undef SL_WG_D8
+
 /* Shape dispatch of the wrappers above. */
 template <int N> __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t da,
                                                           uint64_t db, int accumulate)
 {
-	static_assert(N == 64 || N == 128, "wgmma_ss shape");
+	static_assert(N == 64 || N == 128 || N == 176, "wgmma_ss shape");
 	if constexpr (N == 64)
 		wgmma_ss_n64(d, da, db, accumulate);
-	else
+	else if constexpr (N == 128)
 		wgmma_ss_n128(d, da, db, accumulate);
+	else
+		wgmma_ss_n176(d, da, db, accumulate);
 }
 template <int N> __device__ __forceinline__ void wgmma_rs_tb(float (&d)[N / 2],
                                                              const uint32_t (&a)[4], uint64_t db)

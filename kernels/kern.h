@@ -149,6 +149,10 @@ sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st);
 /* 128-key tiles with the intra-warpgroup overlap, without and with turns */
 sl_err kern_sm90_fwd_d128_n128_ov(const kern_fwd_args_t *a, cudaStream_t st);
 sl_err kern_sm90_fwd_d128_n128_ov_pp(const kern_fwd_args_t *a, cudaStream_t st);
+/* 176-key tiles (FlashAttention-3's non-causal D = 128 shape), one tile's
+ * GEMMs at a time, without and with turns */
+sl_err kern_sm90_fwd_d128_n176(const kern_fwd_args_t *a, cudaStream_t st);
+sl_err kern_sm90_fwd_d128_n176_pp(const kern_fwd_args_t *a, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
 /* The sm_90a backward launcher (attn_bwd_sm90.cu; 128-key tiles; head_dim
  * 64 or 128) with a set of the options below (0: the first kernel; the
