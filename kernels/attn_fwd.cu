@@ -374,18 +374,28 @@ static int fwd_index_named(int32_t head_dim, const char *name)
 
 /* Default: the fastest sm_90a kernel on sm_90 cards (unless
  * SLUICE_KERN_PATH=mma), else the fastest mma.sync variant. H100,
- * 2026-12-07 (docs/gpu.md), 16K-64K tokens: D = 128 the 128-key tiles with
- * ping-pong turns (595-653 TFLOP/s; the others 520-555), D = 64 the 128-key
- * tiles with the intra-warpgroup overlap and no turns (418-445). */
-int kern_fwd_default(int32_t head_dim)
+ * 2026-12-07 (docs/gpu.md), 16K-64K tokens: D = 128 the ping-pong variants,
+ * 176-key tiles for hops without the causal mask (639-676 TFLOP/s against
+ * 609-621 with 128-key tiles) and 128-key tiles for causal ones (609-647,
+ * 604-612 with 176); D = 64 the 128-key tiles with the intra-warpgroup
+ * overlap and no turns (418-445). Every sm_90a variant has 128 query rows,
+ * so the choice per hop keeps the tiles callers built. */
+int kern_fwd_default_hop(int32_t head_dim, int causal)
 {
 	const int mma = kern::fwd_default_mma(head_dim);
 	if (!kern_path_mma_only() && kern_device_sm90()) {
-		const int v = fwd_index_named(head_dim, head_dim == 128 ? "sm90_d128_m128_n128_s2_seq_pp"
-		                                                        : "sm90_d64_m128_n128_s3");
+		const char *name = head_dim != 128 ? "sm90_d64_m128_n128_s3"
+		                   : causal        ? "sm90_d128_m128_n128_s2_seq_pp"
+		                                   : "sm90_d128_m128_n176_s2_seq_pp";
+		const int v = fwd_index_named(head_dim, name);
 		return v >= 0 ? v : mma;
 	}
 	return mma;
+}
+
+int kern_fwd_default(int32_t head_dim)
+{
+	return kern_fwd_default_hop(head_dim, 1);
 }
 
 int32_t kern_fwd_block_m(int32_t head_dim, int variant)
@@ -416,6 +426,8 @@ int kern_fwd_native(int32_t head_dim, int variant)
 
 sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st)
 {
+	if (variant < 0)
+		variant = kern_fwd_default_hop(a->head_dim, a->causal);
 	const kern::fwd_variant *v = kern::fwd_find(a->head_dim, variant);
 	if (v == nullptr)
 		return sl_seterr(SL_EINVAL, "%s:%d: no forward kernel for head_dim %d variant %d",

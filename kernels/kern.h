@@ -118,6 +118,10 @@ int kern_head_dim_supported(int32_t head_dim);
 int kern_fwd_variants(int32_t head_dim);
 int kern_bwd_variants(int32_t head_dim);
 int kern_fwd_default(int32_t head_dim);
+/* The default for one hop (variant -1 in kern_attn_fwd): on sm_90 cards the
+ * D = 128 default depends on the causal mask; kern_fwd_default is the
+ * causal one. Every default of a head dim has the same block_m. */
+int kern_fwd_default_hop(int32_t head_dim, int causal);
 int kern_bwd_default(int32_t head_dim);
 /* Query rows per forward tile / keys per backward tile of a variant. */
 int32_t kern_fwd_block_m(int32_t head_dim, int variant);
