@@ -57,21 +57,8 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a, c
 	const int G = a.heads / a.kv_heads;
 	const int k0 = tile.start + static_cast<int>(blockIdx.x % split) * BN;
 	const int len = seg.len, chunk = seg.chunk;
-	const int s = static_cast<int>(seg.seqlen);
-	const int qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
-	const int kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
-	const int kv_tile = min(max(kvalid - k0, 0), BN);
-	int i0 = 0, i1 = 0;
-	if (kv_tile > 0) {
-		const int qstart =
-		    a.causal ? kern_count_le(chunk, a.d, a.q_owner, len,
-		                             kern_pos(chunk, a.d, a.k_owner, k0) - 1)
-		             : 0;
-		if (qstart < qvalid) {
-			i0 = qstart / BM;
-			i1 = (qvalid + BM - 1) / BM;
-		}
-	}
+	int qvalid, kvalid, kv_tile, i0, i1;
+	bwd_query_tiles(a, seg, k0, BN, BM, &qvalid, &kvalid, &kv_tile, &i0, &i1);
 	const int nq = i1 - i0;
 	const int niter = nq * G;
 	const int kmax = kv_tile > 0 ? kern_pos(chunk, a.d, a.k_owner, k0 + kv_tile - 1) : 0;

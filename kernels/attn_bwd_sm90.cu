@@ -143,22 +143,9 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 	const int G = a.heads / a.kv_heads;
 	const int k0 = tile.start;
 	const int len = seg.len, chunk = seg.chunk;
-	const int s = static_cast<int>(seg.seqlen);
-	const int qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
-	const int kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
-	const int kv_tile = min(max(kvalid - k0, 0), BN);
-	/* the query tiles [i0, i1) that can see a key of the tile (attn_bwd.cu) */
-	int i0 = 0, i1 = 0;
-	if (kv_tile > 0) {
-		const int qstart =
-		    a.causal ? kern_count_le(chunk, a.d, a.q_owner, len,
-		                             kern_pos(chunk, a.d, a.k_owner, k0) - 1)
-		             : 0;
-		if (qstart < qvalid) {
-			i0 = qstart / BM;
-			i1 = (qvalid + BM - 1) / BM;
-		}
-	}
+	/* the query tiles [i0, i1) that can see a key of the tile */
+	int qvalid, kvalid, kv_tile, i0, i1;
+	bwd_query_tiles(a, seg, k0, BN, BM, &qvalid, &kvalid, &kv_tile, &i0, &i1);
 	const int nq = i1 - i0;
 	const int niter = __shfl_sync(0xffffffffu, nq * G, 0);
 
@@ -281,14 +268,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		 * at sq (both K-major), as one commit group */
 		auto issue_kmajor = [&](float (&acc)[BM / 2], uint32_t sa, uint32_t sq) {
 			wg_fence();
-			const uint64_t da = desc_sw128(sa, 16, 1024);
-			const uint64_t db = desc_sw128(sq, 16, 1024);
-#pragma unroll
-			for (int ks = 0; ks < D / 16; ++ks) {
-				const uint32_t ko = (ks >> 2) * KSLAB + (ks & 3) * 32;
-				const uint32_t qo = (ks >> 2) * QSLAB + (ks & 3) * 32;
-				wgmma_ss<BM>(acc, da + (ko >> 4), db + (qo >> 4), ks > 0);
-			}
+			wgmma_ss_kmajor<BM, D>(acc, desc_sw128(sa, 16, 1024), desc_sw128(sq, 16, 1024),
+			                       KSLAB, QSLAB);
 			wg_commit();
 		};
 

@@ -196,6 +196,32 @@ __device__ __forceinline__ int fwd_keys_needed(const kern_fwd_args_t &a, const k
 	return kneed;
 }
 
+/* The backward's counterpart: for a key tile of at most bn keys starting at
+ * local key row k0, the shard's non-padding query / key rows (*qvalid,
+ * *kvalid), the tile's real keys (*kv_tile) and the query tiles [*i0, *i1)
+ * of bm rows that can see one of them (none when the tile has no real key
+ * or, causal, every real query precedes its first key). */
+__device__ __forceinline__ void bwd_query_tiles(const kern_bwd_args_t &a, const kern_seg_t &seg,
+                                                int k0, int bn, int bm, int *qvalid,
+                                                int *kvalid, int *kv_tile, int *i0, int *i1)
+{
+	const int len = seg.len, chunk = seg.chunk;
+	const int s = static_cast<int>(seg.seqlen);
+	*qvalid = kern_count_le(chunk, a.d, a.q_owner, len, s - 1);
+	*kvalid = kern_count_le(chunk, a.d, a.k_owner, len, s - 1);
+	*kv_tile = min(max(*kvalid - k0, 0), bn);
+	*i0 = *i1 = 0;
+	if (*kv_tile <= 0)
+		return;
+	const int qstart = a.causal ? kern_count_le(chunk, a.d, a.q_owner, len,
+	                                            kern_pos(chunk, a.d, a.k_owner, k0) - 1)
+	                            : 0;
+	if (qstart < *qvalid) {
+		*i0 = qstart / bm;
+		*i1 = (*qvalid + bm - 1) / bm;
+	}
+}
+
 /* The forward epilogue of one query row, in two steps so that a quad's
  * lanes all read the old LSE (merge modes) before lane t4 == 0 overwrites
  * it: fwd_row_begin, __syncwarp, fwd_row_store. m is the row's running max

@@ -205,12 +205,7 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 		{
 			const uint64_t dqs = opaque(dq);
 			const uint64_t dks = opaque(dk + ((s * L::KV) >> 4));
-#pragma unroll
-			for (int ks = 0; ks < D / 16; ++ks) {
-				const uint32_t koff = (ks >> 2) * KSLAB + (ks & 3) * 32;
-				const uint32_t qoff = (ks >> 2) * QSLAB + (ks & 3) * 32;
-				wgmma_ss<BN>(sc, dqs + (qoff >> 4), dks + (koff >> 4), ks > 0);
-			}
+			wgmma_ss_kmajor<BN, D>(sc, dqs, dks, QSLAB, KSLAB);
 		}
 		wg_commit();
 		if constexpr (!FIRST) {

@@ -395,6 +395,22 @@ template <int N> __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uin
 	else
 		wgmma_ss_n176(d, da, db, accumulate);
 }
+
+/* acc = A B^T contracted over D columns, A and B K-major 128B-swizzled
+ * tiles at descriptors da / db whose 64-column slabs lie a_slab / b_slab
+ * bytes apart: D / 16 wgmmas of k16 (a k step is 32 bytes inside a slab),
+ * the first overwriting acc. Issued, not committed. */
+template <int N, int D>
+__device__ __forceinline__ void wgmma_ss_kmajor(float (&acc)[N / 2], uint64_t da, uint64_t db,
+                                                uint32_t a_slab, uint32_t b_slab)
+{
+#pragma unroll
+	for (int ks = 0; ks < D / 16; ++ks) {
+		const uint32_t ao = (ks >> 2) * a_slab + (ks & 3) * 32;
+		const uint32_t bo = (ks >> 2) * b_slab + (ks & 3) * 32;
+		wgmma_ss<N>(acc, da + (ao >> 4), db + (bo >> 4), ks > 0);
+	}
+}
 template <int N> __device__ __forceinline__ void wgmma_rs_tb(float (&d)[N / 2],
                                                              const uint32_t (&a)[4], uint64_t db)
 {
