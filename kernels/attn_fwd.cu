@@ -266,28 +266,36 @@ struct fwd_variant {
 	int d, mt, nw, bn;
 	int sm90;
 	const char *name;
-	sl_err (*launch)(const kern_fwd_args_t *, cudaStream_t);
+	sl_err (*launch)(const kern_fwd_args_t *, cudaStream_t); /* mma.sync only */
+	int opt; /* sm90: KERN_FWD90_* */
 };
 
 #define FWD_V(D, MT, NW, BN)                                                                       \
 	{                                                                                          \
-		D, MT, NW, BN, 0, "d" #D "_m" #MT "x" #NW "_n" #BN, launch_fwd<D, MT, NW, BN>      \
+		D, MT, NW, BN, 0, "d" #D "_m" #MT "x" #NW "_n" #BN, launch_fwd<D, MT, NW, BN>, 0   \
+	}
+/* an sm_90a variant: 128 query rows (2 x 4 warps of 16 for the fallback's
+ * tile table), BN-key tiles, KERN_FWD90_* options */
+#define FWD_V90(D, BN, TAG, OPT)                                                                   \
+	{                                                                                          \
+		D, 2, 4, BN, 1, "sm90_d" #D "_m128_n" #BN TAG, nullptr, OPT                        \
 	}
 static const fwd_variant fwd_table[] = {
     FWD_V(64, 1, 4, 64),  FWD_V(64, 2, 4, 64),  FWD_V(64, 1, 8, 64),  FWD_V(64, 2, 4, 128),
-    {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3", kern_sm90_fwd_d64},
-    {64, 2, 4, 128, 1, "sm90_d64_m128_n128_s3_pp", kern_sm90_fwd_d64_pp},
+    FWD_V90(64, 128, "_s3", KERN_FWD90_OVERLAP),
+    FWD_V90(64, 128, "_s3_pp", KERN_FWD90_OVERLAP | KERN_FWD90_PP),
     FWD_V(128, 1, 4, 64), FWD_V(128, 2, 4, 32), FWD_V(128, 1, 8, 64), FWD_V(128, 2, 4, 64),
-    {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3", kern_sm90_fwd_d128},
-    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq", kern_sm90_fwd_d128_n128},
-    {128, 2, 4, 64, 1, "sm90_d128_m128_n64_s3_pp", kern_sm90_fwd_d128_pp},
-    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_seq_pp", kern_sm90_fwd_d128_n128_pp},
-    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2", kern_sm90_fwd_d128_n128_ov},
-    {128, 2, 4, 128, 1, "sm90_d128_m128_n128_s2_pp", kern_sm90_fwd_d128_n128_ov_pp},
-    {128, 2, 4, 176, 1, "sm90_d128_m128_n176_s2_seq_pp", kern_sm90_fwd_d128_n176_pp},
-    {128, 2, 4, 176, 1, "sm90_d128_m128_n176_s2_seq", kern_sm90_fwd_d128_n176},
+    FWD_V90(128, 64, "_s3", KERN_FWD90_OVERLAP),
+    FWD_V90(128, 128, "_s2_seq", 0),
+    FWD_V90(128, 64, "_s3_pp", KERN_FWD90_OVERLAP | KERN_FWD90_PP),
+    FWD_V90(128, 128, "_s2_seq_pp", KERN_FWD90_PP),
+    FWD_V90(128, 128, "_s2", KERN_FWD90_OVERLAP),
+    FWD_V90(128, 128, "_s2_pp", KERN_FWD90_OVERLAP | KERN_FWD90_PP),
+    FWD_V90(128, 176, "_s2_seq_pp", KERN_FWD90_PP),
+    FWD_V90(128, 176, "_s2_seq", 0),
 };
 #undef FWD_V
+#undef FWD_V90
 static const int fwd_count = sizeof(fwd_table) / sizeof(fwd_table[0]);
 
 /* The index of the mma.sync variant of these tiles among its head dim's,
@@ -443,7 +451,7 @@ sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st)
 		return SL_OK;
 	if (v->sm90 && !kern_sm90_fwd_fits(a))
 		v = kern::fwd_find(a->head_dim, kern::fwd_default_mma(a->head_dim));
-	return v->launch(a, st);
+	return v->sm90 ? kern_sm90_fwd(a, v->bn, v->opt, st) : v->launch(a, st);
 }
 
 } // extern "C"

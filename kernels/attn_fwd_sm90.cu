@@ -434,46 +434,29 @@ static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 } // namespace sm90
 } // namespace kern
 
-/* The sm_90a forward variants (kern.h). */
-sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st)
+/* The sm_90a forward variants (kern.h): every instantiation a table entry of
+ * attn_fwd.cu names; the stage count follows from the tile (3 for 64-key
+ * tiles or D = 64, else 2: what fits 227 KB of shared memory). */
+sl_err kern_sm90_fwd(const kern_fwd_args_t *a, int bn, int opt, cudaStream_t st)
 {
-	return kern::sm90::launch_fwd_sm90<64, 128, 3, true, false>(a, st);
-}
-sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 64, 3, true, false>(a, st);
-}
-sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 128, 2, false, false>(a, st);
-}
-sl_err kern_sm90_fwd_d128_n128_ov(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 128, 2, true, false>(a, st);
-}
-sl_err kern_sm90_fwd_d128_n128_ov_pp(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 128, 2, true, true>(a, st);
-}
-sl_err kern_sm90_fwd_d64_pp(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<64, 128, 3, true, true>(a, st);
-}
-sl_err kern_sm90_fwd_d128_pp(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 64, 3, true, true>(a, st);
-}
-sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 128, 2, false, true>(a, st);
-}
-sl_err kern_sm90_fwd_d128_n176(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 176, 2, false, false>(a, st);
-}
-sl_err kern_sm90_fwd_d128_n176_pp(const kern_fwd_args_t *a, cudaStream_t st)
-{
-	return kern::sm90::launch_fwd_sm90<128, 176, 2, false, true>(a, st);
+	using namespace kern::sm90;
+	const bool ov = (opt & KERN_FWD90_OVERLAP) != 0, pp = (opt & KERN_FWD90_PP) != 0;
+#define SL_FWD90(D, BN, S, OV, PP)                                                                 \
+	if (a->head_dim == D && bn == BN && ov == OV && pp == PP)                                  \
+		return launch_fwd_sm90<D, BN, S, OV, PP>(a, st);
+	SL_FWD90(64, 128, 3, true, false)
+	SL_FWD90(64, 128, 3, true, true)
+	SL_FWD90(128, 64, 3, true, false)
+	SL_FWD90(128, 64, 3, true, true)
+	SL_FWD90(128, 128, 2, false, false)
+	SL_FWD90(128, 128, 2, false, true)
+	SL_FWD90(128, 128, 2, true, false)
+	SL_FWD90(128, 128, 2, true, true)
+	SL_FWD90(128, 176, 2, false, false)
+	SL_FWD90(128, 176, 2, false, true)
+#undef SL_FWD90
+	return sl_seterr(SL_EINVAL, "%s:%d: no sm_90a forward for head_dim %d, %d-key tiles, options %d",
+	                 __FILE__, __LINE__, a->head_dim, bn, opt);
 }
 
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a)

@@ -139,24 +139,17 @@ int kern_device_sm90(void);
 /* 1 when SLUICE_KERN_PATH=mma (the sm_90a kernels are off). */
 int kern_path_mma_only(void);
 
-/* The sm_90a forward launchers (attn_fwd_sm90.cu) behind kern_attn_fwd's
- * table, and whether a hop fits them on the current device (an sm_90 card,
- * a library built for sm_90a, ntok known and < 2^31, 16-byte aligned
- * tensors: the TMA unit's needs). */
-sl_err kern_sm90_fwd_d64(const kern_fwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_fwd_d128(const kern_fwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_fwd_d128_n128(const kern_fwd_args_t *a, cudaStream_t st);
-/* ... the same with the consumers' GEMMs taking turns (ping-pong) */
-sl_err kern_sm90_fwd_d64_pp(const kern_fwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_fwd_d128_pp(const kern_fwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_fwd_d128_n128_pp(const kern_fwd_args_t *a, cudaStream_t st);
-/* 128-key tiles with the intra-warpgroup overlap, without and with turns */
-sl_err kern_sm90_fwd_d128_n128_ov(const kern_fwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_fwd_d128_n128_ov_pp(const kern_fwd_args_t *a, cudaStream_t st);
-/* 176-key tiles (FlashAttention-3's non-causal D = 128 shape), one tile's
- * GEMMs at a time, without and with turns */
-sl_err kern_sm90_fwd_d128_n176(const kern_fwd_args_t *a, cudaStream_t st);
-sl_err kern_sm90_fwd_d128_n176_pp(const kern_fwd_args_t *a, cudaStream_t st);
+/* The sm_90a forward launcher (attn_fwd_sm90.cu) behind kern_attn_fwd's
+ * table: 128 query rows, bn-key tiles (D = 64: 128; D = 128: 64, 128 or
+ * 176) and a set of the options below (the table names the combinations that
+ * exist; others are SL_EINVAL); and whether a hop fits the sm_90a kernels on
+ * the current device (an sm_90 card, a library built for sm_90a, ntok known
+ * and < 2^31, 16-byte aligned tensors: the TMA unit's needs). */
+enum {
+	KERN_FWD90_OVERLAP = 1, /* tile j's softmax under the wgmma of P_{j-1} V_{j-1} */
+	KERN_FWD90_PP = 2       /* the two consumers' GEMMs take turns (ping-pong) */
+};
+sl_err kern_sm90_fwd(const kern_fwd_args_t *a, int bn, int opt, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
 /* The sm_90a backward launcher (attn_bwd_sm90.cu; 128-key tiles; head_dim
  * 64 or 128) with a set of the options below (0: the first kernel; the
