@@ -225,6 +225,281 @@ out:
 	return rc;
 }
 
+/* Prints plan's groups, one a line: slot, ranks, start and time under the
+ * reference timing, and the lengths they run (what --show asks for). */
+static void show_plan(const sl_plan_t *plan, const sl_cost_t *c)
+{
+	double *st = malloc(sizeof(double) * (size_t)(plan->ngroups + 1));
+	double *gm = malloc(sizeof(double) * (size_t)(plan->ngroups + 1));
+	double *rd = malloc(sizeof(double) * (size_t)plan->ranks);
+	if (st && gm && rd) {
+		sl_plan_timeline(plan, c, st, gm, rd);
+		for (int64_t g = 0; g < plan->ngroups; g++) {
+			const sl_group_t *gr = &plan->groups[g];
+			const int32_t *rk = sl_group_ranks(plan, gr);
+			const sl_item_t *it = sl_group_items(plan, gr);
+			printf("#   slot %d d=%d ranks %d..%d start %.1f time %.1f end %.1f:", gr->slot,
+			       gr->nranks, rk[0], rk[gr->nranks - 1], st[g], gm[g], st[g] + gm[g]);
+			for (int32_t i = 0; i < gr->nitems; i++)
+				printf(" %lld%s", (long long)plan->seqs[it[i].seq].length,
+				       it[i].offload > 0 ? "*" : "");
+			printf("\n");
+		}
+	}
+	free(st);
+	free(gm);
+	free(rd);
+}
+
+/* --search's local search (the upper side): a plan is a list of groups,
+ * each a degree and its sequences; the list order is the placement order.
+ * Placement is greedy and exact under the reference timing: each group
+ * goes, in its own slot, on the d ranks that become free first (or, when
+ * d <= G, on the d that become free first within one node, when that ends
+ * sooner: ring bandwidth), so it starts when the last of them is free. The
+ * offload of a group is one fraction for all its sequences, the least that
+ * fits (offload time is linear in the offloaded tokens per rank, so no
+ * split of the same total is faster). Moves: a group's degree, a sequence
+ * to another group or a new one, a group to the front; the first move that
+ * lowers (step, sum of ready times) is taken, until none does or the budget
+ * of evaluations is spent. Deterministic. */
+#define LS_MAXG 64
+typedef struct {
+	int32_t d;
+	int n;
+	int it[64];
+} ls_group_t;
+
+/* Offload fraction of group g (ls above), or -1 when it cannot fit. */
+static double ls_offload(const sl_cost_t *c, const int64_t *len, const ls_group_t *g)
+{
+	double tok = 0;
+	for (int i = 0; i < g->n; i++)
+		tok += (double)sl_cost_padded(len[g->it[i]], g->d) / g->d;
+	if (tok <= (double)c->cap)
+		return 0;
+	double f = ceil((1 - (double)c->cap / tok) * 1e6) / 1e6;
+	return f <= c->prof.max_offload && f < 1 ? f : -1;
+}
+
+static double ls_group_ms(const sl_cost_t *c, const int64_t *len, const ls_group_t *g, double f,
+                          int one_node)
+{
+	double t = c->prof.beta;
+	for (int i = 0; i < g->n; i++)
+		t += sl_cost_seq_ms(c, len[g->it[i]], g->d, f, one_node);
+	return t;
+}
+
+/* Places gs[0..ng) as above; *step and *sum (INFINITY when a group cannot
+ * fit); with plan non-NULL, also builds it there (an empty plan). */
+static sl_err ls_place(const sl_cost_t *c, const int64_t *len, const ls_group_t *gs, int ng,
+                       double *step, double *sum, sl_plan_t *plan)
+{
+	int32_t N = c->cl.ranks, G = c->cl.ranks_per_node;
+	double ready[256];
+	int32_t pick[256], best[256], ord[256];
+	for (int32_t r = 0; r < N; r++)
+		ready[r] = 0;
+	*step = *sum = INFINITY;
+	for (int k = 0; k < ng; k++) {
+		const ls_group_t *g = &gs[k];
+		if (g->n == 0)
+			continue;
+		double f = ls_offload(c, len, g);
+		if (f < 0)
+			return SL_OK;
+		/* ranks by ready time, ties by index (insertion sort: N <= 256) */
+		for (int32_t r = 0; r < N; r++) {
+			int32_t j = r;
+			while (j > 0 && ready[ord[j - 1]] > ready[r])
+				ord[j] = ord[j - 1], j--;
+			ord[j] = r;
+		}
+		double bend = INFINITY;
+		int32_t bn = 0;
+		for (int32_t node = -1; node < (g->d <= G ? N / G : 0); node++) {
+			int32_t m = 0;
+			for (int32_t z = 0; z < N && m < g->d; z++)
+				if (node < 0 || ord[z] / G == node)
+					pick[m++] = ord[z];
+			if (m < g->d)
+				continue;
+			double st = 0;
+			for (int32_t z = 0; z < m; z++)
+				st = fmax(st, ready[pick[z]]);
+			double end = st + ls_group_ms(c, len, g, f, sl_cost_one_node(c, pick, m));
+			if (end < bend - 1e-9) {
+				bend = end;
+				bn = m;
+				memcpy(best, pick, sizeof(int32_t) * (size_t)m);
+			}
+		}
+		for (int32_t z = 0; z < bn; z++)
+			ready[best[z]] = bend;
+		if (plan) {
+			/* ring order: ascending rank */
+			for (int32_t a = 1; a < bn; a++)
+				for (int32_t b = a; b > 0 && best[b - 1] > best[b]; b--) {
+					int32_t t = best[b];
+					best[b] = best[b - 1];
+					best[b - 1] = t;
+				}
+			sl_err rc = sl_plan_add_slot(plan);
+			if (rc == SL_OK)
+				rc = sl_plan_add_group(plan, best, bn);
+			for (int i = 0; i < g->n && rc == SL_OK; i++)
+				rc = sl_plan_add_item(plan, g->it[i], f);
+			if (rc != SL_OK)
+				return rc;
+		}
+	}
+	*step = *sum = 0;
+	for (int32_t r = 0; r < N; r++) {
+		*step = fmax(*step, ready[r]);
+		*sum += ready[r];
+	}
+	return SL_OK;
+}
+
+/* Improves *plan (for len[0..n)) by the local search above within evals
+ * placements; replaces *plan with a better valid plan if it finds one
+ * (*improved = 1). */
+static sl_err ls_improve(const sl_cost_t *c, const int64_t *len, int n, long evals,
+                         sl_plan_t **plan, int *improved)
+{
+	const sl_plan_t *p = *plan;
+	ls_group_t gs[LS_MAXG], cand[LS_MAXG];
+	int ng = 0;
+	*improved = 0;
+	if (p->ngroups > LS_MAXG || c->cl.ranks > 256)
+		return SL_OK;
+	for (int64_t g = 0; g < p->ngroups; g++) {
+		const sl_item_t *it = sl_group_items(p, &p->groups[g]);
+		gs[ng].d = p->groups[g].nranks;
+		gs[ng].n = 0;
+		for (int32_t i = 0; i < p->groups[g].nitems; i++)
+			gs[ng].it[gs[ng].n++] = it[i].seq;
+		ng++;
+	}
+	double bs, bsum;
+	SL_CHECK(ls_place(c, len, gs, ng, &bs, &bsum, NULL));
+	long used = 0;
+	int again = 1;
+	while (again && used < evals) {
+		again = 0;
+		/* every move, in a fixed order; take the first that improves */
+		for (int mv = 0; !again && used < evals; mv++) {
+			int cg = ng;
+			memcpy(cand, gs, sizeof(ls_group_t) * (size_t)ng);
+			int nd = c->cl.ranks, kind = -1;
+			long a = mv, ndeg = (long)ng * nd, nmove = (long)n * (ng + 1), nfront = ng;
+			if (a < ndeg) {
+				kind = 0;
+				cand[a / nd].d = (int32_t)(a % nd) + 1;
+				if (cand[a / nd].d == gs[a / nd].d || cand[a / nd].n == 0)
+					continue;
+			} else if ((a -= ndeg) < nmove) {
+				kind = 1;
+				int j = (int)(a / (ng + 1)), h = (int)(a % (ng + 1)), g = -1, pos = -1;
+				for (int x = 0; x < ng && g < 0; x++)
+					for (int i = 0; i < cand[x].n; i++)
+						if (cand[x].it[i] == j)
+							g = x, pos = i;
+				if (g < 0 || h == g || (h == ng && cand[g].n == 1) || ng == LS_MAXG)
+					continue;
+				cand[g].it[pos] = cand[g].it[--cand[g].n];
+				if (h == ng) {
+					cand[cg].d = cand[g].d;
+					cand[cg].n = 0;
+					h = cg++;
+				}
+				if (cand[h].n == 0 && h < ng)
+					continue;
+				cand[h].it[cand[h].n++] = j;
+			} else if ((a -= nmove) < nfront) {
+				kind = 2;
+				if (a == 0)
+					continue;
+				ls_group_t t = cand[a];
+				memmove(&cand[1], &cand[0], sizeof(ls_group_t) * (size_t)a);
+				cand[0] = t;
+			} else {
+				break;
+			}
+			(void)kind;
+			double st, sum;
+			SL_CHECK(ls_place(c, len, cand, cg, &st, &sum, NULL));
+			used++;
+			if (st < bs - 1e-6 || (st < bs + 1e-6 && sum < bsum - 1e-6)) {
+				/* drop emptied groups */
+				ng = 0;
+				for (int x = 0; x < cg; x++)
+					if (cand[x].n > 0)
+						gs[ng++] = cand[x];
+				bs = st;
+				bsum = sum;
+				again = 1;
+			}
+		}
+	}
+	if (bs >= p->step_ms - c->prof.grad_sync_ms - 1e-6)
+		return SL_OK;
+	sl_plan_t *q = sl_plan_new(p->policy, p->profile, p->ranks, p->ranks_per_node, p->cap_tokens,
+	                           p->seqs, p->nseqs);
+	if (!q)
+		return sl_seterr(SL_ENOMEM, "sluice-optimum: out of memory");
+	double st, sum;
+	sl_err rc = ls_place(c, len, gs, ng, &st, &sum, q);
+	if (rc == SL_OK)
+		rc = sl_plan_evaluate(q, c);
+	if (rc == SL_OK && sl_plan_validate(q, c, NULL, NULL) == 0 && q->step_ms < p->step_ms - 1e-6) {
+		sl_plan_free(plan);
+		*plan = q;
+		*improved = 1;
+		return SL_OK;
+	}
+	sl_plan_free(&q);
+	return rc;
+}
+
+/* The best valid plan this tool knows for seqs[0..n) into *out (caller
+ * frees), its policy's name into name: `sluice` at work_limit (0: its
+ * default) and, with search, every registered policy (ties keep the
+ * earlier). */
+static sl_err best_plan(const sl_cost_t *c, const sl_seq_t *seqs, int n, int64_t work_limit,
+                        int search, sl_plan_t **out, char *name, size_t name_len)
+{
+	sl_policy_opts_t o = {0};
+	o.work_limit = work_limit;
+	sl_err rc = sl_plan_request("sluice", c, seqs, n, &o, out);
+	if (rc != SL_OK)
+		return rc;
+	snprintf(name, name_len, "sluice");
+	for (size_t p = 0; search && p < sl_policy_count(); p++) {
+		sl_plan_t *q = NULL;
+		if (sl_plan_request(sl_policy_at(p)->name, c, seqs, n, NULL, &q) != SL_OK)
+			continue; /* that policy has no plan here (e.g. static cannot hold it) */
+		if (sl_plan_validate(q, c, NULL, NULL) == 0 && q->step_ms < (*out)->step_ms - 1e-9) {
+			sl_plan_free(out);
+			*out = q;
+			snprintf(name, name_len, "%s", sl_policy_at(p)->name);
+		} else {
+			sl_plan_free(&q);
+		}
+	}
+	int imp = 0;
+	if (search && n <= 64) {
+		int64_t len[64];
+		for (int i = 0; i < n; i++)
+			len[i] = seqs[i].length;
+		SL_CHECK(ls_improve(c, len, n, 200000, out, &imp));
+		if (imp)
+			strncat(name, "+search", name_len - strlen(name) - 1);
+	}
+	return SL_OK;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-optimum [--profile NAME] [--per-node G] [--time-limit S]\n"
@@ -238,9 +513,12 @@ int main(int argc, char **argv)
 	int32_t per_node = 8;
 	int inst = 3;
 	double tlim_s = 20;
+	int32_t only_ranks = 0;
+	int only_n = 0, show = 0, search = 0;
+	int64_t work_limit = 0;
 	int first_trace = argc;
-	const bench_opts_t bo = {"sluice-optimum", usage, &profname, NULL, &per_node,
-	                         NULL, NULL, NULL};
+	const bench_opts_t bo = {"sluice-optimum", usage, &profname, &only_ranks, &per_node,
+	                         &only_n, NULL, NULL};
 	for (int i = 1; i < argc; i++) {
 		int code, r = bench_opt(&bo, argc, argv, &i, &code);
 		if (r == BENCH_OPT_EXIT)
@@ -248,13 +526,19 @@ int main(int argc, char **argv)
 		if (r == BENCH_OPT_TAKEN)
 			continue;
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (a[0] == '-' && v == NULL) {
+		if (strcmp(a, "--show") == 0) {
+			show = 1;
+		} else if (strcmp(a, "--search") == 0) {
+			search = 1;
+		} else if (a[0] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-optimum: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
 		} else if (strcmp(a, "--time-limit") == 0) {
 			tlim_s = atof(argv[++i]);
 		} else if (strcmp(a, "--instances") == 0) {
 			inst = atoi(argv[++i]);
+		} else if (strcmp(a, "--work-limit") == 0) {
+			work_limit = atoll(argv[++i]);
 		} else if (a[0] == '-') {
 			fprintf(stderr, "sluice-optimum: unknown option %s\n", a);
 			usage(stderr);
@@ -288,6 +572,8 @@ int main(int argc, char **argv)
 		const char *base = strrchr(argv[t], '/') ? strrchr(argv[t], '/') + 1 : argv[t];
 		tally_t all = {0};
 		for (size_t r = 0; r < sizeof(ranks) / sizeof(ranks[0]) && rc == SL_EXIT_OK; r++) {
+			if (only_ranks > 0 && ranks[r] != only_ranks)
+				continue;
 			sl_cost_t cost;
 			sl_cluster_t cl = {ranks[r], per_node < ranks[r] ? per_node : ranks[r]};
 			if (sl_cost_init(&cost, &prof, &cl) != SL_OK) {
@@ -297,6 +583,8 @@ int main(int argc, char **argv)
 			}
 			for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]) && rc == SL_EXIT_OK; z++) {
 				int n = sizes[z];
+				if (only_n > 0 && n != only_n)
+					continue;
 				for (int k = 0; k < inst && rc == SL_EXIT_OK; k++) {
 					/* spread, fixed offsets; wraps on short traces */
 					size_t off = tr.n > 0 ? ((size_t)k * 104729u) % tr.n : 0;
@@ -312,7 +600,9 @@ int main(int argc, char **argv)
 						len[m++] = s;
 					}
 					sl_plan_t *plan = NULL;
-					if (m < n || sl_plan_request("sluice", &cost, seqs, m, NULL, &plan) != SL_OK) {
+					char pname[32];
+					if (m < n || best_plan(&cost, seqs, m, work_limit, search, &plan, pname,
+					                       sizeof(pname)) != SL_OK) {
 						fprintf(stderr, "sluice-optimum: %s N=%d n=%d: %s\n", base, ranks[r],
 						        n, m < n ? "too few lengths fit" : sl_errmsg());
 						rc = SL_EXIT_FAIL;
@@ -338,10 +628,12 @@ int main(int argc, char **argv)
 					if (!proven && ib > lb)
 						lb = ib;
 					double gm = plan->step_ms / lb - 1, gi = plan->step_ms / plan->ideal_ms - 1;
-					printf("%-28s %5d %4d %6zu %12.1f %12.1f %12.1f %8s %8.2f%% %8.2f%%\n",
+					printf("%-28s %5d %4d %6zu %12.1f %12.1f %12.1f %8s %8.2f%% %8.2f%%%s%s\n",
 					       base, ranks[r], n, off, plan->step_ms, lb, plan->ideal_ms,
 					       !proven ? "bound" : gm < 1e-9 ? "optimal" : "proven", 100 * gm,
-					       100 * gi);
+					       100 * gi, search ? " " : "", search ? pname : "");
+					if (show)
+						show_plan(plan, &cost);
 					fflush(stdout);
 					all.gap_sum += gm;
 					all.gap_max = fmax(all.gap_max, gm);
