@@ -2,7 +2,14 @@
  * small instances (issue 10, part 3).
  *
  *   sluice-optimum [--profile NAME] [--per-node G] [--time-limit S]
- *                  [--instances K] TRACE...
+ *                  [--instances K] [--ranks N] [--batch n] [--search]
+ *                  [--work-limit W] [--show] TRACE...
+ *
+ * --ranks / --batch keep only instances of that rank count / batch size;
+ * --work-limit plans `sluice` with that work limit; --search also plans
+ * with every registered policy and keeps the fastest valid plan as the
+ * upper side (its policy printed last); --show prints each plan's groups
+ * (slot, degree, ranks, start, time, lengths; * = offloaded).
  *
  * For each trace, each rank count N in {8, 16} and each batch size n in
  * {16, 32, 64}, K batches of n consecutive lengths (at spread, fixed
@@ -282,218 +289,6 @@ static void show_plan(const sl_plan_t *plan, const sl_cost_t *c)
 	free(rd);
 }
 
-/* --search's local search (the upper side): a plan is a list of groups,
- * each a degree and its sequences; the list order is the placement order.
- * Placement is greedy and exact under the reference timing: each group
- * goes, in its own slot, on the d ranks that become free first (or, when
- * d <= G, on the d that become free first within one node, when that ends
- * sooner: ring bandwidth), so it starts when the last of them is free. The
- * offload of a group is one fraction for all its sequences, the least that
- * fits (offload time is linear in the offloaded tokens per rank, so no
- * split of the same total is faster). Moves: a group's degree, a sequence
- * to another group or a new one, a group to the front; the first move that
- * lowers (step, sum of ready times) is taken, until none does or the budget
- * of evaluations is spent. Deterministic. */
-#define LS_MAXG 64
-typedef struct {
-	int32_t d;
-	int n;
-	int it[64];
-} ls_group_t;
-
-/* Offload fraction of group g (ls above), or -1 when it cannot fit. */
-static double ls_offload(const sl_cost_t *c, const int64_t *len, const ls_group_t *g)
-{
-	double tok = 0;
-	for (int i = 0; i < g->n; i++)
-		tok += (double)sl_cost_padded(len[g->it[i]], g->d) / g->d;
-	if (tok <= (double)c->cap)
-		return 0;
-	double f = ceil((1 - (double)c->cap / tok) * 1e6) / 1e6;
-	return f <= c->prof.max_offload && f < 1 ? f : -1;
-}
-
-static double ls_group_ms(const sl_cost_t *c, const int64_t *len, const ls_group_t *g, double f,
-                          int one_node)
-{
-	double t = c->prof.beta;
-	for (int i = 0; i < g->n; i++)
-		t += sl_cost_seq_ms(c, len[g->it[i]], g->d, f, one_node);
-	return t;
-}
-
-/* Places gs[0..ng) as above; *step and *sum (INFINITY when a group cannot
- * fit); with plan non-NULL, also builds it there (an empty plan). */
-static sl_err ls_place(const sl_cost_t *c, const int64_t *len, const ls_group_t *gs, int ng,
-                       double *step, double *sum, sl_plan_t *plan)
-{
-	int32_t N = c->cl.ranks, G = c->cl.ranks_per_node;
-	double ready[256];
-	int32_t pick[256], best[256], ord[256];
-	for (int32_t r = 0; r < N; r++)
-		ready[r] = 0;
-	*step = *sum = INFINITY;
-	for (int k = 0; k < ng; k++) {
-		const ls_group_t *g = &gs[k];
-		if (g->n == 0)
-			continue;
-		double f = ls_offload(c, len, g);
-		if (f < 0)
-			return SL_OK;
-		/* ranks by ready time, ties by index (insertion sort: N <= 256) */
-		for (int32_t r = 0; r < N; r++) {
-			int32_t j = r;
-			while (j > 0 && ready[ord[j - 1]] > ready[r])
-				ord[j] = ord[j - 1], j--;
-			ord[j] = r;
-		}
-		double bend = INFINITY;
-		int32_t bn = 0;
-		for (int32_t node = -1; node < (g->d <= G ? N / G : 0); node++) {
-			int32_t m = 0;
-			for (int32_t z = 0; z < N && m < g->d; z++)
-				if (node < 0 || ord[z] / G == node)
-					pick[m++] = ord[z];
-			if (m < g->d)
-				continue;
-			double st = 0;
-			for (int32_t z = 0; z < m; z++)
-				st = fmax(st, ready[pick[z]]);
-			double end = st + ls_group_ms(c, len, g, f, sl_cost_one_node(c, pick, m));
-			if (end < bend - 1e-9) {
-				bend = end;
-				bn = m;
-				memcpy(best, pick, sizeof(int32_t) * (size_t)m);
-			}
-		}
-		for (int32_t z = 0; z < bn; z++)
-			ready[best[z]] = bend;
-		if (plan) {
-			/* ring order: ascending rank */
-			for (int32_t a = 1; a < bn; a++)
-				for (int32_t b = a; b > 0 && best[b - 1] > best[b]; b--) {
-					int32_t t = best[b];
-					best[b] = best[b - 1];
-					best[b - 1] = t;
-				}
-			sl_err rc = sl_plan_add_slot(plan);
-			if (rc == SL_OK)
-				rc = sl_plan_add_group(plan, best, bn);
-			for (int i = 0; i < g->n && rc == SL_OK; i++)
-				rc = sl_plan_add_item(plan, g->it[i], f);
-			if (rc != SL_OK)
-				return rc;
-		}
-	}
-	*step = *sum = 0;
-	for (int32_t r = 0; r < N; r++) {
-		*step = fmax(*step, ready[r]);
-		*sum += ready[r];
-	}
-	return SL_OK;
-}
-
-/* Improves *plan (for len[0..n)) by the local search above within evals
- * placements; replaces *plan with a better valid plan if it finds one
- * (*improved = 1). */
-static sl_err ls_improve(const sl_cost_t *c, const int64_t *len, int n, long evals,
-                         sl_plan_t **plan, int *improved)
-{
-	const sl_plan_t *p = *plan;
-	ls_group_t gs[LS_MAXG], cand[LS_MAXG];
-	int ng = 0;
-	*improved = 0;
-	if (p->ngroups > LS_MAXG || c->cl.ranks > 256)
-		return SL_OK;
-	for (int64_t g = 0; g < p->ngroups; g++) {
-		const sl_item_t *it = sl_group_items(p, &p->groups[g]);
-		gs[ng].d = p->groups[g].nranks;
-		gs[ng].n = 0;
-		for (int32_t i = 0; i < p->groups[g].nitems; i++)
-			gs[ng].it[gs[ng].n++] = it[i].seq;
-		ng++;
-	}
-	double bs, bsum;
-	SL_CHECK(ls_place(c, len, gs, ng, &bs, &bsum, NULL));
-	long used = 0;
-	int again = 1;
-	while (again && used < evals) {
-		again = 0;
-		/* every move, in a fixed order; take the first that improves */
-		for (int mv = 0; !again && used < evals; mv++) {
-			int cg = ng;
-			memcpy(cand, gs, sizeof(ls_group_t) * (size_t)ng);
-			int nd = c->cl.ranks, kind = -1;
-			long a = mv, ndeg = (long)ng * nd, nmove = (long)n * (ng + 1), nfront = ng;
-			if (a < ndeg) {
-				kind = 0;
-				cand[a / nd].d = (int32_t)(a % nd) + 1;
-				if (cand[a / nd].d == gs[a / nd].d || cand[a / nd].n == 0)
-					continue;
-			} else if ((a -= ndeg) < nmove) {
-				kind = 1;
-				int j = (int)(a / (ng + 1)), h = (int)(a % (ng + 1)), g = -1, pos = -1;
-				for (int x = 0; x < ng && g < 0; x++)
-					for (int i = 0; i < cand[x].n; i++)
-						if (cand[x].it[i] == j)
-							g = x, pos = i;
-				if (g < 0 || h == g || (h == ng && cand[g].n == 1) || ng == LS_MAXG)
-					continue;
-				cand[g].it[pos] = cand[g].it[--cand[g].n];
-				if (h == ng) {
-					cand[cg].d = cand[g].d;
-					cand[cg].n = 0;
-					h = cg++;
-				}
-				if (cand[h].n == 0 && h < ng)
-					continue;
-				cand[h].it[cand[h].n++] = j;
-			} else if ((a -= nmove) < nfront) {
-				kind = 2;
-				if (a == 0)
-					continue;
-				ls_group_t t = cand[a];
-				memmove(&cand[1], &cand[0], sizeof(ls_group_t) * (size_t)a);
-				cand[0] = t;
-			} else {
-				break;
-			}
-			(void)kind;
-			double st, sum;
-			SL_CHECK(ls_place(c, len, cand, cg, &st, &sum, NULL));
-			used++;
-			if (st < bs - 1e-6 || (st < bs + 1e-6 && sum < bsum - 1e-6)) {
-				/* drop emptied groups */
-				ng = 0;
-				for (int x = 0; x < cg; x++)
-					if (cand[x].n > 0)
-						gs[ng++] = cand[x];
-				bs = st;
-				bsum = sum;
-				again = 1;
-			}
-		}
-	}
-	if (bs >= p->step_ms - c->prof.grad_sync_ms - 1e-6)
-		return SL_OK;
-	sl_plan_t *q = sl_plan_new(p->policy, p->profile, p->ranks, p->ranks_per_node, p->cap_tokens,
-	                           p->seqs, p->nseqs);
-	if (!q)
-		return sl_seterr(SL_ENOMEM, "sluice-optimum: out of memory");
-	double st, sum;
-	sl_err rc = ls_place(c, len, gs, ng, &st, &sum, q);
-	if (rc == SL_OK)
-		rc = sl_plan_evaluate(q, c);
-	if (rc == SL_OK && sl_plan_validate(q, c, NULL, NULL) == 0 && q->step_ms < p->step_ms - 1e-6) {
-		sl_plan_free(plan);
-		*plan = q;
-		*improved = 1;
-		return SL_OK;
-	}
-	sl_plan_free(&q);
-	return rc;
-}
-
 /* The best valid plan this tool knows for seqs[0..n) into *out (caller
  * frees), its policy's name into name: `sluice` at work_limit (0: its
  * default) and, with search, every registered policy (ties keep the
@@ -519,22 +314,14 @@ static sl_err best_plan(const sl_cost_t *c, const sl_seq_t *seqs, int n, int64_t
 			sl_plan_free(&q);
 		}
 	}
-	int imp = 0;
-	if (search && n <= 64) {
-		int64_t len[64];
-		for (int i = 0; i < n; i++)
-			len[i] = seqs[i].length;
-		SL_CHECK(ls_improve(c, len, n, 200000, out, &imp));
-		if (imp)
-			strncat(name, "+search", name_len - strlen(name) - 1);
-	}
 	return SL_OK;
 }
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-optimum [--profile NAME] [--per-node G] [--time-limit S]\n"
-	           "                      [--instances K] [--version] TRACE...\n\n%s",
+	           "                      [--instances K] [--ranks N] [--batch n] [--search]\n"
+	           "                      [--work-limit W] [--show] [--version] TRACE...\n\n%s",
 	        SL_EXIT_HELP);
 }
 
