@@ -136,11 +136,9 @@ static sl_err milp_bound(const sl_cost_t *c, const int64_t *len, int n, double u
 	int na = 0; /* area row, built along */
 	double *avals = malloc(sizeof(double) * (size_t)nmax);
 	int *acols = malloc(sizeof(int) * (size_t)nmax);
-	int32_t *rdeg = malloc(sizeof(int32_t) * (size_t)nmax); /* degree of acols[z]'s group */
-	if (!avals || !acols || !rdeg) {
+	if (!avals || !acols) {
 		free(avals);
 		free(acols);
-		free(rdeg);
 		rc = sl_seterr(SL_ENOMEM, "sluice-optimum: out of memory");
 		goto out;
 	}
@@ -175,7 +173,6 @@ static sl_err milp_bound(const sl_cost_t *c, const int64_t *len, int n, double u
 					break;
 			}
 			for (int z = 0; z < nt && rc == SL_OK; z++) {
-				rdeg[na] = d;
 				acols[na] = cols[z];
 				avals[na++] = d * vals[z];
 			}
@@ -197,36 +194,8 @@ static sl_err milp_bound(const sl_cost_t *c, const int64_t *len, int n, double u
 		avals[na++] = -(double)N;
 		rc = lp_add_row(lp, "area", na, acols, avals, -INFINITY, 0, NULL);
 	}
-	/* Rigid-task rows. Groups that run at the same instant hold disjoint
-	 * ranks, so among groups of degree d > N / (k + 1) at most k run at any
-	 * instant (k + 1 of them would need more than N ranks); integrating over
-	 * [0, step] gives: their times sum to at most k * T. Valid for every
-	 * plan of the reference model, so these rows cut only infeasible points;
-	 * one row per distinct threshold, k = 1..N-1 (the area row above is the
-	 * weighted version of the same count). The area row's entries are
-	 * d * (group-time coefficient), so dividing by d recovers the group time. */
-	for (int32_t k = 1; k < N && rc == SL_OK; k++) {
-		int32_t dmin = N / (k + 1) + 1; /* least d with d > N / (k + 1) */
-		if (k > 1 && N / k + 1 == dmin)
-			continue; /* same set as the row for k - 1, looser */
-		int nr = 0;
-		for (int z = 0; z + 1 < na; z++) {
-			/* acols[z] belongs to a group of degree dz: recover it from the
-			 * coefficient layout, kept beside the row (see rdeg) */
-			if (rdeg[z] >= dmin) {
-				cols[nr] = acols[z];
-				vals[nr++] = avals[z] / rdeg[z];
-			}
-		}
-		if (nr == 0)
-			continue;
-		cols[nr] = tcol;
-		vals[nr++] = -(double)k;
-		rc = lp_add_row(lp, NULL, nr, cols, vals, -INFINITY, 0, NULL);
-	}
 	free(avals);
 	free(acols);
-	free(rdeg);
 	if (rc != SL_OK)
 		goto out;
 	lp_opts_t o = {0};
