@@ -67,7 +67,7 @@
  * would cost seconds. */
 #define SLUICE_POLISH_MAX_SEQS 64
 #define SLUICE_POLISH_MAX_RANKS 64
-#define SLUICE_POLISH_UNITS ((int64_t)20 * 1000 * 1000)
+#define SLUICE_POLISH_UNITS ((int64_t)4 * 1000 * 1000)
 
 /* Baselines scored as fallbacks, by registry name. The last, `flexsp`,
  * costs tens of milliseconds on short-dominated batches, where our plans

@@ -22,8 +22,9 @@
  *    no split of the same total is faster);
  *  - moves, in a fixed order: a group to another degree; a sequence to
  *    another group or to a new group of its group's degree; a group to the
- *    front of the list. The first move that lowers (step, sum of the ranks'
- *    finish times) is taken, until none does or the budget is spent.
+ *    front of the list. A move that lowers (step, sum of the ranks' finish
+ *    times) is taken at once and the scan starts over, until a whole round
+ *    of moves brings none or the budget is spent.
  *
  * The result is kept only when its exact reference timing beats the plan in
  * hand. Deterministic: the moves are tried in a fixed order and the budget
@@ -295,34 +296,51 @@ sl_err planner_sluice_polish(planner_sluice_ctx_t *ctx, const sl_plan_t *plan, i
 	compact(&p);
 	double bs, bsum;
 	SL_CHECK_GOTO(place(&p, &bs, &bsum, NULL), rc, out);
-	int again = 1;
-	while (again && ctx->work < limit && !planner_sluice_stopped(ctx)) {
-		again = 0;
-		for (int32_t g = 0; g < p.ng; g++)
-			cnt[g] = 0;
-		for (int32_t j = 0; j < n; j++)
-			cnt[p.grp[j]]++;
-		for (int64_t mv = 0; !again && ctx->work < limit; mv++) {
-			undo_t u;
-			int r = apply(&p, cnt, mv, &u);
-			if (r < 0)
-				break;
-			if (r == 0)
-				continue;
-			double st, sm;
-			SL_CHECK_GOTO(place(&p, &st, &sm, NULL), rc, out);
-			if (st < bs - 1e-6 || (st < bs + 1e-6 && sm < bsum - 1e-6)) {
-				bs = st;
-				bsum = sm;
-				compact(&p);
-				again = 1;
-			} else {
-				undo(&p, &u);
-			}
+	/* First improvement: after a move is taken the scan starts over, so
+	 * the degree moves (first in the order: they reshape the plan most) are
+	 * tried again before any other (a scan that went on from the next move
+	 * kept long-lognormal's 131,072 tokens on 8 ranks: 17,551 ms against
+	 * 17,227); it ends after a whole round of moves without one (a local
+	 * optimum), or at the budget. */
+	int64_t mv = 0, since = 0;
+	int cut = 0;
+	for (int32_t g = 0; g < p.ng; g++)
+		cnt[g] = 0;
+	for (int32_t j = 0; j < n; j++)
+		cnt[p.grp[j]]++;
+	for (;;) {
+		int64_t nmoves = (int64_t)p.ng * N + (int64_t)n * (p.ng + 1) + p.ng;
+		if (since >= nmoves)
+			break;
+		if (ctx->work >= limit || planner_sluice_stopped(ctx)) {
+			cut = 1;
+			break;
+		}
+		if (mv >= nmoves)
+			mv = 0;
+		undo_t u;
+		int r = apply(&p, cnt, mv++, &u);
+		since++;
+		if (r <= 0)
+			continue;
+		double st, sm;
+		SL_CHECK_GOTO(place(&p, &st, &sm, NULL), rc, out);
+		if (st < bs - 1e-6 || (st < bs + 1e-6 && sm < bsum - 1e-6)) {
+			bs = st;
+			bsum = sm;
+			compact(&p);
+			for (int32_t g = 0; g < p.ng; g++)
+				cnt[g] = 0;
+			for (int32_t j = 0; j < n; j++)
+				cnt[p.grp[j]]++;
+			since = 0;
+			mv = 0;
+		} else {
+			undo(&p, &u);
 		}
 	}
-	if (again)
-		ctx->truncated = 1; /* the budget or a stop cut it while it still improved */
+	if (cut)
+		ctx->truncated = 1; /* the budget or a stop cut it before a local optimum */
 	q = sl_plan_new(plan->policy, plan->profile, plan->ranks, plan->ranks_per_node,
 	                plan->cap_tokens, plan->seqs, plan->nseqs);
 	if (q == NULL) {
