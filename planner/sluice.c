@@ -60,11 +60,14 @@
 #define SLUICE_BUILD_SHARES (2 * SLUICE_REFINE + 5)
 
 /* The polish (sluice_polish.c) runs on requests of at most this many
- * sequences on at most this many ranks, within this much work (about 130 ms
- * at the fixed rate; n = 16 on 16 ranks takes a few ms): its moves number
- * about groups x ranks + sequences x groups and each is priced by placing
- * every group, which at the Wikipedia replay's 512 sequences on 64 ranks
- * would cost seconds. */
+ * sequences on at most this many ranks, within this much work (set aside
+ * on top of the default limit, like the fallbacks'; about 10 ms on 64
+ * sequences, which it often uses up; n = 16 on 16 ranks converges in about
+ * 0.6M): its moves number about groups x ranks + sequences x groups and
+ * each is priced by placing every group, which at the Wikipedia replay's
+ * 512 sequences on 64 ranks would cost seconds. Like the ladder's fixed
+ * number of rungs, this cap is part of the method: only the caller's limit
+ * or deadline stopping it marks the plan cut. */
 #define SLUICE_POLISH_MAX_SEQS 64
 #define SLUICE_POLISH_MAX_RANKS 64
 #define SLUICE_POLISH_UNITS ((int64_t)4 * 1000 * 1000)
@@ -479,8 +482,12 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		if (fb_on[k])
 			reserve += fb_units[k];
 	}
-	/* The default budget is the search's; the fallbacks' comes on top. A
-	 * caller's limit bounds everything. */
+	/* The polish's budget is set aside too (the builds may not spend it). */
+	int polish = n <= SLUICE_POLISH_MAX_SEQS && ctx.N <= SLUICE_POLISH_MAX_RANKS;
+	if (polish)
+		reserve += SLUICE_POLISH_UNITS;
+	/* The default budget is the search's; the fallbacks' and the polish's
+	 * come on top. A caller's limit bounds everything. */
 	if (default_limit)
 		ctx.work_limit += reserve;
 	se.limit = ctx.work_limit - reserve;
@@ -556,8 +563,7 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	}
 	/* Small requests: the polish (sluice_polish.c), from the best plan so
 	 * far, whoever built it. */
-	if (n <= SLUICE_POLISH_MAX_SEQS && ctx.N <= SLUICE_POLISH_MAX_RANKS && !floor_only &&
-	    !planner_sluice_stopped(&ctx)) {
+	if (polish && !floor_only && !planner_sluice_stopped(&ctx)) {
 		int64_t lim = ctx.work + SLUICE_POLISH_UNITS;
 		SL_CHECK_GOTO(planner_sluice_polish(&ctx, se.best,
 		                                    lim < ctx.work_limit ? lim : ctx.work_limit, &cand),

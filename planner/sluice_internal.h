@@ -230,7 +230,8 @@ sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, cons
 
 /* The polish of small requests (sluice_polish.c): a local search over
  * plan's groups (degrees, members, order) with list-scheduled placement,
- * charging ctx's work until it reaches limit. *out is the plan it ends at
+ * charging ctx's work until it reaches limit (marking ctx truncated only
+ * when ctx's own work limit or a stop ended it). *out is the plan it ends at
  * (a new plan, never slower by its own placement than where it started;
  * the caller compares its reference timing with plan's), or NULL when plan
  * does not run each sequence in one group. */

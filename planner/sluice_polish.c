@@ -313,7 +313,8 @@ sl_err planner_sluice_polish(planner_sluice_ctx_t *ctx, const sl_plan_t *plan, i
 		if (since >= nmoves)
 			break;
 		if (ctx->work >= limit || planner_sluice_stopped(ctx)) {
-			cut = 1;
+			/* its own cap is the method's; the caller's limit or a stop is a cut */
+			cut = ctx->work >= ctx->work_limit || planner_sluice_stopped(ctx);
 			break;
 		}
 		if (mv >= nmoves)
@@ -340,7 +341,7 @@ sl_err planner_sluice_polish(planner_sluice_ctx_t *ctx, const sl_plan_t *plan, i
 		}
 	}
 	if (cut)
-		ctx->truncated = 1; /* the budget or a stop cut it before a local optimum */
+		ctx->truncated = 1; /* the caller's limit or a stop cut it before a local optimum */
 	q = sl_plan_new(plan->policy, plan->profile, plan->ranks, plan->ranks_per_node,
 	                plan->cap_tokens, plan->seqs, plan->nseqs);
 	if (q == NULL) {
