@@ -2,7 +2,14 @@
  * small instances (issue 10, part 3).
  *
  *   sluice-optimum [--profile NAME] [--per-node G] [--time-limit S]
- *                  [--instances K] TRACE...
+ *                  [--instances K] [--ranks N] [--batch n] [--search]
+ *                  [--work-limit W] [--show] TRACE...
+ *
+ * --ranks / --batch keep only instances of that rank count / batch size;
+ * --work-limit plans `sluice` with that work limit; --search also plans
+ * with every registered policy and keeps the fastest valid plan as the
+ * upper side (its policy printed last); --show prints each plan's groups
+ * (slot, degree, ranks, start, time, lengths; * = offloaded).
  *
  * For each trace, each rank count N in {8, 16} and each batch size n in
  * {16, 32, 64}, K batches of n consecutive lengths (at spread, fixed
@@ -225,10 +232,65 @@ out:
 	return rc;
 }
 
+/* Prints plan's groups, one a line: slot, ranks, start and time under the
+ * reference timing, and the lengths they run (what --show asks for). */
+static void show_plan(const sl_plan_t *plan, const sl_cost_t *c)
+{
+	double *st = malloc(sizeof(double) * (size_t)(plan->ngroups + 1));
+	double *gm = malloc(sizeof(double) * (size_t)(plan->ngroups + 1));
+	double *rd = malloc(sizeof(double) * (size_t)plan->ranks);
+	if (st && gm && rd) {
+		sl_plan_timeline(plan, c, st, gm, rd);
+		for (int64_t g = 0; g < plan->ngroups; g++) {
+			const sl_group_t *gr = &plan->groups[g];
+			const int32_t *rk = sl_group_ranks(plan, gr);
+			const sl_item_t *it = sl_group_items(plan, gr);
+			printf("#   slot %d d=%d ranks %d..%d start %.1f time %.1f end %.1f:", gr->slot,
+			       gr->nranks, rk[0], rk[gr->nranks - 1], st[g], gm[g], st[g] + gm[g]);
+			for (int32_t i = 0; i < gr->nitems; i++)
+				printf(" %lld%s", (long long)plan->seqs[it[i].seq].length,
+				       it[i].offload > 0 ? "*" : "");
+			printf("\n");
+		}
+	}
+	free(st);
+	free(gm);
+	free(rd);
+}
+
+/* The best valid plan this tool knows for seqs[0..n) into *out (caller
+ * frees), its policy's name into name: `sluice` at work_limit (0: its
+ * default) and, with search, every registered policy (ties keep the
+ * earlier). */
+static sl_err best_plan(const sl_cost_t *c, const sl_seq_t *seqs, int n, int64_t work_limit,
+                        int search, sl_plan_t **out, char *name, size_t name_len)
+{
+	sl_policy_opts_t o = {0};
+	o.work_limit = work_limit;
+	sl_err rc = sl_plan_request("sluice", c, seqs, n, &o, out);
+	if (rc != SL_OK)
+		return rc;
+	snprintf(name, name_len, "sluice");
+	for (size_t p = 0; search && p < sl_policy_count(); p++) {
+		sl_plan_t *q = NULL;
+		if (sl_plan_request(sl_policy_at(p)->name, c, seqs, n, NULL, &q) != SL_OK)
+			continue; /* that policy has no plan here (e.g. static cannot hold it) */
+		if (sl_plan_validate(q, c, NULL, NULL) == 0 && q->step_ms < (*out)->step_ms - 1e-9) {
+			sl_plan_free(out);
+			*out = q;
+			snprintf(name, name_len, "%s", sl_policy_at(p)->name);
+		} else {
+			sl_plan_free(&q);
+		}
+	}
+	return SL_OK;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-optimum [--profile NAME] [--per-node G] [--time-limit S]\n"
-	           "                      [--instances K] [--version] TRACE...\n\n%s",
+	           "                      [--instances K] [--ranks N] [--batch n] [--search]\n"
+	           "                      [--work-limit W] [--show] [--version] TRACE...\n\n%s",
 	        SL_EXIT_HELP);
 }
 
@@ -238,9 +300,12 @@ int main(int argc, char **argv)
 	int32_t per_node = 8;
 	int inst = 3;
 	double tlim_s = 20;
+	int32_t only_ranks = 0;
+	int only_n = 0, show = 0, search = 0;
+	int64_t work_limit = 0;
 	int first_trace = argc;
-	const bench_opts_t bo = {"sluice-optimum", usage, &profname, NULL, &per_node,
-	                         NULL, NULL, NULL};
+	const bench_opts_t bo = {"sluice-optimum", usage, &profname, &only_ranks, &per_node,
+	                         &only_n, NULL, NULL};
 	for (int i = 1; i < argc; i++) {
 		int code, r = bench_opt(&bo, argc, argv, &i, &code);
 		if (r == BENCH_OPT_EXIT)
@@ -248,13 +313,19 @@ int main(int argc, char **argv)
 		if (r == BENCH_OPT_TAKEN)
 			continue;
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (a[0] == '-' && v == NULL) {
+		if (strcmp(a, "--show") == 0) {
+			show = 1;
+		} else if (strcmp(a, "--search") == 0) {
+			search = 1;
+		} else if (a[0] == '-' && v == NULL) {
 			fprintf(stderr, "sluice-optimum: %s needs a value\n", a);
 			return SL_EXIT_USAGE;
 		} else if (strcmp(a, "--time-limit") == 0) {
 			tlim_s = atof(argv[++i]);
 		} else if (strcmp(a, "--instances") == 0) {
 			inst = atoi(argv[++i]);
+		} else if (strcmp(a, "--work-limit") == 0) {
+			work_limit = atoll(argv[++i]);
 		} else if (a[0] == '-') {
 			fprintf(stderr, "sluice-optimum: unknown option %s\n", a);
 			usage(stderr);
@@ -288,6 +359,8 @@ int main(int argc, char **argv)
 		const char *base = strrchr(argv[t], '/') ? strrchr(argv[t], '/') + 1 : argv[t];
 		tally_t all = {0};
 		for (size_t r = 0; r < sizeof(ranks) / sizeof(ranks[0]) && rc == SL_EXIT_OK; r++) {
+			if (only_ranks > 0 && ranks[r] != only_ranks)
+				continue;
 			sl_cost_t cost;
 			sl_cluster_t cl = {ranks[r], per_node < ranks[r] ? per_node : ranks[r]};
 			if (sl_cost_init(&cost, &prof, &cl) != SL_OK) {
@@ -297,6 +370,8 @@ int main(int argc, char **argv)
 			}
 			for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]) && rc == SL_EXIT_OK; z++) {
 				int n = sizes[z];
+				if (only_n > 0 && n != only_n)
+					continue;
 				for (int k = 0; k < inst && rc == SL_EXIT_OK; k++) {
 					/* spread, fixed offsets; wraps on short traces */
 					size_t off = tr.n > 0 ? ((size_t)k * 104729u) % tr.n : 0;
@@ -312,7 +387,9 @@ int main(int argc, char **argv)
 						len[m++] = s;
 					}
 					sl_plan_t *plan = NULL;
-					if (m < n || sl_plan_request("sluice", &cost, seqs, m, NULL, &plan) != SL_OK) {
+					char pname[32];
+					if (m < n || best_plan(&cost, seqs, m, work_limit, search, &plan, pname,
+					                       sizeof(pname)) != SL_OK) {
 						fprintf(stderr, "sluice-optimum: %s N=%d n=%d: %s\n", base, ranks[r],
 						        n, m < n ? "too few lengths fit" : sl_errmsg());
 						rc = SL_EXIT_FAIL;
@@ -338,10 +415,12 @@ int main(int argc, char **argv)
 					if (!proven && ib > lb)
 						lb = ib;
 					double gm = plan->step_ms / lb - 1, gi = plan->step_ms / plan->ideal_ms - 1;
-					printf("%-28s %5d %4d %6zu %12.1f %12.1f %12.1f %8s %8.2f%% %8.2f%%\n",
+					printf("%-28s %5d %4d %6zu %12.1f %12.1f %12.1f %8s %8.2f%% %8.2f%%%s%s\n",
 					       base, ranks[r], n, off, plan->step_ms, lb, plan->ideal_ms,
 					       !proven ? "bound" : gm < 1e-9 ? "optimal" : "proven", 100 * gm,
-					       100 * gi);
+					       100 * gi, search ? " " : "", search ? pname : "");
+					if (show)
+						show_plan(plan, &cost);
 					fflush(stdout);
 					all.gap_sum += gm;
 					all.gap_max = fmax(all.gap_max, gm);

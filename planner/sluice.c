@@ -59,6 +59,19 @@
  * builds every batch gets (the extra ones share what those leave). */
 #define SLUICE_BUILD_SHARES (2 * SLUICE_REFINE + 5)
 
+/* The polish (sluice_polish.c) runs on requests of at most this many
+ * sequences on at most this many ranks, within this much work (set aside
+ * on top of the default limit, like the fallbacks'; about 10 ms on 64
+ * sequences, which it often uses up; n = 16 on 16 ranks converges in about
+ * 0.6M): its moves number about groups x ranks + sequences x groups and
+ * each is priced by placing every group, which at the Wikipedia replay's
+ * 512 sequences on 64 ranks would cost seconds. Like the ladder's fixed
+ * number of rungs, this cap is part of the method: only the caller's limit
+ * or deadline stopping it marks the plan cut. */
+#define SLUICE_POLISH_MAX_SEQS 64
+#define SLUICE_POLISH_MAX_RANKS 64
+#define SLUICE_POLISH_UNITS ((int64_t)4 * 1000 * 1000)
+
 /* Baselines scored as fallbacks, by registry name. The last, `flexsp`,
  * costs tens of milliseconds on short-dominated batches, where our plans
  * beat it by 10-20%; it is scored only on long-dominated batches (at least
@@ -469,8 +482,12 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 		if (fb_on[k])
 			reserve += fb_units[k];
 	}
-	/* The default budget is the search's; the fallbacks' comes on top. A
-	 * caller's limit bounds everything. */
+	/* The polish's budget is set aside too (the builds may not spend it). */
+	int polish = n <= SLUICE_POLISH_MAX_SEQS && ctx.N <= SLUICE_POLISH_MAX_RANKS;
+	if (polish)
+		reserve += SLUICE_POLISH_UNITS;
+	/* The default budget is the search's; the fallbacks' and the polish's
+	 * come on top. A caller's limit bounds everything. */
 	if (default_limit)
 		ctx.work_limit += reserve;
 	se.limit = ctx.work_limit - reserve;
@@ -543,6 +560,28 @@ sl_err planner_policy_sluice(const sl_cost_t *cost, const sl_seq_t *seqs, int64_
 	if (se.best == NULL) {
 		rc = sl_seterr(SL_EINTERNAL, "sluice: no candidate plan was built");
 		goto out;
+	}
+	/* Small requests: the polish (sluice_polish.c), from the best plan so
+	 * far, whoever built it. */
+	if (polish && !floor_only && !planner_sluice_stopped(&ctx)) {
+		int64_t lim = ctx.work + SLUICE_POLISH_UNITS;
+		SL_CHECK_GOTO(planner_sluice_polish(&ctx, se.best,
+		                                    lim < ctx.work_limit ? lim : ctx.work_limit, &cand),
+		              rc, out);
+		double ms = INFINITY;
+		if (cand != NULL)
+			SL_CHECK_GOTO(planner_plan_timing(cand, cost, se.per_rank, &ms), rc, out);
+		SL_DEBUG(SL_SUB_PLAN, "sluice: polish %.1f -> %.1f ms, work %lld", se.best_ms, ms,
+		         (long long)ctx.work);
+		if (ms < se.best_ms - 1e-9) {
+			sl_plan_free(&se.best);
+			se.best = cand;
+			cand = NULL;
+			se.best_ms = ms;
+			winner = NULL; /* ours now, whichever plan it started from */
+		} else {
+			sl_plan_free(&cand);
+		}
 	}
 	sl_plan_t *best = se.best;
 	snprintf(best->policy, sizeof(best->policy), "sluice");

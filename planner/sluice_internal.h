@@ -228,6 +228,16 @@ static inline double planner_sluice_bin_ms(const planner_sluice_ctx_t *ctx, int6
 sl_err planner_sluice_build(planner_sluice_state_t *st, const int32_t *deg, const double *off,
                             const planner_sluice_knobs_t *knobs);
 
+/* The polish of small requests (sluice_polish.c): a local search over
+ * plan's groups (degrees, members, order) with list-scheduled placement,
+ * charging ctx's work until it reaches limit (marking ctx truncated only
+ * when ctx's own work limit or a stop ended it). *out is the plan it ends at
+ * (a new plan, never slower by its own placement than where it started;
+ * the caller compares its reference timing with plan's), or NULL when plan
+ * does not run each sequence in one group. */
+sl_err planner_sluice_polish(planner_sluice_ctx_t *ctx, const sl_plan_t *plan, int64_t limit,
+                             sl_plan_t **out);
+
 /* Stage 1 (every sequence not yet placed goes to one rank, balancing
  * predicted finish times, LPT order) and stage 2 (each rank's sequences
  * into micro-batches). */
