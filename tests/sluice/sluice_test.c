@@ -124,6 +124,21 @@ static double step_of(const char *policy, const sl_cost_t *c, const sl_seq_t *s,
 	return ms;
 }
 
+/* Fails (naming what) when a registered policy plans this batch faster than
+ * sluice's plan p. */
+static void assert_not_beaten(const sl_plan_t *p, const sl_cost_t *c, const sl_seq_t *s, int64_t n,
+                              const sl_policy_opts_t *opts, const char *what)
+{
+	for (size_t k = 0; k < sl_policy_count(); k++) {
+		const char *name = sl_policy_at(k)->name;
+		if (strcmp(name, "sluice") == 0)
+			continue;
+		double b = step_of(name, c, s, n, opts);
+		if (!(p->step_ms <= b * (1 + 1e-12)))
+			fail_msg("%s: sluice %.3f ms slower than %s %.3f ms", what, p->step_ms, name, b);
+	}
+}
+
 /* --- tests --------------------------------------------------------------- */
 
 /* Valid plans on random batches over cluster shapes and profiles, including
@@ -329,15 +344,9 @@ static void sluice_long_dominated(void **state)
 		              p->note);
 		if (!(r <= 1.01))
 			fail_msg("seed %llu: step/ideal %.4f above 1.01", (unsigned long long)seed, r);
-		for (size_t k = 0; k < sl_policy_count(); k++) {
-			const char *name = sl_policy_at(k)->name;
-			if (strcmp(name, "sluice") == 0)
-				continue;
-			double b = step_of(name, &c, s, 512, &o);
-			if (!(p->step_ms <= b * (1 + 1e-12)))
-				fail_msg("seed %llu: sluice %.3f ms slower than %s %.3f ms",
-				         (unsigned long long)seed, p->step_ms, name, b);
-		}
+		char what[32];
+		snprintf(what, sizeof(what), "seed %llu", (unsigned long long)seed);
+		assert_not_beaten(p, &c, s, 512, &o, what);
 		sl_plan_free(&p);
 		free(s);
 	}
@@ -361,18 +370,12 @@ static void sluice_small_long_batches(void **state)
 			sl_seq_t *s = lognormal_batch_of((uint64_t)(7 + n), n, log(26000.0), 1.0,
 			                                 SL_SYNTH_MAX_LEN);
 			sl_plan_t *p = plan_checked(&c, s, n, &o, "small long batch");
+			char what[48];
+			snprintf(what, sizeof(what), "%d ranks, %lld sequences", (int)ranks[ri],
+			         (long long)n);
 			if (p->search_truncated)
-				fail_msg("%d ranks, %lld sequences: marked cut (%s)", (int)ranks[ri],
-				         (long long)n, p->note);
-			for (size_t k = 0; k < sl_policy_count(); k++) {
-				const char *name = sl_policy_at(k)->name;
-				if (strcmp(name, "sluice") == 0)
-					continue;
-				double b = step_of(name, &c, s, n, &o);
-				if (!(p->step_ms <= b * (1 + 1e-12)))
-					fail_msg("%d ranks, %lld sequences: sluice %.3f ms slower than %s "
-					         "%.3f ms", (int)ranks[ri], (long long)n, p->step_ms, name, b);
-			}
+				fail_msg("%s: marked cut (%s)", what, p->note);
+			assert_not_beaten(p, &c, s, n, &o, what);
 			sl_plan_free(&p);
 			free(s);
 		}
@@ -403,15 +406,9 @@ static void sluice_code_files(void **state)
 		double r = p->step_ms / p->ideal_ms;
 		print_message("seed %llu: step/ideal %.4f (%s)\n", (unsigned long long)seed, r,
 		              p->note);
-		for (size_t k = 0; k < sl_policy_count(); k++) {
-			const char *name = sl_policy_at(k)->name;
-			if (strcmp(name, "sluice") == 0)
-				continue;
-			double b = step_of(name, &c, s, 512, &o);
-			if (!(p->step_ms <= b * (1 + 1e-12)))
-				fail_msg("seed %llu: sluice %.3f ms slower than %s %.3f ms",
-				         (unsigned long long)seed, p->step_ms, name, b);
-		}
+		char what[32];
+		snprintf(what, sizeof(what), "seed %llu", (unsigned long long)seed);
+		assert_not_beaten(p, &c, s, 512, &o, what);
 		sum += r;
 		nb++;
 		sl_plan_free(&p);
