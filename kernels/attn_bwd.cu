@@ -173,15 +173,11 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a, c
 #pragma unroll
 				for (int e1 = 0; e1 < 2; ++e1) {
 					const int qc = c0 + nt * 8 + 2 * t4 + e1;
-					/* padding rows and rows that saw no key: P = 0 */
-					const float lraw = lq[qc], dl = dlq[qc];
-					const float l2 = qt0 + qc < qvalid && lraw != -INFINITY
-					                     ? lraw * 1.4426950408889634f
-					                     : INFINITY;
-					int qp = 0;
-					if (need_mask && a.causal)
-						qp = qt0 + qc < len ? kern_pos(chunk, a.d, a.q_owner, qt0 + qc)
-						                    : INT32_MAX;
+					const float dl = dlq[qc];
+					float l2;
+					int qp;
+					bwd_query_row(a, chunk, len, qvalid, qt0 + qc, lq[qc],
+					              need_mask && a.causal, &l2, &qp);
 #pragma unroll
 					for (int rr = 0; rr < 2; ++rr) {
 						const int e = rr * 2 + e1;

@@ -163,6 +163,16 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		/* producer */
 		regs_dealloc<40>();
 		const int32_t row0 = static_cast<int32_t>(seg.off);
+		/* iteration it's stage, query head and first query row, once the
+		 * consumers have freed the stage (both producer roles fill it) */
+		auto stage_free = [&](int it, int *st, int *h, int *qt0) {
+			const int n = it / STAGES;
+			*st = it % STAGES;
+			*h = hk * G + it / nq;
+			*qt0 = (i0 + it % nq) * BM;
+			if (n > 0)
+				mbar_wait(bempty + 8 * *st, (n - 1) & 1);
+		};
 		if (threadIdx.x == 0 && niter > 0) {
 			tma_prefetch_desc(&maps.q);
 			tma_prefetch_desc(&maps.dout);
@@ -175,11 +185,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 				tma_load_3d(sV + sl * KSLAB, &maps.v, bkv, sl * 64, hk, row0 + k0);
 			}
 			for (int it = 0; it < niter; ++it) {
-				const int st = it % STAGES, n = it / STAGES;
-				const int h = hk * G + it / nq;
-				const int qt0 = (i0 + it % nq) * BM;
-				if (n > 0)
-					mbar_wait(bempty + 8 * st, (n - 1) & 1);
+				int st, h, qt0;
+				stage_free(it, &st, &h, &qt0);
 				const uint32_t off = static_cast<uint32_t>(st) * L::QB;
 				mbar_arrive_expect_tx(bfull + 8 * st, 2 * L::QB);
 #pragma unroll
@@ -195,11 +202,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 			 * P is forced to 0 by the consumers) */
 			const int lane = threadIdx.x - 32;
 			for (int it = 0; it < niter; ++it) {
-				const int st = it % STAGES, n = it / STAGES;
-				const int h = hk * G + it / nq;
-				const int qt0 = (i0 + it % nq) * BM;
-				if (n > 0)
-					mbar_wait(bempty + 8 * st, (n - 1) & 1);
+				int st, h, qt0;
+				stage_free(it, &st, &h, &qt0);
 #pragma unroll
 				for (int r = lane; r < BM; r += 32) {
 					const int qi = qt0 + r;
@@ -306,14 +310,10 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 			for (int e = 0; e < 2; ++e) {
 				const int qc = 8 * j + 2 * t4 + e;
 				const float lraw = lq[qc];
-				/* padding rows and rows that saw no key: P = 0 */
-				const float l2 = qt0 + qc < qvalid && lraw != -INFINITY
-				                     ? lraw * 1.4426950408889634f
-				                     : INFINITY;
-				int qp = 0;
-				if (need_mask && a.causal)
-					qp = qt0 + qc < len ? kern_pos(chunk, a.d, a.q_owner, qt0 + qc)
-					                    : INT32_MAX;
+				float l2;
+				int qp;
+				bwd_query_row(a, chunk, len, qvalid, qt0 + qc, lraw, need_mask && a.causal,
+				              &l2, &qp);
 #pragma unroll
 				for (int rr = 0; rr < 2; ++rr) {
 					float &x = sc[4 * j + 2 * rr + e];
@@ -581,15 +581,10 @@ sl_err kern_sm90_bwd(const kern_bwd_args_t *a, int opt, cudaStream_t st)
 
 int kern_sm90_bwd_fits(const kern_bwd_args_t *a)
 {
-	const uintptr_t mis = reinterpret_cast<uintptr_t>(a->q) | reinterpret_cast<uintptr_t>(a->k) |
-	                      reinterpret_cast<uintptr_t>(a->v) |
-	                      reinterpret_cast<uintptr_t>(a->dout) |
-	                      reinterpret_cast<uintptr_t>(a->dq); /* v4 / bulk adds */
-#if SLUICE_SM90A
-	return a->ntok > 0 && a->ntok <= INT32_MAX - 256 && (mis & 15u) == 0 && a->heads > 0 &&
-	       a->kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();
-#else
-	(void)mis; /* the library has no sm_90a code */
-	return 0;
-#endif
+	return kern_sm90_hop_fits(reinterpret_cast<uintptr_t>(a->q) |
+	                              reinterpret_cast<uintptr_t>(a->k) |
+	                              reinterpret_cast<uintptr_t>(a->v) |
+	                              reinterpret_cast<uintptr_t>(a->dout) |
+	                              reinterpret_cast<uintptr_t>(a->dq), /* v4 / bulk adds */
+	                          a->ntok, a->heads, a->kv_heads);
 }

@@ -222,6 +222,19 @@ __device__ __forceinline__ void bwd_query_tiles(const kern_bwd_args_t &a, const 
 	}
 }
 
+/* A backward query row's LSE in the log2 domain (INFINITY for padding rows
+ * and rows that saw no key, so their P is 0) and, when want_pos, its global
+ * position (INT32_MAX past the shard; 0 otherwise). */
+__device__ __forceinline__ void bwd_query_row(const kern_bwd_args_t &a, int chunk, int len,
+                                              int qvalid, int row, float lraw, bool want_pos,
+                                              float *l2, int *qp)
+{
+	*l2 = row < qvalid && lraw != -INFINITY ? lraw * 1.4426950408889634f : INFINITY;
+	*qp = 0;
+	if (want_pos)
+		*qp = row < len ? kern_pos(chunk, a.d, a.q_owner, row) : INT32_MAX;
+}
+
 /* The forward epilogue of one query row, in two steps so that a quad's
  * lanes all read the old LSE (merge modes) before lane t4 == 0 overwrites
  * it: fwd_row_begin, __syncwarp, fwd_row_store. m is the row's running max

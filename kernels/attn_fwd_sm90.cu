@@ -459,15 +459,21 @@ sl_err kern_sm90_fwd(const kern_fwd_args_t *a, int bn, int opt, cudaStream_t st)
 	                 __FILE__, __LINE__, a->head_dim, bn, opt);
 }
 
-int kern_sm90_fwd_fits(const kern_fwd_args_t *a)
+int kern_sm90_hop_fits(uintptr_t addrs, int64_t ntok, int32_t heads, int32_t kv_heads)
 {
-	const uintptr_t mis = reinterpret_cast<uintptr_t>(a->q) | reinterpret_cast<uintptr_t>(a->k) |
-	                      reinterpret_cast<uintptr_t>(a->v);
 #if SLUICE_SM90A
-	return a->ntok > 0 && a->ntok <= INT32_MAX - 256 && (mis & 15u) == 0 && a->heads > 0 &&
-	       a->kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();
+	return ntok > 0 && ntok <= INT32_MAX - 256 && (addrs & 15u) == 0 && heads > 0 &&
+	       kv_heads > 0 && !kern_path_mma_only() && kern_device_sm90();
 #else
-	(void)mis; /* the library has no sm_90a code */
+	(void)addrs, (void)ntok, (void)heads, (void)kv_heads; /* the library has no sm_90a code */
 	return 0;
 #endif
+}
+
+int kern_sm90_fwd_fits(const kern_fwd_args_t *a)
+{
+	return kern_sm90_hop_fits(reinterpret_cast<uintptr_t>(a->q) |
+	                              reinterpret_cast<uintptr_t>(a->k) |
+	                              reinterpret_cast<uintptr_t>(a->v),
+	                          a->ntok, a->heads, a->kv_heads);
 }

@@ -151,6 +151,10 @@ enum {
 };
 sl_err kern_sm90_fwd(const kern_fwd_args_t *a, int bn, int opt, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
+/* The test both of them apply: addrs, the tensors' addresses or-ed together,
+ * 16-byte aligned; ntok known and < 2^31 - 256; heads given; the sm_90a
+ * kernels built, on, and an sm_90 card present. */
+int kern_sm90_hop_fits(uintptr_t addrs, int64_t ntok, int32_t heads, int32_t kv_heads);
 /* The sm_90a backward launcher (attn_bwd_sm90.cu; 128-key tiles; head_dim
  * 64 or 128) with a set of the options below (0: the first kernel; the
  * variant table in attn_bwd.cu names the sets it uses, others are
