@@ -348,17 +348,22 @@ struct bwd_variant {
 	    BWD_V90(D, BM, 2, "_bulk", KERN_BWD90_BULK),                                         \
 	    BWD_V90(D, BM, 2, "_ov_v4", KERN_BWD90_OV | KERN_BWD90_V4),                           \
 	    BWD_V90(D, BM, 2, "_ov_bulk", KERN_BWD90_OV | KERN_BWD90_BULK),                       \
-	    BWD_V90(D, BM, 3, "_ov_v4", KERN_BWD90_S3 | KERN_BWD90_OV | KERN_BWD90_V4)
+	    BWD_V90(D, BM, 3, "_ov_v4", KERN_BWD90_S3 | KERN_BWD90_OV | KERN_BWD90_V4),             \
+	    BWD_V90(D, BM, 2, "_ov_tmadq", KERN_BWD90_OV | KERN_BWD90_TMADQ),                     \
+	    BWD_V90(D, BM, 2, "_ov_tmadq_pre",                                                   \
+	            KERN_BWD90_OV | KERN_BWD90_TMADQ | KERN_BWD90_PRE),                           \
+	    BWD_V90(D, BM, 2, "_ov_pre", KERN_BWD90_OV | KERN_BWD90_PRE),                         \
+	    BWD_V90(D, BM, 2, "_tmadq_pre", KERN_BWD90_TMADQ | KERN_BWD90_PRE)
 /* New variants go after a head dim's existing ones: variants are chosen by
  * index (SLUICE_KERN_BWD, kern_bwd_default). */
 static const bwd_variant bwd_table[] = {
     BWD_V(64, 4, 64, 1),  BWD_V(64, 4, 128, 2), BWD_V(64, 4, 64, 2),
     BWD_V90(64, 128, 2, "", 0),
-    BWD_V90_OPTS(64, 128), /* indices 4-9 */
+    BWD_V90_OPTS(64, 128), /* indices 4-13 */
     BWD_V(128, 4, 32, 1), BWD_V(128, 4, 64, 1), BWD_V(128, 8, 32, 1),
     BWD_V(128, 4, 64, 2), BWD_V(128, 8, 64, 2),
     BWD_V90(128, 64, 2, "", 0),
-    BWD_V90_OPTS(128, 64), /* indices 6-11 */
+    BWD_V90_OPTS(128, 64), /* indices 6-15 */
 };
 #undef BWD_V
 #undef BWD_V90
@@ -376,19 +381,25 @@ static const bwd_variant *bwd_find(int32_t head_dim, int variant)
 	return nullptr;
 }
 
-/* The index of the head dim's first sm_90a variant, or -1. */
-static int bwd_index_sm90(int32_t head_dim)
+/* The index of the head dim's sm_90a variant with options opt, or -1. */
+static int bwd_index_sm90(int32_t head_dim, int opt)
 {
 	int k = 0;
 	for (int i = 0; i < bwd_count; ++i) {
 		if (bwd_table[i].d != head_dim)
 			continue;
-		if (bwd_table[i].sm90)
+		if (bwd_table[i].sm90 && bwd_table[i].opt == opt)
 			return k;
 		++k;
 	}
 	return -1;
 }
+
+/* The sm_90a default: dP^T under the exponentials, dQ through shared memory
+ * and the producer's tensor reduce-adds, LSE/positions/delta prepared by the
+ * producer (H100, 2026-12-07, docs/gpu.md: D = 128 505-585 TFLOP/s against
+ * the first sm_90a kernel's 350-363; D = 64 429-462 against 270-285). */
+static const int bwd_default_sm90_opt = KERN_BWD90_OV | KERN_BWD90_TMADQ | KERN_BWD90_PRE;
 
 /* The mma.sync default (the fastest measured, docs/gpu.md): d64_n4x16_m64s2,
  * d128_n8x16_m64s2. It also runs the hops an sm_90a variant cannot take, on
@@ -410,15 +421,15 @@ int kern_bwd_variants(int32_t head_dim)
 	return n;
 }
 
-/* Default: the sm_90a kernel on sm_90 cards (unless SLUICE_KERN_PATH=mma),
- * else the fastest mma.sync variant. H100, 2026-12-07 (docs/gpu.md):
- * D = 128 348-353 TFLOP/s against mma.sync's 231-236, D = 64 273-283
- * against 194-201. */
+/* Default: the sm_90a default variant on sm_90 cards (unless
+ * SLUICE_KERN_PATH=mma), else the fastest mma.sync variant (H100,
+ * 2026-12-07, docs/gpu.md: mma.sync D = 128 231-236 TFLOP/s, D = 64
+ * 194-201). */
 int kern_bwd_default(int32_t head_dim)
 {
 	const int mma = kern::bwd_default_mma(head_dim);
 	if (!kern_path_mma_only() && kern_device_sm90()) {
-		const int v = kern::bwd_index_sm90(head_dim);
+		const int v = kern::bwd_index_sm90(head_dim, kern::bwd_default_sm90_opt);
 		return v >= 0 ? v : mma;
 	}
 	return mma;

@@ -52,6 +52,9 @@
  * past it are other segments' tokens (finite inputs, multiplied by exact
  * zeros: P and dS are 0 there) or past the tensor (zero filled). */
 #include <math.h>
+#include <string.h>
+
+#include <type_traits>
 
 #include "attn_sm90.cuh"
 #include "sluice/log.h"
@@ -59,9 +62,10 @@
 namespace kern {
 namespace sm90 {
 
-/* The four tensor maps of a hop (__grid_constant__ kernel parameter). */
+/* The tensor maps of a hop (__grid_constant__ kernel parameter); dq (fp32,
+ * 32-column boxes) only with KERN_BWD90_TMADQ. */
 struct bwd_maps {
-	CUtensorMap q, dout, k, v;
+	CUtensorMap q, dout, k, v, dq;
 };
 
 constexpr int BWD_BN = 128;      /* keys per block: 2 consumers x 64 */
@@ -72,17 +76,36 @@ constexpr int BWD_THREADS = 384; /* producer + 2 consumer warpgroups */
  * 32); the bulk copy needs a row's 256 bytes contiguous, so no swizzle. */
 constexpr uint32_t BWD_DQROW = 256 + 32;
 constexpr uint32_t BWD_DQW = 16 * BWD_DQROW;
+/* KERN_BWD90_TMADQ's dQ staging: per consumer its 64 x 64 fp32 part as two
+ * 64-row x 32-column boxes of the dq tensor map, 128B-swizzled. */
+constexpr uint32_t BWD_DQBOX = 64 * 128;
+constexpr uint32_t BWD_DQPART = 2 * BWD_DQBOX;
+/* Named barriers (0 is __syncthreads'): the consumers' dS^T exchange, and
+ * with TMADQ per consumer "staging full" / "staging empty" between it and
+ * the producer's dQ warp (128 + 32 threads). */
+constexpr int BWD_BAR_DS = 1;
+constexpr int BWD_BAR_DQFULL = 2;  /* + consumer */
+constexpr int BWD_BAR_DQEMPTY = 4; /* + consumer */
+constexpr int BWD_DQ_THREADS = 128 + 32;
 
 /* Shared memory, every tile on a 1024-byte boundary (the 128B swizzle's
  * phase is the address's own bits; descriptors' base offset 0):
  *   K, V       [D/64 slabs][BN rows][64 cols] bf16, loaded once
  *   Q, dO      [STAGES][D/64 slabs][BM rows][64 cols]
  *   dS^T       [2 buffers][BM/64 slabs][BN key rows][64 query cols]
- *   LSE, delta [STAGES][BM] fp32
+ *   dQ boxes   (KERN_BWD90_TMADQ only) [2 consumers][2 boxes][64 rows][32]
+ *              fp32, each consumer's 64 x 64 dQ part
+ *   LSE, delta [STAGES][BM] fp32 (with KERN_BWD90_PRE the LSE in the log2
+ *              domain, INFINITY for rows whose P is 0)
+ *   positions  (KERN_BWD90_PRE only) [STAGES][BM] int32, each row's global
+ *              position (INT32_MAX past the shard)
  *   dQ         (KERN_BWD90_BULK only) [8 warps][16 rows][BWD_DQROW bytes]
  *              fp32, each warp's rows of its consumer's 64 x 64 dQ part
  *   barriers   kv, full[STAGES], empty[STAGES] */
-template <int D, int BM, int STAGES, bool BULK> struct bwd_smem {
+template <int D, int BM, int STAGES, int OPT> struct bwd_smem {
+	static constexpr bool BULK = (OPT & KERN_BWD90_BULK) != 0;
+	static constexpr bool TMADQ = (OPT & KERN_BWD90_TMADQ) != 0;
+	static constexpr bool PRE = (OPT & KERN_BWD90_PRE) != 0;
 	static constexpr uint32_t KV = BWD_BN * D * 2; /* one K (or V) tile */
 	static constexpr uint32_t QB = BM * D * 2;     /* one Q (or dO) stage */
 	static constexpr uint32_t DSB = BWD_BN * BM * 2; /* one dS^T buffer */
@@ -91,13 +114,17 @@ template <int D, int BM, int STAGES, bool BULK> struct bwd_smem {
 	static constexpr uint32_t Q0 = 2 * KV;
 	static constexpr uint32_t DO0 = Q0 + STAGES * QB;
 	static constexpr uint32_t DS0 = DO0 + STAGES * QB;
-	static constexpr uint32_t L0 = DS0 + 2 * DSB;
+	static constexpr uint32_t DQT0 = DS0 + 2 * DSB;
+	static constexpr uint32_t L0 = DQT0 + (TMADQ ? 2 * BWD_DQPART : 0);
 	static constexpr uint32_t DL0 = L0 + STAGES * BM * 4;
-	static constexpr uint32_t DQ0 = DL0 + STAGES * BM * 4;
+	static constexpr uint32_t QP0 = DL0 + STAGES * BM * 4;
+	static constexpr uint32_t DQ0 = QP0 + (PRE ? STAGES * BM * 4 : 0);
 	static constexpr uint32_t BAR = DQ0 + (BULK ? 8 * BWD_DQW : 0);
 	static constexpr uint32_t BYTES = BAR + 8 * (1 + 2 * STAGES);
 	static constexpr size_t ALLOC = BYTES + 1024; /* re-aligned to 1024 */
-	static_assert(KV % 1024 == 0 && QB % 1024 == 0 && DSB % 1024 == 0, "tile alignment");
+	static_assert(KV % 1024 == 0 && QB % 1024 == 0 && DSB % 1024 == 0 && DQT0 % 1024 == 0,
+	              "tile alignment");
+	static_assert(!(BULK && TMADQ), "one dQ route");
 	static_assert(BAR % 8 == 0, "mbarrier alignment");
 	static_assert(ALLOC <= 227 * 1024, "shared memory of one block");
 };
@@ -112,7 +139,9 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 	constexpr bool OV = (OPT & KERN_BWD90_OV) != 0;
 	constexpr bool V4 = (OPT & KERN_BWD90_V4) != 0;
 	constexpr bool BULK = (OPT & KERN_BWD90_BULK) != 0;
-	using L = bwd_smem<D, BM, STAGES, BULK>;
+	constexpr bool TMADQ = (OPT & KERN_BWD90_TMADQ) != 0;
+	constexpr bool PRE = (OPT & KERN_BWD90_PRE) != 0;
+	using L = bwd_smem<D, BM, STAGES, OPT>;
 	constexpr int BN = BWD_BN;
 	constexpr uint32_t KSLAB = BN * 128; /* bytes of one 64-column slab of K/V */
 	constexpr uint32_t QSLAB = BM * 128; /* ... of a Q/dO stage */
@@ -131,6 +160,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 	const uint32_t sdO = base + L::DO0, sdS = base + L::DS0;
 	float *const sL = reinterpret_cast<float *>(smem_raw + (base - raw) + L::L0);
 	float *const sDl = reinterpret_cast<float *>(smem_raw + (base - raw) + L::DL0);
+	int *const sQp = reinterpret_cast<int *>(smem_raw + (base - raw) + L::QP0);
 	const uint32_t bkv = base + L::BAR;
 	const uint32_t bfull = bkv + 8, bempty = bfull + 8 * STAGES;
 
@@ -207,11 +237,16 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 #pragma unroll
 				for (int r = lane; r < BM; r += 32) {
 					const int qi = qt0 + r;
-					float l = 0.f, dl = 0.f;
+					float l = PRE ? -INFINITY : 0.f, dl = 0.f;
 					if (qi < qvalid) {
 						const int64_t idx = (seg.off + qi) * a.heads + h;
 						l = a.lse[idx];
 						dl = a.delta[idx];
+					}
+					if constexpr (PRE) {
+						int qp;
+						bwd_query_row(a, chunk, len, qvalid, qi, l, true, &l, &qp);
+						sQp[st * BM + r] = qp;
 					}
 					sL[st * BM + r] = l;
 					sDl[st * BM + r] = dl;
@@ -220,6 +255,40 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 				 * observes the phase complete */
 				mbar_arrive(bfull + 8 * st);
 			}
+		} else if (TMADQ && threadIdx.x >= 64 && threadIdx.x < 96 && niter > 0) {
+			/* dQ: each consumer's staged 64 x 64 part, added to global
+			 * memory by two tensor reduce-adds (rows past qvalid add
+			 * exact zeros: their dS is 0; rows past the tensor are
+			 * skipped); the staging is free again once the TMA unit has
+			 * read it */
+			const int lane = threadIdx.x & 31;
+#pragma unroll
+			for (int c = 0; c < 2; ++c)
+				named_bar_arrive(BWD_BAR_DQEMPTY + c, BWD_DQ_THREADS);
+			for (int it = 0; it < niter; ++it) {
+				const int h = hk * G + it / nq;
+				const int qt0 = (i0 + it % nq) * BM;
+#pragma unroll
+				for (int c = 0; c < 2; ++c) {
+					named_bar_sync(BWD_BAR_DQFULL + c, BWD_DQ_THREADS);
+					if (lane == 0) {
+						const int m = MS == 2 ? c : 0, nn = NS == 2 ? c : 0;
+						const uint32_t src = base + L::DQT0 + c * BWD_DQPART;
+#pragma unroll
+						for (int bx = 0; bx < 2; ++bx)
+							tma_reduce_add_3d(&maps.dq, src + bx * BWD_DQBOX,
+							                  64 * nn + 32 * bx, h,
+							                  row0 + qt0 + 64 * m);
+						bulk_commit();
+						bulk_wait_read();
+					}
+					__syncwarp();
+					if (it + 1 < niter)
+						named_bar_arrive(BWD_BAR_DQEMPTY + c, BWD_DQ_THREADS);
+				}
+			}
+			if (lane == 0)
+				bulk_wait_all(); /* the sums land before the launch is done */
 		}
 		return;
 	}
@@ -267,6 +336,14 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		const float *lq = sL + st * BM, *dlq = sDl + st * BM;
 
 		mbar_wait(bfull + 8 * st, n & 1);
+		/* PRE: the tile's LSE pairs this thread's columns need (8 j + 2 t4,
+		 * + 1), read now so their latency hides under S^T's product */
+		float2 lv[PRE ? BM / 8 : 1];
+		if constexpr (PRE) {
+#pragma unroll
+			for (int j = 0; j < BM / 8; ++j)
+				lv[j] = *reinterpret_cast<const float2 *>(lq + 8 * j + 2 * t4);
+		}
 
 		/* acc = A B^T, A = 64 rows of K or V at sa, B = the stage's Q or dO
 		 * at sq (both K-major), as one commit group */
@@ -304,25 +381,55 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		    kv_tile < BN ||
 		        (a.causal && kmax > kern_pos(chunk, a.d, a.q_owner, min(qt0, len - 1))),
 		    0);
+		if constexpr (PRE) {
+			/* the producer's LSE and positions; a branch-free loop per
+			 * case, so nothing waits inside it */
+			const int *qpq = sQp + st * BM;
+			auto probs = [&](auto masked) {
 #pragma unroll
-		for (int j = 0; j < BM / 8; ++j)
+				for (int j = 0; j < BM / 8; ++j)
 #pragma unroll
-			for (int e = 0; e < 2; ++e) {
-				const int qc = 8 * j + 2 * t4 + e;
-				const float lraw = lq[qc];
-				float l2;
-				int qp;
-				bwd_query_row(a, chunk, len, qvalid, qt0 + qc, lraw, need_mask && a.causal,
-				              &l2, &qp);
+					for (int e = 0; e < 2; ++e) {
+						const float l2 = e ? lv[j].y : lv[j].x;
+						int qp = 0;
+						if constexpr (decltype(masked)::value)
+							qp = a.causal ? qpq[8 * j + 2 * t4 + e] : INT32_MAX;
 #pragma unroll
-				for (int rr = 0; rr < 2; ++rr) {
-					float &x = sc[4 * j + 2 * rr + e];
-					float p = exp2f(x * sl2 - l2);
-					if (need_mask && !(kok[rr] && (!a.causal || kp[rr] <= qp)))
-						p = 0.f;
-					x = p;
+						for (int rr = 0; rr < 2; ++rr) {
+							float &x = sc[4 * j + 2 * rr + e];
+							float p = exp2f(x * sl2 - l2);
+							if constexpr (decltype(masked)::value)
+								if (!(kok[rr] && kp[rr] <= qp))
+									p = 0.f;
+							x = p;
+						}
+					}
+			};
+			if (need_mask)
+				probs(std::true_type{});
+			else
+				probs(std::false_type{});
+		} else {
+#pragma unroll
+			for (int j = 0; j < BM / 8; ++j)
+#pragma unroll
+				for (int e = 0; e < 2; ++e) {
+					const int qc = 8 * j + 2 * t4 + e;
+					const float lraw = lq[qc];
+					float l2;
+					int qp;
+					bwd_query_row(a, chunk, len, qvalid, qt0 + qc, lraw,
+					              need_mask && a.causal, &l2, &qp);
+#pragma unroll
+					for (int rr = 0; rr < 2; ++rr) {
+						float &x = sc[4 * j + 2 * rr + e];
+						float p = exp2f(x * sl2 - l2);
+						if (need_mask && !(kok[rr] && (!a.causal || kp[rr] <= qp)))
+							p = 0.f;
+						x = p;
+					}
 				}
-			}
+		}
 
 		/* P^T as m64k16 A fragments (columns 16 kk .. 16 kk + 15): a0 (row
 		 * g, cols 2t4..), a1 (g + 8, 2t4..), a2 (g, 2t4 + 8..), a3 (g + 8,
@@ -336,6 +443,13 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 #pragma unroll
 			for (int q4 = 0; q4 < 4; ++q4)
 				pf[kk][q4] = pack_bf16(sc[8 * kk + 2 * q4], sc[8 * kk + 2 * q4 + 1]);
+		/* PRE: delta pairs likewise, under dP^T's product */
+		float2 dlv[PRE ? BM / 8 : 1];
+		if constexpr (PRE) {
+#pragma unroll
+			for (int j = 0; j < BM / 8; ++j)
+				dlv[j] = *reinterpret_cast<const float2 *>(dlq + 8 * j + 2 * t4);
+		}
 
 		/* B of dV += P^T dO and dK += dS^T Q: dO, Q [q = k][D = n], MN-major */
 		const uint64_t ot = desc_sw128(sdOs, QSLAB, 1024);
@@ -368,8 +482,10 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 				const int qc = 8 * j + 2 * t4;
 				const int i = 8 * kk + 2 * q4;
 				const __nv_bfloat162 pp = *reinterpret_cast<const __nv_bfloat162 *>(&pf[kk][q4]);
-				const float d0 = __low2float(pp) * (dp[i] - dlq[qc]) * a.scale;
-				const float d1 = __high2float(pp) * (dp[i + 1] - dlq[qc + 1]) * a.scale;
+				const float dl0 = PRE ? dlv[PRE ? j : 0].x : dlq[qc];
+				const float dl1 = PRE ? dlv[PRE ? j : 0].y : dlq[qc + 1];
+				const float d0 = __low2float(pp) * (dp[i] - dl0) * a.scale;
+				const float d1 = __high2float(pp) * (dp[i + 1] - dl1) * a.scale;
 				sf[kk][q4] = pack_bf16(d0, d1);
 				const int r = 64 * cw + 16 * warp + g + 8 * (q4 & 1);
 				const uint32_t addr = sdSb + (j >> 3) * DSLAB + r * 128 +
@@ -408,7 +524,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		 * neither consumer passes before the other has finished this
 		 * iteration's dQ (waited for below). With OV dV and dK still run
 		 * here, under the barrier and dQ's product. */
-		named_bar_sync(1, 256);
+		named_bar_sync(BWD_BAR_DS, 256);
 
 		/* dQ (64 x 64 of this consumer) = dS K: A = dS^T [keys = k][queries
 		 * = m] (MN-major, query slab mw), B = K [keys = k][D = n] (MN-major,
@@ -436,7 +552,25 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 		const int qw = qt0 + 64 * mw + 16 * warp; /* this warp's first row */
 		float *const dqw = a.dq + ((seg.off + qw) * a.heads + h) * D + 64 * nw;
 		const int64_t rs = static_cast<int64_t>(a.heads) * D; /* row stride */
-		if constexpr (BULK) {
+		if constexpr (TMADQ) {
+			/* into this consumer's staging boxes (row r, column c at box
+			 * c / 32, 16-byte chunk (c % 32) / 4 ^ r % 8; r % 8 == g), once
+			 * the dQ warp has finished with them; the dQ warp adds them */
+			named_bar_sync(BWD_BAR_DQEMPTY + cw, BWD_DQ_THREADS);
+			const uint32_t sq = sb + L::DQT0 + cw * BWD_DQPART;
+#pragma unroll
+			for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+				for (int jj = 0; jj < 8; ++jj) {
+					const int r = 16 * warp + g + 8 * rr;
+					const int ch = (2 * (jj & 3) + (t4 >> 1)) ^ g;
+					st_shared_f32x2(sq + (jj >> 2) * BWD_DQBOX + r * 128 + (ch << 4) +
+					                    (t4 & 1) * 8,
+					                dq[4 * jj + 2 * rr], dq[4 * jj + 2 * rr + 1]);
+				}
+			fence_proxy_async();
+			named_bar_arrive(BWD_BAR_DQFULL + cw, BWD_DQ_THREADS);
+		} else if constexpr (BULK) {
 			/* each row's 64 floats to shared memory, then one bulk
 			 * reduce-add per row (lanes 0-15 each issue one) */
 			const uint32_t wq = sb + L::DQ0 + (4 * cw + warp) * BWD_DQW;
@@ -523,12 +657,15 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 template <int D, int BM, int STAGES, int OPT>
 static sl_err launch_bwd_sm90(const kern_bwd_args_t *a, cudaStream_t st)
 {
-	using L = bwd_smem<D, BM, STAGES, (OPT & KERN_BWD90_BULK) != 0>;
+	using L = bwd_smem<D, BM, STAGES, OPT>;
 	bwd_maps maps;
+	memset(&maps, 0, sizeof(maps));
 	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, BM));
 	SL_CHECK(make_map(&maps.dout, a->dout, D, a->heads, a->ntok, BM));
 	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BWD_BN));
 	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BWD_BN));
+	if constexpr ((OPT & KERN_BWD90_TMADQ) != 0)
+		SL_CHECK(make_map_f32(&maps.dq, a->dq, D, a->heads, a->ntok, 64));
 	auto fn = bwd_sm90_kernel<D, BM, STAGES, OPT>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(L::ALLOC)));
@@ -543,7 +680,7 @@ template <int D, int BM>
 static sl_err launch_bwd_opt(const kern_bwd_args_t *a, int opt, cudaStream_t st)
 {
 	constexpr int OV = KERN_BWD90_OV, V4 = KERN_BWD90_V4, BULK = KERN_BWD90_BULK;
-	constexpr int S3 = KERN_BWD90_S3;
+	constexpr int S3 = KERN_BWD90_S3, TMADQ = KERN_BWD90_TMADQ, PRE = KERN_BWD90_PRE;
 	switch (opt) {
 	case 0:
 		return launch_bwd_sm90<D, BM, 2, 0>(a, st);
@@ -559,6 +696,14 @@ static sl_err launch_bwd_opt(const kern_bwd_args_t *a, int opt, cudaStream_t st)
 		return launch_bwd_sm90<D, BM, 2, OV | BULK>(a, st);
 	case S3 | OV | V4:
 		return launch_bwd_sm90<D, BM, 3, OV | V4>(a, st);
+	case OV | TMADQ:
+		return launch_bwd_sm90<D, BM, 2, OV | TMADQ>(a, st);
+	case OV | TMADQ | PRE:
+		return launch_bwd_sm90<D, BM, 2, OV | TMADQ | PRE>(a, st);
+	case OV | PRE:
+		return launch_bwd_sm90<D, BM, 2, OV | PRE>(a, st);
+	case TMADQ | PRE:
+		return launch_bwd_sm90<D, BM, 2, TMADQ | PRE>(a, st);
 	default:
 		return sl_seterr(SL_EINVAL, "%s:%d: no sm_90a backward with options %#x", __FILE__,
 		                 __LINE__, static_cast<unsigned>(opt));

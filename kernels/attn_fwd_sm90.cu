@@ -390,28 +390,41 @@ static sl_err encode_fn(encode_tiled_fn *out)
 	return SL_OK;
 }
 
-/* attn_sm90.cuh's make_map. */
-sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows)
+/* A tensor map of a [ntok][heads][D] tensor of esize-byte elements (dtype)
+ * whose boxes are `rows` tokens x 128 bytes (one swizzle row) of one head. */
+static sl_err make_map_typed(CUtensorMap *m, CUtensorMapDataType dtype, int esize,
+                             const void *ptr, int D, int heads, int64_t ntok, int rows)
 {
 	encode_tiled_fn fn;
 	SL_CHECK(encode_fn(&fn));
 	const cuuint64_t dims[3] = {static_cast<cuuint64_t>(D), static_cast<cuuint64_t>(heads),
 	                            static_cast<cuuint64_t>(ntok)};
-	const cuuint64_t strides[2] = {static_cast<cuuint64_t>(D) * 2,
-	                               static_cast<cuuint64_t>(D) * 2 * heads};
-	const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(rows)};
+	const cuuint64_t strides[2] = {static_cast<cuuint64_t>(D) * esize,
+	                               static_cast<cuuint64_t>(D) * esize * heads};
+	const cuuint32_t box[3] = {static_cast<cuuint32_t>(128 / esize), 1,
+	                           static_cast<cuuint32_t>(rows)};
 	const cuuint32_t estr[3] = {1, 1, 1};
-	const CUresult r = fn(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(ptr), dims,
-	                      strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-	                      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-	                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	const CUresult r = fn(m, dtype, 3, const_cast<void *>(ptr), dims, strides, box, estr,
+	                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+	                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
 	if (r != CUDA_SUCCESS)
 		return sl_seterr(SL_ECUDA,
-		                 "%s:%d: cuTensorMapEncodeTiled failed (%d): D %d, heads %d, "
-		                 "ntok %lld, box rows %d",
-		                 __FILE__, __LINE__, static_cast<int>(r), D, heads,
+		                 "%s:%d: cuTensorMapEncodeTiled failed (%d): %d-byte elements, D %d, "
+		                 "heads %d, ntok %lld, box rows %d",
+		                 __FILE__, __LINE__, static_cast<int>(r), esize, D, heads,
 		                 static_cast<long long>(ntok), rows);
 	return SL_OK;
+}
+
+/* attn_sm90.cuh's make_map and make_map_f32. */
+sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows)
+{
+	return make_map_typed(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, ptr, D, heads, ntok, rows);
+}
+
+sl_err make_map_f32(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows)
+{
+	return make_map_typed(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, ptr, D, heads, ntok, rows);
 }
 
 template <int D, int BN, int STAGES, bool OVERLAP, bool PP>

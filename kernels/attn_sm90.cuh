@@ -137,6 +137,19 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, uint32_t src, ui
 	             :: "l"(dst), "r"(src), "r"(bytes)
 	             : "memory");
 }
+/* Tensor reduce-add (PTX cp.reduce.async.bulk.tensor, sm_90): adds the box
+ * at coordinates (c0, c1, c2) of a 3-d fp32 tensor map, laid out in shared
+ * memory at src as the map's swizzle places it (1024-byte aligned for
+ * 128B), element-wise into global memory; atomic per element; elements
+ * outside the tensor are skipped. Tracked like bulk_reduce_add_f32. */
+__device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap *map, uint32_t src,
+                                                  int32_t c0, int32_t c1, int32_t c2)
+{
+	asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group"
+	             " [%0, {%2, %3, %4}], [%1];\n" ::"l"(reinterpret_cast<uint64_t>(map)),
+	             "r"(src), "r"(c0), "r"(c1), "r"(c2)
+	             : "memory");
+}
 __device__ __forceinline__ void bulk_commit()
 {
 	asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
@@ -423,8 +436,10 @@ template <int N> __device__ __forceinline__ void wgmma_rs_tb(float (&d)[N / 2],
 
 /* A tensor map of a bf16 [ntok][heads][D] tensor whose boxes are `rows`
  * tokens x 64 columns of one head, 128B-swizzled in shared memory
- * (attn_fwd_sm90.cu; host code). */
+ * (attn_fwd_sm90.cu; host code); make_map_f32: of an fp32 one, boxes of
+ * `rows` tokens x 32 columns (128 bytes), for tma_reduce_add_3d. */
 sl_err make_map(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows);
+sl_err make_map_f32(CUtensorMap *m, const void *ptr, int D, int heads, int64_t ntok, int rows);
 
 } // namespace sm90
 } // namespace kern

@@ -164,7 +164,11 @@ enum {
 	KERN_BWD90_OV = 1,  /* dP^T under the exponentials, dV/dK under dQ's GEMM */
 	KERN_BWD90_V4 = 2,  /* dQ by 16-byte atomics (lane pairs trade halves) */
 	KERN_BWD90_BULK = 4, /* dQ via shared memory and bulk reduce-adds per row */
-	KERN_BWD90_S3 = 8   /* three Q/dO stages instead of two */
+	KERN_BWD90_S3 = 8,   /* three Q/dO stages instead of two */
+	KERN_BWD90_TMADQ = 16, /* dQ via shared memory; a producer warp adds each
+	                        * consumer's 64 x 64 part with tensor reduce-adds */
+	KERN_BWD90_PRE = 32  /* LSE (log2, masked), positions and delta prepared by
+	                      * the producer and loaded ahead of their use */
 };
 sl_err kern_sm90_bwd(const kern_bwd_args_t *a, int opt, cudaStream_t st);
 int kern_sm90_bwd_fits(const kern_bwd_args_t *a);

@@ -5,7 +5,8 @@
  *     tokens (random bf16 inputs), CUDA-event medians; prints
  *     "KERNEL fwd|bwd D tokens causal heads kv variant ms TFLOP/s" lines.
  *     FLOPs: forward 4 * tokens^2 * heads * D (half when causal), backward
- *     2.5 times that (FlashAttention's convention).
+ *     2.5 times that (FlashAttention's convention). GPU_BENCH_ONLY, a
+ *     comma-separated list of variant names, runs just those (for ncu runs).
  *   gpu_bench ring NRANKS D TOKENS HEADS KV_HEADS REPS GROUP_SIZE...
  *     forks NRANKS processes (one per GPU, one NCCL communicator); for each
  *     group size g, ranks 0..g-1 run the same causal sequence as a zigzag ring
@@ -33,6 +34,22 @@ static double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmpd);
 	return v[n / 2];
+}
+
+/* Whether variant `name` is to run: GPU_BENCH_ONLY unset, or naming it. */
+static int variant_selected(const char *name)
+{
+	const char *only = getenv("GPU_BENCH_ONLY");
+	const size_t n = strlen(name);
+	if (only == NULL || *only == '\0')
+		return 1;
+	for (const char *p = only; p != NULL; p = strchr(p, ',')) {
+		if (*p == ',')
+			p++;
+		if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	}
+	return 0;
 }
 
 static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int reps)
@@ -69,6 +86,8 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 			kern_tile_t *tl = NULL, *dt;
 			if (pass == 0 ? !kern_fwd_native(D, v) : !kern_bwd_native(D, v))
 				continue; /* an sm_90a variant on another card */
+			if (!variant_selected(pass == 0 ? kern_fwd_name(D, v) : kern_bwd_name(D, v)))
+				continue;
 			int32_t nt = 0;
 			const int32_t blk = pass == 0 ? kern_fwd_block_m(D, v) : kern_bwd_block_n(D, v);
 			SK(kern_tiles_build(&seg, 1, blk, pass == 0 ? 'q' : 'k', &tl, &nt));
