@@ -283,23 +283,13 @@ __global__ void __launch_bounds__(NW * 32) bwd_kernel(const kern_bwd_args_t a, c
 		if (kr >= len)
 			continue;
 		const int64_t row = ((seg.off + kr) * a.kv_heads + hk) * D + 2 * t4;
-		float *pk = a.dk + row, *pv = a.dv + row;
+		float2 xk[NDT], xv[NDT];
 #pragma unroll
 		for (int dt = 0; dt < NDT; ++dt) {
-			float2 xk = make_float2(dk[dt][rr * 2], dk[dt][rr * 2 + 1]);
-			float2 xv = make_float2(dv[dt][rr * 2], dv[dt][rr * 2 + 1]);
-			float2 *ak = reinterpret_cast<float2 *>(pk + dt * 8);
-			float2 *av = reinterpret_cast<float2 *>(pv + dt * 8);
-			if (a.accumulate) {
-				const float2 ok = *ak, ov = *av;
-				xk.x += ok.x;
-				xk.y += ok.y;
-				xv.x += ov.x;
-				xv.y += ov.y;
-			}
-			*ak = xk;
-			*av = xv;
+			xk[dt] = make_float2(dk[dt][rr * 2], dk[dt][rr * 2 + 1]);
+			xv[dt] = make_float2(dv[dt][rr * 2], dv[dt][rr * 2 + 1]);
 		}
+		bwd_row_store(a.dk + row, a.dv + row, xk, xv, a.accumulate != 0);
 	}
 }
 

@@ -278,20 +278,60 @@ __device__ __forceinline__ void fwd_row_store(const kern_fwd_args_t &a, const fw
 		a.lse[r.row] = lnew;
 	float *oa = a.oacc + r.row * D;
 	bf16 *o = static_cast<bf16 *>(a.o) + r.row * D;
+	/* merge: every old pair loaded first, so the loads are in flight
+	 * together. Interleaved with the stores (which may alias them) each
+	 * waited for the previous store: one memory round trip per pair made a
+	 * ring's merging hops 6x its first (H100, 2026-12-07, docs/gpu.md). */
+	float2 old[D / 8];
+	if (merge) {
+#pragma unroll
+		for (int dt = 0; dt < D / 8; ++dt)
+			old[dt] = *reinterpret_cast<const float2 *>(oa + dt * 8 + 2 * t4);
+	}
 #pragma unroll
 	for (int dt = 0; dt < D / 8; ++dt) {
 		const int c = dt * 8 + 2 * t4;
 		float x0 = acc[4 * dt] * r.inv;
 		float x1 = acc[4 * dt + 1] * r.inv;
 		if (merge) {
-			const float2 old = *reinterpret_cast<const float2 *>(oa + c);
-			x0 = old.x - w * (old.x - x0);
-			x1 = old.y - w * (old.y - x1);
+			x0 = old[dt].x - w * (old[dt].x - x0);
+			x1 = old[dt].y - w * (old[dt].y - x1);
 		}
 		if (a.mode == KERN_FWD_INIT || a.mode == KERN_FWD_MERGE)
 			*reinterpret_cast<float2 *>(oa + c) = make_float2(x0, x1);
 		else
 			*reinterpret_cast<__nv_bfloat162 *>(o + c) = __floats2bfloat162_rn(x0, x1);
+	}
+}
+
+/* A thread's part of one dK and one dV row of a backward hop: the NDT
+ * column pairs xk[dt], xv[dt] at pk + 8 dt, pv + 8 dt, stored, or with
+ * accumulate added to what is there. The old pairs are all loaded first
+ * (in flight together); loaded next to the stores, which may alias them,
+ * each load waited for the previous store (as fwd_row_store's merge). */
+template <int NDT>
+__device__ __forceinline__ void bwd_row_store(float *pk, float *pv, float2 (&xk)[NDT],
+                                              float2 (&xv)[NDT], bool accumulate)
+{
+	if (accumulate) {
+		float2 ok[NDT], ov[NDT];
+#pragma unroll
+		for (int dt = 0; dt < NDT; ++dt) {
+			ok[dt] = *reinterpret_cast<const float2 *>(pk + 8 * dt);
+			ov[dt] = *reinterpret_cast<const float2 *>(pv + 8 * dt);
+		}
+#pragma unroll
+		for (int dt = 0; dt < NDT; ++dt) {
+			xk[dt].x += ok[dt].x;
+			xk[dt].y += ok[dt].y;
+			xv[dt].x += ov[dt].x;
+			xv[dt].y += ov[dt].y;
+		}
+	}
+#pragma unroll
+	for (int dt = 0; dt < NDT; ++dt) {
+		*reinterpret_cast<float2 *>(pk + 8 * dt) = xk[dt];
+		*reinterpret_cast<float2 *>(pv + 8 * dt) = xv[dt];
 	}
 }
 
