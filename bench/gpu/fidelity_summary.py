@@ -6,7 +6,10 @@ measured ranking of policies matches the predicted one (whole order, and pair
 by pair where the predictions differ); calibrated vs FlexSP plans measured,
 both under one communication model (the calibrated profile's: each group's
 measured compute plus the ring transfer that profile leaves exposed, then the
-timing rule). usage: fidelity_summary.py RUNS_DIR [CALIB_PROFILE]"""
+timing rule); and, per part of a group execution (the layers' linear part,
+attention), the slowest rank's measured time against the calibrated
+profile's own per-layer fits, which says which term of the model is off.
+usage: fidelity_summary.py RUNS_DIR [CALIB_PROFILE]"""
 import glob
 import json
 import os
@@ -49,6 +52,64 @@ def step_under(prof, plan, rep):
         for r in g["ranks"]:
             ready[r] = st + t
     return max(ready) + prof.get("grad_sync_ms", 0.0)
+
+
+def part_models(prof, plan, group):
+    """The calibrated profile's per-layer fits (profiler/fit.c) for one group
+    execution, per rank: (linear ms, attention ms). Linear: L (g0 t + g1) with t
+    the tokens per rank; attention: L (sum over sequences of (a/2 p^2 +
+    (b + a/2) p) / d + c) plus the ring extension, a, b, c the hop fit."""
+    cal = prof["calibration"]
+    fit = cal["fit"]
+    layers = cal["model"]["layers"]
+    g0, g1 = fit["gemm_ms_per_layer"]
+    a, b, c = fit["hop_ms_per_layer"]
+    rt = prof.get("ring_tok_ms", 0.0)
+    d = len(group["ranks"])
+    tok = att = 0.0
+    for it in group["sequences"]:
+        p = plan["_lens"][it["id"]]
+        if d > 1:
+            p = -(-p // (2 * d)) * 2 * d
+            att += rt * p * (1 - 1 / d)
+        tok += p / d
+        att += layers * (a / 2 * p * p + (b + a / 2) * p) / d
+    return layers * (g0 * tok + g1), att + layers * c
+
+
+def parts(d, runs, prof):
+    """Measured / modeled - 1 per part over the calibrated runs' group
+    executions (medians; groups whose modeled part is under 50 ms left out),
+    split by ring size and by the number of sequences in the group."""
+    rows = []
+    for k, rep in sorted(runs.items()):
+        if k[2] != "calib":
+            continue
+        plan = json.load(open(os.path.join(d, f"r{k[0]}-{k[1]}-calib-{k[3]}.plan.json")))
+        plan["_lens"] = {x["id"]: x["length"] for x in plan["sequences"]}
+        groups = [g for s in plan["slots"] for g in s["groups"]]
+        for g, rg in zip(groups, rep["groups"]):
+            lin, att = part_models(prof, plan, g)
+            m = rg["slowest_rank_parts_ms"]
+            rows.append((len(g["ranks"]), len(g["sequences"]), lin, m["linear"], att,
+                         m["attention"]))
+    if not rows:
+        return
+
+    def med(v):
+        return f"{100 * statistics.median(v):+.1f}% ({len(v)})" if v else "-"
+
+    print("\nmeasured / modeled - 1 per part of a group execution (slowest rank, the "
+          "calibrated profile's per-layer fits; median (groups)):\n")
+    print("| groups | linear | attention |")
+    print("|---|---|---|")
+    sel = [("all", lambda r: True), ("ring size 1", lambda r: r[0] == 1),
+           ("ring size 2+", lambda r: r[0] > 1), ("1-3 sequences", lambda r: r[1] <= 3),
+           ("4+ sequences", lambda r: r[1] > 3)]
+    for name, f in sel:
+        lin = [r[3] / r[2] - 1 for r in rows if f(r) and r[2] >= 50]
+        att = [r[5] / r[4] - 1 for r in rows if f(r) and r[4] >= 50]
+        print(f"| {name} | {med(lin)} | {med(att)} |")
 
 
 def main(d, calib=None):
@@ -112,6 +173,8 @@ def main(d, calib=None):
     if calib is None:
         return 0
     prof = json.load(open(calib))
+    if "calibration" in prof:
+        parts(d, runs, prof)
     print("\nplans made with the calibrated profile vs FlexSP's constants, measured step ms "
           "(measured compute + the calibrated profile's exposed ring transfers, timing rule):\n")
     nslow = ncmp = 0
