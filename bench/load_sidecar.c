@@ -139,12 +139,6 @@ static void *client_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Starts sluiced; returns its pid and the bound endpoint. */
 static pid_t start_daemon(const bench_opts_t *o, char *const args[], char *endpoint, size_t size)
 {
@@ -272,7 +266,7 @@ static int run_transport(const bench_opts_t *o, const char *transport, const cha
 			all[m++] = res[i].lat_ms[k];
 		free(res[i].lat_ms);
 	}
-	qsort(all, (size_t)m, sizeof(double), cmp_double);
+	qsort(all, (size_t)m, sizeof(double), sl_cmp_double);
 	double p50 = m ? all[(m - 1) / 2] : 0, p99 = m ? all[(long)((double)(m - 1) * 0.99)] : 0;
 	double mx = m ? all[m - 1] : 0;
 	kill(pid, SIGTERM);

@@ -47,12 +47,6 @@ typedef struct {
 	int failed;
 } pol_stats_t;
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* splitmix64: a deterministic stream for the synthetic length mixes. */
 static uint64_t mix_next(uint64_t *s)
 {
@@ -231,7 +225,7 @@ static double quantile(const double *v, int n, double q)
 	if (c == NULL)
 		return NAN;
 	memcpy(c, v, sizeof(double) * (size_t)n);
-	qsort(c, (size_t)n, sizeof(double), cmp_double);
+	qsort(c, (size_t)n, sizeof(double), sl_cmp_double);
 	int k = (int)ceil(q * n) - 1;
 	if (k < 0)
 		k = 0;

@@ -140,12 +140,6 @@ void cli_csv_field(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 double cli_quantile(const double *v, size_t n, double q)
 {
 	if (n == 0)
@@ -154,7 +148,7 @@ double cli_quantile(const double *v, size_t n, double q)
 	if (s == NULL)
 		return NAN;
 	memcpy(s, v, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_double);
+	qsort(s, n, sizeof(*s), sl_cmp_double);
 	/* nearest rank: the smallest value with at least q * n values <= it */
 	double r = ceil(q * (double)n);
 	size_t k = r < 1 ? 0 : (size_t)r - 1;

@@ -22,6 +22,7 @@
 #include <cuda_runtime_api.h>
 
 #include "sluice/err.h"
+#include "sluice/stats.h"
 
 #ifdef __cplusplus
 #define KERN_STATIC_ASSERT static_assert

@@ -577,12 +577,6 @@ sl_err kern_ctx_barrier(kern_ctx_t *c)
 	return SL_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : (x > y);
-}
-
 sl_err kern_ring_p2p_ms(kern_ctx_t *c, kern_group_t *g, size_t bytes, int reps, double *ms)
 {
 	void *sb = NULL, *rb = NULL;
@@ -621,8 +615,7 @@ sl_err kern_ring_p2p_ms(kern_ctx_t *c, kern_group_t *g, size_t bytes, int reps, 
 		if (i >= 0)
 			t[i] = ev_ms(c->ev[0], c->ev[1]);
 	}
-	qsort(t, (size_t)reps, sizeof(*t), cmp_double);
-	*ms = t[reps / 2];
+	*ms = sl_median_upper(t, (size_t)reps);
 out:
 	if (sb != NULL)
 		cudaFree(sb);

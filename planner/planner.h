@@ -8,6 +8,7 @@
 #include "sluice/plan.h"
 #include "sluice/policy.h"
 #include "sluice/profile.h"
+#include "sluice/stats.h"
 
 /* Policies (one file each). Each follows sl_policy_fn's contract. */
 sl_err planner_policy_static(const sl_cost_t *cost, const sl_seq_t *seqs, int64_t n,
@@ -66,8 +67,6 @@ double planner_cost_seq_work(const sl_cost_t *c, int64_t s, int32_t *tried);
 int planner_key_asc(const void *a, const void *b);
 /* qsort comparator of int64_t, ascending. */
 int planner_cmp_i64(const void *a, const void *b);
-/* Ascending doubles (NaN compares equal to everything: keep them out). */
-int planner_cmp_double(const void *a, const void *b);
 
 
 /* A binary heap of (key, id, stamp) entries (heap.c): a min-heap keeps the

@@ -471,7 +471,7 @@ static sl_err solve_exact(planner_sluice_ctx_t *ctx, planner_sluice_lp_t *lp, do
 			if (b > T0)
 				h.bp[nbp++] = b;
 		}
-		qsort(h.bp, (size_t)nbp, sizeof(double), planner_cmp_double);
+		qsort(h.bp, (size_t)nbp, sizeof(double), sl_cmp_double);
 		/* the first breakpoint where g >= 0 (none: past the last one g is
 		 * linear with slope N) */
 		int64_t lo = 0, hi = nbp;

@@ -353,7 +353,7 @@ static sl_err emulate_group(emul_t *e, const sl_plan_t *plan, int64_t gi, int wa
 		for (int p = 0; p < SL_EMUL_NPARTS; p++) {
 			for (int r = 0; r < iters; r++)
 				v[r] = t[((size_t)r * eg.d + i) * SL_EMUL_NPARTS + p];
-			med[p] = prof_median(v, iters) * (p == SL_EMUL_HEAD ? 1.0 : layers);
+			med[p] = sl_median(v, (size_t)iters) * (p == SL_EMUL_HEAD ? 1.0 : layers);
 		}
 		rank_ms[g->rank_off + i] = med[0] + med[1] + med[2] + med[3];
 		if (parts != NULL)

@@ -23,18 +23,6 @@ static sl_err lt_err(cublasStatus_t s, const char *what, int line)
 		}                                                                                  \
 	} while (0)
 
-static int cmpd(const void *a, const void *b)
-{
-	const double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-double prof_median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmpd);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 sl_err prof_gpu_init(prof_gpu_t *pg, int device)
 {
 	sl_err rc = SL_OK;

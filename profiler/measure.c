@@ -45,7 +45,7 @@ static sl_err time_region(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), vo
 		if (r >= 0)
 			mc->t[r] = t;
 	}
-	*ms = prof_median(mc->t, mc->reps);
+	*ms = sl_median(mc->t, (size_t)mc->reps);
 	return SL_OK;
 }
 
@@ -204,7 +204,8 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 			if (r >= 0)
 				(pass == 0 ? fwd : bwd)[r] = t;
 		}
-	*out = (sl_calib_hop_t){d, qo, ko, len, prof_median(fwd, mc->reps), prof_median(bwd, mc->reps)};
+	*out = (sl_calib_hop_t){d, qo, ko, len, sl_median(fwd, (size_t)mc->reps),
+	                        sl_median(bwd, (size_t)mc->reps)};
 	return SL_OK;
 }
 
@@ -295,7 +296,7 @@ static sl_err measure_group(meas_ctx_t *mc, const sl_model_shape_t *md, int devi
 		if (r >= 0)
 			mc->t[r] = sl_now_ms() - t0;
 	}
-	m->group_fixed_ms = prof_median(mc->t, mc->reps);
+	m->group_fixed_ms = sl_median(mc->t, (size_t)mc->reps);
 
 	/* workspace: the device memory one group of 16384 tokens takes (d = 1),
 	 * plus what a ring adds (kern_group_alloc: 3 receive buffers of K/V in
@@ -344,7 +345,7 @@ static sl_err measure_offload(meas_ctx_t *mc, sl_calib_meas_t *m)
 			if (r >= 0)
 				mc->t[r] = t;
 		}
-		const double g = bytes / MIB / prof_median(mc->t, mc->reps);
+		const double g = bytes / MIB / sl_median(mc->t, (size_t)mc->reps);
 		if (dir == 0)
 			m->d2h_gbps = g;
 		else

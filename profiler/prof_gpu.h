@@ -11,6 +11,7 @@
 
 #include "kern.h"
 #include "profiler.h"
+#include "sluice/stats.h"
 
 #define PROF_WS_BYTES ((size_t)64 << 20) /* cuBLASLt workspace */
 #define PROF_GEMM_CACHE 256              /* planned GEMM shapes kept */
@@ -111,8 +112,5 @@ typedef struct prof_head {
 sl_err prof_head_alloc(prof_gpu_t *pg, prof_head_t *hd, const sl_model_shape_t *md);
 void prof_head_free(prof_head_t *hd);
 sl_err prof_head_run(prof_gpu_t *pg, prof_head_t *hd, const prof_layer_t *L, int64_t n);
-
-/* Median of v[0..n) (sorts v). */
-double prof_median(double *v, int n);
 
 #endif

@@ -120,18 +120,12 @@ static double rel_err(double pred, double meas)
 	return meas > 0 ? fabs(pred - meas) / meas : NAN;
 }
 
-static int cmpd(const void *a, const void *b)
-{
-	const double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 double worker_emul_median_group_err(const worker_emul_t *e)
 {
 	const sl_plan_t *p = e->plan;
 	double *v = malloc(sizeof(double) * (size_t)(p->ngroups > 0 ? p->ngroups : 1));
 	int64_t n = 0;
-	double med = NAN;
+	double med;
 	if (v == NULL || !e->have_pred) {
 		free(v);
 		return NAN;
@@ -139,10 +133,7 @@ double worker_emul_median_group_err(const worker_emul_t *e)
 	for (int64_t gi = 0; gi < p->ngroups; gi++)
 		if (e->meas_ms[gi] > 0)
 			v[n++] = rel_err(e->pred_ms[gi], e->meas_ms[gi]);
-	if (n > 0) {
-		qsort(v, (size_t)n, sizeof(*v), cmpd);
-		med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	}
+	med = sl_median(v, (size_t)n); /* NaN when no group was measured */
 	free(v);
 	return med;
 }

@@ -9,31 +9,19 @@
 
 #include "worker.h"
 
-static int run_cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double run_median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, run_cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Field-wise median of n pass statistics (scratch has n doubles). */
 static worker_pass_stats_t run_median_stats(const worker_pass_stats_t *s, int n, double *scratch)
 {
 	worker_pass_stats_t m = s[n - 1];
 	for (int i = 0; i < n; i++)
 		scratch[i] = s[i].wall_ms;
-	m.wall_ms = run_median(scratch, n);
+	m.wall_ms = sl_median(scratch, (size_t)n);
 	for (int i = 0; i < n; i++)
 		scratch[i] = s[i].compute_ms;
-	m.compute_ms = run_median(scratch, n);
+	m.compute_ms = sl_median(scratch, (size_t)n);
 	for (int i = 0; i < n; i++)
 		scratch[i] = s[i].comm_ms;
-	m.comm_ms = run_median(scratch, n);
+	m.comm_ms = sl_median(scratch, (size_t)n);
 	return m;
 }
 

@@ -18,6 +18,7 @@
 #include "sluice/log.h"
 #include "sluice/plan.h"
 #include "sluice/profile.h"
+#include "sluice/stats.h"
 
 /* Attention shape of a run (same for every group). */
 typedef struct worker_shape {

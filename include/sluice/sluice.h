@@ -9,6 +9,7 @@
 #include "sluice/plan.h"
 #include "sluice/policy.h"
 #include "sluice/profile.h"
+#include "sluice/stats.h"
 #include "sluice/trace.h"
 
 /* The one place the version is written (CMakeLists.txt and python/setup.py

@@ -24,18 +24,6 @@
 #include "kern.h"
 #include "mp.h"
 
-static int cmpd(const void *a, const void *b)
-{
-	const double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : (x > y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmpd);
-	return v[n / 2];
-}
-
 /* Whether variant `name` is to run: GPU_BENCH_ONLY unset, or naming it. */
 static int variant_selected(const char *name)
 {
@@ -134,7 +122,7 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 				if (r >= 0)
 					t[r] = ms;
 			}
-			const double ms = median(t, reps);
+			const double ms = sl_median_upper(t, (size_t)reps);
 			const double f = pass == 0 ? flop : 2.5 * flop;
 			printf("KERNEL %s D=%d tokens=%lld causal=%d heads=%d kv=%d %-20s ms=%.3f "
 			       "TFLOPs=%.1f\n",
@@ -225,11 +213,13 @@ static int ring_rank(int rank, int nranks, const worker_boot_t *boot, void *arg)
 			SK(kern_ring_p2p_ms(&c, &g, hop, 5, &p2p));
 		printf("RING g=%d rank=%d pass=fwd tokens=%lld wall_ms=%.3f compute_ms=%.3f "
 		       "comm_ms=%.3f hop_bytes=%zu hops=%d bytes=%lld p2p_ms=%.3f\n",
-		       d, rank, (long long)s, median(fw, reps), median(fc, reps), median(fm, reps),
-		       hop, fs.hops, (long long)fs.bytes_sent, p2p);
+		       d, rank, (long long)s, sl_median_upper(fw, (size_t)reps),
+		       sl_median_upper(fc, (size_t)reps), sl_median_upper(fm, (size_t)reps), hop,
+		       fs.hops, (long long)fs.bytes_sent, p2p);
 		printf("RING g=%d rank=%d pass=bwd tokens=%lld wall_ms=%.3f compute_ms=%.3f "
 		       "comm_ms=%.3f hop_bytes=%zu hops=%d bytes=%lld\n",
-		       d, rank, (long long)s, median(bw, reps), median(bc, reps), median(bm, reps),
+		       d, rank, (long long)s, sl_median_upper(bw, (size_t)reps),
+		       sl_median_upper(bc, (size_t)reps), sl_median_upper(bm, (size_t)reps),
 		       hop * 3, bs.hops, (long long)bs.bytes_sent);
 		fflush(stdout);
 		kern_group_free(&g);

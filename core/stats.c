@@ -1,0 +1,27 @@
+/* sluice: the double comparator and the medians (include/sluice/stats.h). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "sluice/stats.h"
+
+int sl_cmp_double(const void *a, const void *b)
+{
+	const double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double sl_median(double *v, size_t n)
+{
+	if (n == 0)
+		return NAN;
+	qsort(v, n, sizeof(*v), sl_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double sl_median_upper(double *v, size_t n)
+{
+	if (n == 0)
+		return NAN;
+	qsort(v, n, sizeof(*v), sl_cmp_double);
+	return v[n / 2];
+}
