@@ -550,8 +550,8 @@ __global__ void __launch_bounds__(BWD_THREADS, 1)
 			const uint64_t db = desc_sw128(sb + L::K0 + nw * KSLAB, KSLAB, 1024);
 #pragma unroll
 			for (int kk = 0; kk < BN / 16; ++kk)
-				wgmma_ss_n64_tt(dq, da + ((kk * 16 * 128) >> 4),
-				                db + ((kk * 16 * 128) >> 4), kk > 0);
+				wgmma_ss_n64<1, 1>(dq, da + ((kk * 16 * 128) >> 4),
+				                   db + ((kk * 16 * 128) >> 4), kk > 0);
 			wg_commit();
 		}
 		if constexpr (OV) {

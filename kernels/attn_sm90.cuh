@@ -264,21 +264,27 @@ template <int N> __device__ __forceinline__ void pin(uint32_t (&r)[N][4])
  * mma.sync's m16n8 C layout repeated along N; the A fragment is mma.sync's
  * m16k16 one (attn_common.cuh). */
 
-/* d (64 x 64, fp32) = A (smem, K-major) * B (smem, K-major) + (accumulate ? d : 0). */
+/* d (64 x 64, fp32) = A (smem) * B (smem) + (accumulate ? d : 0); both
+ * operands K-major, or with TA / TB = 1 that operand MN-major (PTX
+ * imm-trans-a / imm-trans-b, allowed for .bf16): the backward's dQ = dS K
+ * takes both transposed, dS stored as dS^T [keys][queries] and K as
+ * [keys][D]. */
+template <int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db,
-                                              int accumulate)
+                                             int accumulate)
 {
+	static_assert((TA == 0 || TA == 1) && (TB == 0 || TB == 1), "transpose flags");
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
 	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
 	             "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
-	             ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+	             ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
 	             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
 	             "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
 	             "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
 	             "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
 	             "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]),
 	             "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-	             : "l"(da), "l"(db), "r"(accumulate));
+	             : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
 /* d (64 x 64, fp32) += A (registers: the m64k16 fragment) * B (smem, MN-major). */
@@ -348,26 +354,6 @@ __device__ __forceinline__ void wgmma_rs_n128_tb(float (&d)[64], const uint32_t 
 	             "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),
 	             "+f"(d[62]), "+f"(d[63])
 	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-
-/* d (64 x 64, fp32) = A (smem, MN-major: M contiguous) * B (smem, MN-major:
- * N contiguous) + (accumulate ? d : 0). Both operands transposed (PTX ISA
- * imm-trans-a = imm-trans-b = 1, allowed for .bf16): the backward's
- * dQ = dS K with dS stored as dS^T [keys][queries] and K as [keys][D]. */
-__device__ __forceinline__ void wgmma_ss_n64_tt(float (&d)[32], uint64_t da, uint64_t db,
-                                                 int accumulate)
-{
-	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-	             "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
-	             ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
-	             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-	             "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-	             "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-	             "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-	             "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]),
-	             "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-	             : "l"(da), "l"(db), "r"(accumulate));
 }
 
 /* The 8 accumulator operands d[b .. b + 7] of an asm statement: wgmma_ss_n176's
