@@ -423,13 +423,8 @@ int kern_fwd_native(int32_t head_dim, int variant)
 	const kern::fwd_variant *v = kern::fwd_find(head_dim, variant);
 	if (v == nullptr)
 		return 0;
-	if (!v->sm90)
-		return 1;
-	kern_fwd_args_t probe;
-	memset(&probe, 0, sizeof(probe));
-	probe.ntok = 1;
-	probe.heads = probe.kv_heads = 1;
-	return kern_sm90_fwd_fits(&probe);
+	/* an sm_90a variant runs where any aligned hop could take it */
+	return v->sm90 ? kern_sm90_hop_fits(0, 1, 1, 1) : 1;
 }
 
 sl_err kern_attn_fwd(const kern_fwd_args_t *a, int variant, cudaStream_t st)
