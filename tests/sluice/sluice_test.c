@@ -124,6 +124,18 @@ static double step_of(const char *policy, const sl_cost_t *c, const sl_seq_t *s,
 	return ms;
 }
 
+/* Fails unless plans a and b are byte-identical as JSON (planner_ms is not
+ * in the JSON, so equal bytes mean the same plan). */
+static void assert_same_plan_json(const sl_plan_t *a, const sl_plan_t *b)
+{
+	char *ja = sl_plan_to_json(a), *jb = sl_plan_to_json(b);
+	assert_non_null(ja);
+	assert_non_null(jb);
+	assert_string_equal(ja, jb);
+	free(ja);
+	free(jb);
+}
+
 /* Fails (naming what) when a registered policy plans this batch faster than
  * sluice's plan p. */
 static void assert_not_beaten(const sl_plan_t *p, const sl_cost_t *c, const sl_seq_t *s, int64_t n,
@@ -218,10 +230,7 @@ static void sluice_deterministic(void **state)
 	for (int k = 0; k < 5; k++) {
 		sl_plan_t *a = plan_checked(&c, s, 512, &opts[k], "determinism a");
 		sl_plan_t *b = plan_checked(&c, s, 512, &opts[k], "determinism b");
-		char *ja = sl_plan_to_json(a), *jb = sl_plan_to_json(b);
-		assert_non_null(ja);
-		assert_non_null(jb);
-		assert_string_equal(ja, jb);
+		assert_same_plan_json(a, b);
 		if (k > 0) {
 			assert_int_equal(a->search_truncated, 1);
 			assert_non_null(strstr(a->note, "work limit"));
@@ -229,8 +238,6 @@ static void sluice_deterministic(void **state)
 		} else {
 			assert_int_equal(a->search_truncated, 0);
 		}
-		free(ja);
-		free(jb);
 		sl_plan_free(&a);
 		sl_plan_free(&b);
 	}
@@ -473,12 +480,7 @@ static void sluice_polish_small(void **state)
 	print_message("step %.1f ms, ideal %.1f ms (%s)\n", p->step_ms, p->ideal_ms, p->note);
 	if (!(p->step_ms <= 5000))
 		fail_msg("step %.1f ms above 5000 ms (5,275 before the polish)", p->step_ms);
-	char *a = sl_plan_to_json(p), *b = sl_plan_to_json(q);
-	assert_non_null(a);
-	assert_non_null(b);
-	assert_string_equal(a, b);
-	free(a);
-	free(b);
+	assert_same_plan_json(p, q);
 	sl_plan_free(&p);
 	sl_plan_free(&q);
 	sl_cost_fini(&c);
@@ -791,13 +793,7 @@ static sl_plan_t *aligned_checked(const sl_cost_t *c, const sl_seq_t *s, int64_t
 	assert_int_equal(sl_plan_validate(p, c, report, (void *)what), 0);
 	aligned_rules(p, what);
 	assert_int_equal(sl_plan_request("sluice-aligned", c, s, n, o, &q), SL_OK);
-	char *a = sl_plan_to_json(p), *b = sl_plan_to_json(q);
-	assert_non_null(a);
-	assert_non_null(b);
-	/* planner_ms is not in the JSON, so equal bytes mean the same plan */
-	assert_string_equal(a, b);
-	free(a);
-	free(b);
+	assert_same_plan_json(p, q);
 	sl_plan_free(&q);
 	return p;
 }
