@@ -226,6 +226,35 @@ pid_t th_worker_start(const char *endpoint, const char *job, int rank, const cha
 	return pid;
 }
 
+int th_stall_daemon_start(th_daemon_t *d, const char *name, int threads, int drain_ms,
+                          sl_client_t **c)
+{
+	char ep[300], nthreads[16], drain[16];
+	snprintf(ep, sizeof(ep), "ipc://%s/%s.sock", th_tmpdir(), name);
+	snprintf(nthreads, sizeof(nthreads), "%d", threads);
+	snprintf(drain, sizeof(drain), "%d", drain_ms);
+	const char *args[] = {"--endpoint", ep, "--threads", nthreads, "--log-level", "error",
+	                      "--drain-timeout-ms", drain, "--debug-plan-delay", NULL};
+	*c = NULL;
+	if (!th_daemon_start(d, args, NULL))
+		return 0;
+	return sl_client_new(d->endpoint, NULL, c) == SL_OK;
+}
+
+int64_t th_status_int(const char *json, const char *key)
+{
+	char want[64];
+	/* the top-level counters come before the jobs array, so the first
+	 * match is the daemon's own, not a job's of the same name */
+	snprintf(want, sizeof(want), "\"%s\": ", key);
+	const char *at = strstr(json, want);
+	if (at == NULL) {
+		fprintf(stderr, "status has no \"%s\": %s\n", key, json);
+		return -1;
+	}
+	return strtoll(at + strlen(want), NULL, 10);
+}
+
 int th_write_file(const char *path, const char *text, int mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);

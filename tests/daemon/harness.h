@@ -40,6 +40,23 @@ int th_daemon_stop(th_daemon_t *d);
 pid_t th_worker_start(const char *endpoint, const char *job, int rank, const char *const extra[],
                       int *out_fd);
 
+/* Starts a sluiced of the test's own on ipc NAME.sock in the temp dir, with
+ * `threads` planner threads, --drain-timeout-ms drain_ms and the test-only
+ * plan stall (PlanOptions.debug_delay_ms) allowed, and connects a new
+ * client *c to it (the caller frees both). 1 on success. */
+int th_stall_daemon_start(th_daemon_t *d, const char *name, int threads, int drain_ms,
+                          sl_client_t **c);
+
+/* A top-level counter ("queued", "planning", "timeouts", ...) of the
+ * daemon's status JSON (sl_client_status_json); -1, said on stderr, when
+ * there is none. */
+int64_t th_status_int(const char *json, const char *key);
+
+/* A plan request's PlanOptions.debug_delay_ms that no test run outlives
+ * (ctest kills a test long before): only its deadline, a cancel or the
+ * drain cap ends the stall, so the test, not the clock, decides when. */
+#define TH_STALL_FOREVER_MS 3600000u
+
 /* Writes text to path with mode; 1 on success. */
 int th_write_file(const char *path, const char *text, int mode);
 /* Reads a whole file (malloc'd, NUL-terminated) or NULL. */

@@ -6,6 +6,7 @@
  * as lost) while other jobs go on untouched; a slow plan of one job does
  * not hold up another job. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -329,38 +330,52 @@ static void test_failing_worker(void **state)
 }
 
 /* Job D's slow plan occupies one planner thread; job E is served by the
- * other meanwhile. The slow plan is a small batch whose planner thread
- * stalls 2 s (PlanOptions.debug_delay_ms): slow on any machine. */
+ * other meanwhile. On a daemon of its own with two planner threads, D
+ * stalls until SIGTERM ends it (a stall no test run outlives), so E's plan
+ * can only have come from the other thread while D still held its own;
+ * status shows D planning. SIGTERM (drain cap 0) then answers D with
+ * SL_ECLOSED and the daemon exits 0. The test decides when D ends, not
+ * the clock. */
 static void test_slow_plan_does_not_block_others(void **state)
 {
 	(void)state;
+	th_daemon_t d;
 	sl_client_t *cd = NULL, *ce = NULL;
-	assert_int_equal(sl_client_new(endpoint, NULL, &cd), SL_OK);
-	assert_int_equal(sl_client_new(endpoint, NULL, &ce), SL_OK);
+	assert_true(th_stall_daemon_start(&d, "two", 2, 0, &cd));
+	assert_int_equal(sl_client_new(d.endpoint, NULL, &ce), SL_OK);
 	int64_t n = 60;
 	int64_t big[60]; /* on the stack: nothing leaks when an assertion fails */
 	th_lengths(4, big, n, 30000);
 	sl_plan_req_t rd = th_req("job-d", 1, big, n);
-	rd.debug_delay_ms = 2000;
-	rd.deadline_ms = 60000;
-	uint64_t id;
-	int64_t t0 = comm_now_ms();
+	rd.debug_delay_ms = TH_STALL_FOREVER_MS;
+	rd.deadline_ms = 600000; /* the daemon's max_deadline_ms */
+	uint64_t id = 0, got = 0;
 	assert_int_equal(sl_client_send(cd, &rd, &id), SL_OK);
+	/* once status answers on D's connection, D is in the daemon */
+	char *json = NULL;
+	assert_int_equal(sl_client_status_json(cd, NULL, 0, 60000, &json), SL_OK);
+	sl_free(json);
 	int64_t len[4] = {1000, 2000, 3000, 4000};
 	sl_plan_req_t re = th_req("job-e", 1, len, 4);
+	re.deadline_ms = 600000; /* E waits on no clock either */
 	sl_plan_t *p = NULL;
-	int64_t t1 = comm_now_ms();
-	assert_int_equal(sl_client_plan(ce, &re, 5000, &p), SL_OK);
-	int64_t fast_ms = comm_now_ms() - t1;
+	if (sl_client_plan(ce, &re, 60000, &p) != SL_OK)
+		fail_msg("job-e's request failed: %s", sl_errmsg());
+	assert_int_equal(p->nseqs, 4);
 	sl_plan_free(&p);
-	/* the slow one still arrives */
-	assert_int_equal(sl_client_recv(cd, 30000, NULL, &p), SL_OK);
-	int64_t slow_ms = comm_now_ms() - t0;
-	assert_int_equal(p->nseqs, n);
-	sl_plan_free(&p);
-	if (!(fast_ms < slow_ms))
-		fail_msg("job-e waited %lld ms, job-d took %lld ms", (long long)fast_ms,
-		         (long long)slow_ms);
+	/* D was taken before E (one queue, in order) and is still stalled */
+	assert_int_equal(sl_client_status_json(ce, NULL, 0, 60000, &json), SL_OK);
+	int64_t planning = th_status_int(json, "planning"), queued = th_status_int(json, "queued");
+	sl_free(json);
+	assert_int_equal(planning, 1);
+	assert_int_equal(queued, 0);
+	/* D is answered exactly once, when the daemon stops */
+	kill(d.pid, SIGTERM);
+	assert_int_equal(sl_client_recv(cd, 60000, &got, &p), SL_ECLOSED);
+	assert_int_equal(got, id);
+	assert_null(p);
+	assert_non_null(strstr(sl_errmsg(), "sluiced stopped before this plan was done"));
+	assert_int_equal(th_daemon_stop(&d), 0);
 	sl_client_free(&cd);
 	sl_client_free(&ce);
 }
