@@ -368,7 +368,10 @@ static void flexsp_limits(void **state)
 /* The wall-clock stops: a cancelled request gets SL_ETIMEOUT and no plan; a
  * deadline already passed gives the fallback's valid plan, marked truncated;
  * a huge batch (65,536 sequences on 4,096 ranks, which used to plan for
- * minutes) with a 200 ms deadline returns long before 30 s. */
+ * minutes) with a 200 ms deadline returns a valid plan whose note says the
+ * deadline cut it (or SL_ETIMEOUT naming the deadline). No bound on the time
+ * it took: an ignored deadline shows in the note, and a hang is ctest's
+ * TIMEOUT. */
 static void flexsp_deadline(void **state)
 {
 	(void)state;
@@ -395,18 +398,19 @@ static void flexsp_deadline(void **state)
 	cost_for(&c, "gpt-7b-flexsp", 4096, 8);
 	int64_t n = 65536;
 	s = batch(779, n, 60000);
-	double t0 = sl_now_ms();
-	sl_policy_opts_t h = {.deadline_ms = t0 + 200};
+	sl_policy_opts_t h = {.deadline_ms = sl_now_ms() + 200};
 	sl_err rc = sl_plan_request("flexsp", &c, s, n, &h, &p);
-	double took = sl_now_ms() - t0;
 	if (rc == SL_OK) {
 		assert_int_equal(sl_plan_validate(p, &c, report, NULL), 0);
 		assert_int_equal(p->search_truncated, 1);
+		/* the deadline cut it, not the work limit or the configuration cap
+		 * (which also mark a plan truncated) */
+		if (strstr(p->note, "deadline") == NULL)
+			fail_msg("not cut by the deadline: %s", p->note);
 	} else {
 		assert_int_equal(rc, SL_ETIMEOUT);
+		assert_non_null(strstr(sl_errmsg(), "deadline"));
 	}
-	if (took > 30000)
-		fail_msg("a 200 ms deadline returned after %.0f ms", took);
 	sl_plan_free(&p);
 	free(s);
 	sl_cost_fini(&c);
