@@ -651,9 +651,10 @@ static sl_plan_t *plan_past_deadline(const sl_cost_t *c, const sl_seq_t *s, int6
 /* The wall-clock stops: a cancelled request gets SL_ETIMEOUT and no plan; a
  * deadline already passed gives the fallback's valid plan, marked truncated
  * with a note naming both policies; a big batch with a 100 ms deadline
- * returns a valid plan marked truncated (the deadline, not the end of the
- * search, stopped it). No bound on the time it took: the test asserts what
- * the planner did, never how fast the machine is. */
+ * returns a valid plan marked truncated, its note saying the deadline (not
+ * the end of the search or the work limit) stopped it. No bound on the time
+ * it took: the test asserts what the planner did, never how fast the
+ * machine is. */
 static void sluice_deadline(void **state)
 {
 	(void)state;
@@ -679,6 +680,9 @@ static void sluice_deadline(void **state)
 	assert_int_equal(sl_plan_request("sluice", &c, s, n, &h, &p), SL_OK);
 	assert_int_equal(sl_plan_validate(p, &c, report, "100 ms deadline"), 0);
 	assert_int_equal(p->search_truncated, 1);
+	/* the deadline, not the work limit (which also marks a plan truncated) */
+	if (strstr(p->note, "deadline") == NULL)
+		fail_msg("not cut by the deadline: %s", p->note);
 	sl_plan_free(&p);
 	free(s);
 	sl_cost_fini(&c);
