@@ -266,9 +266,9 @@ static int run_transport(const bench_opts_t *o, const char *transport, const cha
 			all[m++] = res[i].lat_ms[k];
 		free(res[i].lat_ms);
 	}
-	qsort(all, (size_t)m, sizeof(double), sl_cmp_double);
-	double p50 = m ? all[(m - 1) / 2] : 0, p99 = m ? all[(long)((double)(m - 1) * 0.99)] : 0;
-	double mx = m ? all[m - 1] : 0;
+	double p50 = m ? sl_quantile(all, (size_t)m, 0.5) : 0;
+	double p99 = m ? sl_quantile(all, (size_t)m, 0.99) : 0;
+	double mx = m ? all[m - 1] : 0; /* sorted by sl_quantile */
 	kill(pid, SIGTERM);
 	int st = 0;
 	waitpid(pid, &st, 0);

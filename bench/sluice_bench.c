@@ -216,25 +216,6 @@ static int limit_check(const sl_profile_t *prof, const int64_t *trace, size_t nt
 	return 0;
 }
 
-/* q-quantile (nearest rank) of v[0..n), sorting a copy. */
-static double quantile(const double *v, int n, double q)
-{
-	if (n == 0)
-		return NAN;
-	double *c = malloc(sizeof(double) * (size_t)n);
-	if (c == NULL)
-		return NAN;
-	memcpy(c, v, sizeof(double) * (size_t)n);
-	qsort(c, (size_t)n, sizeof(double), sl_cmp_double);
-	int k = (int)ceil(q * n) - 1;
-	if (k < 0)
-		k = 0;
-	if (k >= n)
-		k = n - 1;
-	double r = c[k];
-	free(c);
-	return r;
-}
 
 static long peak_rss_kb(void)
 {
@@ -380,7 +361,8 @@ static int replay(const sl_profile_t *prof, const int64_t *len, size_t nlen, int
 		printf("%-20s %10.4f %10.4f %8.3f %8.3f %9.3f %9.2f %9.2f %6d %6d %6d %7d\n",
 		       ps[p].name, ok ? sr / ok : NAN, mx, ok ? sm / ok / 1e3 : NAN,
 		       ok && istatic >= 0 ? tot_static / sm : NAN, ok ? sp / ok : NAN,
-		       quantile(ps[p].lat, steps, 0.5), quantile(ps[p].lat, steps, 0.99), wins, ties,
+		       sl_quantile(ps[p].lat, (size_t)steps, 0.5),
+		       sl_quantile(ps[p].lat, (size_t)steps, 0.99), wins, ties,
 		       losses, ps[p].invalid + ps[p].failed);
 	}
 	if (isluice >= 0) {
@@ -459,7 +441,8 @@ static int scaling(const sl_profile_t *prof, const int64_t *len, size_t nlen, in
 			sl_plan_free(&plan);
 		}
 		printf("%8d %8d %6d %10.4f %10.1f %10.1f %10.4f %5d %12.1f\n", cfg[c].ranks, b, done,
-		       done ? ratio / done : NAN, quantile(lat, done, 0.5), quantile(lat, done, 1.0),
+		       done ? ratio / done : NAN, sl_quantile(lat, (size_t)done, 0.5),
+		       sl_quantile(lat, (size_t)done, 1.0),
 		       done ? bnd / done : NAN, cut, peak_rss_kb() / 1024.0);
 		free(seqs);
 		sl_cost_fini(&cost);

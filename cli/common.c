@@ -148,13 +148,7 @@ double cli_quantile(const double *v, size_t n, double q)
 	if (s == NULL)
 		return NAN;
 	memcpy(s, v, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), sl_cmp_double);
-	/* nearest rank: the smallest value with at least q * n values <= it */
-	double r = ceil(q * (double)n);
-	size_t k = r < 1 ? 0 : (size_t)r - 1;
-	if (k >= n)
-		k = n - 1;
-	double out = s[k];
+	double out = sl_quantile(s, n, q);
 	free(s);
 	return out;
 }

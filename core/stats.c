@@ -1,4 +1,4 @@
-/* sluice: the double comparator and the medians (include/sluice/stats.h). */
+/* sluice: the double comparator, the medians and the quantiles (include/sluice/stats.h). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -24,4 +24,14 @@ double sl_median_upper(double *v, size_t n)
 		return NAN;
 	qsort(v, n, sizeof(*v), sl_cmp_double);
 	return v[n / 2];
+}
+
+double sl_quantile(double *v, size_t n, double q)
+{
+	if (n == 0)
+		return NAN;
+	qsort(v, n, sizeof(*v), sl_cmp_double);
+	const double r = ceil(q * (double)n);
+	size_t k = r < 1 ? 0 : (size_t)r - 1;
+	return v[k < n ? k : n - 1];
 }

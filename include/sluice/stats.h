@@ -1,4 +1,4 @@
-/* sluice: the order and the medians every part uses for timings and errors
+/* sluice: the order, the medians and the quantiles every part uses for timings and errors
  * (one comparator, so every sort of doubles in the tree agrees). */
 #ifndef SLUICE_STATS_H
 #define SLUICE_STATS_H
@@ -23,6 +23,12 @@ double sl_median(double *v, size_t n);
  * (for even n the larger middle one, never a mean); NaN when n is 0. Sorts v
  * in place (sl_cmp_double). */
 double sl_median_upper(double *v, size_t n);
+
+/* The q-quantile of v[0..n) by nearest rank: the smallest value with at
+ * least ceil(q n) values at or below it (q <= 0 gives the minimum, q >= 1
+ * the maximum), always one of the values; NaN when n is 0. The one rule for
+ * every p50 / p99 the tools print. Sorts v in place (sl_cmp_double). */
+double sl_quantile(double *v, size_t n, double q);
 
 #ifdef __cplusplus
 }

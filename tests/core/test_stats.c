@@ -94,6 +94,35 @@ static void test_median_empty(void **state)
 	assert_true(v[0] == 1.0);
 }
 
+/* Nearest rank: the smallest value with at least ceil(q n) values at or
+ * below it, whatever the input order; the ends clamp; NaN when empty. */
+static void test_quantile_nearest_rank(void **state)
+{
+	(void)state;
+	/* 1..100 shuffled: p50 is 50 (not 50.5), p99 99, p100 100, p1 1 */
+	double v[100];
+	for (int i = 0; i < 100; i++)
+		v[i] = (double)((i * 37) % 100 + 1);
+	assert_true(sl_quantile(v, 100, 0.5) == 50.0);
+	assert_true(sl_quantile(v, 100, 0.99) == 99.0);
+	assert_true(sl_quantile(v, 100, 0.991) == 100.0);
+	assert_true(sl_quantile(v, 100, 1.0) == 100.0);
+	assert_true(sl_quantile(v, 100, 0.01) == 1.0);
+	assert_true(sl_quantile(v, 100, 0.0) == 1.0);
+	assert_true(sl_quantile(v, 100, -1.0) == 1.0);
+	assert_true(sl_quantile(v, 100, 2.0) == 100.0);
+	for (int i = 1; i < 100; i++)
+		assert_true(v[i - 1] <= v[i]); /* sorted in place */
+	/* three values: p50 is the middle, p99 the largest, ties kept */
+	double w[3] = {7.0, 3.0, 3.0};
+	assert_true(sl_quantile(w, 3, 0.5) == 3.0);
+	assert_true(sl_quantile(w, 3, 0.67) == 7.0);
+	assert_true(sl_quantile(w, 3, 0.66) == 3.0);
+	double one[1] = {4.0};
+	assert_true(sl_quantile(one, 1, 0.99) == 4.0);
+	assert_true(isnan(sl_quantile(one, 0, 0.5)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -101,6 +130,7 @@ int main(void)
 		cmocka_unit_test(test_sort_order_and_ties),
 		cmocka_unit_test(test_median_odd_even),
 		cmocka_unit_test(test_median_empty),
+		cmocka_unit_test(test_quantile_nearest_rank),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
