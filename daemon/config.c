@@ -156,7 +156,7 @@ const daemon_opt_t daemon_opts[] = {
 	 "ZeroMQ high-water mark (messages queued per peer)"},
 	{"drain_timeout_ms", DCONF_INT, OFF(drain_timeout_ms), 0, "30000", 0, 86400000, NULL, 1,
 	 "on SIGTERM, how long to let in-flight plans finish; then they are cancelled and "
-	 "answered SL_ECLOSED, and sluiced exits (a hard cap)"},
+	 "answered SL_ECLOSED, and sluiced exits (a hard cap; a second SIGTERM ends it sooner)"},
 	{"debug_plan_delay", DCONF_BOOL, OFF(debug_plan_delay), 0, "no", 0, 1, NULL, 0,
 	 "for tests only: let a request stall its planner thread before planning "
 	 "(PlanOptions.debug_delay_ms; the stall ends at the deadline or shutdown)"},
@@ -450,8 +450,10 @@ void daemon_config_help(FILE *f)
 	        "sluiced serves sluice plans over ZeroMQ: training jobs ask for a step's plan,\n"
 	        "registered workers get their work orders. It runs in the foreground (systemd\n"
 	        "Type=notify), reloads its config on SIGHUP and drains in-flight requests on\n"
-	        "SIGTERM. Every option below may appear in the config file as `name value`\n"
-	        "or on the command line as --name VALUE (command line wins).\n\n"
+	        "SIGTERM/SIGINT; a second SIGTERM/SIGINT during the drain abandons it (what is\n"
+	        "still in flight is answered SL_ECLOSED) and sluiced exits 0 at once. Every\n"
+	        "option below may appear in the config file as `name value` or on the\n"
+	        "command line as --name VALUE (command line wins).\n\n"
 	        "  --config FILE        read options from FILE first\n"
 	        "  --check-config       check the configuration and exit\n"
 	        "  --help, --version\n\n"

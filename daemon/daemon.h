@@ -311,6 +311,8 @@ typedef struct server {
 	uint64_t hb_seq;
 	int draining;
 	int64_t drain_deadline_ms;
+	const char *drain_signal;   /* "SIGTERM"/"SIGINT": what started the drain */
+	const char *abandon_signal; /* a second one during the drain: stop at once */
 } server_t;
 
 /* (Re)opens cfg.record for appending (closing the old file); a failure is
@@ -416,8 +418,9 @@ void daemon_step_ordered(server_t *s, d_step_t *st, int32_t rank, int32_t ngroup
 
 /* ---- the server (server.c) -------------------------------------------------------- */
 
-/* Runs sluiced until SIGTERM/SIGINT has drained the queue. args are kept
- * for SIGHUP reloads. Returns the process exit status. */
+/* Runs sluiced until SIGTERM/SIGINT has drained the queue (or the drain cap
+ * or a second SIGTERM/SIGINT cut the drain short). args are kept for SIGHUP
+ * reloads. Returns the process exit status. */
 int daemon_run(const daemon_args_t *args, daemon_config_t *cfg);
 
 #endif

@@ -15,7 +15,8 @@ void daemon_on_plan_request(server_t *s, const uint8_t *rid, size_t rid_len, uin
 	s->requests++;
 	if (s->draining) {
 		daemon_reply_error(s, rid, rid_len, id, SL_ECLOSED, "",
-		                   "sluiced is shutting down (SIGTERM) and takes no new requests");
+		                   "sluiced is shutting down (%s) and takes no new requests",
+		                   s->drain_signal);
 		return;
 	}
 	daemon_task_t *t = calloc(1, sizeof(*t));

@@ -232,6 +232,17 @@ static void reload(server_t *s)
 	daemon_notify("READY=1\nSTATUS=configuration reloaded");
 }
 
+/* The name of a signal the loop stops on (for logs and replies). */
+static const char *stop_signal_name(uint32_t signo)
+{
+	return signo == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+/* SIGHUP reloads. The first SIGTERM/SIGINT starts the drain; a second one
+ * during it abandons the drain (serve answers what is left and returns), as
+ * operators expect of a daemon that is taking too long to stop. Two signals
+ * that arrive before the loop reads the first are one (standard signals do
+ * not queue), so only a signal after the drain began counts as a second. */
 static void read_signals(server_t *s)
 {
 	struct signalfd_siginfo si;
@@ -240,10 +251,13 @@ static void read_signals(server_t *s)
 			reload(s);
 		} else if (!s->draining) {
 			s->draining = 1;
+			s->drain_signal = stop_signal_name(si.ssi_signo);
 			s->drain_deadline_ms = comm_now_ms() + s->cfg.drain_timeout_ms;
 			SL_INFO(SL_SUB_DAEMON, "%s: draining %u in-flight requests, then exiting",
-			        strsignal((int)si.ssi_signo), s->ninflight);
+			        s->drain_signal, s->ninflight);
 			daemon_notify("STOPPING=1\nSTATUS=draining");
+		} else if (s->abandon_signal == NULL) {
+			s->abandon_signal = stop_signal_name(si.ssi_signo);
 		}
 	}
 }
@@ -260,18 +274,55 @@ static void take_done(server_t *s)
 	}
 }
 
-/* Answers whatever is still unanswered at the end of a drain (the drain cap)
- * and cancels it, so the planner threads stop and can be joined at once. */
-static void abandon_inflight(server_t *s)
+/* Ends a drain early (the drain cap, a second signal): answers every request
+ * still unanswered with SL_ECLOSED and why, and cancels every task, so the
+ * planner threads stop at their next check and can be joined at once; their
+ * late results are never sent (the tasks are freed with the in-flight list).
+ * Returns how many requests were cut. */
+static uint32_t abandon_inflight(server_t *s, const char *why)
 {
-	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next)
-		if (!t->answered) {
-			t->answered = 1;
-			atomic_store(&t->cancelled, 1);
-			daemon_reply_error(s, t->rid, t->rid_len, t->request_id, SL_ECLOSED, "",
-			                   "sluiced stopped before this plan was done (drain_timeout_ms=%lld)",
-			                   (long long)s->cfg.drain_timeout_ms);
-		}
+	uint32_t cut = 0;
+	for (daemon_task_t *t = s->inflight; t != NULL; t = t->in_next) {
+		atomic_store(&t->cancelled, 1);
+		if (t->answered)
+			continue;
+		t->answered = 1;
+		cut++;
+		daemon_reply_error(s, t->rid, t->rid_len, t->request_id, SL_ECLOSED, "", "%s", why);
+	}
+	return cut;
+}
+
+/* The drain's end: 1 when serve should return (every request answered or
+ * cut), 0 while it goes on; *wait is lowered to the drain cap. */
+static int drain_done(server_t *s, int64_t now, int64_t *wait)
+{
+	char why[200];
+	if (s->abandon_signal != NULL) {
+		snprintf(why, sizeof(why),
+		         "sluiced is shutting down: drain abandoned by a second signal (%s after %s) "
+		         "before this plan was done",
+		         s->abandon_signal, s->drain_signal);
+		uint32_t cut = abandon_inflight(s, why);
+		SL_WARN(SL_SUB_DAEMON, "%s during the drain: drain abandoned, %u requests cut",
+		        s->abandon_signal, cut);
+		daemon_notify("STATUS=drain abandoned");
+		return 1;
+	}
+	if (s->ninflight == 0)
+		return 1;
+	if (now >= s->drain_deadline_ms) {
+		snprintf(why, sizeof(why),
+		         "sluiced stopped before this plan was done (drain_timeout_ms=%lld)",
+		         (long long)s->cfg.drain_timeout_ms);
+		uint32_t cut = abandon_inflight(s, why);
+		SL_WARN(SL_SUB_DAEMON, "drain_timeout_ms=%lld passed: %u requests cut",
+		        (long long)s->cfg.drain_timeout_ms, cut);
+		return 1;
+	}
+	if (s->drain_deadline_ms - now < *wait)
+		*wait = s->drain_deadline_ms - now;
+	return 0;
 }
 
 static int serve(server_t *s)
@@ -286,16 +337,8 @@ static int serve(server_t *s)
 		}
 		if (s->next_hb_ms - now < wait)
 			wait = s->next_hb_ms - now;
-		if (s->draining) {
-			if (s->ninflight == 0)
-				return 0;
-			if (now >= s->drain_deadline_ms) {
-				abandon_inflight(s);
-				return 0;
-			}
-			if (s->drain_deadline_ms - now < wait)
-				wait = s->drain_deadline_ms - now;
-		}
+		if (s->draining && drain_done(s, now, &wait))
+			return 0;
 		if (wait < 0)
 			wait = 0;
 		zmq_pollitem_t items[3] = {

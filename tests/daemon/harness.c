@@ -154,10 +154,17 @@ void th_kill(pid_t pid)
 	forget_child(pid);
 }
 
-int th_daemon_start(th_daemon_t *d, const char *const args[], char *const env[])
+/* th_daemon_start, and with log set its stderr (the log) goes to the same
+ * pipe: through sh, whose exec keeps the pid, so signals reach sluiced. */
+static int daemon_start(th_daemon_t *d, const char *const args[], char *const env[], int log)
 {
 	char *argv[64];
 	int n = 0;
+	if (log) {
+		argv[n++] = (char *)"/bin/sh";
+		argv[n++] = (char *)"-c";
+		argv[n++] = (char *)"exec \"$0\" \"$@\" 2>&1";
+	}
 	argv[n++] = (char *)SLUICED_BIN;
 	for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
 		argv[n++] = (char *)args[i];
@@ -166,15 +173,19 @@ int th_daemon_start(th_daemon_t *d, const char *const args[], char *const env[])
 	d->pid = th_spawn(argv, env, &d->out_fd);
 	if (d->pid < 0)
 		return 0;
+	/* log lines may come first; the guard is per line */
 	char line[512];
-	if (!th_read_line(d->out_fd, line, sizeof(line), 10000)) {
-		th_kill(d->pid);
-		d->pid = -1;
-		return 0;
+	const char *p = NULL;
+	while (p == NULL) {
+		if (!th_read_line(d->out_fd, line, sizeof(line), 10000)) {
+			th_kill(d->pid);
+			d->pid = -1;
+			return 0;
+		}
+		p = strstr(line, "listening on ");
+		if (p == NULL && !log)
+			return 0;
 	}
-	const char *p = strstr(line, "listening on ");
-	if (p == NULL)
-		return 0;
 	p += strlen("listening on ");
 	size_t k = 0;
 	while (p[k] != '\0' && p[k] != ' ' && k + 1 < sizeof(d->endpoint)) {
@@ -183,6 +194,11 @@ int th_daemon_start(th_daemon_t *d, const char *const args[], char *const env[])
 	}
 	d->endpoint[k] = '\0';
 	return 1;
+}
+
+int th_daemon_start(th_daemon_t *d, const char *const args[], char *const env[])
+{
+	return daemon_start(d, args, env, 0);
 }
 
 int th_daemon_stop(th_daemon_t *d)
@@ -229,16 +245,31 @@ pid_t th_worker_start(const char *endpoint, const char *job, int rank, const cha
 int th_stall_daemon_start(th_daemon_t *d, const char *name, int threads, int drain_ms,
                           sl_client_t **c)
 {
+	return th_stall_daemon_start_logged(d, name, threads, drain_ms, NULL, c);
+}
+
+int th_stall_daemon_start_logged(th_daemon_t *d, const char *name, int threads, int drain_ms,
+                                 const char *log_level, sl_client_t **c)
+{
 	char ep[300], nthreads[16], drain[16];
 	snprintf(ep, sizeof(ep), "ipc://%s/%s.sock", th_tmpdir(), name);
 	snprintf(nthreads, sizeof(nthreads), "%d", threads);
 	snprintf(drain, sizeof(drain), "%d", drain_ms);
-	const char *args[] = {"--endpoint", ep, "--threads", nthreads, "--log-level", "error",
-	                      "--drain-timeout-ms", drain, "--debug-plan-delay", NULL};
+	const char *args[] = {"--endpoint", ep, "--threads", nthreads, "--log-level",
+	                      log_level != NULL ? log_level : "error", "--drain-timeout-ms", drain,
+	                      "--debug-plan-delay", NULL};
 	*c = NULL;
-	if (!th_daemon_start(d, args, NULL))
+	if (!daemon_start(d, args, NULL, log_level != NULL))
 		return 0;
 	return sl_client_new(d->endpoint, NULL, c) == SL_OK;
+}
+
+int th_read_until(int fd, const char *want, char *buf, size_t size, int timeout_ms)
+{
+	while (th_read_line(fd, buf, size, timeout_ms))
+		if (strstr(buf, want) != NULL)
+			return 1;
+	return 0;
 }
 
 int64_t th_status_int(const char *json, const char *key)

@@ -47,6 +47,16 @@ pid_t th_worker_start(const char *endpoint, const char *job, int rank, const cha
 int th_stall_daemon_start(th_daemon_t *d, const char *name, int threads, int drain_ms,
                           sl_client_t **c);
 
+/* th_stall_daemon_start with sluiced's log at log_level ("info", "warn";
+ * NULL: "error", not on the pipe) on d->out_fd as well, for a test that
+ * reads what sluiced logs. */
+int th_stall_daemon_start_logged(th_daemon_t *d, const char *name, int threads, int drain_ms,
+                                 const char *log_level, sl_client_t **c);
+
+/* Reads lines from fd until one holds want (left in buf); 0 at end of file
+ * or when no line came within timeout_ms (a guard per line). */
+int th_read_until(int fd, const char *want, char *buf, size_t size, int timeout_ms);
+
 /* A top-level counter ("queued", "planning", "timeouts", ...) of the
  * daemon's status JSON (sl_client_status_json); -1, said on stderr, when
  * there is none. */

@@ -2,7 +2,8 @@
  * datagram socket (a path and an abstract '@' name), SIGHUP reloads the
  * config file (a bad file keeps the old one), --record writes a trace that
  * the trace reader (and so `sluice replay`) reads back, SIGTERM drains the
- * requests in flight and exits 0. */
+ * requests in flight and exits 0, a second SIGTERM/SIGINT abandons the
+ * drain. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -152,9 +153,11 @@ static void test_reload_record_drain(void **state)
 	free(rt);
 
 	/* SIGTERM while one slow and two fast requests are in flight: all
-	 * three are answered with plans, a request during the drain gets
-	 * SL_ECLOSED, and sluiced exits 0. The slow one is a small batch whose
-	 * planner thread stalls 1.5 s (well inside the 30 s drain). */
+	 * three are answered with plans and sluiced exits 0. The slow one is a
+	 * small batch whose planner thread stalls 1.5 s (well inside the 30 s
+	 * drain). That a request during the drain gets SL_ECLOSED is
+	 * test_second_signal_abandons_drain's: there the test, not the clock,
+	 * decides how long the drain lasts. */
 	sl_plan_req_t slow = th_req("drain", 1, len, 5);
 	slow.debug_delay_ms = 1500;
 	uint64_t ids[3];
@@ -166,15 +169,10 @@ static void test_reload_record_drain(void **state)
 	/* once status answers, the three requests (sent before it on the
 	 * same connection) are in the daemon */
 	char *json = NULL;
-	sl_client_t *c2 = NULL;
-	assert_int_equal(sl_client_new(ep, NULL, &c2), SL_OK);
 	assert_int_equal(sl_client_status_json(c, NULL, 0, 5000, &json), SL_OK);
 	sl_free(json);
 	kill(d.pid, SIGTERM);
 	assert_true(expect_notify(nfd, "STOPPING=1", got, sizeof(got)));
-	sl_plan_req_t late = th_req("late", 1, len, 5);
-	assert_int_equal(sl_client_plan(c2, &late, 5000, &p), SL_ECLOSED);
-	assert_non_null(strstr(sl_errmsg(), "shutting down"));
 	int seen = 0;
 	for (int k = 0; k < 3; k++) {
 		uint64_t id = 0;
@@ -190,7 +188,6 @@ static void test_reload_record_drain(void **state)
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
 	sl_client_free(&c);
-	sl_client_free(&c2);
 	close(nfd);
 }
 
@@ -271,6 +268,90 @@ static void test_drain_cap(void **state)
 	sl_client_free(&c);
 }
 
+/* A second signal during the drain abandons it (first, then second: SIGTERM
+ * or SIGINT). Two requests stall until cut (one planning on the only
+ * thread, one queued behind it) and the drain cap is an hour, so nothing but
+ * the second signal can end this drain: once the log says the drain began,
+ * status says draining with both still in flight and a new request gets
+ * SL_ECLOSED; after the second signal both stalled requests get SL_ECLOSED
+ * naming it, the log counts them and sluiced exits 0 by itself. */
+static void abandon_drain(const char *name, int first, const char *first_name, int second,
+                          const char *second_name)
+{
+	th_daemon_t d;
+	sl_client_t *c = NULL, *c2 = NULL;
+	char line[512], want[256];
+	assert_true(th_stall_daemon_start_logged(&d, name, 1, 3600000, "info", &c));
+	int64_t len[3] = {10, 20, 30};
+	uint64_t ids[2];
+	for (int k = 0; k < 2; k++) {
+		sl_plan_req_t r = th_req("abandoned", (uint64_t)k + 1, len, 3);
+		r.debug_delay_ms = TH_STALL_FOREVER_MS;
+		r.deadline_ms = 600000; /* max_deadline_ms: no test run outlives it */
+		assert_int_equal(sl_client_send(c, &r, &ids[k]), SL_OK);
+	}
+	/* once status answers, both requests (sent before it) are in */
+	char *json = NULL;
+	assert_int_equal(sl_client_status_json(c, NULL, 0, 60000, &json), SL_OK);
+	assert_int_equal(th_status_int(json, "queued") + th_status_int(json, "planning"), 2);
+	sl_free(json);
+
+	kill(d.pid, first);
+	assert_true(th_read_until(d.out_fd, "draining 2 in-flight requests", line, sizeof(line),
+	                          60000));
+	assert_int_equal(sl_client_new(d.endpoint, NULL, &c2), SL_OK);
+	assert_int_equal(sl_client_status_json(c2, NULL, 0, 60000, &json), SL_OK);
+	if (strstr(json, "\"draining\": true") == NULL)
+		fail_msg("status does not say draining: %s", json);
+	assert_int_equal(th_status_int(json, "queued") + th_status_int(json, "planning"), 2);
+	sl_free(json);
+	sl_plan_req_t late = th_req("late", 1, len, 3);
+	sl_plan_t *p = NULL;
+	assert_int_equal(sl_client_plan(c2, &late, 60000, &p), SL_ECLOSED);
+	snprintf(want, sizeof(want), "shutting down (%s) and takes no new requests", first_name);
+	if (strstr(sl_errmsg(), want) == NULL)
+		fail_msg("the late request's answer is not '%s': %s", want, sl_errmsg());
+
+	kill(d.pid, second);
+	snprintf(want, sizeof(want),
+	         "sluiced is shutting down: drain abandoned by a second signal (%s after %s)",
+	         second_name, first_name);
+	int seen = 0;
+	for (int k = 0; k < 2; k++) {
+		uint64_t got = 0;
+		assert_int_equal(sl_client_recv(c, 60000, &got, &p), SL_ECLOSED);
+		assert_null(p);
+		if (strstr(sl_errmsg(), want) == NULL)
+			fail_msg("a stalled request's answer is not '%s': %s", want, sl_errmsg());
+		for (int q = 0; q < 2; q++)
+			if (got == ids[q])
+				seen |= 1 << q;
+	}
+	assert_int_equal(seen, 3);
+	snprintf(want, sizeof(want), "%s during the drain: drain abandoned, 2 requests cut",
+	         second_name);
+	assert_true(th_read_until(d.out_fd, want, line, sizeof(line), 60000));
+	int st = 0;
+	assert_true(th_wait(d.pid, 60000, &st));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(d.out_fd);
+	sl_client_free(&c);
+	sl_client_free(&c2);
+}
+
+static void test_second_signal_abandons_drain(void **state)
+{
+	(void)state;
+	abandon_drain("abandon-term", SIGTERM, "SIGTERM", SIGTERM, "SIGTERM");
+}
+
+static void test_sigint_then_sigterm_abandons_drain(void **state)
+{
+	(void)state;
+	abandon_drain("abandon-int", SIGINT, "SIGINT", SIGTERM, "SIGTERM");
+}
+
 /* Slow plans do not starve other jobs: two requests stalled for 60 s with
  * 1 s deadlines on a 2-thread pool time out at their deadlines and free
  * both threads, so a third job's small request (generous deadline) gets a
@@ -335,6 +416,8 @@ int main(void)
 		cmocka_unit_test(test_worker_survives_restart),
 		cmocka_unit_test(test_reload_record_drain),
 		cmocka_unit_test(test_drain_cap),
+		cmocka_unit_test(test_second_signal_abandons_drain),
+		cmocka_unit_test(test_sigint_then_sigterm_abandons_drain),
 		cmocka_unit_test(test_slow_plans_do_not_starve),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
