@@ -293,12 +293,6 @@ static const fwd_variant fwd_table[] = {
     FWD_V90(128, 128, "_s2_pp", KERN_FWD90_OVERLAP | KERN_FWD90_PP),
     FWD_V90(128, 176, "_s2_seq_pp", KERN_FWD90_PP),
     FWD_V90(128, 176, "_s2_seq", 0),
-    FWD_V90(128, 176, "_s2", KERN_FWD90_OVERLAP),
-    FWD_V90(128, 176, "_s2_pp", KERN_FWD90_OVERLAP | KERN_FWD90_PP),
-    FWD_V90(64, 128, "_s3_ps", KERN_FWD90_OVERLAP | KERN_FWD90_PERSIST),
-    FWD_V90(128, 128, "_s2_seq_pp_ps", KERN_FWD90_PP | KERN_FWD90_PERSIST),
-    FWD_V90(128, 176, "_s2_seq_pp_ps", KERN_FWD90_PP | KERN_FWD90_PERSIST),
-    FWD_V90(128, 176, "_s2_pp_ps", KERN_FWD90_OVERLAP | KERN_FWD90_PP | KERN_FWD90_PERSIST),
 };
 #undef FWD_V
 #undef FWD_V90

@@ -50,8 +50,8 @@ template <int D, int BN, int STAGES> struct fwd_smem {
 	static constexpr uint32_t K0 = Q;
 	static constexpr uint32_t V0 = Q + STAGES * KV;
 	static constexpr uint32_t BAR = Q + 2 * STAGES * KV;
-	/* barriers: q, kfull[S], vfull[S], empty[S], q empty */
-	static constexpr uint32_t BYTES = BAR + 8 * (2 + 3 * STAGES);
+	/* barriers: q, kfull[S], vfull[S], empty[S] */
+	static constexpr uint32_t BYTES = BAR + 8 * (1 + 3 * STAGES);
 	/* + 1024: the dynamic window is re-aligned to 1024 bytes */
 	static constexpr size_t ALLOC = BYTES + 1024;
 	static_assert(Q % 1024 == 0 && KV % 1024 == 0, "tiles start on 1024-byte boundaries");
@@ -64,7 +64,7 @@ template <int D, int BN, int STAGES> struct fwd_smem {
 /* named barriers of the ping-pong turns: consumer c syncs on FWD_BAR_TURN + c */
 constexpr int FWD_BAR_TURN = 1;
 
-template <int D, int BN, int STAGES, bool OVERLAP, bool PP, bool PERSIST>
+template <int D, int BN, int STAGES, bool OVERLAP, bool PP>
 __global__ void __launch_bounds__(FWD_THREADS, 1)
     fwd_sm90_kernel(const kern_fwd_args_t a, const __grid_constant__ fwd_maps maps)
 {
@@ -86,36 +86,23 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	const uint32_t sQ = base, sK = base + L::K0, sV = base + L::V0;
 	const uint32_t bq = base + L::BAR;
 	const uint32_t bk = bq + 8, bv = bk + 8 * STAGES, be = bv + 8 * STAGES;
-	const uint32_t bqe = be + 8 * STAGES; /* PERSIST: the consumers are done with Q */
 
 	/* through a shuffle: the compiler then knows the role is warp-uniform
 	 * and keeps the consumers' wgmmas unserialised */
 	const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x >> 7), 0);
-	/* A block's work items: one (query tile, head) pair, the grid's, or
-	 * with PERSIST one block per SM takes the pairs b, b + grid, ...,
-	 * tiles of a head in a row. Causal: the tiles of a segment need more
-	 * keys the later they are, so they are taken last to first (heaviest
-	 * first, as FlashAttention does), leaving light ones for the end. */
-	const int64_t nitems = PERSIST ? static_cast<int64_t>(a.ntiles) * a.heads : 1;
-	const int64_t w0 = PERSIST ? blockIdx.x : 0, wstep = PERSIST ? gridDim.x : 1;
-	struct item_t {
-		kern_seg_t seg;
-		int h, q0, qvalid, kvalid, nk;
-	};
-	auto item = [&](int64_t w) {
-		item_t it;
-		int t = static_cast<int>(PERSIST ? w % a.ntiles : blockIdx.x);
-		it.h = static_cast<int>(PERSIST ? w / a.ntiles : blockIdx.y);
-		if (a.causal)
-			t = a.ntiles - 1 - t;
-		const kern_tile_t tile = a.tiles[t];
-		it.seg = a.segs[tile.seg];
-		it.q0 = tile.start;
-		const int kneed = fwd_keys_needed(a, it.seg, it.q0, FWD_BM, &it.qvalid, &it.kvalid);
-		it.nk = (kneed + BN - 1) / BN;
-		return it;
-	};
-	const int hgroup = a.heads / a.kv_heads;
+	/* causal: the tiles of a segment need more keys the later they are, so
+	 * the blocks take them last to first (heaviest first, as FlashAttention
+	 * does), leaving light blocks for the last wave */
+	const kern_tile_t tile = a.tiles[a.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x];
+	const kern_seg_t seg = a.segs[tile.seg];
+	const int h = blockIdx.y;
+	const int hk = h / (a.heads / a.kv_heads);
+	const int q0 = tile.start;
+	int qvalid, kvalid;
+	const int kneed = fwd_keys_needed(a, seg, q0, FWD_BM, &qvalid, &kvalid);
+	/* shuffled: warp-uniform to the compiler (it serialises wgmmas that it
+	 * finds on possibly divergent paths) */
+	const int nk = __shfl_sync(0xffffffffu, (kneed + BN - 1) / BN, 0);
 
 	if (threadIdx.x == 0) {
 		mbar_init(bq, 1);
@@ -124,7 +111,6 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 			mbar_init(bv + 8 * s, 1);
 			mbar_init(be + 8 * s, 2 * 128); /* every consumer thread */
 		}
-		mbar_init(bqe, 2 * 128);
 		mbar_fence_init();
 	}
 	__syncthreads();
@@ -132,43 +118,30 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	if (wg == 0) {
 		/* producer */
 		regs_dealloc<24>();
-		if (threadIdx.x == 0) {
+		if (threadIdx.x == 0 && nk > 0) {
 			tma_prefetch_desc(&maps.q);
 			tma_prefetch_desc(&maps.k);
 			tma_prefetch_desc(&maps.v);
-			/* pipeline index (K/V tiles loaded) and Q tiles loaded, both
-			 * counted across the block's items */
-			uint32_t pj = 0, nq = 0;
-			for (int64_t w = w0; w < nitems; w += wstep) {
-				const item_t it = item(w);
-				if (it.nk == 0)
-					continue;
-				const int hk = it.h / hgroup;
-				const int32_t row0 = static_cast<int32_t>(it.seg.off);
-				if (nq > 0)
-					mbar_wait(bqe, (nq - 1) & 1);
-				++nq;
-				mbar_arrive_expect_tx(bq, L::Q);
+			const int32_t row0 = static_cast<int32_t>(seg.off);
+			mbar_arrive_expect_tx(bq, L::Q);
+#pragma unroll
+			for (int sl = 0; sl < NSL; ++sl)
+				tma_load_3d(sQ + sl * QSLAB, &maps.q, bq, sl * 64, h, row0 + q0);
+			for (int j = 0; j < nk; ++j) {
+				const int s = j % STAGES, n = j / STAGES;
+				if (n > 0)
+					mbar_wait(be + 8 * s, (n - 1) & 1);
+				const uint32_t off = static_cast<uint32_t>(s) * L::KV;
+				mbar_arrive_expect_tx(bk + 8 * s, L::KV);
 #pragma unroll
 				for (int sl = 0; sl < NSL; ++sl)
-					tma_load_3d(sQ + sl * QSLAB, &maps.q, bq, sl * 64, it.h,
-					            row0 + it.q0);
-				for (int j = 0; j < it.nk; ++j, ++pj) {
-					const uint32_t s = pj % STAGES, n = pj / STAGES;
-					if (n > 0)
-						mbar_wait(be + 8 * s, (n - 1) & 1);
-					const uint32_t off = s * L::KV;
-					mbar_arrive_expect_tx(bk + 8 * s, L::KV);
+					tma_load_3d(sK + off + sl * KSLAB, &maps.k, bk + 8 * s, sl * 64,
+					            hk, row0 + j * BN);
+				mbar_arrive_expect_tx(bv + 8 * s, L::KV);
 #pragma unroll
-					for (int sl = 0; sl < NSL; ++sl)
-						tma_load_3d(sK + off + sl * KSLAB, &maps.k,
-						            bk + 8 * s, sl * 64, hk, row0 + j * BN);
-					mbar_arrive_expect_tx(bv + 8 * s, L::KV);
-#pragma unroll
-					for (int sl = 0; sl < NSL; ++sl)
-						tma_load_3d(sV + off + sl * KSLAB, &maps.v,
-						            bv + 8 * s, sl * 64, hk, row0 + j * BN);
-				}
+				for (int sl = 0; sl < NSL; ++sl)
+					tma_load_3d(sV + off + sl * KSLAB, &maps.v, bv + 8 * s, sl * 64,
+					            hk, row0 + j * BN);
 			}
 		}
 		return;
@@ -179,7 +152,16 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	const int cw = wg - 1;
 	const int wtid = threadIdx.x & 127, warp = wtid >> 5, lane = wtid & 31;
 	const int g = lane >> 2, t4 = lane & 3;
+	const int len = seg.len, chunk = seg.chunk;
 	const float sl2 = a.scale * 1.4426950408889634f;
+	const int crow0 = q0 + 64 * cw; /* this consumer's first row */
+	int qpos[2];
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		const int r = crow0 + 16 * warp + g + 8 * rr;
+		qpos[rr] = r < len ? kern_pos(chunk, a.d, a.q_owner, r) : INT32_MAX;
+	}
+	const int qmin = kern_pos(chunk, a.d, a.q_owner, min(crow0, len - 1));
 
 	/* descriptors; a k step of 16 columns is 32 bytes inside a slab */
 	const uint64_t dq = desc_sw128(sQ + cw * 64 * 128, 16, 1024);
@@ -189,6 +171,10 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	float o[D / 2];
 	float sc[BN / 2];
 	uint32_t p[BN / 16][4];
+	float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+#pragma unroll
+	for (int i = 0; i < D / 2; ++i)
+		o[i] = 0.f;
 
 	/* ping-pong turns: wait for ours, then give the other consumer its turn */
 	auto turn_begin = [&]() {
@@ -202,215 +188,175 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	if (PP && cw == 0)
 		named_bar_arrive(FWD_BAR_TURN, 256); /* consumer 0 goes first */
 
-	/* the pipeline index of the item's first K/V tile and the Q tiles
-	 * consumed, across the block's items (the producer's counts) */
-	uint32_t pbase = 0, nq = 0;
-	for (int64_t w = w0; w < nitems; w += wstep) {
-		const item_t it = item(w);
-		const kern_seg_t seg = it.seg;
-		/* shuffled: warp-uniform to the compiler (it serialises wgmmas that it
-		 * finds on possibly divergent paths) */
-		const int nk = __shfl_sync(0xffffffffu, it.nk, 0);
-		const int h = it.h, qvalid = it.qvalid, kvalid = it.kvalid;
-		const int len = seg.len, chunk = seg.chunk;
-		const int crow0 = it.q0 + 64 * cw; /* this consumer's first row */
-		int qpos[2];
-#pragma unroll
-		for (int rr = 0; rr < 2; ++rr) {
-			const int r = crow0 + 16 * warp + g + 8 * rr;
-			qpos[rr] = r < len ? kern_pos(chunk, a.d, a.q_owner, r) : INT32_MAX;
+	if (nk > 0)
+		mbar_wait(bq, 0);
+	/* one key tile; the first (FIRST) has no P V of a previous tile to
+	 * overlap. Peeled rather than branched: the compiler serialises wgmmas
+	 * it finds on paths it cannot prove warpgroup-uniform. */
+	auto step = [&](const int j, auto first) {
+		constexpr bool FIRST = decltype(first)::value;
+		const int s = j % STAGES;
+		const int sp = (j + STAGES - 1) % STAGES; /* stage of tile j - 1 */
+		/* both waits before the first wgmma: a (divergent) wait loop between
+		 * two wgmmas would make the compiler serialise them */
+		mbar_wait(bk + 8 * s, (j / STAGES) & 1);
+		if constexpr (!FIRST)
+			mbar_wait(bv + 8 * sp, ((j - 1) / STAGES) & 1);
+		if constexpr (OVERLAP && !FIRST)
+			turn_begin();
+		wg_fence();
+		{
+			const uint64_t dqs = opaque(dq);
+			const uint64_t dks = opaque(dk + ((s * L::KV) >> 4));
+			wgmma_ss_kmajor<BN, D>(sc, dqs, dks, QSLAB, KSLAB);
 		}
-		const int qmin = kern_pos(chunk, a.d, a.q_owner, min(crow0, len - 1));
-		float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-#pragma unroll
-		for (int i = 0; i < D / 2; ++i)
-			o[i] = 0.f;
-
-		if (nk > 0)
-			mbar_wait(bq, nq & 1);
-		/* one key tile; the first (FIRST) has no P V of a previous tile to
-		 * overlap. Peeled rather than branched: the compiler serialises wgmmas
-		 * it finds on paths it cannot prove warpgroup-uniform. */
-		auto step = [&](const int j, auto first) {
-			constexpr bool FIRST = decltype(first)::value;
-			const uint32_t pj = pbase + j; /* pipeline index */
-			const uint32_t s = pj % STAGES;
-			const uint32_t sp = (pj + STAGES - 1) % STAGES; /* stage of tile j - 1 */
-			/* both waits before the first wgmma: a (divergent) wait loop between
-			 * two wgmmas would make the compiler serialise them */
-			mbar_wait(bk + 8 * s, (pj / STAGES) & 1);
-			if constexpr (!FIRST)
-				mbar_wait(bv + 8 * sp, ((pj - 1) / STAGES) & 1);
-			if constexpr (OVERLAP && !FIRST)
-				turn_begin();
-			wg_fence();
-			{
-				const uint64_t dqs = opaque(dq);
-				const uint64_t dks = opaque(dk + ((s * L::KV) >> 4));
-				wgmma_ss_kmajor<BN, D>(sc, dqs, dks, QSLAB, KSLAB);
-			}
-			wg_commit();
-			if constexpr (!FIRST) {
-				/* O += P_{j-1} V_{j-1} runs under this tile's softmax */
-				const uint64_t dvs = opaque(dv + ((sp * L::KV) >> 4));
-#pragma unroll
-				for (int kk = 0; kk < BN / 16; ++kk)
-					wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
-				wg_commit();
-				if constexpr (OVERLAP)
-					turn_end();
-				wg_wait<1>();
-			} else {
-				if constexpr (!OVERLAP)
-					turn_end(); /* the turn began before pv(j - 1) (or the loop)
-					             */
-				wg_wait<0>();
-			}
-			pin(sc);
-
-			/* mask; the scores stay unscaled: the scale goes into the
-			 * exponent's FFMA (a.scale > 0, so the row max commutes with it) */
-			const int k0 = j * BN;
-			const bool need_mask = __shfl_sync(
-			    0xffffffffu,
-			    k0 + BN > kvalid ||
-			        (a.causal && kern_pos(chunk, a.d, a.k_owner, k0 + BN - 1) > qmin),
-			    0);
-			if (need_mask) {
-#pragma unroll
-				for (int nt = 0; nt < NKT; ++nt)
-#pragma unroll
-					for (int e1 = 0; e1 < 2; ++e1) {
-						const int col = k0 + nt * 8 + 2 * t4 + e1;
-						const bool kok = col < kvalid;
-						const int kp =
-						    kok ? kern_pos(chunk, a.d, a.k_owner, col)
-						        : INT32_MAX;
-#pragma unroll
-						for (int rr = 0; rr < 2; ++rr) {
-							const bool seen =
-							    kok && (!a.causal || kp <= qpos[rr]);
-							float &x = sc[4 * nt + 2 * rr + e1];
-							x = seen ? x : -INFINITY;
-						}
-					}
-			}
-
-			/* online softmax of rows g and g + 8 (a quad shares a row), in the
-			 * log2 domain: p = 2^(x sl2 - m), one FFMA and one EX2 a score */
-			float alpha[2], rsum[2];
-#pragma unroll
-			for (int rr = 0; rr < 2; ++rr) {
-				float mx = -INFINITY;
-#pragma unroll
-				for (int nt = 0; nt < NKT; ++nt)
-					mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * rr],
-					                     sc[4 * nt + 2 * rr + 1]));
-				mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-				mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-				const float mnew = fmaxf(mrow[rr], mx * sl2);
-				const float muse = mnew == -INFINITY ? 0.f : mnew;
-				alpha[rr] = exp2f(mrow[rr] - muse);
-				mrow[rr] = mnew;
-				float sum = 0.f;
-#pragma unroll
-				for (int nt = 0; nt < NKT; ++nt) {
-					const float p0 =
-					    exp2f(fmaf(sc[4 * nt + 2 * rr], sl2, -muse));
-					const float p1 =
-					    exp2f(fmaf(sc[4 * nt + 2 * rr + 1], sl2, -muse));
-					sc[4 * nt + 2 * rr] = p0;
-					sc[4 * nt + 2 * rr + 1] = p1;
-					sum += p0 + p1;
-				}
-				rsum[rr] = sum;
-			}
-			if constexpr (!FIRST) {
-				wg_wait<0>();
-				pin(o);
-				pin(p);
-				mbar_arrive(be + 8 * sp); /* K and V of tile j - 1 are free */
-			}
-#pragma unroll
-			for (int rr = 0; rr < 2; ++rr) {
-				lrow[rr] = lrow[rr] * alpha[rr] + rsum[rr];
-#pragma unroll
-				for (int dt = 0; dt < D / 8; ++dt) {
-					o[4 * dt + 2 * rr] *= alpha[rr];
-					o[4 * dt + 2 * rr + 1] *= alpha[rr];
-				}
-			}
-			/* P as the A fragment of m64k16: columns 16 kk .. 16 kk + 15 */
-#pragma unroll
-			for (int kk = 0; kk < BN / 16; ++kk) {
-				p[kk][0] = pack_bf16(sc[8 * kk], sc[8 * kk + 1]);
-				p[kk][1] = pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
-				p[kk][2] = pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
-				p[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
-			}
-		};
-		/* O += P_j V_j, waited for; the stage is released */
-		auto pv = [&](const int j) {
-			const uint32_t pj = pbase + j;
-			const uint32_t s = pj % STAGES;
-			mbar_wait(bv + 8 * s, (pj / STAGES) & 1);
-			if constexpr (!OVERLAP)
-				turn_begin(); /* this P V and the next tile's S = Q K^T */
-			wg_fence();
-			const uint64_t dvs = opaque(dv + ((s * L::KV) >> 4));
+		wg_commit();
+		if constexpr (!FIRST) {
+			/* O += P_{j-1} V_{j-1} runs under this tile's softmax */
+			const uint64_t dvs = opaque(dv + ((sp * L::KV) >> 4));
 #pragma unroll
 			for (int kk = 0; kk < BN / 16; ++kk)
 				wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
 			wg_commit();
+			if constexpr (OVERLAP)
+				turn_end();
+			wg_wait<1>();
+		} else {
+			if constexpr (!OVERLAP)
+				turn_end(); /* the turn began before pv(j - 1) (or the loop) */
+			wg_wait<0>();
+		}
+		pin(sc);
+
+		/* mask; the scores stay unscaled: the scale goes into the
+		 * exponent's FFMA (a.scale > 0, so the row max commutes with it) */
+		const int k0 = j * BN;
+		const bool need_mask = __shfl_sync(
+		    0xffffffffu,
+		    k0 + BN > kvalid ||
+		        (a.causal && kern_pos(chunk, a.d, a.k_owner, k0 + BN - 1) > qmin),
+		    0);
+		if (need_mask) {
+#pragma unroll
+			for (int nt = 0; nt < NKT; ++nt)
+#pragma unroll
+				for (int e1 = 0; e1 < 2; ++e1) {
+					const int col = k0 + nt * 8 + 2 * t4 + e1;
+					const bool kok = col < kvalid;
+					const int kp =
+					    kok ? kern_pos(chunk, a.d, a.k_owner, col) : INT32_MAX;
+#pragma unroll
+					for (int rr = 0; rr < 2; ++rr) {
+						const bool seen = kok && (!a.causal || kp <= qpos[rr]);
+						float &x = sc[4 * nt + 2 * rr + e1];
+						x = seen ? x : -INFINITY;
+					}
+				}
+		}
+
+		/* online softmax of rows g and g + 8 (a quad shares a row), in the
+		 * log2 domain: p = 2^(x sl2 - m), one FFMA and one EX2 a score */
+		float alpha[2], rsum[2];
+#pragma unroll
+		for (int rr = 0; rr < 2; ++rr) {
+			float mx = -INFINITY;
+#pragma unroll
+			for (int nt = 0; nt < NKT; ++nt)
+				mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * rr], sc[4 * nt + 2 * rr + 1]));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+			const float mnew = fmaxf(mrow[rr], mx * sl2);
+			const float muse = mnew == -INFINITY ? 0.f : mnew;
+			alpha[rr] = exp2f(mrow[rr] - muse);
+			mrow[rr] = mnew;
+			float sum = 0.f;
+#pragma unroll
+			for (int nt = 0; nt < NKT; ++nt) {
+				const float p0 = exp2f(fmaf(sc[4 * nt + 2 * rr], sl2, -muse));
+				const float p1 = exp2f(fmaf(sc[4 * nt + 2 * rr + 1], sl2, -muse));
+				sc[4 * nt + 2 * rr] = p0;
+				sc[4 * nt + 2 * rr + 1] = p1;
+				sum += p0 + p1;
+			}
+			rsum[rr] = sum;
+		}
+		if constexpr (!FIRST) {
 			wg_wait<0>();
 			pin(o);
 			pin(p);
-			mbar_arrive(be + 8 * s);
-		};
-		if constexpr (OVERLAP) {
-			if (nk > 0)
-				step(0, std::true_type{});
-			for (int j = 1; j < nk; ++j)
-				step(j, std::false_type{});
-		} else {
-			/* each tile on its own (fewer live registers: S and P of one tile
-			 * only); the two consumers still overlap each other */
-			if (nk > 0)
-				turn_begin(); /* the first S = Q K^T */
-			for (int j = 0; j < nk - 1; ++j) {
-				step(j, std::true_type{});
-				pv(j);
-			}
-			if (nk > 0)
-				step(nk - 1, std::true_type{});
+			mbar_arrive(be + 8 * sp); /* K and V of tile j - 1 are free */
 		}
-		if (nk > 0) {
-			/* every S = Q K^T of the item is done: the producer may load the
-			 * next item's Q under this P V and the epilogue */
-			if constexpr (PERSIST)
-				mbar_arrive(bqe);
-			pv(nk - 1);
-			if constexpr (!OVERLAP)
-				turn_end();
-			pbase += nk;
-			++nq;
-		}
-
-		/* epilogue */
-		fwd_row rows[2];
 #pragma unroll
 		for (int rr = 0; rr < 2; ++rr) {
-			float l = lrow[rr];
-			l += __shfl_xor_sync(0xffffffffu, l, 1);
-			l += __shfl_xor_sync(0xffffffffu, l, 2);
-			rows[rr] = fwd_row_begin(a, seg, h, crow0 + 16 * warp + g + 8 * rr, qvalid,
-			                         mrow[rr], l);
-		}
-		__syncwarp();
+			lrow[rr] = lrow[rr] * alpha[rr] + rsum[rr];
 #pragma unroll
-		for (int rr = 0; rr < 2; ++rr)
-			fwd_row_store<D>(a, rows[rr], &o[2 * rr], t4);
+			for (int dt = 0; dt < D / 8; ++dt) {
+				o[4 * dt + 2 * rr] *= alpha[rr];
+				o[4 * dt + 2 * rr + 1] *= alpha[rr];
+			}
+		}
+		/* P as the A fragment of m64k16: columns 16 kk .. 16 kk + 15 */
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; ++kk) {
+			p[kk][0] = pack_bf16(sc[8 * kk], sc[8 * kk + 1]);
+			p[kk][1] = pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
+			p[kk][2] = pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
+			p[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
+		}
+	};
+	/* O += P_j V_j, waited for; the stage is released */
+	auto pv = [&](const int j) {
+		const int s = j % STAGES;
+		mbar_wait(bv + 8 * s, (j / STAGES) & 1);
+		if constexpr (!OVERLAP)
+			turn_begin(); /* this P V and the next tile's S = Q K^T */
+		wg_fence();
+		const uint64_t dvs = opaque(dv + ((s * L::KV) >> 4));
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; ++kk)
+			wgmma_rs_tb<D>(o, p[kk], dvs + ((kk * 16 * 128) >> 4));
+		wg_commit();
+		wg_wait<0>();
+		pin(o);
+		pin(p);
+		mbar_arrive(be + 8 * s);
+	};
+	if constexpr (OVERLAP) {
+		if (nk > 0)
+			step(0, std::true_type{});
+		for (int j = 1; j < nk; ++j)
+			step(j, std::false_type{});
+	} else {
+		/* each tile on its own (fewer live registers: S and P of one tile
+		 * only); the two consumers still overlap each other */
+		if (nk > 0)
+			turn_begin(); /* the first S = Q K^T */
+		for (int j = 0; j < nk - 1; ++j) {
+			step(j, std::true_type{});
+			pv(j);
+		}
+		if (nk > 0)
+			step(nk - 1, std::true_type{});
 	}
+	if (nk > 0) {
+		pv(nk - 1);
+		if constexpr (!OVERLAP)
+			turn_end();
+	}
+
+	/* epilogue */
+	fwd_row rows[2];
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr) {
+		float l = lrow[rr];
+		l += __shfl_xor_sync(0xffffffffu, l, 1);
+		l += __shfl_xor_sync(0xffffffffu, l, 2);
+		rows[rr] = fwd_row_begin(a, seg, h, crow0 + 16 * warp + g + 8 * rr, qvalid, mrow[rr], l);
+	}
+	__syncwarp();
+#pragma unroll
+	for (int rr = 0; rr < 2; ++rr)
+		fwd_row_store<D>(a, rows[rr], &o[2 * rr], t4);
 #endif
 }
 
@@ -418,8 +364,9 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
  * library links only cudart); resolved once. */
 typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
                                     const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
-                                    const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                    CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+                                    const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                    CUtensorMapFloatOOBfill);
 
 static sl_err encode_fn(encode_tiled_fn *out)
 {
@@ -481,7 +428,7 @@ sl_err make_map_f32(CUtensorMap *m, const void *ptr, int D, int heads, int64_t n
 	return make_map_typed(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, ptr, D, heads, ntok, rows);
 }
 
-template <int D, int BN, int STAGES, bool OVERLAP, bool PP, bool PERSIST>
+template <int D, int BN, int STAGES, bool OVERLAP, bool PP>
 static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 {
 	using L = fwd_smem<D, BN, STAGES>;
@@ -489,18 +436,10 @@ static sl_err launch_fwd_sm90(const kern_fwd_args_t *a, cudaStream_t st)
 	SL_CHECK(make_map(&maps.q, a->q, D, a->heads, a->ntok, FWD_BM));
 	SL_CHECK(make_map(&maps.k, a->k, D, a->kv_heads, a->ntok, BN));
 	SL_CHECK(make_map(&maps.v, a->v, D, a->kv_heads, a->ntok, BN));
-	auto fn = fwd_sm90_kernel<D, BN, STAGES, OVERLAP, PP, PERSIST>;
+	auto fn = fwd_sm90_kernel<D, BN, STAGES, OVERLAP, PP>;
 	KERN_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
 	                               static_cast<int>(L::ALLOC)));
 	dim3 grid(static_cast<unsigned>(a->ntiles), static_cast<unsigned>(a->heads));
-	if (PERSIST) {
-		/* one block per SM (the shared memory allows no second) */
-		int dev = 0, nsm = 0;
-		KERN_CUDA(cudaGetDevice(&dev));
-		KERN_CUDA(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
-		const int64_t items = static_cast<int64_t>(a->ntiles) * a->heads;
-		grid = dim3(static_cast<unsigned>(items < nsm ? items : nsm));
-	}
 	fn<<<grid, FWD_THREADS, L::ALLOC, st>>>(*a, maps);
 	KERN_LAUNCHED("fwd_sm90_kernel");
 	return SL_OK;
@@ -516,26 +455,19 @@ sl_err kern_sm90_fwd(const kern_fwd_args_t *a, int bn, int opt, cudaStream_t st)
 {
 	using namespace kern::sm90;
 	const bool ov = (opt & KERN_FWD90_OVERLAP) != 0, pp = (opt & KERN_FWD90_PP) != 0;
-	const bool ps = (opt & KERN_FWD90_PERSIST) != 0;
-#define SL_FWD90(D, BN, S, OV, PP, PS)                                                             \
-	if (a->head_dim == D && bn == BN && ov == OV && pp == PP && ps == PS)                      \
-		return launch_fwd_sm90<D, BN, S, OV, PP, PS>(a, st);
-	SL_FWD90(64, 128, 3, true, false, false)
-	SL_FWD90(64, 128, 3, true, true, false)
-	SL_FWD90(64, 128, 3, true, false, true)
-	SL_FWD90(128, 64, 3, true, false, false)
-	SL_FWD90(128, 64, 3, true, true, false)
-	SL_FWD90(128, 128, 2, false, false, false)
-	SL_FWD90(128, 128, 2, false, true, false)
-	SL_FWD90(128, 128, 2, true, false, false)
-	SL_FWD90(128, 128, 2, true, true, false)
-	SL_FWD90(128, 176, 2, false, false, false)
-	SL_FWD90(128, 176, 2, false, true, false)
-	SL_FWD90(128, 176, 2, true, false, false)
-	SL_FWD90(128, 176, 2, true, true, false)
-	SL_FWD90(128, 128, 2, false, true, true)
-	SL_FWD90(128, 176, 2, false, true, true)
-	SL_FWD90(128, 176, 2, true, true, true)
+#define SL_FWD90(D, BN, S, OV, PP)                                                                 \
+	if (a->head_dim == D && bn == BN && ov == OV && pp == PP)                                  \
+		return launch_fwd_sm90<D, BN, S, OV, PP>(a, st);
+	SL_FWD90(64, 128, 3, true, false)
+	SL_FWD90(64, 128, 3, true, true)
+	SL_FWD90(128, 64, 3, true, false)
+	SL_FWD90(128, 64, 3, true, true)
+	SL_FWD90(128, 128, 2, false, false)
+	SL_FWD90(128, 128, 2, false, true)
+	SL_FWD90(128, 128, 2, true, false)
+	SL_FWD90(128, 128, 2, true, true)
+	SL_FWD90(128, 176, 2, false, false)
+	SL_FWD90(128, 176, 2, false, true)
 #undef SL_FWD90
 	return sl_seterr(SL_EINVAL, "%s:%d: no sm_90a forward for head_dim %d, %d-key tiles, options %d",
 	                 __FILE__, __LINE__, a->head_dim, bn, opt);

@@ -148,9 +148,7 @@ int kern_path_mma_only(void);
  * and < 2^31, 16-byte aligned tensors: the TMA unit's needs). */
 enum {
 	KERN_FWD90_OVERLAP = 1, /* tile j's softmax under the wgmma of P_{j-1} V_{j-1} */
-	KERN_FWD90_PP = 2,      /* the two consumers' GEMMs take turns (ping-pong) */
-	KERN_FWD90_PERSIST = 4  /* one block per SM loops over (tile, head) items; the
-	                         * next item's Q loads under the last P V */
+	KERN_FWD90_PP = 2       /* the two consumers' GEMMs take turns (ping-pong) */
 };
 sl_err kern_sm90_fwd(const kern_fwd_args_t *a, int bn, int opt, cudaStream_t st);
 int kern_sm90_fwd_fits(const kern_fwd_args_t *a);
