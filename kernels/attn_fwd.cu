@@ -382,19 +382,21 @@ static int fwd_index_named(int32_t head_dim, const char *name)
 
 /* Default: the fastest sm_90a kernel on sm_90 cards (unless
  * SLUICE_KERN_PATH=mma), else the fastest mma.sync variant. H100,
- * 2026-12-07 (docs/gpu.md), 16K-64K tokens: D = 128 the ping-pong variants,
- * 176-key tiles for hops without the causal mask (639-676 TFLOP/s against
- * 609-621 with 128-key tiles) and 128-key tiles for causal ones (609-647,
- * 604-612 with 176); D = 64 the 128-key tiles with the intra-warpgroup
- * overlap and no turns (418-445). Every sm_90a variant has 128 query rows,
- * so the choice per hop keeps the tiles callers built. */
+ * 2026-12-07 (docs/gpu.md, third stop: with the scale in the exponent's FFMA
+ * and causal tiles heaviest first), 16K-64K tokens: D = 128 the 176-key
+ * ping-pong tiles with the causal mask and without (causal 1.00-1.17x cuDNN,
+ * against 0.99-1.10x with 128-key tiles; without the mask the two are within
+ * run-to-run spread, 0.97-1.03x); D = 64 the 128-key tiles with the
+ * intra-warpgroup overlap and no turns (0.92-0.94x). Every sm_90a variant
+ * has 128 query rows, so the choice per hop keeps the tiles callers built;
+ * the hop's mask is an argument so a card where the two differ can choose. */
 int kern_fwd_default_hop(int32_t head_dim, int causal)
 {
 	const int mma = kern::fwd_default_mma(head_dim);
+	(void)causal; /* the same tile either way on H100 */
 	if (!kern_path_mma_only() && kern_device_sm90()) {
-		const char *name = head_dim != 128 ? "sm90_d64_m128_n128_s3"
-		                   : causal        ? "sm90_d128_m128_n128_s2_seq_pp"
-		                                   : "sm90_d128_m128_n176_s2_seq_pp";
+		const char *name =
+		    head_dim != 128 ? "sm90_d64_m128_n128_s3" : "sm90_d128_m128_n176_s2_seq_pp";
 		const int v = fwd_index_named(head_dim, name);
 		return v >= 0 ? v : mma;
 	}

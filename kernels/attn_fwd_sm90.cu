@@ -90,7 +90,10 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	/* through a shuffle: the compiler then knows the role is warp-uniform
 	 * and keeps the consumers' wgmmas unserialised */
 	const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x >> 7), 0);
-	const kern_tile_t tile = a.tiles[blockIdx.x];
+	/* causal: the tiles of a segment need more keys the later they are, so
+	 * the blocks take them last to first (heaviest first, as FlashAttention
+	 * does), leaving light blocks for the last wave */
+	const kern_tile_t tile = a.tiles[a.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x];
 	const kern_seg_t seg = a.segs[tile.seg];
 	const int h = blockIdx.y;
 	const int hk = h / (a.heads / a.kv_heads);
@@ -114,7 +117,7 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 
 	if (wg == 0) {
 		/* producer */
-		regs_dealloc<40>();
+		regs_dealloc<24>();
 		if (threadIdx.x == 0 && nk > 0) {
 			tma_prefetch_desc(&maps.q);
 			tma_prefetch_desc(&maps.k);
@@ -145,7 +148,7 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 	}
 
 	/* consumers */
-	regs_alloc<232>();
+	regs_alloc<240>();
 	const int cw = wg - 1;
 	const int wtid = threadIdx.x & 127, warp = wtid >> 5, lane = wtid & 31;
 	const int g = lane >> 2, t4 = lane & 3;
@@ -225,7 +228,8 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 		}
 		pin(sc);
 
-		/* scale into the log2 domain and mask */
+		/* mask; the scores stay unscaled: the scale goes into the
+		 * exponent's FFMA (a.scale > 0, so the row max commutes with it) */
 		const int k0 = j * BN;
 		const bool need_mask = __shfl_sync(
 		    0xffffffffu,
@@ -245,16 +249,13 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 					for (int rr = 0; rr < 2; ++rr) {
 						const bool seen = kok && (!a.causal || kp <= qpos[rr]);
 						float &x = sc[4 * nt + 2 * rr + e1];
-						x = seen ? x * sl2 : -INFINITY;
+						x = seen ? x : -INFINITY;
 					}
 				}
-		} else {
-#pragma unroll
-			for (int i = 0; i < BN / 2; ++i)
-				sc[i] *= sl2;
 		}
 
-		/* online softmax of rows g and g + 8 (a quad shares a row) */
+		/* online softmax of rows g and g + 8 (a quad shares a row), in the
+		 * log2 domain: p = 2^(x sl2 - m), one FFMA and one EX2 a score */
 		float alpha[2], rsum[2];
 #pragma unroll
 		for (int rr = 0; rr < 2; ++rr) {
@@ -264,15 +265,15 @@ __global__ void __launch_bounds__(FWD_THREADS, 1)
 				mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * rr], sc[4 * nt + 2 * rr + 1]));
 			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
 			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-			const float mnew = fmaxf(mrow[rr], mx);
+			const float mnew = fmaxf(mrow[rr], mx * sl2);
 			const float muse = mnew == -INFINITY ? 0.f : mnew;
 			alpha[rr] = exp2f(mrow[rr] - muse);
 			mrow[rr] = mnew;
 			float sum = 0.f;
 #pragma unroll
 			for (int nt = 0; nt < NKT; ++nt) {
-				const float p0 = exp2f(sc[4 * nt + 2 * rr] - muse);
-				const float p1 = exp2f(sc[4 * nt + 2 * rr + 1] - muse);
+				const float p0 = exp2f(fmaf(sc[4 * nt + 2 * rr], sl2, -muse));
+				const float p1 = exp2f(fmaf(sc[4 * nt + 2 * rr + 1], sl2, -muse));
 				sc[4 * nt + 2 * rr] = p0;
 				sc[4 * nt + 2 * rr + 1] = p1;
 				sum += p0 + p1;
