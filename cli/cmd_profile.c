@@ -93,10 +93,10 @@ int cli_cmd_profile(int argc, char **argv)
 	struct {
 		const char *model, *from, *output, *name, *tokens, *lens, *ds;
 		int64_t hidden, heads, kv_heads, head_dim, ffn, layers, vocab, reps, device;
-		double p2p, p2p_inter, reserve_gib, max_offload;
+		double p2p, p2p_inter, reserve_gib, max_offload, settle_ms;
 		int quiet, reference_form;
 	} a = {"gpt-7b", NULL, "-", NULL, "64,256,1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
-	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 0, 0};
+	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 300.0, 0, 0};
 	const cli_opt_t opts[] = {
 		{"model", 'm', CLI_OPT_STR, &a.model, "NAME|FILE",
 		 "model shape: gpt-7b, gpt-13b, gpt-30b or a JSON file {hidden, heads, ...}", "gpt-7b",
@@ -122,6 +122,10 @@ int cli_cmd_profile(int argc, char **argv)
 		 1, 0, NULL},
 		{"reps", 0, CLI_OPT_INT, &a.reps, "N", "timed repetitions per point (median)", "5", 1,
 		 64, NULL},
+		{"settle-ms", 0, CLI_OPT_DOUBLE, &a.settle_ms, "MS",
+		 "run each point untimed this long first, so it is timed at the clock a sustained "
+		 "step gets (a power-capped card clocks down under load); 0: no settling",
+		 "300", 0, 60000, NULL},
 		{"device", 0, CLI_OPT_INT, &a.device, "N", "CUDA device", "0", 0, 1024, NULL},
 		{"p2p-gbps", 0, CLI_OPT_DOUBLE, &a.p2p, "GBPS",
 		 "ring bandwidth inside a node when it cannot be measured (one GPU)", "100", 1e-6, 1e9,
@@ -251,6 +255,7 @@ int cli_cmd_profile(int argc, char **argv)
 		const sl_calib_run_t run = {.gemm_tokens = tok, .ngemm_tokens = ntok,
 		                            .hop_lens = lens32, .nhop_lens = nlens, .hop_ds = ds32,
 		                            .nhop_ds = nds, .reps = (int)a.reps,
+		                            .settle_ms = a.settle_ms,
 		                            .device = (int)a.device, .p2p_gbps = a.p2p,
 		                            .command = cmd, .verbose = !a.quiet};
 		if (sl_calib_measure(&shape, &run, &m) != SL_OK)

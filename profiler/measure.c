@@ -26,15 +26,38 @@
 typedef struct meas_ctx {
 	prof_gpu_t pg; /* stream, events, cuBLASLt */
 	int reps;
+	double settle_ms;
 	int verbose;
 	double *t; /* [reps] */
 } meas_ctx_t;
 
-/* Times fn(mc, arg) on the context's stream: median ms over reps after 2
- * warm-ups, CUDA events. */
+/* Runs fn(mc, arg) back to back, untimed, until settle_ms of wall time have
+ * passed. An H100 under its 700 W power cap drops from 1,980 MHz to about
+ * 1,400-1,650 within a few hundred ms of sustained GEMMs or attention and
+ * stays there, as a training step (and `run-plan --emulate`) runs; a point
+ * timed right after the idle gap before it runs at the boost clock, up to 15%
+ * faster (docs/fidelity.md). Syncs every 8 runs so the queue stays short. */
+static sl_err settle(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), void *arg)
+{
+	if (!(mc->settle_ms > 0))
+		return SL_OK;
+	const double end = sl_now_ms() + mc->settle_ms;
+	for (int n = 1;; n++) {
+		SL_CHECK(fn(mc, arg));
+		if (n % 8 == 0 || sl_now_ms() >= end) {
+			KERN_CUDA(cudaStreamSynchronize(mc->pg.st));
+			if (sl_now_ms() >= end)
+				return SL_OK;
+		}
+	}
+}
+
+/* Times fn(mc, arg) on the context's stream: median ms over reps after the
+ * settling runs and 2 warm-ups, CUDA events. */
 static sl_err time_region(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), void *arg,
                           double *ms)
 {
+	SL_CHECK(settle(mc, fn, arg));
 	for (int r = -2; r < mc->reps; r++) {
 		KERN_CUDA(cudaEventRecord(mc->pg.e0, mc->pg.st));
 		SL_CHECK(fn(mc, arg));
@@ -155,6 +178,22 @@ out:
 	return rc;
 }
 
+/* The hop's two passes as time_region functions. */
+typedef struct hop_arg {
+	const kern_fwd_args_t *fa;
+	const kern_bwd_args_t *ba;
+} hop_arg_t;
+
+static sl_err run_hop_fwd(meas_ctx_t *mc, void *arg)
+{
+	return kern_attn_fwd(((hop_arg_t *)arg)->fa, -1, mc->pg.st);
+}
+
+static sl_err run_hop_bwd(meas_ctx_t *mc, void *arg)
+{
+	return kern_attn_bwd(((hop_arg_t *)arg)->ba, -1, mc->pg.st);
+}
+
 /* Forward then backward of one hop, each timed separately (median). */
 static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md, int32_t d,
                        int32_t qo, int32_t ko, int32_t len, sl_calib_hop_t *out)
@@ -163,7 +202,6 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 	const int64_t kvn = (int64_t)len * KH * D;
 	const kern_seg_t seg = {0, len, d == 1 ? len : len / 2, (int64_t)len * d};
 	int32_t nqt = 0, nkt = 0;
-	double fwd[64], bwd[64];
 	KERN_CUDA(cudaMemcpy(b->seg, &seg, sizeof(seg), cudaMemcpyHostToDevice));
 	SL_CHECK(upload_tiles(&seg, kern_fwd_block_m(D, -1), 'q', &b->qt, &nqt));
 	SL_CHECK(upload_tiles(&seg, kern_bwd_block_n(D, -1), 'k', &b->kt, &nkt));
@@ -192,20 +230,11 @@ static sl_err time_hop(meas_ctx_t *mc, hop_bufs_t *b, const sl_model_shape_t *md
 	                      .k_owner = ko, .causal = 1, .accumulate = 0, .scale = fa.scale,
 	                      .ntok = len};
 	KERN_CUDA(cudaMemsetAsync(b->dq, 0, (size_t)len * H * D * 4, mc->pg.st));
-	for (int pass = 0; pass < 2; pass++)
-		for (int r = -2; r < mc->reps; r++) {
-			KERN_CUDA(cudaEventRecord(mc->pg.e0, mc->pg.st));
-			SL_CHECK(pass == 0 ? kern_attn_fwd(&fa, -1, mc->pg.st)
-			                   : kern_attn_bwd(&ba, -1, mc->pg.st));
-			KERN_CUDA(cudaEventRecord(mc->pg.e1, mc->pg.st));
-			KERN_CUDA(cudaEventSynchronize(mc->pg.e1));
-			float t;
-			KERN_CUDA(cudaEventElapsedTime(&t, mc->pg.e0, mc->pg.e1));
-			if (r >= 0)
-				(pass == 0 ? fwd : bwd)[r] = t;
-		}
-	*out = (sl_calib_hop_t){d, qo, ko, len, sl_median(fwd, (size_t)mc->reps),
-	                        sl_median(bwd, (size_t)mc->reps)};
+	hop_arg_t ha = {&fa, &ba};
+	double fwd = 0, bwd = 0;
+	SL_CHECK(time_region(mc, run_hop_fwd, &ha, &fwd));
+	SL_CHECK(time_region(mc, run_hop_bwd, &ha, &bwd));
+	*out = (sl_calib_hop_t){d, qo, ko, len, fwd, bwd};
 	return SL_OK;
 }
 
@@ -512,6 +541,9 @@ sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run
 	    run->nhop_ds < 1)
 		return sl_seterr(SL_EINVAL, "profile: need 1..64 reps, 2+ token counts, a hop length "
 		                            "and a ring size");
+	if (!(run->settle_ms >= 0 && run->settle_ms <= 60000))
+		return sl_seterr(SL_EINVAL, "profile: settle time %g ms is outside [0, 60000]",
+		                 run->settle_ms);
 	for (size_t i = 0; i < run->nhop_lens; i++)
 		if (run->hop_lens[i] < 2 || run->hop_lens[i] % 2)
 			return sl_seterr(SL_EINVAL, "profile: hop length %d must be even and >= 2",
@@ -519,6 +551,7 @@ sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run
 	m.model = *model;
 	measure_p2p(run, &m); /* first: it forks, and this process has not touched CUDA yet */
 	mc.reps = run->reps;
+	mc.settle_ms = run->settle_ms;
 	mc.verbose = run->verbose;
 	mc.t = calloc((size_t)run->reps, sizeof(*mc.t));
 	if (mc.t == NULL)

@@ -179,6 +179,10 @@ typedef struct sl_calib_run {
 	const int32_t *hop_ds; /* ring sizes of the hop points */
 	size_t nhop_ds;
 	int reps;                /* timed repetitions per point (median) */
+	double settle_ms;        /* untimed back-to-back runs of each point first, for
+	                          * this long (0: none), so it is timed at the clock a
+	                          * sustained step runs at (a power-capped card clocks
+	                          * down within a few hundred ms of it) */
 	int device;
 	double p2p_gbps;         /* used, and marked not measured, on one GPU */
 	const char *command;     /* recorded in the provenance */

@@ -597,6 +597,9 @@ def test_exits():
     }
     names = commands()
     check(set(names) == set(sluice_cases), f"commands {names} vs the cases {set(sluice_cases)}")
+    # a settle time out of range is a usage error naming the option, GPU or not
+    p = run("profile", "--settle-ms", -1, "--model", "gpt-7b", expect=2)
+    check("settle-ms" in p.stderr, f"profile --settle-ms -1: {p.stderr!r}")
     paras = {"sluice": exit_paragraph(run("--help", expect=0).stdout, "sluice")}
     for name in names:
         paras[f"sluice {name}"] = exit_paragraph(run(name, "--help", expect=0).stdout, name)
