@@ -96,7 +96,7 @@ int cli_cmd_profile(int argc, char **argv)
 		double p2p, p2p_inter, reserve_gib, max_offload, settle_ms;
 		int quiet, reference_form;
 	} a = {"gpt-7b", NULL, "-", NULL, "64,256,1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
-	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 300.0, 0, 0};
+	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 500.0, 0, 0};
 	const cli_opt_t opts[] = {
 		{"model", 'm', CLI_OPT_STR, &a.model, "NAME|FILE",
 		 "model shape: gpt-7b, gpt-13b, gpt-30b or a JSON file {hidden, heads, ...}", "gpt-7b",
@@ -125,7 +125,7 @@ int cli_cmd_profile(int argc, char **argv)
 		{"settle-ms", 0, CLI_OPT_DOUBLE, &a.settle_ms, "MS",
 		 "run each point untimed this long first, so it is timed at the clock a sustained "
 		 "step gets (a power-capped card clocks down under load); 0: no settling",
-		 "300", 0, 60000, NULL},
+		 "500", 0, 60000, NULL},
 		{"device", 0, CLI_OPT_INT, &a.device, "N", "CUDA device", "0", 0, 1024, NULL},
 		{"p2p-gbps", 0, CLI_OPT_DOUBLE, &a.p2p, "GBPS",
 		 "ring bandwidth inside a node when it cannot be measured (one GPU)", "100", 1e-6, 1e9,
