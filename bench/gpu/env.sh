@@ -2,6 +2,10 @@
 # libraries from .debs/ (the machine lacks ZeroMQ, GLPK, protobuf-c and
 # jansson) unpacked under /tmp, cuBLASLt on the loader path, NCCL multicast off.
 export NCCL_NVLS_ENABLE=0
+# where logs go and where the carried binaries are (scripts cd to the root first)
+OUT=${OUT:-$PWD/gpu-out}
+BIN=${BIN:-$PWD/.gpubin}
+mkdir -p "$OUT"
 if [ -d .debs ]; then
 	mkdir -p /tmp/deb
 	for f in .debs/*.deb; do dpkg -x "$f" /tmp/deb; done

@@ -8,8 +8,6 @@
 # usage: OUT=DIR [BIN=DIR] [ITERS=1] [WARMUP=1] [BUDGET=s] bash bench/gpu/fidelity.sh
 set -u
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/gpu-out}
-BIN=${BIN:-$PWD/.gpubin}
 ITERS=${ITERS:-1}
 WARMUP=${WARMUP:-1}
 . bench/gpu/env.sh

@@ -7,10 +7,7 @@
 # usage: OUT=DIR [BIN=DIR] [REPS=7] bash bench/gpu/profile.sh [MODEL...]
 set -u
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/gpu-out}
-BIN=${BIN:-$PWD/.gpubin}
 REPS=${REPS:-7}
-mkdir -p "$OUT"
 . bench/gpu/env.sh
 {
 	nvidia-smi --query-gpu=index,name,memory.total,driver_version,clocks.max.sm --format=csv

@@ -9,9 +9,6 @@
 # usage: OUT=DIR [BIN=DIR] bash bench/gpu/settle.sh
 set -u
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/gpu-out}
-BIN=${BIN:-$PWD/.gpubin}
-mkdir -p "$OUT"
 . bench/gpu/env.sh
 W=/tmp/settle
 rm -rf "$W"

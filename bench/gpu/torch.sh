@@ -11,9 +11,6 @@
 # usage: OUT=DIR BIN=DIR bash bench/gpu/torch.sh
 set -u
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/gpu-out}
-BIN=${BIN:-$PWD/.gpubin}
-mkdir -p "$OUT"
 . bench/gpu/env.sh
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/python
 export SLUICE_LIB=$BIN/libsluice.so SLUICE_RING_LIB=$BIN/libsluice_ring.so
