@@ -501,8 +501,10 @@ static void test_refusals(void **state)
 {
 	(void)state;
 	const char *limit[] = {"--max-tokens", "40", "--ranks", "2", NULL};
-	/* rank 1 is to wait in vain once below: a shorter wait for a peer */
-	const char *impatient[] = {"--timeout-ms", "3000", NULL};
+	/* rank 1 is to wait in vain once below: a shorter wait for a peer than
+	 * SURE_MS, yet long enough that its ordinary step 3 never depends on how
+	 * soon rank 0 gets its order on a busy machine */
+	const char *impatient[] = {"--timeout-ms", "10000", NULL};
 	pid_t w0 = start_worker("wd-c", 0, limit), w1 = start_worker("wd-c", 1, impatient);
 	sl_client_t *c = NULL;
 	assert_int_equal(sl_client_new(endpoint, NULL, &c), SL_OK);
