@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "benchopt.h"
+#include "sluice/rng.h"
 #include "sluice/sluice.h"
 
 #ifndef SLUICE_BENCH_DEFAULT_TRACE
@@ -47,20 +48,6 @@ typedef struct {
 	int failed;
 } pol_stats_t;
 
-/* splitmix64: a deterministic stream for the synthetic length mixes. */
-static uint64_t mix_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static double mix_unit(uint64_t *s)
-{
-	return ((double)(mix_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
-
 /* n lengths of one mix: "uniform" 1..60000; "long" log-normal with median
  * 26,000 and sigma 1, redrawn above max_len (long-dominated, like code
  * repositories or books); "wikipedia" consecutive lengths of the trace. */
@@ -70,11 +57,11 @@ static void mix_lengths(const char *mix, const int64_t *trace, size_t ntrace, in
 	uint64_t st = 12345;
 	for (int i = 0; i < n; i++) {
 		if (strcmp(mix, "uniform") == 0) {
-			out[i] = 1 + (int64_t)(mix_next(&st) % 60000);
+			out[i] = 1 + (int64_t)(sl_splitmix64(&st) % 60000);
 		} else if (strcmp(mix, "long") == 0) {
 			double v;
 			do {
-				double u1 = mix_unit(&st), u2 = mix_unit(&st);
+				double u1 = sl_rand_unit(&st), u2 = sl_rand_unit(&st);
 				double z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 				v = 26000.0 * exp(z);
 			} while (v > (double)max_len || v < 1);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "sluice/rng.h"
 
 #define REPLAY_DEFAULT_STEPS 50 /* synthetic trace: batch * this many sequences */
 #define REPLAY_MAX_POLICIES 64
@@ -55,24 +56,13 @@ typedef struct replay {
 	int static_idx; /* index of `static` in pol, or -1 */
 } replay_t;
 
-/* splitmix64 (Steele, Lea, Flood: "Fast splittable pseudorandom number
- * generators", OOPSLA 2014): our own generator, so a shuffle seed gives the
- * same order on every libc. */
-static uint64_t splitmix64(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Uniform integer in [0, bound) without modulo bias (rejection sampling). */
 static uint64_t uniform_below(uint64_t *state, uint64_t bound)
 {
 	uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
 	uint64_t x;
 	do
-		x = splitmix64(state);
+		x = sl_splitmix64(state);
 	while (x >= limit);
 	return x % bound;
 }

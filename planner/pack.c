@@ -6,6 +6,7 @@
 
 #include "pack.h"
 #include "planner.h"
+#include "sluice/rng.h"
 
 int32_t planner_pow2_floor(int32_t n)
 {
@@ -38,16 +39,6 @@ typedef struct pack_node {
 	uint64_t pri;
 	int32_t l, r;
 } pack_node_t;
-
-/* Priorities come from a hash of the bin index, so the tree's shape, and
- * with it the run time, never depends on anything but the input. */
-static uint64_t pack_hash(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
 
 static int pack_key_less(const pack_node_t *t, int32_t a, int64_t rem, int32_t id)
 {
@@ -196,7 +187,9 @@ sl_err planner_pack_bfd(const sl_cost_t *cost, const sl_seq_t *seqs, const int32
 		if (b < 0) {
 			b = (int32_t)nbins++;
 			tree[b].rem = cap;
-			tree[b].pri = pack_hash((uint64_t)b);
+			/* a hash of the bin index: the tree's shape, and with it the
+			 * run time, never depends on anything but the input */
+			tree[b].pri = sl_mix64((uint64_t)b);
 		} else {
 			root = pack_erase(tree, root, b);
 		}

@@ -11,6 +11,7 @@
  * compiler fuses a multiply-add. */
 #include <math.h>
 
+#include "sluice/rng.h"
 #include "trace_impl.h"
 
 /* ln 2 split so that k * LN2_HI is exact for |k| < 2^11 (fdlibm's split). */
@@ -82,23 +83,12 @@ double trace_log(double x)
 	return (double)e * LN2_HI + (((double)e * LN2_LO + s * (hfsq + r)) - hfsq + f);
 }
 
-/* splitmix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number
- * generators", OOPSLA 2014): expands the seed into the xoshiro state. */
-static uint64_t synth_splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 void trace_rng_seed(trace_rng_t *r, uint64_t seed)
 {
 	int i;
 
 	for (i = 0; i < 4; i++)
-		r->s[i] = synth_splitmix(&seed);
+		r->s[i] = sl_splitmix64(&seed); /* expands the seed into the xoshiro state */
 	r->has_spare = 0;
 	r->spare = 0.0;
 }

@@ -2,24 +2,15 @@
  * coordinates, so a rank generates exactly its shard and the checker the full
  * sequence, without any process holding the whole batch. */
 
+#include "sluice/rng.h"
 #include "worker.h"
-
-/* splitmix64's finaliser (Steele, Lea, Flood, "Fast splittable pseudorandom
- * number generators", OOPSLA 2014): a bijective mixer with good avalanche. */
-static uint64_t inputs_mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
 
 double worker_input_value(uint64_t seed, int32_t seq, int t, int64_t pos, int32_t h, int32_t e)
 {
-	uint64_t x = inputs_mix(seed);
-	x = inputs_mix(x ^ (uint64_t)(uint32_t)seq);
-	x = inputs_mix(x ^ ((uint64_t)(unsigned)t << 32) ^ (uint64_t)pos);
-	x = inputs_mix(x ^ ((uint64_t)(uint32_t)h << 32) ^ (uint64_t)(uint32_t)e);
+	uint64_t x = sl_mix64(seed);
+	x = sl_mix64(x ^ (uint64_t)(uint32_t)seq);
+	x = sl_mix64(x ^ ((uint64_t)(unsigned)t << 32) ^ (uint64_t)pos);
+	x = sl_mix64(x ^ ((uint64_t)(uint32_t)h << 32) ^ (uint64_t)(uint32_t)e);
 	/* Top 8 bits: k/128 for k in [-128, 127], exact in bf16 and fp32. */
 	return (double)((int)(x >> 56) - 128) / 128.0;
 }

@@ -13,20 +13,8 @@
 
 #include <cmocka.h>
 
+#include "sluice/rng.h"
 #include "sluice/sluice.h"
-
-static uint64_t rng_next(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double rng_unit(uint64_t *x)
-{
-	return ((double)(rng_next(x) >> 11) + 0.5) / 9007199254740992.0;
-}
 
 /* Wikipedia-shaped lengths (FlexSP's log-normal fit), capped at 192K. */
 static sl_seq_t *wiki_like(uint64_t seed, int64_t n)
@@ -34,7 +22,7 @@ static sl_seq_t *wiki_like(uint64_t seed, int64_t n)
 	sl_seq_t *s = malloc((size_t)n * sizeof(*s));
 	assert_non_null(s);
 	for (int64_t i = 0; i < n; i++) {
-		double u = rng_unit(&seed), v = rng_unit(&seed);
+		double u = sl_rand_unit(&seed), v = sl_rand_unit(&seed);
 		double l = exp(SL_SYNTH_MU + SL_SYNTH_SIGMA * sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v));
 		s[i].id = i;
 		s[i].length = l < 1 ? 1 : (l > SL_SYNTH_MAX_LEN ? SL_SYNTH_MAX_LEN : (int64_t)l);

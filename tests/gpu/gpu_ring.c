@@ -15,6 +15,7 @@
 #include "kern_math.h"
 #include "mp.h"
 #include "ref.h"
+#include "sluice/rng.h"
 
 #define SKIP 77
 #define TOL 1e-2
@@ -40,10 +41,7 @@ typedef struct test_arg {
 
 static double bfrand(uint64_t *st, double scale)
 {
-	uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
+	const uint64_t z = sl_splitmix64(st);
 	return (double)((int)((z >> 11) % 257) - 128) / scale;
 }
 
