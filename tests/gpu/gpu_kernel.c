@@ -414,8 +414,8 @@ int main(int argc, char **argv)
 	    {64, 4, 1, 2, 1, 3, {17, 640, 2047}},
 	    {64, 4, 2, 4, 1, 3, {7, 999, 3000}},
 	    {64, 4, 2, 1, 0, 2, {33, 1500}},
-	    /* many (tile, head) items per launch (256-384, more than an H100
-	     * or H200 has SMs): the persistent forward's blocks take several */
+	    /* many (tile, head) blocks per launch (256-384, more than an H100
+	     * or H200 has SMs): several waves, causal tiles heaviest first */
 	    {128, 32, 8, 2, 1, 6, {64, 128, 192, 256, 320, 384}},
 	    {128, 32, 16, 1, 0, 6, {64, 128, 192, 256, 320, 384}},
 	    {64, 32, 32, 1, 1, 6, {64, 128, 192, 256, 320, 384}},
