@@ -18,9 +18,6 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_throttle_reasons.ac
 	--format=csv -lms 100 >"$OUT/clk.csv" 2>&1 &
 smi=$!
 trap 'kill $smi 2>/dev/null' EXIT
-printf '11000\n11000\n11000\n11000\n' |
-	"$BIN/sluice" plan --ranks 4 --ranks-per-node 4 --profile profiles/h100-gpt-7b.json \
-		--policy static --sp 1 --format json -o "$W/four.plan.json" - || exit 1
 echo "settled $(date -u +%T)"
 timeout -k 5 180 "$BIN/sluice" profile --model gpt-7b --reps 7 --name gpu-gpt-7b \
 	-o "$OUT/settled.json" >"$OUT/settled.txt" 2>&1
@@ -31,15 +28,19 @@ timeout -k 5 120 "$BIN/sluice" profile --model gpt-7b --reps 7 --settle-ms 0 --n
 echo "profile --settle-ms 0 rc=$?"
 echo "emulate $(date -u +%T)"
 for p in "$OUT/unsettled.json" "$OUT/settled.json"; do
+	# planned with the profile it is emulated under: run-plan checks the
+	# plan's predicted times against the profile it is given
+	printf '11000\n11000\n11000\n11000\n' |
+		"$BIN/sluice" plan --ranks 4 --ranks-per-node 4 --profile "$p" --policy static \
+			--sp 1 --format json -o "$W/four.plan.json" - || exit 1
 	echo "== predicted by $(basename "$p")"
 	timeout -k 5 60 "$BIN/sluice" run-plan --emulate --model gpt-7b --profile "$p" --iters 3 \
 		--warmup 1 "$W/four.plan.json" 2>&1 | head -6
 done | tee "$OUT/four.txt"
 echo "fidelity $(date -u +%T)"
 OUT=$W/fid BIN=$BIN CALIB=$OUT/settled.json SPECS="16 long16" BUDGET=${BUDGET:-90} \
-	bash bench/gpu/fidelity.sh >"$W/fidelity-run.txt" 2>&1
+	bash bench/gpu/fidelity.sh >"$OUT/fidelity-run.txt" 2>&1
 echo "fidelity rc=$?"
 cp "$W/fid/summary.md" "$OUT/summary.md" 2>/dev/null
-grep "###" "$W/fidelity-run.txt" >"$OUT/fidelity-runs.txt"
-cat "$OUT/fidelity-runs.txt"
+grep "###" "$OUT/fidelity-run.txt"
 echo "done $(date -u +%T)"
