@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
+
 #include "attn_common.cuh"
 
 namespace kern {
@@ -341,14 +343,26 @@ int kern_head_dim_supported(int32_t head_dim)
 	return head_dim == 64 || head_dim == 128;
 }
 
+/* Asked for every hop (the dispatchers' defaults): the answer per device
+ * ordinal is kept after the first query (0 unknown, 1 no, 2 yes). */
 int kern_device_sm90(void)
 {
+	static std::atomic<unsigned char> known[64];
 	int dev = 0, major = 0;
-	if (cudaGetDevice(&dev) != cudaSuccess ||
-	    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+	if (cudaGetDevice(&dev) != cudaSuccess) {
 		(void)cudaGetLastError();
 		return 0;
 	}
+	const bool cache = dev >= 0 && dev < 64;
+	const unsigned char k = cache ? known[dev].load(std::memory_order_relaxed) : 0;
+	if (k != 0)
+		return k == 2;
+	if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+		(void)cudaGetLastError();
+		return 0;
+	}
+	if (cache)
+		known[dev].store(major == 9 ? 2 : 1, std::memory_order_relaxed);
 	return major == 9;
 }
 

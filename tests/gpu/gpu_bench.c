@@ -7,6 +7,10 @@
  *     FLOPs: forward 4 * tokens^2 * heads * D (half when causal), backward
  *     2.5 times that (FlashAttention's convention). GPU_BENCH_ONLY, a
  *     comma-separated list of variant names, runs just those (for ncu runs).
+ *   gpu_bench packed D CAUSAL HEADS KV_HEADS REPS LEN...
+ *     the same on one packed buffer of several sequences (a d = 1 group of a
+ *     plan: one launch over all of them); prints "PACKED fwd|bwd D tokens
+ *     segs causal heads kv variant ms TFLOP/s", FLOPs summed per sequence.
  *   gpu_bench ring NRANKS D TOKENS HEADS KV_HEADS REPS GROUP_SIZE...
  *     forks NRANKS processes (one per GPU, one NCCL communicator); for each
  *     group size g, ranks 0..g-1 run the same causal sequence as a zigzag ring
@@ -40,10 +44,20 @@ static int variant_selected(const char *name)
 	return 0;
 }
 
-static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int reps)
+/* Every selected variant over nseg sequences of lens[] tokens packed one
+ * after another (one launch covers them all); packed: print PACKED lines. */
+static int bench_kernel(int D, const int64_t *lens, int nseg, int causal, int H, int KH, int reps,
+                        int packed)
 {
 	const float scale = 1.0f / sqrtf((float)D);
-	kern_seg_t seg = {0, (int32_t)tokens, (int32_t)tokens, tokens};
+	kern_seg_t *segs = calloc((size_t)nseg, sizeof(*segs));
+	int64_t tokens = 0;
+	double pairs = 0;
+	for (int i = 0; i < nseg; i++) {
+		segs[i] = (kern_seg_t){tokens, (int32_t)lens[i], (int32_t)lens[i], lens[i]};
+		tokens += lens[i];
+		pairs += (double)lens[i] * (double)lens[i];
+	}
 	const int64_t qn = tokens * H * D, kvn = tokens * KH * D;
 	void *q, *kv, *dout, *o;
 	float *lse, *delta, *dq, *dkv;
@@ -51,7 +65,7 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 	cudaStream_t st;
 	cudaEvent_t e0, e1;
 	double *t = malloc((size_t)reps * sizeof(double));
-	const double flop = 4.0 * (double)tokens * (double)tokens * H * D * (causal ? 0.5 : 1.0);
+	const double flop = 4.0 * pairs * H * D * (causal ? 0.5 : 1.0);
 	CK(cudaStreamCreate(&st));
 	CK(cudaEventCreate(&e0));
 	CK(cudaEventCreate(&e1));
@@ -63,8 +77,8 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 	CK(cudaMalloc((void **)&delta, (size_t)(tokens * H) * 4));
 	CK(cudaMalloc((void **)&dq, (size_t)qn * 4));
 	CK(cudaMalloc((void **)&dkv, (size_t)kvn * 8));
-	CK(cudaMalloc((void **)&dseg, sizeof(seg)));
-	CK(cudaMemcpy(dseg, &seg, sizeof(seg), cudaMemcpyHostToDevice));
+	CK(cudaMalloc((void **)&dseg, (size_t)nseg * sizeof(*segs)));
+	CK(cudaMemcpy(dseg, segs, (size_t)nseg * sizeof(*segs), cudaMemcpyHostToDevice));
 	SK(kern_fill_random_bf16(q, qn, 1, 1.0f, st));
 	SK(kern_fill_random_bf16(kv, 2 * kvn, 2, 1.0f, st));
 	SK(kern_fill_random_bf16(dout, qn, 3, 1.0f, st));
@@ -78,7 +92,7 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 				continue;
 			int32_t nt = 0;
 			const int32_t blk = pass == 0 ? kern_fwd_block_m(D, v) : kern_bwd_block_n(D, v);
-			SK(kern_tiles_build(&seg, 1, blk, pass == 0 ? 'q' : 'k', &tl, &nt));
+			SK(kern_tiles_build(segs, nseg, blk, pass == 0 ? 'q' : 'k', &tl, &nt));
 			CK(cudaMalloc((void **)&dt, (size_t)nt * sizeof(*tl)));
 			CK(cudaMemcpy(dt, tl, (size_t)nt * sizeof(*tl), cudaMemcpyHostToDevice));
 			kern_fwd_args_t fa = {.q = q, .k = kv, .v = (uint16_t *)kv + kvn, .o = o,
@@ -89,7 +103,8 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 			if (pass == 1) { /* O and LSE from the default forward */
 				kern_tile_t *ft = NULL, *dft;
 				int32_t nft = 0;
-				SK(kern_tiles_build(&seg, 1, kern_fwd_block_m(D, -1), 'q', &ft, &nft));
+				SK(kern_tiles_build(segs, nseg, kern_fwd_block_m(D, -1), 'q', &ft,
+				                    &nft));
 				CK(cudaMalloc((void **)&dft, (size_t)nft * sizeof(*ft)));
 				CK(cudaMemcpy(dft, ft, (size_t)nft * sizeof(*ft),
 				              cudaMemcpyHostToDevice));
@@ -124,11 +139,18 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 			}
 			const double ms = sl_median_upper(t, (size_t)reps);
 			const double f = pass == 0 ? flop : 2.5 * flop;
-			printf("KERNEL %s D=%d tokens=%lld causal=%d heads=%d kv=%d %-20s ms=%.3f "
-			       "TFLOPs=%.1f\n",
-			       pass == 0 ? "fwd" : "bwd", D, (long long)tokens, causal, H, KH,
-			       pass == 0 ? kern_fwd_name(D, v) : kern_bwd_name(D, v), ms,
-			       f / (ms * 1e-3) / 1e12);
+			const char *name = pass == 0 ? kern_fwd_name(D, v) : kern_bwd_name(D, v);
+			const char *dir = pass == 0 ? "fwd" : "bwd";
+			if (packed)
+				printf("PACKED %s D=%d tokens=%lld segs=%d causal=%d heads=%d kv=%d %-20s "
+				       "ms=%.3f TFLOPs=%.1f\n",
+				       dir, D, (long long)tokens, nseg, causal, H, KH, name, ms,
+				       f / (ms * 1e-3) / 1e12);
+			else
+				printf("KERNEL %s D=%d tokens=%lld causal=%d heads=%d kv=%d %-20s "
+				       "ms=%.3f TFLOPs=%.1f\n",
+				       dir, D, (long long)tokens, causal, H, KH, name, ms,
+				       f / (ms * 1e-3) / 1e12);
 			fflush(stdout);
 			CK(cudaFree(dt));
 			free(tl);
@@ -145,6 +167,7 @@ static int bench_kernel(int D, int64_t tokens, int causal, int H, int KH, int re
 	CK(cudaFree(dseg));
 	CK(cudaStreamDestroy(st));
 	free(t);
+	free(segs);
 	return 0;
 }
 
@@ -241,7 +264,38 @@ int main(int argc, char **argv)
 			printf("no CUDA device\n");
 			return 77;
 		}
-		return bench_kernel(D, atoll(argv[3]), atoi(argv[4]), H, KH, reps < 1 ? 1 : reps);
+		const int64_t tokens = atoll(argv[3]);
+		if (tokens < 1 || tokens > INT32_MAX) {
+			fprintf(stderr, "gpu_bench: TOKENS %s is not in 1..2^31-1\n", argv[3]);
+			return 2;
+		}
+		return bench_kernel(D, &tokens, 1, atoi(argv[4]), H, KH, reps < 1 ? 1 : reps, 0);
+	}
+	if (argc >= 8 && strcmp(argv[1], "packed") == 0) {
+		const int nseg = argc - 7;
+		int64_t *lens = calloc((size_t)nseg, sizeof(*lens)), total = 0;
+		for (int i = 0; i < nseg; i++) {
+			lens[i] = atoll(argv[7 + i]);
+			total += lens[i];
+			if (lens[i] < 1 || total > INT32_MAX) {
+				fprintf(stderr, "gpu_bench: LEN %s (sequence %d) is not in 1..2^31-1 "
+				                "tokens in all\n",
+				        argv[7 + i], i);
+				free(lens);
+				return 2;
+			}
+		}
+		int n = 0;
+		if (kern_device_count(&n) != SL_OK || n == 0) {
+			printf("no CUDA device\n");
+			free(lens);
+			return 77;
+		}
+		const int reps = atoi(argv[6]);
+		const int rc = bench_kernel(atoi(argv[2]), lens, nseg, atoi(argv[3]), atoi(argv[4]),
+		                            atoi(argv[5]), reps < 1 ? 1 : reps, 1);
+		free(lens);
+		return rc;
 	}
 	if (argc >= 9 && strcmp(argv[1], "ring") == 0) {
 		ring_arg_t ra;
@@ -262,6 +316,7 @@ int main(int argc, char **argv)
 		return mp_run(n, ring_rank, &ra, 580);
 	}
 	fprintf(stderr, "usage: gpu_bench kernel D TOKENS CAUSAL [HEADS [KV_HEADS [REPS]]]\n"
+	                "       gpu_bench packed D CAUSAL HEADS KV_HEADS REPS LEN...\n"
 	                "       gpu_bench ring NRANKS D TOKENS HEADS KV_HEADS REPS G...\n");
 	return 2;
 }
