@@ -88,15 +88,17 @@ static void print_summary(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 	        f->r_ring_ext.rms_rel, f->r_ring_ext.max_rel);
 }
 
+static const char *const settle_loads[] = {"layer", "self", NULL};
+
 int cli_cmd_profile(int argc, char **argv)
 {
 	struct {
 		const char *model, *from, *output, *name, *tokens, *lens, *ds;
 		int64_t hidden, heads, kv_heads, head_dim, ffn, layers, vocab, reps, device;
 		double p2p, p2p_inter, reserve_gib, max_offload, settle_ms;
-		int quiet, reference_form;
+		int quiet, reference_form, settle_load;
 	} a = {"gpt-7b", NULL, "-", NULL, "64,256,1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
-	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 500.0, 0, 0};
+	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 500.0, 0, 0, 0};
 	const cli_opt_t opts[] = {
 		{"model", 'm', CLI_OPT_STR, &a.model, "NAME|FILE",
 		 "model shape: gpt-7b, gpt-13b, gpt-30b or a JSON file {hidden, heads, ...}", "gpt-7b",
@@ -123,9 +125,14 @@ int cli_cmd_profile(int argc, char **argv)
 		{"reps", 0, CLI_OPT_INT, &a.reps, "N", "timed repetitions per point (median)", "5", 1,
 		 64, NULL},
 		{"settle-ms", 0, CLI_OPT_DOUBLE, &a.settle_ms, "MS",
-		 "run each point untimed this long first, so it is timed at the clock a sustained "
-		 "step gets (a power-capped card clocks down under load); 0: no settling",
+		 "load the card untimed this long before each point (the first 10x), so it is timed "
+		 "at the clock a sustained step gets (a power-capped card clocks down under load); "
+		 "0: no settling",
 		 "500", 0, 60000, NULL},
+		{"settle-load", 0, CLI_OPT_CHOICE, &a.settle_load, "LOAD",
+		 "what settles: layer (one layer's GEMMs at the largest token count) or self (the "
+		 "point itself, not 10x first)",
+		 "layer", 1, 0, settle_loads},
 		{"device", 0, CLI_OPT_INT, &a.device, "N", "CUDA device", "0", 0, 1024, NULL},
 		{"p2p-gbps", 0, CLI_OPT_DOUBLE, &a.p2p, "GBPS",
 		 "ring bandwidth inside a node when it cannot be measured (one GPU)", "100", 1e-6, 1e9,
@@ -256,6 +263,7 @@ int cli_cmd_profile(int argc, char **argv)
 		                            .hop_lens = lens32, .nhop_lens = nlens, .hop_ds = ds32,
 		                            .nhop_ds = nds, .reps = (int)a.reps,
 		                            .settle_ms = a.settle_ms,
+		                            .settle_self = a.settle_load == 1,
 		                            .device = (int)a.device, .p2p_gbps = a.p2p,
 		                            .command = cmd, .verbose = !a.quiet};
 		if (sl_calib_measure(&shape, &run, &m) != SL_OK)

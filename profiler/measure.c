@@ -23,25 +23,41 @@
 #define MIB 1048576.0
 
 /* Timing state shared by the measurements. */
-typedef struct meas_ctx {
+typedef struct meas_ctx meas_ctx_t;
+typedef sl_err (*meas_fn)(meas_ctx_t *, void *);
+
+struct meas_ctx {
 	prof_gpu_t pg; /* stream, events, cuBLASLt */
 	int reps;
 	double settle_ms;
+	meas_fn heat; /* the settling load (NULL: each point itself) */
+	void *heat_arg;
+	int warm;     /* the first settling (heat) has run */
 	int verbose;
 	double *t; /* [reps] */
-} meas_ctx_t;
+};
 
-/* Runs fn(mc, arg) back to back, untimed, until settle_ms of wall time have
- * passed. An H100 under its 700 W power cap drops from 1,980 MHz to about
- * 1,400-1,650 within a few hundred ms of sustained GEMMs or attention and
- * stays there, as a training step (and `run-plan --emulate`) runs; a point
- * timed right after the idle gap before it runs at the boost clock, up to 15%
- * faster (docs/fidelity.md). Syncs every 8 runs so the queue stays short. */
-static sl_err settle(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), void *arg)
+/* The load before a point: fn(mc, arg) itself, or the context's heat load,
+ * back to back, untimed, until settle_ms of wall time have passed (the first
+ * heat SL_CALIB_WARM_FACTOR times as long). An H100 under its 700 W power
+ * cap comes down from 1,980 MHz to about 1,400-1,650 over seconds of
+ * sustained GEMMs or attention and stays there, as a training step (and
+ * `run-plan --emulate`) runs; a point timed after an idle gap, or after only
+ * its own small load, runs faster than it would inside a step
+ * (docs/fidelity.md). Syncs every 8 runs so the queue stays short. */
+static sl_err settle(meas_ctx_t *mc, meas_fn fn, void *arg)
 {
 	if (!(mc->settle_ms > 0))
 		return SL_OK;
-	const double end = sl_now_ms() + mc->settle_ms;
+	double ms = mc->settle_ms;
+	if (mc->heat != NULL) {
+		fn = mc->heat;
+		arg = mc->heat_arg;
+		if (!mc->warm)
+			ms *= SL_CALIB_WARM_FACTOR;
+		mc->warm = 1;
+	}
+	const double end = sl_now_ms() + ms;
 	for (int n = 1;; n++) {
 		SL_CHECK(fn(mc, arg));
 		if (n % 8 == 0 || sl_now_ms() >= end) {
@@ -54,8 +70,7 @@ static sl_err settle(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), void *a
 
 /* Times fn(mc, arg) on the context's stream: median ms over reps after the
  * settling runs and 2 warm-ups, CUDA events. */
-static sl_err time_region(meas_ctx_t *mc, sl_err (*fn)(meas_ctx_t *, void *), void *arg,
-                          double *ms)
+static sl_err time_region(meas_ctx_t *mc, meas_fn fn, void *arg, double *ms)
 {
 	SL_CHECK(settle(mc, fn, arg));
 	for (int r = -2; r < mc->reps; r++) {
@@ -103,17 +118,11 @@ static int64_t max64(int64_t a, int64_t b)
 /* One layer's linear parts (the GEMMs and the element-wise parts around
  * them) and the LM head at each token count. */
 static sl_err measure_gemms(meas_ctx_t *mc, const sl_model_shape_t *md, const sl_calib_run_t *run,
-                            sl_calib_meas_t *m)
+                            prof_layer_t *L, sl_calib_meas_t *m)
 {
-	prof_layer_t L;
 	prof_head_t hd;
-	int64_t nmax = 0;
 	sl_err rc = SL_OK;
-	memset(&L, 0, sizeof(L));
 	memset(&hd, 0, sizeof(hd));
-	for (size_t i = 0; i < run->ngemm_tokens; i++)
-		nmax = max64(nmax, run->gemm_tokens[i]);
-	SL_CHECK_GOTO(prof_layer_reserve(&mc->pg, &L, md, nmax), rc, out);
 	SL_CHECK_GOTO(prof_head_alloc(&mc->pg, &hd, md), rc, out);
 	m->gemm = calloc(run->ngemm_tokens + 1, sizeof(*m->gemm));
 	m->head = calloc(run->ngemm_tokens + 1, sizeof(*m->head));
@@ -122,7 +131,7 @@ static sl_err measure_gemms(meas_ctx_t *mc, const sl_model_shape_t *md, const sl
 		goto out;
 	}
 	for (size_t i = 0; i < run->ngemm_tokens; i++) {
-		layer_arg_t la = {&L, &hd, run->gemm_tokens[i]};
+		layer_arg_t la = {L, &hd, run->gemm_tokens[i]};
 		double ms = 0;
 		SL_CHECK_GOTO(time_region(mc, run_layer_linear, &la, &ms), rc, out);
 		m->gemm[m->ngemm++] = (sl_calib_point_t){la.n, ms};
@@ -140,7 +149,6 @@ static sl_err measure_gemms(meas_ctx_t *mc, const sl_model_shape_t *md, const sl
 	}
 out:
 	prof_head_free(&hd);
-	prof_layer_free(&L);
 	return rc;
 }
 
@@ -532,10 +540,13 @@ sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run
 {
 	meas_ctx_t mc;
 	sl_calib_meas_t m;
+	prof_layer_t L; /* one layer at the largest token count: the GEMM points and the heat */
 	sl_err rc = SL_OK;
 	size_t fr = 0, tot = 0;
+	int64_t nmax = 0;
 	memset(&mc, 0, sizeof(mc));
 	memset(&m, 0, sizeof(m));
+	memset(&L, 0, sizeof(L));
 	SL_CHECK(sl_model_shape_check(model));
 	if (run->reps < 1 || run->reps > 64 || run->ngemm_tokens < 2 || run->nhop_lens < 1 ||
 	    run->nhop_ds < 1)
@@ -564,13 +575,22 @@ sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run
 	SL_CHECK_GOTO(prof_gpu_init(&mc.pg, run->device), rc, out);
 	if (run->verbose)
 		fprintf(stderr, "profile: %s, %s on %s\n", model->name, m.p2p_note, m.prov.card);
-	SL_CHECK_GOTO(measure_gemms(&mc, model, run, &m), rc, out);
+	for (size_t i = 0; i < run->ngemm_tokens; i++)
+		nmax = max64(nmax, run->gemm_tokens[i]);
+	SL_CHECK_GOTO(prof_layer_reserve(&mc.pg, &L, model, nmax), rc, out);
+	layer_arg_t heat = {&L, NULL, nmax};
+	if (!run->settle_self) {
+		mc.heat = run_layer_linear;
+		mc.heat_arg = &heat;
+	}
+	SL_CHECK_GOTO(measure_gemms(&mc, model, run, &L, &m), rc, out);
 	SL_CHECK_GOTO(measure_hops(&mc, model, run, &m), rc, out);
 	SL_CHECK_GOTO(measure_group(&mc, model, run->device, &m), rc, out);
 	SL_CHECK_GOTO(measure_offload(&mc, &m), rc, out);
 	*out = m;
 	memset(&m, 0, sizeof(m));
 out:
+	prof_layer_free(&L);
 	prof_gpu_fini(&mc.pg);
 	free(mc.t);
 	sl_calib_meas_free(&m);

@@ -171,6 +171,11 @@ sl_err sl_calib_meas_parse_json(const char *text, const char *what, sl_calib_mea
 
 /* ---- measuring (sl_profiler_gpu: CUDA builds only) ------------------------ */
 
+/* How much longer than settle_ms the first point's load runs with the layer
+ * load (settle_self 0): an idle H100 at its 700 W cap takes about 5 s of
+ * sustained GEMMs to come down from 1,980 MHz to its steady 1,400-1,650. */
+#define SL_CALIB_WARM_FACTOR 10
+
 typedef struct sl_calib_run {
 	const int64_t *gemm_tokens; /* token counts of the GEMM points */
 	size_t ngemm_tokens;
@@ -179,10 +184,13 @@ typedef struct sl_calib_run {
 	const int32_t *hop_ds; /* ring sizes of the hop points */
 	size_t nhop_ds;
 	int reps;                /* timed repetitions per point (median) */
-	double settle_ms;        /* untimed back-to-back runs of each point first, for
+	double settle_ms;        /* untimed back-to-back load before each point, for
 	                          * this long (0: none), so it is timed at the clock a
 	                          * sustained step runs at (a power-capped card clocks
-	                          * down within a few hundred ms of it) */
+	                          * down over seconds of it) */
+	int settle_self;         /* the load is the point itself (1) or the layer's
+	                          * GEMMs at the largest token count (0; the first
+	                          * point's SL_CALIB_WARM_FACTOR times as long) */
 	int device;
 	double p2p_gbps;         /* used, and marked not measured, on one GPU */
 	const char *command;     /* recorded in the provenance */

@@ -600,6 +600,9 @@ def test_exits():
     # a settle time out of range is a usage error naming the option, GPU or not
     p = run("profile", "--settle-ms", -1, "--model", "gpt-7b", expect=2)
     check("settle-ms" in p.stderr, f"profile --settle-ms -1: {p.stderr!r}")
+    p = run("profile", "--settle-load", "idle", "--model", "gpt-7b", expect=2)
+    check("settle-load" in p.stderr and "layer" in p.stderr,
+          f"profile --settle-load idle: {p.stderr!r}")
     paras = {"sluice": exit_paragraph(run("--help", expect=0).stdout, "sluice")}
     for name in names:
         paras[f"sluice {name}"] = exit_paragraph(run(name, "--help", expect=0).stdout, name)
