@@ -71,14 +71,14 @@ static void print_summary(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 {
 	const sl_profile_t *p = &f->prof;
 	fprintf(stderr,
-	        "profile %s: %s (%d layers) on %s\n"
+	        "profile %s: %s (%d layers) on %s%s%s\n"
 	        "  alpha1 %.6g ms/token^2  alpha2 %.6g ms/token  beta %.6g ms\n"
 	        "  act %.4g MiB/token  kv %.4g KiB/token  pcie %.4g  p2p %.4g (%s)\n"
 	        "  fit residuals, relative rms / max: gemm %.3f / %.3f (%zu), lm head %.3f / %.3f "
 	        "(%zu), hop %.3f / %.3f (%zu); ring vs model %.3f / %.3f (%zu)\n"
 	        "  ring extension ring_tok_ms %.6g ms/token%s: ring vs extended model %.3f / %.3f\n",
 	        p->name, m->model.name, m->model.layers, m->prov.card[0] ? m->prov.card : "?",
-	        p->alpha1, p->alpha2, p->beta, p->act_bytes_per_token / 1048576.0,
+	        m->prov.settle[0] ? ", settled: " : "", m->prov.settle, p->alpha1, p->alpha2, p->beta, p->act_bytes_per_token / 1048576.0,
 	        p->kv_bytes_per_token / 1024.0, p->pcie_gbps, p->p2p_gbps_intra,
 	        m->p2p_measured ? "measured" : "not measured", f->r_gemm.rms_rel, f->r_gemm.max_rel,
 	        f->r_gemm.n, f->r_head.rms_rel, f->r_head.max_rel, f->r_head.n, f->r_hop.rms_rel,
@@ -98,7 +98,7 @@ int cli_cmd_profile(int argc, char **argv)
 		double p2p, p2p_inter, reserve_gib, max_offload, settle_ms;
 		int quiet, reference_form, settle_load;
 	} a = {"gpt-7b", NULL, "-", NULL, "64,256,1024,2048,4096,8192,16384", "1024,2048,4096,8192,16384",
-	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 500.0, 0, 0, 0};
+	       "1,2,4,8", -1, -1, -1, -1, -1, -1, -1, 5, 0, 100.0, 25.0, 4.0, 0.875, 2000.0, 0, 0, 0};
 	const cli_opt_t opts[] = {
 		{"model", 'm', CLI_OPT_STR, &a.model, "NAME|FILE",
 		 "model shape: gpt-7b, gpt-13b, gpt-30b or a JSON file {hidden, heads, ...}", "gpt-7b",
@@ -128,7 +128,7 @@ int cli_cmd_profile(int argc, char **argv)
 		 "load the card untimed this long before each point (the first 10x), so it is timed "
 		 "at the clock a sustained step gets (a power-capped card clocks down under load); "
 		 "0: no settling",
-		 "500", 0, 60000, NULL},
+		 "2000", 0, 60000, NULL},
 		{"settle-load", 0, CLI_OPT_CHOICE, &a.settle_load, "LOAD",
 		 "what settles: layer (one layer's GEMMs at the largest token count) or self (the "
 		 "point itself, not 10x first)",

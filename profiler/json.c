@@ -175,13 +175,13 @@ char *sl_calib_to_json(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 		                        f->hop[0] * pairs + f->hop[1] * h->len + f->hop[2]));
 	}
 	json_t *cal = json_pack(
-		"{s:s, s:o, s:{s:s, s:s, s:s, s:s, s:s, s:s, s:i}, "
+		"{s:s, s:o, s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}, "
 		"s:{s:[f,f], s:s, s:[f,f], s:[f,f,f], s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:o}, "
 		"s:{s:o, s:o, s:o, s:f, s:f, s:f, s:f, s:f, s:f, "
 		"s:{s:b, s:f, s:f, s:s}}}",
 		"format", "sluice.calibration/1", "model", shape_json(&m->model), "provenance", "card",
 		pv->card, "driver", pv->driver, "cuda", pv->cuda, "nccl", pv->nccl, "date", pv->date,
-		"command", pv->command, "gpus", pv->gpus,
+		"command", pv->command, "settle", pv->settle, "gpus", pv->gpus,
 		/* fit */
 		"fit", "gemm_ms_per_layer", f->gemm[0], f->gemm[1], "gemm_form",
 		"ms = c0 tokens + c1 (one layer's linear parts, fwd+bwd)", "lm_head_ms", f->head[0],
@@ -263,6 +263,7 @@ sl_err sl_calib_meas_parse_json(const char *text, const char *what, sl_calib_mea
 	get_str(pv, "nccl", m.prov.nccl, sizeof(m.prov.nccl));
 	get_str(pv, "date", m.prov.date, sizeof(m.prov.date));
 	get_str(pv, "command", m.prov.command, sizeof(m.prov.command));
+	get_str(pv, "settle", m.prov.settle, sizeof(m.prov.settle));
 	int64_t gpus = 0;
 	if (json_is_object(pv))
 		SL_CHECK_GOTO(get_int(pv, "gpus", what, 0, 1 << 20, 0, &gpus), rc, out);

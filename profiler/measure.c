@@ -533,6 +533,11 @@ static void provenance(const sl_calib_run_t *run, int device, sl_calib_meas_t *m
 	gmtime_r(&now, &tm);
 	strftime(pv->date, sizeof(pv->date), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(pv->command, sizeof(pv->command), "%s", run->command ? run->command : "");
+	if (run->settle_ms > 0)
+		snprintf(pv->settle, sizeof(pv->settle), "%s %g ms", run->settle_self ? "self" : "layer",
+		         run->settle_ms);
+	else
+		snprintf(pv->settle, sizeof(pv->settle), "none");
 }
 
 sl_err sl_calib_measure(const sl_model_shape_t *model, const sl_calib_run_t *run,

@@ -84,7 +84,9 @@ typedef struct sl_calib_hop {
 typedef struct sl_calib_prov {
 	char card[SL_CALIB_TEXT], driver[32], cuda[32], nccl[32], date[32];
 	char command[1024];
-	int gpus; /* CUDA devices visible */
+	char settle[48]; /* the load before each point: "layer 2000 ms", "self 500 ms",
+	                  * "none"; "" in files measured before it was recorded */
+	int gpus;        /* CUDA devices visible */
 } sl_calib_prov_t;
 
 /* Everything measured on a card. Arrays are owned (sl_calib_meas_free). */

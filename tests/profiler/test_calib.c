@@ -64,6 +64,7 @@ static void synth(sl_calib_meas_t *m, double noise)
 	m->gpu_free_bytes = 84e9;
 	m->p2p_gbps = 100;
 	snprintf(m->prov.card, sizeof(m->prov.card), "synthetic");
+	snprintf(m->prov.settle, sizeof(m->prov.settle), "layer 2000 ms");
 	snprintf(m->p2p_note, sizeof(m->p2p_note), "not measured: synthetic");
 }
 
@@ -254,6 +255,7 @@ static void test_json_round_trip(void **st)
 	assert_int_equal(back.ngemm, m.ngemm);
 	assert_int_equal(back.model.hidden, 4096);
 	assert_string_equal(back.prov.card, "synthetic");
+	assert_string_equal(back.prov.settle, "layer 2000 ms");
 	assert_int_equal(sl_calib_fit(&back, &OPTS, &f2), SL_OK);
 	assert_true(fabs(f2.prof.alpha1 / f.prof.alpha1 - 1) < 1e-6);
 	assert_true(fabs(f2.prof.alpha2 / f.prof.alpha2 - 1) < 1e-6);
