@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Does settling each profile point (sluice profile --settle-ms) close the gap
 # between the profile and emulated group executions? (docs/fidelity.md, "The
-# card runs power-capped".) One device call, about 4 minutes: the SM clock
+# card runs power-capped".) One device call, about 6 minutes: the SM clock
 # sampled every 100 ms throughout; a gpt-7b profile with the default settling
 # and one without; four identical d = 1 groups of 11,000 tokens emulated back
 # to back under each profile's prediction; then the long-dominated batch's
@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_throttle_reasons.ac
 smi=$!
 trap 'kill $smi 2>/dev/null' EXIT
 echo "settled $(date -u +%T)"
-timeout -k 5 180 "$BIN/sluice" profile --model gpt-7b --reps 7 --name gpu-gpt-7b \
+timeout -k 5 330 "$BIN/sluice" profile --model gpt-7b --reps 7 --name gpu-gpt-7b \
 	-o "$OUT/settled.json" >"$OUT/settled.txt" 2>&1
 echo "profile rc=$?"
 echo "unsettled $(date -u +%T)"
