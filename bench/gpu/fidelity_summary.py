@@ -125,9 +125,14 @@ def main(d, calib=None):
         return 1
     r0 = next(iter(runs.values()))
     print(f"card: {r0['card']}; date: {r0['date']}; model: {r0['model']}\n")
+    # mean rank err: measured / predicted - 1 averaged over ranks (signed: the
+    # bias); rank spread: the slowest predicted rank over the fastest. A plan
+    # whose ranks are predicted equal takes the noisiest rank as its step, so
+    # its step err exceeds its mean rank err; a plan with one dominant rank's
+    # does not (docs/fidelity.md, fourth stop)
     print("| ranks | batch | profile | policy | groups | predicted step ms | measured step ms "
-          "| step err | median group err |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| step err | median group err | mean rank err | predicted rank spread |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted(runs)
     allg = {"calib": [], "flexsp": []}
     alls = {"calib": [], "flexsp": []}
@@ -136,9 +141,16 @@ def main(d, calib=None):
         g = [gr["rel_err"] for gr in x["groups"] if gr["rel_err"] is not None]
         allg[k[2]] += g
         alls[k[2]].append(x["step_rel_err"])
+        ranks = [pr for pr in x.get("per_rank", []) if pr.get("predicted_ms")]
+        bias = spread = "-"
+        if ranks:
+            bias = f"{100 * statistics.mean(pr['measured_ms'] / pr['predicted_ms'] - 1 for pr in ranks):+.1f}%"
+            pms = [pr["predicted_ms"] for pr in ranks]
+            spread = f"{100 * (max(pms) / min(pms) - 1):.1f}%"
         print(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {len(x['groups'])} "
               f"| {x['predicted_step_ms']:.1f} | {x['measured_step_ms']:.1f} "
-              f"| {100 * x['step_rel_err']:.1f}% | {100 * x['median_group_rel_err']:.1f}% |")
+              f"| {100 * x['step_rel_err']:.1f}% | {100 * x['median_group_rel_err']:.1f}% "
+              f"| {bias} | {spread} |")
     print()
     for tag in ("calib", "flexsp"):
         if alls[tag]:
