@@ -13,12 +13,13 @@ rm -rf "$tmp" && mkdir -p "$tmp"
 set -e
 "$sluice" profile --hidden 1024 --heads 8 --kv-heads 2 --head-dim 128 --ffn 4096 --layers 4 \
 	--vocab 1000 --tokens 512,1024,2048 --hop-lens 256,512,1024 --ring-sizes 1,2 --reps 3 \
-	--name gpu-test -o "$tmp/p.json"
+	--settle-ms 100 --name gpu-test -o "$tmp/p.json"
 python3 - "$tmp/p.json" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
 c = p["calibration"]
 assert c["provenance"]["card"], "no card"
+assert c["provenance"]["settle"] == "layer 100 ms", c["provenance"]
 m = c["measurements"]
 assert len(m["gemm_per_layer"]) == 3 and len(m["attn_hops"]) == 3 + 3 * 3
 assert all(x["ms"] > 0 for x in m["gemm_per_layer"] + m["lm_head"])
