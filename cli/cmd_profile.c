@@ -78,7 +78,8 @@ static void print_summary(const sl_calib_meas_t *m, const sl_calib_fit_t *f)
 	        "(%zu), hop %.3f / %.3f (%zu); ring vs model %.3f / %.3f (%zu)\n"
 	        "  ring extension ring_tok_ms %.6g ms/token%s: ring vs extended model %.3f / %.3f\n",
 	        p->name, m->model.name, m->model.layers, m->prov.card[0] ? m->prov.card : "?",
-	        m->prov.settle[0] ? ", settled: " : "", m->prov.settle, p->alpha1, p->alpha2, p->beta, p->act_bytes_per_token / 1048576.0,
+	        m->prov.settle[0] ? ", settled: " : "", m->prov.settle, p->alpha1, p->alpha2,
+	        p->beta, p->act_bytes_per_token / 1048576.0,
 	        p->kv_bytes_per_token / 1024.0, p->pcie_gbps, p->p2p_gbps_intra,
 	        m->p2p_measured ? "measured" : "not measured", f->r_gemm.rms_rel, f->r_gemm.max_rel,
 	        f->r_gemm.n, f->r_head.rms_rel, f->r_head.max_rel, f->r_head.n, f->r_hop.rms_rel,

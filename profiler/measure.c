@@ -32,7 +32,7 @@ struct meas_ctx {
 	double settle_ms;
 	meas_fn heat; /* the settling load (NULL: each point itself) */
 	void *heat_arg;
-	int warm;     /* the first settling (heat) has run */
+	int warm; /* the first settling (heat) has run */
 	int verbose;
 	double *t; /* [reps] */
 };
