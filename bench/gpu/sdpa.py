@@ -30,6 +30,21 @@ def timed(fn, reps):
     return times[len(times) // 2]
 
 
+def time_passes(fwd, fwdbwd, reps):
+    """Forward ms (no autograd) and backward ms as (fwd+bwd) - fwd."""
+    with torch.no_grad():
+        t_f = timed(fwd, reps)
+    t_fb = timed(fwdbwd, reps)
+    return t_f, max(t_fb - t_f, 1e-6)
+
+
+def print_passes(prefix, tag, t_f, t_b, flop):
+    """The fwd and bwd lines, the backward counted as 2.5x the forward's FLOPs."""
+    for pas, ms, f in (("fwd", t_f, flop), ("bwd", t_b, 2.5 * flop)):
+        print(f"{prefix} {pas} {tag} ms={ms:.3f} TFLOPs={f / (ms * 1e-3) / 1e12:.1f}",
+              flush=True)
+
+
 def main():
     reps = int(sys.argv[1])
     for spec in sys.argv[2:]:
@@ -58,17 +73,13 @@ def main():
                         out = fwd()
                         out.backward(do)
 
-                    with torch.no_grad():
-                        t_f = timed(fwd, reps)
-                    t_fb = timed(fwdbwd, reps)
+                    t_f, t_b = time_passes(fwd, fwdbwd, reps)
             except Exception as e:  # a backend may not support a shape
                 print(f"SDPA {name} unavailable D={d} tokens={n} causal={causal}: "
                       f"{str(e).splitlines()[0][:120]}", flush=True)
                 continue
-            t_b = max(t_fb - t_f, 1e-6)
-            for pas, ms, f in (("fwd", t_f, flop), ("bwd", t_b, 2.5 * flop)):
-                print(f"SDPA {name} {pas} D={d} tokens={n} causal={causal} heads={h} kv={kv} "
-                      f"ms={ms:.3f} TFLOPs={f / (ms * 1e-3) / 1e12:.1f}", flush=True)
+            print_passes(f"SDPA {name}", f"D={d} tokens={n} causal={causal} heads={h} kv={kv}",
+                         t_f, t_b, flop)
         del q, k, v, do
         torch.cuda.empty_cache()
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sdpa import timed  # bench/gpu/sdpa.py, beside this file
+from sdpa import print_passes, time_passes  # bench/gpu/sdpa.py, beside this file
 
 
 def flash_varlen(q, k, v, cu, maxlen, causal):
@@ -77,17 +77,12 @@ def main():
                 if out.is_nested:  # back to the packed (tokens, H, D) layout
                     out = out.transpose(1, 2).values()
                 out.backward(do)
-            with torch.no_grad():
-                t_f = timed(fwd, reps)
-            t_fb = timed(fwdbwd, reps)
+            t_f, t_b = time_passes(fwd, fwdbwd, reps)
         except Exception as e:  # a backend may be missing or refuse the shape
             msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             print(f"VARLEN {name} unavailable {tag}: {msg}", flush=True)
             continue
-        t_b = max(t_fb - t_f, 1e-6)
-        for pas, ms, f in (("fwd", t_f, flop), ("bwd", t_b, 2.5 * flop)):
-            print(f"VARLEN {name} {pas} {tag} ms={ms:.3f} "
-                  f"TFLOPs={f / (ms * 1e-3) / 1e12:.1f}", flush=True)
+        print_passes(f"VARLEN {name}", tag, t_f, t_b, flop)
         del q, k, v, do
         torch.cuda.empty_cache()
 

@@ -139,18 +139,13 @@ static int bench_kernel(int D, const int64_t *lens, int nseg, int causal, int H,
 			}
 			const double ms = sl_median_upper(t, (size_t)reps);
 			const double f = pass == 0 ? flop : 2.5 * flop;
-			const char *name = pass == 0 ? kern_fwd_name(D, v) : kern_bwd_name(D, v);
-			const char *dir = pass == 0 ? "fwd" : "bwd";
+			printf("%s %s D=%d tokens=%lld", packed ? "PACKED" : "KERNEL",
+			       pass == 0 ? "fwd" : "bwd", D, (long long)tokens);
 			if (packed)
-				printf("PACKED %s D=%d tokens=%lld segs=%d causal=%d heads=%d kv=%d %-20s "
-				       "ms=%.3f TFLOPs=%.1f\n",
-				       dir, D, (long long)tokens, nseg, causal, H, KH, name, ms,
-				       f / (ms * 1e-3) / 1e12);
-			else
-				printf("KERNEL %s D=%d tokens=%lld causal=%d heads=%d kv=%d %-20s "
-				       "ms=%.3f TFLOPs=%.1f\n",
-				       dir, D, (long long)tokens, causal, H, KH, name, ms,
-				       f / (ms * 1e-3) / 1e12);
+				printf(" segs=%d", nseg);
+			printf(" causal=%d heads=%d kv=%d %-20s ms=%.3f TFLOPs=%.1f\n", causal, H, KH,
+			       pass == 0 ? kern_fwd_name(D, v) : kern_bwd_name(D, v), ms,
+			       f / (ms * 1e-3) / 1e12);
 			fflush(stdout);
 			CK(cudaFree(dt));
 			free(tl);
